@@ -1,0 +1,290 @@
+//! Scripted joint-space controllers. They are deliberately simple and deliberately smooth:
+//! in normal operation the safety layer should never have to step in, so any intervention a
+//! run reports points at the robot, the link or the limits, not at the script.
+
+use rlrt_runtime::config::{ActionMode, FieldSource, JointLimits, MAX_JOINTS};
+use rlrt_runtime::{Policy, PolicyError, RobotConfig};
+
+use crate::BuildError;
+
+/// Smooth 0 -> 1 blend with zero slope at both ends (its peak slope is 1.5).
+fn smoothstep(x: f64) -> f64 {
+    let x = x.clamp(0.0, 1.0);
+    x * x * (3.0 - 2.0 * x)
+}
+
+fn positions_offset(config: &RobotConfig) -> Result<usize, BuildError> {
+    config
+        .observation
+        .offset_of(&FieldSource::JointPositions)
+        .ok_or_else(|| BuildError::NeedsJointPositions {
+            config: config.source.display().to_string(),
+            kind: config.policy.kind,
+        })
+}
+
+struct Common {
+    input_len: usize,
+    dof: usize,
+    mode: ActionMode,
+    period_s: f64,
+    joints: [JointLimitsCopy; MAX_JOINTS],
+}
+
+#[derive(Clone, Copy, Default)]
+struct JointLimitsCopy {
+    min: f64,
+    max: f64,
+    max_velocity: f64,
+}
+
+impl Common {
+    fn new(config: &RobotConfig) -> Self {
+        let mut joints = [JointLimitsCopy::default(); MAX_JOINTS];
+        for (slot, j) in joints.iter_mut().zip(&config.joints) {
+            *slot = copy_limits(j);
+        }
+        Self {
+            input_len: config.observation.feature_len,
+            dof: config.dof(),
+            mode: config.action.mode,
+            period_s: config.period_s(),
+            joints,
+        }
+    }
+}
+
+fn copy_limits(j: &JointLimits) -> JointLimitsCopy {
+    JointLimitsCopy {
+        min: j.position_min_rad,
+        max: j.position_max_rad,
+        max_velocity: j.max_velocity_rad_s,
+    }
+}
+
+/// Holds the joint positions observed on the first tick (zero velocity in velocity mode).
+pub struct Hold {
+    common: Common,
+    positions_at: usize,
+    target: [f64; MAX_JOINTS],
+    latched: bool,
+}
+
+impl Hold {
+    pub fn new(config: &RobotConfig) -> Result<Self, BuildError> {
+        Ok(Self {
+            common: Common::new(config),
+            positions_at: positions_offset(config)?,
+            target: [0.0; MAX_JOINTS],
+            latched: false,
+        })
+    }
+}
+
+impl Policy for Hold {
+    fn name(&self) -> &str {
+        "hold"
+    }
+    fn input_len(&self) -> usize {
+        self.common.input_len
+    }
+    fn output_len(&self) -> usize {
+        self.common.dof
+    }
+    fn reset(&mut self) {
+        self.latched = false;
+    }
+    fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
+        let dof = self.common.dof;
+        if !self.latched {
+            self.target[..dof]
+                .copy_from_slice(&observation[self.positions_at..self.positions_at + dof]);
+            self.latched = true;
+        }
+        match self.common.mode {
+            ActionMode::JointPosition => action.copy_from_slice(&self.target[..dof]),
+            _ => action.fill(0.0),
+        }
+        Ok(())
+    }
+}
+
+/// Sweeps each joint sinusoidally around the middle of its range (position mode) or with a
+/// sinusoidal velocity (velocity mode). Joints are phase-shifted so they do not all move
+/// together. In position mode the first two seconds blend from where the arm is.
+pub struct Sine {
+    common: Common,
+    amplitude_fraction: f64,
+    omega: f64,
+    positions_at: Option<usize>,
+    start: [f64; MAX_JOINTS],
+    started: bool,
+    tick: u64,
+}
+
+const SINE_BLEND_S: f64 = 2.0;
+
+impl Sine {
+    pub fn new(config: &RobotConfig) -> Self {
+        Self {
+            common: Common::new(config),
+            amplitude_fraction: config.policy.amplitude_fraction,
+            omega: 2.0 * std::f64::consts::PI * config.policy.frequency_hz,
+            positions_at: config.observation.offset_of(&FieldSource::JointPositions),
+            start: [0.0; MAX_JOINTS],
+            started: false,
+            tick: 0,
+        }
+    }
+
+    fn phase(&self, joint: usize) -> f64 {
+        std::f64::consts::PI * joint as f64 / self.common.dof.max(1) as f64
+    }
+}
+
+impl Policy for Sine {
+    fn name(&self) -> &str {
+        "sine"
+    }
+    fn input_len(&self) -> usize {
+        self.common.input_len
+    }
+    fn output_len(&self) -> usize {
+        self.common.dof
+    }
+    fn reset(&mut self) {
+        self.started = false;
+        self.tick = 0;
+    }
+    fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
+        let c = &self.common;
+        let t = self.tick as f64 * c.period_s;
+        if !self.started {
+            for i in 0..c.dof {
+                let j = c.joints[i];
+                self.start[i] = match self.positions_at {
+                    Some(at) => observation[at + i],
+                    None => 0.5 * (j.min + j.max),
+                };
+            }
+            self.started = true;
+        }
+        for (i, out) in action.iter_mut().enumerate().take(c.dof) {
+            let j = c.joints[i];
+            let angle = self.omega * t + self.phase(i);
+            match c.mode {
+                ActionMode::JointPosition => {
+                    let mid = 0.5 * (j.min + j.max);
+                    let amplitude = self.amplitude_fraction * 0.5 * (j.max - j.min);
+                    let sweep = mid + amplitude * angle.sin();
+                    let blend = smoothstep(t / SINE_BLEND_S);
+                    *out = self.start[i] + (sweep - self.start[i]) * blend;
+                }
+                _ => {
+                    let amplitude = self.amplitude_fraction * j.max_velocity;
+                    *out = amplitude * angle.sin();
+                }
+            }
+        }
+        self.tick += 1;
+        Ok(())
+    }
+}
+
+/// Moves to a fixed joint target on a smooth path whose peak joint speed is
+/// `speed_fraction` of each joint's limit (position mode), or by a saturated proportional
+/// law (velocity mode).
+pub struct JointTarget {
+    common: Common,
+    positions_at: usize,
+    target: [f64; MAX_JOINTS],
+    start: [f64; MAX_JOINTS],
+    speed_fraction: f64,
+    duration_s: f64,
+    started: bool,
+    tick: u64,
+}
+
+/// Proportional gain of the velocity-mode law, 1/s.
+const VELOCITY_GAIN: f64 = 5.0;
+
+impl JointTarget {
+    pub fn new(config: &RobotConfig) -> Result<Self, BuildError> {
+        let mut target = [0.0; MAX_JOINTS];
+        if let Some(t) = &config.policy.target_rad {
+            target[..t.len()].copy_from_slice(t);
+        }
+        Ok(Self {
+            common: Common::new(config),
+            positions_at: positions_offset(config)?,
+            target,
+            start: [0.0; MAX_JOINTS],
+            speed_fraction: config.policy.speed_fraction,
+            duration_s: 0.0,
+            started: false,
+            tick: 0,
+        })
+    }
+
+    /// Changes the target; the next tick plans a new path from the measured position.
+    pub fn set_target(&mut self, target: &[f64]) {
+        let n = target.len().min(self.common.dof);
+        self.target[..n].copy_from_slice(&target[..n]);
+        self.started = false;
+        self.tick = 0;
+    }
+}
+
+impl Policy for JointTarget {
+    fn name(&self) -> &str {
+        "joint_target"
+    }
+    fn input_len(&self) -> usize {
+        self.common.input_len
+    }
+    fn output_len(&self) -> usize {
+        self.common.dof
+    }
+    fn reset(&mut self) {
+        self.started = false;
+        self.tick = 0;
+    }
+    fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
+        let c = &self.common;
+        let q = &observation[self.positions_at..self.positions_at + c.dof];
+        match c.mode {
+            ActionMode::JointPosition => {
+                if !self.started {
+                    self.start[..c.dof].copy_from_slice(q);
+                    // Smoothstep peaks at 1.5 times the mean speed: size the duration so the
+                    // slowest joint peaks at speed_fraction of its limit.
+                    self.duration_s = (0..c.dof)
+                        .map(|i| {
+                            1.5 * (self.target[i] - self.start[i]).abs()
+                                / (self.speed_fraction * c.joints[i].max_velocity)
+                        })
+                        .fold(0.0, f64::max);
+                    self.started = true;
+                    self.tick = 0;
+                }
+                let t = self.tick as f64 * c.period_s;
+                let s = if self.duration_s > 0.0 {
+                    smoothstep(t / self.duration_s)
+                } else {
+                    1.0
+                };
+                for (i, out) in action.iter_mut().enumerate().take(c.dof) {
+                    *out = self.start[i] + (self.target[i] - self.start[i]) * s;
+                }
+            }
+            _ => {
+                for (i, out) in action.iter_mut().enumerate().take(c.dof) {
+                    let limit = self.speed_fraction * c.joints[i].max_velocity;
+                    *out = (VELOCITY_GAIN * (self.target[i] - q[i])).clamp(-limit, limit);
+                }
+            }
+        }
+        self.tick += 1;
+        Ok(())
+    }
+}

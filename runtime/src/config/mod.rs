@@ -1,0 +1,345 @@
+//! hw-configs: the TOML description of a robot (real or simulated) and its validation.
+//!
+//! A file is parsed into the raw schema (`schema.rs`, unknown keys rejected), then validated
+//! into [`RobotConfig`]. Only a `RobotConfig` reaches the control loop, so an unchecked value
+//! never does. Every error names the file, the line and column, and the key path.
+
+mod schema;
+mod source_map;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use schema::{
+    ActionMode, FaultAction, ImageEncoding, LinkMode, PolicyKind, RewardKind, RobotKind,
+};
+pub use source_map::{KeyPath, PathSegment, SourceMap};
+
+/// Most joints a robot may have; fixed so that ticks never allocate.
+pub const MAX_JOINTS: usize = 32;
+/// Most action values (joint count, or an end-effector displacement plus gripper).
+pub const MAX_ACTION: usize = MAX_JOINTS;
+/// Most values of extra named sensors in one observation, all sensors together.
+pub const MAX_SENSOR_VALUES: usize = 64;
+/// Version of the schema this build reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A validated robot description; the only config type the runtime accepts.
+#[derive(Clone, Debug)]
+pub struct RobotConfig {
+    /// File the config came from (for messages and for saving beside checkpoints).
+    pub source: PathBuf,
+    pub name: String,
+    pub kind: RobotKind,
+    pub description: Option<String>,
+    pub control_rate_hz: f64,
+    pub joints: Vec<JointLimits>,
+    pub observation: ObservationSpec,
+    pub action: ActionSpec,
+    pub link: LinkConfig,
+    pub safety: SafetyConfig,
+    pub policy: PolicyConfig,
+    pub rewards: Vec<RewardSourceConfig>,
+    pub scheduler: SchedulerConfig,
+}
+
+impl RobotConfig {
+    /// Tick period in nanoseconds.
+    pub fn period_ns(&self) -> u64 {
+        (1e9 / self.control_rate_hz).round() as u64
+    }
+
+    /// Tick period in seconds.
+    pub fn period_s(&self) -> f64 {
+        1.0 / self.control_rate_hz
+    }
+
+    pub fn dof(&self) -> usize {
+        self.joints.len()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JointLimits {
+    pub name: String,
+    pub position_min_rad: f64,
+    pub position_max_rad: f64,
+    pub max_velocity_rad_s: f64,
+    pub max_effort_nm: f64,
+}
+
+/// Where each observation field sits in the flat feature vector a policy reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationSpec {
+    pub fields: Vec<ObservationField>,
+    pub sensors: Vec<SensorSpec>,
+    pub cameras: Vec<CameraSpec>,
+    /// Length of the flat feature vector.
+    pub feature_len: usize,
+    /// Total values of all extra sensors, in declaration order.
+    pub sensor_values: usize,
+}
+
+impl ObservationSpec {
+    /// Offset of a field in the feature vector, if the policy observes it.
+    pub fn offset_of(&self, source: &FieldSource) -> Option<usize> {
+        self.fields
+            .iter()
+            .find(|f| &f.source == source)
+            .map(|f| f.offset)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationField {
+    pub source: FieldSource,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Which part of the robot state a feature comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldSource {
+    JointPositions,
+    JointVelocities,
+    JointEfforts,
+    /// An extra sensor: index into [`ObservationSpec::sensors`].
+    Sensor(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensorSpec {
+    pub name: String,
+    pub size: usize,
+    /// Offset into the observation's sensor values.
+    pub offset: usize,
+    pub unit: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub rate_hz: f64,
+    pub encoding: ImageEncoding,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionSpec {
+    pub mode: ActionMode,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+    pub max_delta_per_tick: Vec<f64>,
+}
+
+impl ActionSpec {
+    pub fn len(&self) -> usize {
+        self.min.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.min.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkConfig {
+    pub mode: LinkMode,
+    pub connect: Vec<String>,
+    pub listen: Vec<String>,
+    pub key_prefix: String,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    pub root_ca_path: PathBuf,
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SafetyConfig {
+    pub stale_observation_timeout_ns: u64,
+    pub fault_action: FaultAction,
+    /// Time constant of the `damp` fault action.
+    pub damp_time_constant_s: f64,
+    /// Latch the e-stop after this many faulted ticks in a row; 0 never does.
+    pub estop_after_consecutive_faults: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    pub kind: PolicyKind,
+    /// A policy slower than this is treated as having produced nothing.
+    pub time_budget_ns: u64,
+    pub amplitude_fraction: f64,
+    pub frequency_hz: f64,
+    pub target_rad: Option<Vec<f64>>,
+    pub speed_fraction: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardSourceConfig {
+    pub name: String,
+    pub kind: RewardKind,
+    pub weight: f64,
+    pub program_path: Option<PathBuf>,
+    pub model_path: Option<PathBuf>,
+    pub camera: Option<String>,
+    pub goal: Option<String>,
+    pub baseline: Option<String>,
+    pub alpha: f64,
+    pub threshold: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerConfig {
+    pub cpu_core: Option<usize>,
+    pub realtime_priority: Option<i32>,
+    pub lock_memory: bool,
+    /// The loop sleeps until this long before a deadline, then spins.
+    pub spin_ns: u64,
+    pub telemetry_queue_len: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            cpu_core: None,
+            realtime_priority: None,
+            lock_memory: false,
+            spin_ns: 200_000,
+            telemetry_queue_len: 4096,
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    pub key: KeyPath,
+    pub message: String,
+}
+
+/// Why a config was rejected. `Display` prints one line per problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(file, diagnostics))]
+    Invalid {
+        file: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            Self::Read { .. } => &[],
+            Self::Invalid { diagnostics, .. } => diagnostics,
+        }
+    }
+}
+
+fn render(file: &Path, diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: `{}`: {}",
+                file.display(),
+                d.line,
+                d.column,
+                d.key,
+                d.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads and validates a hw-config file.
+pub fn load(path: impl AsRef<Path>) -> Result<RobotConfig, ConfigError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` is used for messages and relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<RobotConfig, ConfigError> {
+    let map = SourceMap::new(text);
+    let raw: schema::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        file: path.to_owned(),
+        diagnostics: vec![parse_diagnostic(&map, &e)],
+    })?;
+    validate::validate(raw, path).map_err(|problems| ConfigError::Invalid {
+        file: path.to_owned(),
+        diagnostics: problems
+            .into_iter()
+            .map(|(key, message)| {
+                let (line, column) = map
+                    .span_of(&key)
+                    .map_or((1, 1), |span| map.line_col(span.start));
+                Diagnostic {
+                    line,
+                    column,
+                    key,
+                    message,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Turns a TOML/serde error into a diagnostic with a key path.
+fn parse_diagnostic(map: &SourceMap<'_>, error: &toml::de::Error) -> Diagnostic {
+    let message = error.message().trim().to_owned();
+    let offset = error.span().map_or(0, |s| s.start);
+    let (line, column) = map.line_col(offset);
+    let mut key = map.path_at(offset);
+    // A syntax error often sits just past the value it breaks; look back along the line.
+    let mut probe = offset;
+    while key.is_root() && probe > 0 && map.line_col(probe - 1).0 == line {
+        probe -= 1;
+        key = map.path_at(probe);
+    }
+    // serde reports a missing key at the table that lacks it; name the key itself.
+    if let Some(field) = between(&message, "missing field `", "`") {
+        key = key.key(field);
+    }
+    // For an unknown key the span is the key; make sure it ends the path.
+    if let Some(field) = between(&message, "unknown field `", "`") {
+        if !matches!(key.0.last(), Some(PathSegment::Key(k)) if k == field) {
+            key = key.key(field);
+        }
+    }
+    let message = if key.is_root() && message.starts_with("missing field") {
+        message
+    } else {
+        message.replace("\n", " ")
+    };
+    Diagnostic {
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}

@@ -1,0 +1,261 @@
+//! The hw-config file as written by users: plain serde types with `deny_unknown_fields`.
+//! Nothing here is trusted; `validate.rs` turns it into a [`super::RobotConfig`].
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub schema_version: u32,
+    pub robot: RawRobot,
+    pub joints: Vec<RawJoint>,
+    pub observation: RawObservation,
+    pub action: RawAction,
+    pub link: RawLink,
+    pub safety: RawSafety,
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub rewards: Vec<RawReward>,
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRobot {
+    pub name: String,
+    pub kind: RobotKind,
+    pub control_rate_hz: f64,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Whether the robot is real hardware or a simulator answering on the link.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RobotKind {
+    Hardware,
+    Sim,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJoint {
+    pub name: String,
+    pub position_min_rad: f64,
+    pub position_max_rad: f64,
+    pub max_velocity_rad_s: f64,
+    pub max_effort_nm: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservation {
+    pub state: Vec<String>,
+    #[serde(default)]
+    pub sensors: Vec<RawSensor>,
+    #[serde(default)]
+    pub cameras: Vec<RawCamera>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSensor {
+    pub name: String,
+    pub size: usize,
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub rate_hz: f64,
+    pub encoding: ImageEncoding,
+}
+
+/// Pixel encodings, named as in ROS 2's sensor_msgs/Image.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageEncoding {
+    Rgb8,
+    Mono8,
+    #[serde(rename = "16UC1")]
+    Depth16,
+    #[serde(rename = "32FC1")]
+    Depth32F,
+}
+
+impl ImageEncoding {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            Self::Rgb8 => 3,
+            Self::Mono8 => 1,
+            Self::Depth16 => 2,
+            Self::Depth32F => 4,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub mode: ActionMode,
+    #[serde(default)]
+    pub min: Option<Vec<f64>>,
+    #[serde(default)]
+    pub max: Option<Vec<f64>>,
+    #[serde(default)]
+    pub max_delta_per_tick: Option<Vec<f64>>,
+}
+
+/// What a command's values mean.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionMode {
+    /// Joint position targets, radians.
+    JointPosition,
+    /// Joint velocity targets, radians per second.
+    JointVelocity,
+    /// End-effector displacement per tick: x, y, z in metres, then optionally roll, pitch,
+    /// yaw in radians, then optionally a gripper command.
+    EeDelta,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub mode: LinkMode,
+    #[serde(default)]
+    pub connect: Vec<String>,
+    #[serde(default)]
+    pub listen: Vec<String>,
+    pub key_prefix: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// zenoh session mode.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    Peer,
+    Client,
+    Router,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub root_ca_path: String,
+    #[serde(default)]
+    pub cert_path: Option<String>,
+    #[serde(default)]
+    pub key_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafety {
+    pub stale_observation_timeout_ms: f64,
+    pub fault_action: FaultAction,
+    #[serde(default)]
+    pub damp_time_constant_ms: Option<f64>,
+    #[serde(default)]
+    pub estop_after_consecutive_faults: u32,
+}
+
+/// What the safety layer commands while a fault lasts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Keep commanding the last safe position (joint_position mode).
+    HoldPosition,
+    /// Command zero velocity, or a zero displacement (joint_velocity, ee_delta).
+    ZeroVelocity,
+    /// Let the last velocity command decay exponentially to zero (joint_velocity).
+    Damp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub kind: PolicyKind,
+    #[serde(default)]
+    pub time_budget_us: Option<f64>,
+    #[serde(default)]
+    pub amplitude_fraction: Option<f64>,
+    #[serde(default)]
+    pub frequency_hz: Option<f64>,
+    #[serde(default)]
+    pub target_rad: Option<Vec<f64>>,
+    #[serde(default)]
+    pub speed_fraction: Option<f64>,
+}
+
+/// Policies this build can run.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Hold the first observed joint positions.
+    Hold,
+    /// Sweep every joint sinusoidally around the middle of its range.
+    Sine,
+    /// Move to a fixed joint target at a fraction of the velocity limits.
+    JointTarget,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReward {
+    pub name: String,
+    pub kind: RewardKind,
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub program_path: Option<String>,
+    #[serde(default)]
+    pub model_path: Option<String>,
+    #[serde(default)]
+    pub camera: Option<String>,
+    #[serde(default)]
+    pub goal: Option<String>,
+    #[serde(default)]
+    pub baseline: Option<String>,
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// Reward sources (see MISSION.md).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// A sandboxed reward program (Text2Reward-style).
+    Program,
+    /// CLIP zero-shot similarity between a camera frame and a goal sentence (VLM-RM).
+    Clip,
+    /// A success classifier on camera frames, thresholded to a sparse reward.
+    Classifier,
+    /// A reward model fitted to VLM preference labels.
+    PreferenceModel,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    #[serde(default)]
+    pub cpu_core: Option<usize>,
+    #[serde(default)]
+    pub realtime_priority: Option<i32>,
+    #[serde(default)]
+    pub lock_memory: Option<bool>,
+    #[serde(default)]
+    pub spin_us: Option<f64>,
+    #[serde(default)]
+    pub telemetry_queue_len: Option<usize>,
+}

@@ -1,0 +1,921 @@
+//! Range and consistency checks that turn a [`RawConfig`] into a [`RobotConfig`].
+//!
+//! Every check reports the key path it concerns; all problems are collected so a user fixes
+//! a file in one pass. Comparisons are written so that NaN fails them (`!(x > 0.0)`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::schema::*;
+use super::*;
+
+type Problems = Vec<(KeyPath, String)>;
+
+struct Checker {
+    problems: Problems,
+}
+
+impl Checker {
+    fn fail(&mut self, key: KeyPath, message: impl Into<String>) {
+        self.problems.push((key, message.into()));
+    }
+
+    /// A finite number strictly inside (lo, hi], or [lo, hi] when `lo_inclusive`.
+    fn range(&mut self, key: KeyPath, value: f64, lo: f64, hi: f64, lo_inclusive: bool) -> bool {
+        let above = if lo_inclusive {
+            value >= lo
+        } else {
+            value > lo
+        };
+        if value.is_finite() && above && value <= hi {
+            return true;
+        }
+        let open = if lo_inclusive { '[' } else { '(' };
+        let what = if value.is_nan() {
+            "NaN".to_owned()
+        } else {
+            format!("{value}")
+        };
+        self.fail(
+            key,
+            format!("got {what}, expected a finite number in {open}{lo}, {hi}]"),
+        );
+        false
+    }
+
+    fn positive(&mut self, key: KeyPath, value: f64) -> bool {
+        if value.is_finite() && value > 0.0 {
+            return true;
+        }
+        self.fail(
+            key,
+            format!("got {value}, expected a finite number above zero"),
+        );
+        false
+    }
+
+    fn finite(&mut self, key: KeyPath, value: f64) -> bool {
+        if value.is_finite() {
+            return true;
+        }
+        self.fail(key, format!("got {value}, expected a finite number"));
+        false
+    }
+
+    fn unused<T>(&mut self, key: KeyPath, value: &Option<T>, only_when: &str) {
+        if value.is_some() {
+            self.fail(key, format!("only read when {only_when}; remove it"));
+        }
+    }
+}
+
+fn root(key: &str) -> KeyPath {
+    KeyPath::root().key(key)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+const NAME_RULE: &str = "expected a non-empty name of ASCII letters, digits, '_' or '-'";
+
+pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Problems> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    let resolve = |p: &str| -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            base_dir.join(p)
+        }
+    };
+
+    if raw.schema_version != SCHEMA_VERSION {
+        c.fail(
+            root("schema_version"),
+            format!(
+                "got {}, this build reads schema version {SCHEMA_VERSION}",
+                raw.schema_version
+            ),
+        );
+    }
+
+    // --- robot -------------------------------------------------------------------------
+    let robot = root("robot");
+    if !valid_name(&raw.robot.name) {
+        c.fail(
+            robot.key("name"),
+            format!("got {:?}, {NAME_RULE}", raw.robot.name),
+        );
+    }
+    let rate = raw.robot.control_rate_hz;
+    let rate_ok = c.range(robot.key("control_rate_hz"), rate, 0.0, 10_000.0, false);
+    let period_s = if rate_ok { 1.0 / rate } else { f64::NAN };
+
+    // --- joints ------------------------------------------------------------------------
+    let before_joints = c.problems.len();
+    let joints_key = root("joints");
+    if raw.joints.is_empty() {
+        c.fail(joints_key.clone(), "expected at least one [[joints]] table");
+    }
+    if raw.joints.len() > MAX_JOINTS {
+        c.fail(
+            joints_key.clone(),
+            format!(
+                "{} joints declared, at most {MAX_JOINTS} are supported",
+                raw.joints.len()
+            ),
+        );
+    }
+    let mut joint_names = HashSet::new();
+    for (i, j) in raw.joints.iter().enumerate() {
+        let key = joints_key.index(i);
+        if !valid_name(&j.name) {
+            c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", j.name));
+        } else if !joint_names.insert(j.name.as_str()) {
+            c.fail(
+                key.key("name"),
+                format!(
+                    "duplicate joint name {:?}; joint names must be unique",
+                    j.name
+                ),
+            );
+        }
+        let lo_ok = c.finite(key.key("position_min_rad"), j.position_min_rad);
+        let hi_ok = c.finite(key.key("position_max_rad"), j.position_max_rad);
+        if lo_ok && hi_ok && j.position_min_rad >= j.position_max_rad {
+            c.fail(
+                key.key("position_min_rad"),
+                format!(
+                    "position_min_rad = {} is not below position_max_rad = {}",
+                    j.position_min_rad, j.position_max_rad
+                ),
+            );
+        }
+        c.positive(key.key("max_velocity_rad_s"), j.max_velocity_rad_s);
+        c.positive(key.key("max_effort_nm"), j.max_effort_nm);
+    }
+    // Later checks derive defaults from the joint limits; with broken limits they would only
+    // repeat the same problem under other keys.
+    let joints_ok = c.problems.len() == before_joints;
+    let joints: Vec<JointLimits> = raw
+        .joints
+        .iter()
+        .map(|j| JointLimits {
+            name: j.name.clone(),
+            position_min_rad: j.position_min_rad,
+            position_max_rad: j.position_max_rad,
+            max_velocity_rad_s: j.max_velocity_rad_s,
+            max_effort_nm: j.max_effort_nm,
+        })
+        .collect();
+    let dof = joints.len();
+
+    // --- observation -------------------------------------------------------------------
+    let obs_key = root("observation");
+    let mut sensors = Vec::new();
+    let mut sensor_names = HashSet::new();
+    let mut sensor_values = 0;
+    for (i, s) in raw.observation.sensors.iter().enumerate() {
+        let key = obs_key.key("sensors").index(i);
+        if !valid_name(&s.name) {
+            c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", s.name));
+        } else if BUILTIN_FIELDS.contains(&s.name.as_str()) {
+            c.fail(
+                key.key("name"),
+                format!("{:?} is a built-in state field; pick another name", s.name),
+            );
+        } else if !sensor_names.insert(s.name.as_str()) {
+            c.fail(
+                key.key("name"),
+                format!("duplicate sensor name {:?}", s.name),
+            );
+        }
+        if s.size == 0 || s.size > MAX_SENSOR_VALUES {
+            c.fail(
+                key.key("size"),
+                format!("got {}, expected 1 to {MAX_SENSOR_VALUES}", s.size),
+            );
+        }
+        sensors.push(SensorSpec {
+            name: s.name.clone(),
+            size: s.size,
+            offset: sensor_values,
+            unit: s.unit.clone(),
+        });
+        sensor_values += s.size;
+    }
+    if sensor_values > MAX_SENSOR_VALUES {
+        c.fail(
+            obs_key.key("sensors"),
+            format!("sensors add up to {sensor_values} values, at most {MAX_SENSOR_VALUES} are supported"),
+        );
+    }
+    if raw.observation.state.is_empty() {
+        c.fail(
+            obs_key.key("state"),
+            "expected at least one state field (such as \"joint_positions\")",
+        );
+    }
+    let mut fields = Vec::new();
+    let mut seen_fields = HashSet::new();
+    let mut offset = 0;
+    for (i, name) in raw.observation.state.iter().enumerate() {
+        let key = obs_key.key("state").index(i);
+        if !seen_fields.insert(name.as_str()) {
+            c.fail(key, format!("{name:?} is listed twice"));
+            continue;
+        }
+        let (source, len) = match name.as_str() {
+            "joint_positions" => (FieldSource::JointPositions, dof),
+            "joint_velocities" => (FieldSource::JointVelocities, dof),
+            "joint_efforts" => (FieldSource::JointEfforts, dof),
+            other => match sensors.iter().position(|s| s.name == other) {
+                Some(index) => (FieldSource::Sensor(index), sensors[index].size),
+                None => {
+                    c.fail(
+                        key,
+                        format!(
+                            "unknown state field {other:?}; expected one of {} or a name from [[observation.sensors]]",
+                            BUILTIN_FIELDS.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        fields.push(ObservationField {
+            source,
+            offset,
+            len,
+        });
+        offset += len;
+    }
+    let mut cameras = Vec::new();
+    let mut camera_names = HashSet::new();
+    for (i, cam) in raw.observation.cameras.iter().enumerate() {
+        let key = obs_key.key("cameras").index(i);
+        if !valid_name(&cam.name) {
+            c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", cam.name));
+        } else if !camera_names.insert(cam.name.as_str()) {
+            c.fail(
+                key.key("name"),
+                format!("duplicate camera name {:?}", cam.name),
+            );
+        }
+        for (field, value) in [("width", cam.width), ("height", cam.height)] {
+            if value == 0 || value > 8192 {
+                c.fail(
+                    key.key(field),
+                    format!("got {value}, expected 1 to 8192 pixels"),
+                );
+            }
+        }
+        if c.positive(key.key("rate_hz"), cam.rate_hz) && rate_ok && cam.rate_hz > rate {
+            c.fail(
+                key.key("rate_hz"),
+                format!(
+                    "camera rate {} Hz is faster than the control loop ({rate} Hz); frames beyond one per tick are never used",
+                    cam.rate_hz
+                ),
+            );
+        }
+        cameras.push(CameraSpec {
+            name: cam.name.clone(),
+            width: cam.width,
+            height: cam.height,
+            rate_hz: cam.rate_hz,
+            encoding: cam.encoding,
+        });
+    }
+    let observation = ObservationSpec {
+        fields,
+        sensors,
+        cameras,
+        feature_len: offset,
+        sensor_values,
+    };
+
+    // --- action ------------------------------------------------------------------------
+    let action = if joints_ok && rate_ok {
+        validate_action(&mut c, &raw.action, &joints, period_s)
+    } else {
+        None
+    };
+
+    // --- link --------------------------------------------------------------------------
+    let link_key = root("link");
+    let prefix = &raw.link.key_prefix;
+    if prefix.is_empty()
+        || prefix.starts_with('/')
+        || prefix.ends_with('/')
+        || prefix.contains("//")
+        || prefix.contains(['*', '$', '#', '?', ' '])
+    {
+        c.fail(
+            link_key.key("key_prefix"),
+            format!("got {prefix:?}, expected a zenoh key such as \"rlrt/my-arm\": no wildcards, spaces, '#', '?', or leading, trailing or doubled '/'"),
+        );
+    }
+    let mut needs_tls = false;
+    for (list, endpoints) in [("connect", &raw.link.connect), ("listen", &raw.link.listen)] {
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            let key = link_key.key(list).index(i);
+            match endpoint.split_once('/') {
+                Some((proto, addr)) if ENDPOINT_PROTOCOLS.contains(&proto) && !addr.is_empty() => {
+                    needs_tls |= proto == "tls" || proto == "quic";
+                }
+                _ => c.fail(
+                    key,
+                    format!(
+                        "got {endpoint:?}, expected <protocol>/<address> with protocol one of {}",
+                        ENDPOINT_PROTOCOLS.join(", ")
+                    ),
+                ),
+            }
+        }
+    }
+    if raw.link.mode == LinkMode::Client && raw.link.connect.is_empty() {
+        c.fail(
+            link_key.key("connect"),
+            "mode = \"client\" needs at least one router endpoint to connect to",
+        );
+    }
+    if needs_tls && raw.link.tls.is_none() {
+        c.fail(
+            link_key.key("tls"),
+            "tls/ or quic/ endpoints need a [link.tls] table with root_ca_path",
+        );
+    }
+    if let Some(tls) = &raw.link.tls {
+        if tls.cert_path.is_some() != tls.key_path.is_some() {
+            c.fail(
+                link_key.key("tls"),
+                "cert_path and key_path go together: give both or neither",
+            );
+        }
+    }
+    let link = LinkConfig {
+        mode: raw.link.mode,
+        connect: raw.link.connect.clone(),
+        listen: raw.link.listen.clone(),
+        key_prefix: raw.link.key_prefix.clone(),
+        tls: raw.link.tls.as_ref().map(|t| TlsConfig {
+            root_ca_path: resolve(&t.root_ca_path),
+            cert_path: t.cert_path.as_deref().map(resolve),
+            key_path: t.key_path.as_deref().map(resolve),
+        }),
+    };
+
+    // --- safety ------------------------------------------------------------------------
+    let safety_key = root("safety");
+    let s = &raw.safety;
+    if c.positive(
+        safety_key.key("stale_observation_timeout_ms"),
+        s.stale_observation_timeout_ms,
+    ) && rate_ok
+        && s.stale_observation_timeout_ms * 1e-3 < period_s
+    {
+        c.fail(
+            safety_key.key("stale_observation_timeout_ms"),
+            format!(
+                "{} ms is shorter than one tick ({:.3} ms): every tick would fault",
+                s.stale_observation_timeout_ms,
+                period_s * 1e3
+            ),
+        );
+    }
+    let compatible = match (raw.action.mode, s.fault_action) {
+        (ActionMode::JointPosition, FaultAction::HoldPosition) => true,
+        (ActionMode::JointVelocity, FaultAction::ZeroVelocity | FaultAction::Damp) => true,
+        (ActionMode::EeDelta, FaultAction::ZeroVelocity | FaultAction::HoldPosition) => true,
+        _ => false,
+    };
+    if !compatible {
+        let expected = match raw.action.mode {
+            ActionMode::JointPosition => "\"hold_position\"",
+            ActionMode::JointVelocity => "\"zero_velocity\" or \"damp\"",
+            ActionMode::EeDelta => "\"zero_velocity\" or \"hold_position\"",
+        };
+        c.fail(
+            safety_key.key("fault_action"),
+            format!(
+                "{:?} cannot be commanded in action.mode = {:?}; expected {expected}",
+                s.fault_action, raw.action.mode
+            ),
+        );
+    }
+    let mut damp_time_constant_s = 0.0;
+    if s.fault_action == FaultAction::Damp {
+        match s.damp_time_constant_ms {
+            Some(ms) => {
+                if c.positive(safety_key.key("damp_time_constant_ms"), ms) {
+                    damp_time_constant_s = ms * 1e-3;
+                }
+            }
+            None => c.fail(
+                safety_key.key("damp_time_constant_ms"),
+                "missing: fault_action = \"damp\" needs the decay time constant in milliseconds",
+            ),
+        }
+    } else {
+        c.unused(
+            safety_key.key("damp_time_constant_ms"),
+            &s.damp_time_constant_ms,
+            "fault_action = \"damp\"",
+        );
+    }
+    let safety = SafetyConfig {
+        stale_observation_timeout_ns: (s.stale_observation_timeout_ms * 1e6).max(0.0) as u64,
+        fault_action: s.fault_action,
+        damp_time_constant_s,
+        estop_after_consecutive_faults: s.estop_after_consecutive_faults,
+    };
+
+    // --- policy ------------------------------------------------------------------------
+    let policy = if joints_ok && rate_ok {
+        validate_policy(&mut c, &raw.policy, &raw, &joints, &observation, period_s)
+    } else {
+        None
+    };
+
+    // --- rewards -----------------------------------------------------------------------
+    let mut rewards = Vec::new();
+    let mut reward_names = HashSet::new();
+    for (i, r) in raw.rewards.iter().enumerate() {
+        let key = root("rewards").index(i);
+        if !valid_name(&r.name) {
+            c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", r.name));
+        } else if !reward_names.insert(r.name.as_str()) {
+            c.fail(
+                key.key("name"),
+                format!("duplicate reward name {:?}", r.name),
+            );
+        }
+        let weight = r.weight.unwrap_or(1.0);
+        c.finite(key.key("weight"), weight);
+        let kind = format!("kind = {:?}", r.kind);
+        let needs_camera = matches!(r.kind, RewardKind::Clip | RewardKind::Classifier);
+        match r.kind {
+            RewardKind::Program => {
+                if r.program_path.is_none() {
+                    c.fail(
+                        key.key("program_path"),
+                        "missing: a program reward needs the path of its program",
+                    );
+                }
+                c.unused(
+                    key.key("model_path"),
+                    &r.model_path,
+                    "kind is clip, classifier or preference_model",
+                );
+            }
+            _ => {
+                if r.model_path.is_none() {
+                    c.fail(
+                        key.key("model_path"),
+                        format!("missing: {kind} needs the path of its model"),
+                    );
+                }
+                c.unused(
+                    key.key("program_path"),
+                    &r.program_path,
+                    "kind = \"program\"",
+                );
+            }
+        }
+        if needs_camera {
+            match &r.camera {
+                None => c.fail(
+                    key.key("camera"),
+                    format!(
+                        "missing: {kind} scores camera frames; name one of [[observation.cameras]]"
+                    ),
+                ),
+                Some(cam) if !camera_names.contains(cam.as_str()) => c.fail(
+                    key.key("camera"),
+                    format!("no camera named {cam:?} in [[observation.cameras]]"),
+                ),
+                Some(_) => {}
+            }
+        } else {
+            c.unused(key.key("camera"), &r.camera, "kind is clip or classifier");
+        }
+        if r.kind == RewardKind::Clip {
+            match &r.goal {
+                Some(goal) if !goal.trim().is_empty() => {}
+                _ => c.fail(
+                    key.key("goal"),
+                    "missing or empty: a CLIP reward needs a goal sentence",
+                ),
+            }
+            if let Some(baseline) = &r.baseline {
+                if baseline.trim().is_empty() {
+                    c.fail(
+                        key.key("baseline"),
+                        "empty baseline sentence; remove it or write one",
+                    );
+                }
+            }
+            if let Some(alpha) = r.alpha {
+                c.range(key.key("alpha"), alpha, 0.0, 1.0, true);
+                if r.baseline.is_none() && alpha != 0.0 {
+                    c.fail(
+                        key.key("alpha"),
+                        "alpha mixes in the baseline direction; it needs a baseline sentence",
+                    );
+                }
+            }
+        } else {
+            c.unused(key.key("goal"), &r.goal, "kind = \"clip\"");
+            c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
+            c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
+        }
+        if r.kind == RewardKind::Classifier {
+            if let Some(t) = r.threshold {
+                c.range(key.key("threshold"), t, 0.0, 1.0, false);
+                if t >= 1.0 {
+                    c.fail(
+                        key.key("threshold"),
+                        "a threshold of 1 never fires; expected below 1",
+                    );
+                }
+            }
+        } else {
+            c.unused(key.key("threshold"), &r.threshold, "kind = \"classifier\"");
+        }
+        rewards.push(RewardSourceConfig {
+            name: r.name.clone(),
+            kind: r.kind,
+            weight,
+            program_path: r.program_path.as_deref().map(resolve),
+            model_path: r.model_path.as_deref().map(resolve),
+            camera: r.camera.clone(),
+            goal: r.goal.clone(),
+            baseline: r.baseline.clone(),
+            alpha: r.alpha.unwrap_or(0.0),
+            threshold: r.threshold.unwrap_or(0.5),
+        });
+    }
+
+    // --- scheduler ---------------------------------------------------------------------
+    let sched_key = root("scheduler");
+    let defaults = SchedulerConfig::default();
+    let sch = &raw.scheduler;
+    if let Some(core) = sch.cpu_core {
+        if core >= 1024 {
+            c.fail(
+                sched_key.key("cpu_core"),
+                format!("got {core}, expected a CPU index below 1024"),
+            );
+        }
+    }
+    if let Some(priority) = sch.realtime_priority {
+        if !(1..=99).contains(&priority) {
+            c.fail(
+                sched_key.key("realtime_priority"),
+                format!("got {priority}, expected a SCHED_FIFO priority from 1 to 99"),
+            );
+        }
+    }
+    let mut spin_ns = defaults.spin_ns;
+    if let Some(spin_us) = sch.spin_us {
+        let max_us = if rate_ok {
+            period_s * 1e6
+        } else {
+            f64::INFINITY
+        };
+        if c.range(sched_key.key("spin_us"), spin_us, 0.0, max_us, true) {
+            spin_ns = (spin_us * 1e3) as u64;
+        }
+    } else if rate_ok {
+        // Never spin for more than a fifth of a tick by default.
+        spin_ns = spin_ns.min((period_s * 1e9 / 5.0) as u64);
+    }
+    let telemetry_queue_len = sch
+        .telemetry_queue_len
+        .unwrap_or(defaults.telemetry_queue_len);
+    if !(16..=1_000_000).contains(&telemetry_queue_len) {
+        c.fail(
+            sched_key.key("telemetry_queue_len"),
+            format!("got {telemetry_queue_len}, expected 16 to 1000000 records"),
+        );
+    }
+    let scheduler = SchedulerConfig {
+        cpu_core: sch.cpu_core,
+        realtime_priority: sch.realtime_priority,
+        lock_memory: sch.lock_memory.unwrap_or(false),
+        spin_ns,
+        telemetry_queue_len,
+    };
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(RobotConfig {
+        source: path.to_owned(),
+        name: raw.robot.name,
+        kind: raw.robot.kind,
+        description: raw.robot.description,
+        control_rate_hz: rate,
+        joints,
+        observation,
+        action: action.expect("action is valid when no problem was reported"),
+        link,
+        safety,
+        policy: policy.expect("policy is valid when no problem was reported"),
+        rewards,
+        scheduler,
+    })
+}
+
+const BUILTIN_FIELDS: [&str; 3] = ["joint_positions", "joint_velocities", "joint_efforts"];
+const ENDPOINT_PROTOCOLS: [&str; 7] = [
+    "tcp",
+    "udp",
+    "tls",
+    "quic",
+    "ws",
+    "unixsock-stream",
+    "serial",
+];
+
+fn validate_action(
+    c: &mut Checker,
+    raw: &RawAction,
+    joints: &[JointLimits],
+    period_s: f64,
+) -> Option<ActionSpec> {
+    let key = root("action");
+    let before = c.problems.len();
+    let dof = joints.len();
+    let (expected_len, default_min, default_max, default_delta): (
+        Option<usize>,
+        Option<Vec<f64>>,
+        Option<Vec<f64>>,
+        Option<Vec<f64>>,
+    ) = match raw.mode {
+        ActionMode::JointPosition => (
+            Some(dof),
+            Some(joints.iter().map(|j| j.position_min_rad).collect()),
+            Some(joints.iter().map(|j| j.position_max_rad).collect()),
+            // The largest step a joint can make in one tick at its velocity limit.
+            Some(
+                joints
+                    .iter()
+                    .map(|j| j.max_velocity_rad_s * period_s)
+                    .collect(),
+            ),
+        ),
+        ActionMode::JointVelocity => (
+            Some(dof),
+            Some(joints.iter().map(|j| -j.max_velocity_rad_s).collect()),
+            Some(joints.iter().map(|j| j.max_velocity_rad_s).collect()),
+            None,
+        ),
+        ActionMode::EeDelta => (None, None, None, None),
+    };
+    let mode_name = format!("{:?}", raw.mode);
+    let mut take =
+        |field: &str, given: &Option<Vec<f64>>, default: Option<Vec<f64>>| match (given, default) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(d)) => Some(d),
+            (None, None) => {
+                c.fail(
+                    key.key(field),
+                    format!("missing: action.mode = {mode_name} has no default for {field}"),
+                );
+                None
+            }
+        };
+    let min = take("min", &raw.min, default_min);
+    let max = take("max", &raw.max, default_max);
+    let delta = take("max_delta_per_tick", &raw.max_delta_per_tick, default_delta);
+    let (min, max, delta) = (min?, max?, delta?);
+
+    let len = expected_len.unwrap_or(min.len());
+    if expected_len.is_none() && ![3, 4, 6, 7].contains(&len) {
+        c.fail(
+            key.key("min"),
+            format!("ee_delta actions have 3 (xyz), 4 (+gripper), 6 (+rpy) or 7 values; got {len}"),
+        );
+    }
+    for (field, values) in [("min", &min), ("max", &max), ("max_delta_per_tick", &delta)] {
+        if values.len() != len {
+            let what = if expected_len.is_some() {
+                "one per joint"
+            } else {
+                "as many as action.min"
+            };
+            c.fail(
+                key.key(field),
+                format!("has {} values, expected {len} ({what})", values.len()),
+            );
+        }
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    for i in 0..len {
+        let lo_ok = c.finite(key.key("min").index(i), min[i]);
+        let hi_ok = c.finite(key.key("max").index(i), max[i]);
+        if lo_ok && hi_ok && min[i] >= max[i] {
+            c.fail(
+                key.key("min").index(i),
+                format!("min = {} is not below max = {}", min[i], max[i]),
+            );
+        }
+        c.positive(key.key("max_delta_per_tick").index(i), delta[i]);
+        let Some(joint) = joints.get(i) else { continue };
+        match raw.mode {
+            ActionMode::JointPosition => {
+                if min[i] < joint.position_min_rad {
+                    c.fail(
+                        key.key("min").index(i),
+                        format!(
+                            "{} is below joints[{i}].position_min_rad = {}",
+                            min[i], joint.position_min_rad
+                        ),
+                    );
+                }
+                if max[i] > joint.position_max_rad {
+                    c.fail(
+                        key.key("max").index(i),
+                        format!(
+                            "{} is above joints[{i}].position_max_rad = {}",
+                            max[i], joint.position_max_rad
+                        ),
+                    );
+                }
+                // Relative tolerance: the default is computed as velocity * period.
+                if delta[i] > joint.max_velocity_rad_s * period_s * (1.0 + 1e-9) {
+                    c.fail(
+                        key.key("max_delta_per_tick").index(i),
+                        format!(
+                            "{} rad per tick exceeds joints[{i}].max_velocity_rad_s = {} times the tick ({:.6} rad)",
+                            delta[i],
+                            joint.max_velocity_rad_s,
+                            joint.max_velocity_rad_s * period_s
+                        ),
+                    );
+                }
+            }
+            ActionMode::JointVelocity => {
+                let v = joint.max_velocity_rad_s;
+                if min[i] < -v || max[i] > v {
+                    c.fail(
+                        key.key(if min[i] < -v { "min" } else { "max" }).index(i),
+                        format!(
+                            "velocity bounds [{}, {}] exceed joints[{i}].max_velocity_rad_s = {v}",
+                            min[i], max[i]
+                        ),
+                    );
+                }
+            }
+            ActionMode::EeDelta => {}
+        }
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(ActionSpec {
+        mode: raw.mode,
+        min,
+        max,
+        max_delta_per_tick: delta,
+    })
+}
+
+fn validate_policy(
+    c: &mut Checker,
+    raw: &RawPolicy,
+    config: &RawConfig,
+    joints: &[JointLimits],
+    observation: &ObservationSpec,
+    period_s: f64,
+) -> Option<PolicyConfig> {
+    let key = root("policy");
+    let before = c.problems.len();
+    let period_us = period_s * 1e6;
+    let budget_us = raw.time_budget_us.unwrap_or(period_us * 0.5);
+    if raw.time_budget_us.is_some() && period_us.is_finite() {
+        c.range(key.key("time_budget_us"), budget_us, 0.0, period_us, false);
+    }
+    let mode = config.action.mode;
+    if mode == ActionMode::EeDelta {
+        c.fail(
+            key.key("kind"),
+            format!(
+                "{:?} is a scripted joint-space controller; it needs action.mode = \"joint_position\" or \"joint_velocity\"",
+                raw.kind
+            ),
+        );
+    }
+    let observes_positions = observation
+        .offset_of(&FieldSource::JointPositions)
+        .is_some();
+    let kind = format!("policy.kind = {:?}", raw.kind);
+    let mut amplitude_fraction = 0.25;
+    let mut frequency_hz = 0.2;
+    let mut speed_fraction = 0.5;
+    match raw.kind {
+        PolicyKind::Sine => {
+            if let Some(a) = raw.amplitude_fraction {
+                if c.range(key.key("amplitude_fraction"), a, 0.0, 1.0, false) {
+                    amplitude_fraction = a;
+                }
+            }
+            if let Some(f) = raw.frequency_hz {
+                let nyquist = 0.5 / period_s;
+                if c.range(key.key("frequency_hz"), f, 0.0, nyquist, false) {
+                    frequency_hz = f;
+                }
+            }
+        }
+        PolicyKind::JointTarget => {
+            match &raw.target_rad {
+                None => c.fail(
+                    key.key("target_rad"),
+                    format!("missing: {kind} needs one target per joint"),
+                ),
+                Some(t) if t.len() != joints.len() => c.fail(
+                    key.key("target_rad"),
+                    format!(
+                        "has {} values, expected {} (one per joint)",
+                        t.len(),
+                        joints.len()
+                    ),
+                ),
+                Some(t) => {
+                    for (i, (value, joint)) in t.iter().zip(joints).enumerate() {
+                        if !(value.is_finite()
+                            && *value >= joint.position_min_rad
+                            && *value <= joint.position_max_rad)
+                        {
+                            c.fail(
+                                key.key("target_rad").index(i),
+                                format!(
+                                    "{value} is outside joints[{i}] limits [{}, {}]",
+                                    joint.position_min_rad, joint.position_max_rad
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(s) = raw.speed_fraction {
+                if c.range(key.key("speed_fraction"), s, 0.0, 1.0, false) {
+                    speed_fraction = s;
+                }
+            }
+        }
+        PolicyKind::Hold => {}
+    }
+    if matches!(raw.kind, PolicyKind::Hold | PolicyKind::JointTarget) && !observes_positions {
+        c.fail(
+            root("observation").key("state"),
+            format!("{kind} starts from the measured joint positions; add \"joint_positions\""),
+        );
+    }
+    if raw.kind != PolicyKind::Sine {
+        c.unused(
+            key.key("amplitude_fraction"),
+            &raw.amplitude_fraction,
+            "policy.kind = \"sine\"",
+        );
+        c.unused(
+            key.key("frequency_hz"),
+            &raw.frequency_hz,
+            "policy.kind = \"sine\"",
+        );
+    }
+    if raw.kind != PolicyKind::JointTarget {
+        c.unused(
+            key.key("target_rad"),
+            &raw.target_rad,
+            "policy.kind = \"joint_target\"",
+        );
+        c.unused(
+            key.key("speed_fraction"),
+            &raw.speed_fraction,
+            "policy.kind = \"joint_target\"",
+        );
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(PolicyConfig {
+        kind: raw.kind,
+        time_budget_ns: (budget_us * 1e3).max(0.0) as u64,
+        amplitude_fraction,
+        frequency_hz,
+        target_rad: raw.target_rad.clone(),
+        speed_fraction,
+    })
+}

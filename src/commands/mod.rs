@@ -1,0 +1,56 @@
+//! One module per `rlrt` command.
+
+pub mod bench_loop;
+pub mod check;
+pub mod demo;
+pub mod run;
+
+use std::path::Path;
+
+use rlrt_runtime::config::{self, ConfigError};
+use rlrt_runtime::RobotConfig;
+
+/// Parses config text after replacing some keys, so commands can override a shipped config
+/// and still go through the full validation. `overrides` are (dotted key, value) pairs; a
+/// value of `None` removes the key.
+pub fn parse_with_overrides(
+    text: &str,
+    path: &Path,
+    overrides: &[(&str, Option<toml::Value>)],
+) -> Result<RobotConfig, ConfigError> {
+    if overrides.is_empty() {
+        return config::parse(text, path);
+    }
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // Let the real parser produce the located error.
+        return config::parse(text, path);
+    };
+    for (key, value) in overrides {
+        let parts: Vec<&str> = key.split('.').collect();
+        set_key(&mut table, &parts, value.as_ref());
+    }
+    let text = toml::to_string(&table).unwrap_or_default();
+    config::parse(&text, path)
+}
+
+fn set_key(table: &mut toml::Table, parts: &[&str], value: Option<&toml::Value>) {
+    match parts {
+        [] => {}
+        [last] => match value {
+            Some(v) => {
+                table.insert((*last).to_owned(), v.clone());
+            }
+            None => {
+                table.remove(*last);
+            }
+        },
+        [first, rest @ ..] => {
+            let entry = table
+                .entry((*first).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                set_key(inner, rest, value);
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The `rlrt` command line as a library: each command is a function that takes parsed
+//! arguments and returns a result; `main.rs` only parses arguments and maps errors to exit
+//! codes. Integration tests in `tests/` call the binary itself.
+
+pub mod commands;
+pub mod fault_log;
+pub mod signals;
+
+/// Exit code for a config the user must fix.
+pub const EXIT_INVALID_CONFIG: i32 = 2;
+/// Exit code for a run that ended unsafely or failed its own checks.
+pub const EXIT_RUN_FAILED: i32 = 3;

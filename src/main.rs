@@ -1,0 +1,262 @@
+//! `rlrt`: the command line of the rlrt robot runtime. Parses arguments, calls the command,
+//! maps the outcome to an exit code. The work happens in the `rlrt` library and its crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rlrt::commands::{bench_loop, check, demo, run};
+use rlrt_runtime::alloc_count::CountingAllocator;
+
+// Counts allocations made inside control ticks (reported by `rlrt bench loop`).
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// rlrt: a real-time runtime that runs robot policies at a fixed rate inside hard safety
+/// limits, and scores behaviour with rewards nobody hand-wrote.
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors in the log.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate hw-config files: every problem is reported with file, line and key.
+    ///
+    /// Exit code 0 when all files are valid, 2 when any is not.
+    Check {
+        /// hw-config TOML files (see hw-configs/REFERENCE.toml for every key).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a robot config's policy in the control loop and print loop statistics.
+    ///
+    /// This build drives the in-process kinematic model of the configured joints (the zenoh
+    /// link to real robots and MuJoCo comes next). Ctrl-C stops at the end of a tick.
+    Run {
+        /// The hw-config file.
+        config: PathBuf,
+        /// Stop after this many seconds (of loop time).
+        #[arg(long, conflicts_with = "ticks")]
+        seconds: Option<f64>,
+        /// Stop after this many ticks.
+        #[arg(long)]
+        ticks: Option<u64>,
+        /// Step the model once per command on simulation time, as fast as possible
+        /// (deterministic); without it the model runs on its own thread in real time.
+        #[arg(long)]
+        lockstep: bool,
+        /// Seed of the model's start position.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Rate of the model's thread in real-time mode (default: max(1000, control rate)).
+        #[arg(long)]
+        plant_rate_hz: Option<f64>,
+        /// Print the report as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The built-in demo: seeded reach episodes on the reach arm with a simulated link
+    /// dropout; prints success rate, loop statistics and safety interventions.
+    Demo {
+        /// Another hw-config to use instead of the built-in reach arm.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        episodes: u32,
+        #[arg(long, default_value_t = 3.5)]
+        episode_seconds: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Length of the simulated link dropout in the middle episode (0: none).
+        #[arg(long, default_value_t = 300.0)]
+        dropout_ms: f64,
+        /// Print the outcome as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks; each prints a table, or with --json exactly one JSON object.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Tick punctuality of the control loop against a sleep-until-deadline loop.
+    Loop {
+        #[arg(long, default_value_t = 1000.0)]
+        rate_hz: f64,
+        /// Seconds measured for rlrt's loop (after a 0.5 s warm-up).
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Seconds measured for the peer loop.
+        #[arg(long, default_value_t = 5.0)]
+        peer_seconds: f64,
+        /// hw-config to benchmark (default: the built-in Franka Panda, sine policy).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Pin the control thread to this CPU.
+        #[arg(long)]
+        cpu_core: Option<usize>,
+        /// SCHED_FIFO priority (1-99) for the control thread.
+        #[arg(long)]
+        realtime_priority: Option<i32>,
+        /// Spin this long before each deadline instead of sleeping (default 200 us).
+        #[arg(long)]
+        spin_us: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    rlrt::signals::install();
+    match execute(cli.command) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            let code = if error
+                .downcast_ref::<rlrt_runtime::config::ConfigError>()
+                .is_some()
+            {
+                rlrt::EXIT_INVALID_CONFIG
+            } else {
+                1
+            };
+            eprintln!("error: {error:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Check { files } => {
+            let invalid = check::run(&files);
+            Ok(if invalid == 0 {
+                0
+            } else {
+                rlrt::EXIT_INVALID_CONFIG
+            })
+        }
+        Command::Run {
+            config,
+            seconds,
+            ticks,
+            lockstep,
+            seed,
+            plant_rate_hz,
+            json,
+        } => {
+            let outcome = run::run(&run::RunArgs {
+                config,
+                seconds,
+                ticks,
+                lockstep,
+                seed,
+                plant_rate_hz,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                println!("robot {}", outcome.robot);
+                print!("{}", outcome.report);
+                println!(
+                    "commands outside joint limits seen by the robot: {}",
+                    outcome.out_of_limit_commands
+                );
+            }
+            Ok(if outcome.out_of_limit_commands == 0 {
+                0
+            } else {
+                rlrt::EXIT_RUN_FAILED
+            })
+        }
+        Command::Demo {
+            config,
+            episodes,
+            episode_seconds,
+            seed,
+            dropout_ms,
+            json,
+        } => {
+            let outcome = demo::run(&demo::DemoArgs {
+                config,
+                episodes,
+                episode_seconds,
+                seed,
+                dropout_ms,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(if outcome.passed() {
+                0
+            } else {
+                rlrt::EXIT_RUN_FAILED
+            })
+        }
+        Command::Bench { what } => match what {
+            Bench::Loop {
+                rate_hz,
+                seconds,
+                peer_seconds,
+                config,
+                cpu_core,
+                realtime_priority,
+                spin_us,
+                json,
+            } => {
+                let report = bench_loop::run(&bench_loop::BenchLoopArgs {
+                    rate_hz,
+                    seconds,
+                    peer_seconds,
+                    config,
+                    cpu_core,
+                    realtime_priority,
+                    spin_us,
+                })?;
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{report}");
+                }
+                Ok(0)
+            }
+        },
+    }
+}
