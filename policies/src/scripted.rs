@@ -288,3 +288,74 @@ impl Policy for JointTarget {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rlrt_runtime::config;
+    use std::path::Path;
+
+    fn reach(policy: &str) -> RobotConfig {
+        let text = include_str!("../../hw-configs/reach-arm.toml");
+        let start = text.find("[policy]").unwrap();
+        let text = format!("{}[policy]\n{policy}\n", &text[..start]);
+        config::parse(&text, Path::new("reach-arm.toml")).unwrap()
+    }
+
+    #[test]
+    fn joint_target_arrives_smoothly_within_speed_limits() {
+        let config =
+            reach("kind = \"joint_target\"\ntarget_rad = [1.0, -0.5, 0.5]\nspeed_fraction = 0.5");
+        let mut p = JointTarget::new(&config).unwrap();
+        let mut obs = vec![0.0; config.observation.feature_len];
+        let mut action = vec![0.0; 3];
+        let mut previous = [0.0; 3];
+        let dt = config.period_s();
+        for tick in 0..1000 {
+            p.act(&obs, &mut action).unwrap();
+            for i in 0..3 {
+                let speed = (action[i] - previous[i]).abs() / dt;
+                let limit = 0.5 * config.joints[i].max_velocity_rad_s;
+                assert!(
+                    tick == 0 || speed <= limit * 1.0001,
+                    "joint {i} at {speed} rad/s"
+                );
+            }
+            previous.copy_from_slice(&action);
+            obs[..3].copy_from_slice(&action); // a perfect servo
+        }
+        assert_eq!(action, vec![1.0, -0.5, 0.5]);
+    }
+
+    #[test]
+    fn sine_stays_inside_the_joint_limits() {
+        let config = reach("kind = \"sine\"\namplitude_fraction = 1.0\nfrequency_hz = 2.0");
+        let mut p = Sine::new(&config);
+        let obs = vec![0.0; config.observation.feature_len];
+        let mut action = vec![0.0; 3];
+        let mut moved = 0.0f64;
+        for _ in 0..1000 {
+            p.act(&obs, &mut action).unwrap();
+            for (a, j) in action.iter().zip(&config.joints) {
+                assert!(*a >= j.position_min_rad - 1e-12 && *a <= j.position_max_rad + 1e-12);
+                moved = moved.max(a.abs());
+            }
+        }
+        assert!(moved > 1.0, "the sweep must actually move");
+    }
+
+    #[test]
+    fn hold_keeps_the_first_position() {
+        let config = reach("kind = \"hold\"");
+        let mut p = Hold::new(&config).unwrap();
+        let mut obs = vec![0.3, -0.2, 0.1, 0.0, 0.0, 0.0];
+        let mut action = vec![0.0; 3];
+        p.act(&obs, &mut action).unwrap();
+        obs[0] = 1.0;
+        p.act(&obs, &mut action).unwrap();
+        assert_eq!(action, vec![0.3, -0.2, 0.1]);
+        p.reset();
+        p.act(&obs, &mut action).unwrap();
+        assert_eq!(action[0], 1.0);
+    }
+}

@@ -380,13 +380,18 @@ impl SafetyLayer {
                 }
             }
             ActionMode::JointVelocity => {
-                // A velocity that would carry a joint past a limit within one tick is cut to
-                // the velocity that stops exactly at the limit.
+                // Keep every joint able to stop before its position limits: the velocity
+                // towards a limit at distance d is at most sqrt(2 a d), with a the
+                // deceleration allowed by max_delta_per_tick, and at most d per tick. This
+                // wins over the rate limit: position limits are hard.
                 if let Some(q) = measured {
                     for (i, value) in out.iter_mut().enumerate() {
                         let Some(&position) = q.get(i) else { break };
-                        let lo = ((self.joint_min[i] - position) / self.period_s).min(0.0);
-                        let hi = ((self.joint_max[i] - position) / self.period_s).max(0.0);
+                        let decel = self.max_delta[i] / self.period_s;
+                        let room_up = (self.joint_max[i] - position).max(0.0);
+                        let room_down = (position - self.joint_min[i]).max(0.0);
+                        let hi = (room_up / self.period_s).min((2.0 * decel * room_up).sqrt());
+                        let lo = -(room_down / self.period_s).min((2.0 * decel * room_down).sqrt());
                         let limited = value.clamp(lo, hi);
                         if limited != *value {
                             hit |= Cause::JointPositionLimit.bit();
@@ -421,8 +426,11 @@ impl SafetyLayer {
                 }
             }
             (_, FaultAction::Damp) if self.has_last_command => {
+                // Exponential decay, but never faster than the configured acceleration.
                 for (i, value) in out.iter_mut().enumerate() {
-                    *value = self.last_command[i] * self.damp_factor;
+                    let last = self.last_command[i];
+                    *value = (last * self.damp_factor)
+                        .clamp(last - self.max_delta[i], last + self.max_delta[i]);
                 }
             }
             _ => out.fill(0.0),
@@ -575,19 +583,23 @@ kind = "sine"
         ));
         let o = obs(0, [0.0, 0.999]);
         let mut out = [0.0; 2];
-        // Joint b is 0.001 rad from its limit: at 100 Hz it may move at most 0.1 rad/s.
+        // Joint b is 0.001 rad from its limit. Deceleration allowed: 0.05 per 10 ms tick,
+        // 5 rad/s^2, so it may approach at sqrt(2 * 5 * 0.001) = 0.1 rad/s.
         s.filter(Some(&o), None, &[0.05, 0.05], &mut out);
-        assert!((out[1] - 0.1f64.min(0.05)).abs() < 1e-9);
-        // Now 0.0005 rad from the limit: at most 0.05 rad/s although 0.1 is asked.
-        let closer = obs(0, [0.0, 0.9995]);
+        assert!((out[1] - 0.05).abs() < 1e-9);
+        // Now 0.0002 rad from the limit: braking allows sqrt(2 * 5 * 0.0002) = 0.045 rad/s,
+        // reaching the limit within one tick allows 0.02 rad/s; 0.1 is asked.
+        let closer = obs(0, [0.0, 0.9998]);
         let mut out2 = [0.0; 2];
         s.filter(Some(&closer), None, &[0.1, 0.1], &mut out2);
-        assert!((out2[1] - 0.05).abs() < 1e-9, "{out2:?}");
+        assert!((out2[1] - 0.02).abs() < 1e-9, "{out2:?}");
         assert!((out2[0] - 0.1).abs() < 1e-9, "{out2:?}");
         assert_eq!(s.counters().get(Cause::JointPositionLimit), 1);
+        // Damping: exponential decay (factor e^-1 per tick here), limited to 0.05 per tick.
         let before = out2;
         s.filter(Some(&o), Some(Cause::PolicyOverrun), &[0.0; 2], &mut out);
         let factor = (-1.0f64).exp();
-        assert!((out[0] - before[0] * factor).abs() < 1e-12);
+        assert!((out[0] - (before[0] * factor).max(before[0] - 0.05)).abs() < 1e-12);
+        assert!((out[1] - before[1] * factor).abs() < 1e-12);
     }
 }

@@ -109,8 +109,7 @@ impl KinematicArm {
     pub fn apply(&mut self, command: &Command) {
         let values = command.values();
         let mut bad = false;
-        for i in 0..self.dof.min(values.len()) {
-            let v = values[i];
+        for (i, &v) in values.iter().enumerate().take(self.dof) {
             bad |= !v.is_finite()
                 || match self.mode {
                     ActionMode::JointPosition => v < self.min[i] || v > self.max[i],
@@ -372,5 +371,70 @@ impl Drop for ThreadedPlantHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rlrt_runtime::config;
+    use std::path::Path;
+
+    fn reach() -> RobotConfig {
+        config::parse(
+            include_str!("../../hw-configs/reach-arm.toml"),
+            Path::new("reach-arm.toml"),
+        )
+        .unwrap()
+    }
+
+    fn command(values: &[f64]) -> Command {
+        let mut c = Command::new(ActionMode::JointPosition, values.len());
+        c.values[..values.len()].copy_from_slice(values);
+        c.seq = 1;
+        c
+    }
+
+    #[test]
+    fn servo_converges_without_exceeding_velocity_limits() {
+        let config = reach();
+        let mut arm = KinematicArm::new(&config);
+        arm.apply(&command(&[1.0, -0.5, 0.5]));
+        for _ in 0..300 {
+            let before = arm.positions().to_vec();
+            arm.step(0.01);
+            for (i, (a, b)) in arm.positions().iter().zip(&before).enumerate() {
+                assert!((a - b).abs() / 0.01 <= config.joints[i].max_velocity_rad_s + 1e-9);
+            }
+        }
+        for (q, t) in arm.positions().iter().zip([1.0, -0.5, 0.5]) {
+            assert!((q - t).abs() < 1e-6);
+        }
+        assert_eq!(arm.out_of_limit_commands(), 0);
+    }
+
+    #[test]
+    fn hard_stops_hold_and_bad_commands_are_counted() {
+        let config = reach();
+        let mut arm = KinematicArm::new(&config);
+        arm.apply(&command(&[10.0, f64::NAN, 0.0]));
+        assert_eq!(arm.out_of_limit_commands(), 1);
+        for _ in 0..1000 {
+            arm.step(0.01);
+        }
+        assert_eq!(arm.positions()[0], config.joints[0].position_max_rad);
+        assert!(arm.positions()[1].is_finite());
+    }
+
+    #[test]
+    fn resets_are_seeded() {
+        let config = reach();
+        let mut a = KinematicArm::new(&config);
+        let mut b = KinematicArm::new(&config);
+        a.reset(9);
+        b.reset(9);
+        assert_eq!(a.positions(), b.positions());
+        b.reset(10);
+        assert_ne!(a.positions(), b.positions());
     }
 }

@@ -216,6 +216,6 @@ fn measure(config: &RobotConfig, seconds: f64, tuned: bool) -> anyhow::Result<Me
         .join()
         .map_err(|_| anyhow::anyhow!("the control thread panicked"))?;
     let _ = log_thread.join();
-    drop(plant.stop());
+    let _final_state = plant.stop();
     Ok(measured)
 }

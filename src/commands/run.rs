@@ -112,7 +112,7 @@ pub(crate) fn run_wall_clock(
     })?;
     let _ = log_thread.join();
     let shared = plant.shared();
-    drop(plant.stop());
+    let _final_state = plant.stop();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,

@@ -139,7 +139,7 @@ trait ArrayGet<'a> {
 
 impl<'a> ArrayGet<'a> for toml::de::DeArray<'a> {
     fn get(&self, index: usize) -> Option<Found<'_, 'a>> {
-        self.iter().nth(index).map(|v| (None, v))
+        <[_]>::get(self, index).map(|v| (None, v))
     }
 }
 

@@ -391,12 +391,18 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             ),
         );
     }
-    let compatible = match (raw.action.mode, s.fault_action) {
-        (ActionMode::JointPosition, FaultAction::HoldPosition) => true,
-        (ActionMode::JointVelocity, FaultAction::ZeroVelocity | FaultAction::Damp) => true,
-        (ActionMode::EeDelta, FaultAction::ZeroVelocity | FaultAction::HoldPosition) => true,
-        _ => false,
-    };
+    let compatible = matches!(
+        (raw.action.mode, s.fault_action),
+        (ActionMode::JointPosition, FaultAction::HoldPosition)
+            | (
+                ActionMode::JointVelocity,
+                FaultAction::ZeroVelocity | FaultAction::Damp
+            )
+            | (
+                ActionMode::EeDelta,
+                FaultAction::ZeroVelocity | FaultAction::HoldPosition
+            )
+    );
     if !compatible {
         let expected = match raw.action.mode {
             ActionMode::JointPosition => "\"hold_position\"",
@@ -655,12 +661,13 @@ fn validate_action(
     let key = root("action");
     let before = c.problems.len();
     let dof = joints.len();
-    let (expected_len, default_min, default_max, default_delta): (
+    type Defaults = (
         Option<usize>,
         Option<Vec<f64>>,
         Option<Vec<f64>>,
         Option<Vec<f64>>,
-    ) = match raw.mode {
+    );
+    let (expected_len, default_min, default_max, default_delta): Defaults = match raw.mode {
         ActionMode::JointPosition => (
             Some(dof),
             Some(joints.iter().map(|j| j.position_min_rad).collect()),

@@ -1,0 +1,98 @@
+//! Combining several reward models. Ensembles reduce (but do not remove) reward hacking:
+//! a policy that exploits one model is rarely rewarded by all of them, so conservative
+//! aggregates (the minimum, or the mean minus k standard deviations) and the spread itself
+//! (where models disagree) are what to watch.
+
+/// How member rewards are combined into one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Aggregate {
+    Mean,
+    Min,
+    /// Mean minus `k` population standard deviations.
+    MeanMinusStd {
+        k: f64,
+    },
+    /// Sum over members of log-sigmoid(r - reference): for rewards on a Bradley-Terry
+    /// scale this behaves like a logical AND (high only when every member is high).
+    LogSigmoidAnd {
+        reference: f64,
+    },
+}
+
+/// One combined value with the spread that produced it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Combined {
+    pub value: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Numerically stable log(sigmoid(x)).
+pub fn log_sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        -(-x).exp().ln_1p()
+    } else {
+        x - x.exp().ln_1p()
+    }
+}
+
+/// Combines member rewards. `None` when there are none or any is not finite: an invalid
+/// member invalidates the tick's reward rather than silently shifting it.
+pub fn combine(rewards: &[f64], how: Aggregate) -> Option<Combined> {
+    if rewards.is_empty() || !rewards.iter().all(|r| r.is_finite()) {
+        return None;
+    }
+    let n = rewards.len() as f64;
+    let mean = rewards.iter().sum::<f64>() / n;
+    let std = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let min = rewards.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rewards.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let value = match how {
+        Aggregate::Mean => mean,
+        Aggregate::Min => min,
+        Aggregate::MeanMinusStd { k } => mean - k * std,
+        Aggregate::LogSigmoidAnd { reference } => {
+            rewards.iter().map(|r| log_sigmoid(r - reference)).sum()
+        }
+    };
+    Some(Combined {
+        value,
+        mean,
+        std,
+        min,
+        max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates() {
+        let r = [1.0, 2.0, 6.0];
+        assert_eq!(combine(&r, Aggregate::Mean).unwrap().value, 3.0);
+        assert_eq!(combine(&r, Aggregate::Min).unwrap().value, 1.0);
+        let c = combine(&r, Aggregate::MeanMinusStd { k: 1.0 }).unwrap();
+        let std = (14.0f64 / 3.0).sqrt();
+        assert!((c.value - (3.0 - std)).abs() < 1e-12);
+        assert_eq!((c.min, c.max), (1.0, 6.0));
+        assert!(combine(&[], Aggregate::Mean).is_none());
+        assert!(combine(&[1.0, f64::NAN], Aggregate::Mean).is_none());
+    }
+
+    #[test]
+    fn log_sigmoid_sum_acts_like_and() {
+        let and = |r: &[f64]| {
+            combine(r, Aggregate::LogSigmoidAnd { reference: 0.0 })
+                .unwrap()
+                .value
+        };
+        // Both high beats one very high and one low, although the latter has a higher sum.
+        assert!(and(&[3.0, 3.0]) > and(&[10.0, -2.0]));
+        assert!((log_sigmoid(0.0) - 0.5f64.ln()).abs() < 1e-12);
+        assert!(log_sigmoid(-800.0).is_finite() && log_sigmoid(800.0) <= 0.0);
+    }
+}

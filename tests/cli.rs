@@ -1,0 +1,150 @@
+//! The `rlrt` binary end to end: run, demo and bench outputs as a user or a script sees them.
+
+mod common;
+
+use std::process::Command;
+
+fn rlrt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlrt"))
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "--json must print exactly one line on stdout, got:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("stdout is one JSON object")
+}
+
+#[test]
+fn help_names_every_command() {
+    let out = rlrt().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["check", "run", "demo", "bench"] {
+        assert!(help.contains(command), "help lacks {command}:\n{help}");
+    }
+    let out = rlrt().args(["bench", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("loop"));
+}
+
+#[test]
+fn lockstep_run_reports_stats_and_reaches_the_target() {
+    let config = common::repo("hw-configs/reach-arm.toml");
+    let out = rlrt()
+        .args(["run", "--lockstep", "--ticks", "600", "--json"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["report"]["loop_stats"]["ticks"], 600);
+    assert_eq!(v["out_of_limit_commands"], 0);
+    let target = [0.8, 0.4, -0.9];
+    let finals: Vec<f64> = v["final_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    for (q, t) in finals.iter().zip(target) {
+        assert!(
+            (q - t).abs() < 0.01,
+            "final {finals:?} vs target {target:?}"
+        );
+    }
+}
+
+#[test]
+fn run_with_a_broken_config_exits_2_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(common::repo("hw-configs/reach-arm.toml"))
+        .unwrap()
+        .replace("control_rate_hz = 100.0", "control_rate_hz = -1.0");
+    std::fs::write(&file, text).unwrap();
+    let out = rlrt().arg("run").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`robot.control_rate_hz`"));
+}
+
+#[test]
+fn demo_succeeds_and_shows_the_watchdog_at_work() {
+    let out = rlrt()
+        .args([
+            "demo",
+            "--episodes",
+            "2",
+            "--episode-seconds",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["success_rate"], 1.0);
+    assert_eq!(v["out_of_limit_commands"], 0);
+    let episodes = v["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 2);
+    // The middle episode loses its observations for 300 ms; with a 50 ms timeout the
+    // watchdog holds for about 25 of its 10 ms ticks.
+    let held = episodes[1]["fault_ticks"].as_u64().unwrap();
+    assert!((15..=35).contains(&held), "held for {held} ticks");
+    assert_eq!(episodes[0]["fault_ticks"], 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale_observation"));
+}
+
+#[test]
+fn bench_loop_json_has_the_shared_shape() {
+    let out = rlrt()
+        .args([
+            "bench",
+            "loop",
+            "--rate-hz",
+            "500",
+            "--seconds",
+            "1",
+            "--peer-seconds",
+            "0.5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["bench"], "loop");
+    for metric in [
+        "start_lateness",
+        "observation_to_command",
+        "tick_total",
+        "stage_policy",
+    ] {
+        let m = &v["metrics"][metric];
+        assert_eq!(m["unit"], "us", "{metric}");
+        for q in ["p50", "p99", "max"] {
+            assert!(m[q].as_f64().is_some(), "{metric}.{q}");
+        }
+        assert!(m["p50"].as_f64() <= m["p99"].as_f64() && m["p99"].as_f64() <= m["max"].as_f64());
+    }
+    assert!(v["peers"]["sleep_until_deadline"]["start_lateness"]["p99"]
+        .as_f64()
+        .is_some());
+    assert_eq!(v["ticks"], 500);
+    // The binary installs the counting allocator, so the figure is measured, and it is zero.
+    assert_eq!(v["tick_allocations"], 0);
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rlrt_runtime::telemetry::TickRecord;
+use rlrt_runtime::RobotConfig;
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A shipped config with some `key = value` lines replaced (exact text match) and extra
+/// lines appended to given tables, parsed through the real validation.
+pub fn shipped_config(name: &str, replace: &[(&str, &str)]) -> RobotConfig {
+    let path = repo(&format!("hw-configs/{name}"));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{name} lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    rlrt_runtime::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Checks that every published command is finite, inside the action bounds and joint limits,
+/// and within `max_delta_per_tick` of the previous published command. Two documented
+/// exceptions to the rate limit: the position-limit guard of velocity mode (position limits
+/// win) and the `zero_velocity` fault action (a stop). Returns the number of published
+/// commands checked.
+pub fn assert_commands_safe(config: &RobotConfig, records: &[TickRecord]) -> usize {
+    let action = &config.action;
+    let mut previous: Option<Vec<f64>> = None;
+    let mut checked = 0;
+    for r in records.iter().filter(|r| r.published) {
+        let cmd = r.command();
+        for (i, v) in cmd.iter().enumerate() {
+            assert!(v.is_finite(), "tick {}: command[{i}] = {v}", r.tick);
+            assert!(
+                *v >= action.min[i] && *v <= action.max[i],
+                "tick {}: command[{i}] = {v} outside [{}, {}]",
+                r.tick,
+                action.min[i],
+                action.max[i]
+            );
+            if action.mode == rlrt_runtime::config::ActionMode::JointPosition {
+                let j = &config.joints[i];
+                assert!(v >= &j.position_min_rad && v <= &j.position_max_rad);
+            }
+            let guard = r.interventions & rlrt_runtime::Cause::JointPositionLimit.bit() != 0;
+            let stop = r.fault.is_some()
+                && config.safety.fault_action == rlrt_runtime::config::FaultAction::ZeroVelocity;
+            if let (Some(prev), false, false) = (&previous, guard, stop) {
+                let step = (v - prev[i]).abs();
+                assert!(
+                    step <= action.max_delta_per_tick[i] * (1.0 + 1e-9) + 1e-12,
+                    "tick {}: command[{i}] jumped by {step} > {}",
+                    r.tick,
+                    action.max_delta_per_tick[i]
+                );
+            }
+        }
+        previous = Some(cmd.to_vec());
+        checked += 1;
+    }
+    checked
+}
