@@ -329,7 +329,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             let key = link_key.key(list).index(i);
             match endpoint.split_once('/') {
                 Some((proto, addr)) if ENDPOINT_PROTOCOLS.contains(&proto) && !addr.is_empty() => {
-                    needs_tls |= proto == "tls" || proto == "quic";
+                    needs_tls |= proto == "tls";
                 }
                 _ => c.fail(
                     key,
@@ -350,7 +350,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
     if needs_tls && raw.link.tls.is_none() {
         c.fail(
             link_key.key("tls"),
-            "tls/ or quic/ endpoints need a [link.tls] table with root_ca_path",
+            "tls/ endpoints need a [link.tls] table with root_ca_path",
         );
     }
     if let Some(tls) = &raw.link.tls {
@@ -642,15 +642,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
 }
 
 const BUILTIN_FIELDS: [&str; 3] = ["joint_positions", "joint_velocities", "joint_efforts"];
-const ENDPOINT_PROTOCOLS: [&str; 7] = [
-    "tcp",
-    "udp",
-    "tls",
-    "quic",
-    "ws",
-    "unixsock-stream",
-    "serial",
-];
+/// zenoh transports this build links (see the zenoh features in Cargo.toml).
+const ENDPOINT_PROTOCOLS: [&str; 4] = ["tcp", "udp", "tls", "unixsock-stream"];
 
 fn validate_action(
     c: &mut Checker,

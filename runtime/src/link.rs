@@ -1,0 +1,446 @@
+//! The robot link over zenoh: robot state in, commands out, e-stop and liveliness.
+//!
+//! Keys (prefix = `link.key_prefix` of the hw-config), encodings in [`crate::protocol`]:
+//!
+//! | key | direction | payload |
+//! |---|---|---|
+//! | `<prefix>/state` | robot → runtime | `RobotState` |
+//! | `<prefix>/command` | runtime → robot | `Command` |
+//! | `<prefix>/camera/<name>` | robot → runtime | `sensor_msgs/Image` |
+//! | `<prefix>/estop` | anyone → runtime | `EStop` (engage or reset) |
+//! | `<prefix>/episode` | runtime → simulator | `Episode` (reset with seed, lockstep, free-run) |
+//! | `<prefix>/alive/robot`, `<prefix>/alive/runtime` | liveliness tokens | — |
+//!
+//! State arrives on a zenoh thread: it is decoded into a scratch message, checked (format,
+//! finite values, sequence order) and only then put in the loop's mailbox. Anything rejected
+//! is counted by reason and dropped; the loop's watchdog sees the silence. Commands leave
+//! through a publisher thread: the tick hands the newest command over without allocating and
+//! wakes that thread, which encodes and puts it (zenoh allocates per put).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, Thread};
+
+use zenoh::bytes::Encoding;
+use zenoh::sample::SampleKind;
+use zenoh::{Session, Wait};
+
+use crate::clock::Clock;
+use crate::config::{LinkConfig, LinkMode, RobotConfig};
+use crate::messages::{Command, CommandSink, Observation, ObservationWriter, SinkError};
+use crate::protocol::{self, DecodeError};
+use crate::safety::EStop;
+
+/// Why the link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("zenoh configuration key {key}: {message}")]
+    Config { key: String, message: String },
+    #[error("opening the zenoh session: {0}")]
+    Open(String),
+    #[error("declaring {what} on {key}: {message}")]
+    Declare {
+        what: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("starting the link's publisher thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// The keys of one robot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    pub state: String,
+    pub command: String,
+    pub camera_prefix: String,
+    pub estop: String,
+    pub episode: String,
+    pub alive_robot: String,
+    pub alive_runtime: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            state: format!("{prefix}/state"),
+            command: format!("{prefix}/command"),
+            camera_prefix: format!("{prefix}/camera"),
+            estop: format!("{prefix}/estop"),
+            episode: format!("{prefix}/episode"),
+            alive_robot: format!("{prefix}/alive/robot"),
+            alive_runtime: format!("{prefix}/alive/runtime"),
+        }
+    }
+
+    pub fn camera(&self, name: &str) -> String {
+        format!("{}/{name}", self.camera_prefix)
+    }
+}
+
+/// Counters of what the link received and sent, readable from any thread.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub states_received: AtomicU64,
+    pub states_accepted: AtomicU64,
+    /// Could not be decoded (bad header, version, sizes, truncation...).
+    pub states_malformed: AtomicU64,
+    /// Decoded but held NaN or infinite values.
+    pub states_non_finite: AtomicU64,
+    /// Sequence number not above the last accepted one (a reset to 1 is accepted).
+    pub states_out_of_order: AtomicU64,
+    pub commands_sent: AtomicU64,
+    pub command_send_failures: AtomicU64,
+    pub estop_messages: AtomicU64,
+    pub estop_malformed: AtomicU64,
+    /// The robot's liveliness token is present.
+    pub robot_alive: AtomicBool,
+    /// How often the robot's token disappeared.
+    pub robot_lost: AtomicU64,
+}
+
+impl LinkStats {
+    /// Non-zero counters by name, for reports.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("states_received", &self.states_received),
+            ("states_accepted", &self.states_accepted),
+            ("states_malformed", &self.states_malformed),
+            ("states_non_finite", &self.states_non_finite),
+            ("states_out_of_order", &self.states_out_of_order),
+            ("commands_sent", &self.commands_sent),
+            ("command_send_failures", &self.command_send_failures),
+            ("estop_messages", &self.estop_messages),
+            ("estop_malformed", &self.estop_malformed),
+            ("robot_lost", &self.robot_lost),
+        ]
+        .into_iter()
+        .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+/// Builds a zenoh configuration from the hw-config's `[link]`.
+pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
+    let mut config = zenoh::Config::default();
+    let mut set = |key: &str, value: String| {
+        config
+            .insert_json5(key, &value)
+            .map_err(|e| LinkError::Config {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })
+    };
+    let mode = match link.mode {
+        LinkMode::Peer => "peer",
+        LinkMode::Client => "client",
+        LinkMode::Router => "router",
+    };
+    set("mode", format!("{mode:?}"))?;
+    let list = |items: &[String]| {
+        format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    if !link.connect.is_empty() {
+        set("connect/endpoints", list(&link.connect))?;
+    }
+    if !link.listen.is_empty() {
+        set("listen/endpoints", list(&link.listen))?;
+    }
+    // With explicit endpoints there is nothing to discover: no multicast traffic on the
+    // robot's network, and tests stay on loopback.
+    if !link.connect.is_empty() || !link.listen.is_empty() {
+        set("scouting/multicast/enabled", "false".into())?;
+    }
+    if let Some(tls) = &link.tls {
+        set(
+            "transport/link/tls/root_ca_certificate",
+            format!("{:?}", tls.root_ca_path.display().to_string()),
+        )?;
+        if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
+            let cert = format!("{:?}", cert.display().to_string());
+            let key = format!("{:?}", key.display().to_string());
+            set("transport/link/tls/listen_certificate", cert.clone())?;
+            set("transport/link/tls/listen_private_key", key.clone())?;
+            set("transport/link/tls/connect_certificate", cert)?;
+            set("transport/link/tls/connect_private_key", key)?;
+            set("transport/link/tls/enable_mtls", "true".into())?;
+        }
+    }
+    Ok(config)
+}
+
+/// Opens a zenoh session for a hw-config's link.
+pub fn open_session(link: &LinkConfig) -> Result<Session, LinkError> {
+    let config = zenoh_config(link)?;
+    zenoh::open(config)
+        .wait()
+        .map_err(|e| LinkError::Open(e.to_string()))
+}
+
+fn declare_error(what: &'static str, key: &str, e: impl std::fmt::Display) -> LinkError {
+    LinkError::Declare {
+        what,
+        key: key.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The runtime's side of the link to one robot. Dropping it undeclares everything.
+pub struct RobotLink {
+    keys: Keys,
+    stats: Arc<LinkStats>,
+    session: Session,
+    _state: zenoh::pubsub::Subscriber<()>,
+    _estop: zenoh::pubsub::Subscriber<()>,
+    _alive: zenoh::pubsub::Subscriber<()>,
+    _token: zenoh::liveliness::LivelinessToken,
+}
+
+/// Where state callbacks may wake the control thread (for loops that tick on arrival).
+#[derive(Clone, Default)]
+pub struct Waker {
+    thread: Arc<std::sync::OnceLock<Thread>>,
+}
+
+impl Waker {
+    /// Registers the thread to wake (once; later calls are ignored).
+    pub fn register_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl RobotLink {
+    /// Connects to the robot named by `config`: accepted states go to `writer`, stamped with
+    /// `clock`; e-stop messages act on `estop`.
+    pub fn connect<C: Clock + Clone + Sync + 'static>(
+        session: Session,
+        config: &RobotConfig,
+        mut writer: ObservationWriter,
+        clock: C,
+        estop: EStop,
+        waker: Waker,
+    ) -> Result<Self, LinkError> {
+        let keys = Keys::new(&config.link.key_prefix);
+        let stats = Arc::new(LinkStats::default());
+        let dof = config.dof();
+        let sensor_len = config.observation.sensor_values;
+
+        let state = {
+            let stats = stats.clone();
+            let mut scratch = Observation::empty(dof, sensor_len);
+            let mut last_seq = 0u64;
+            session
+                .declare_subscriber(&keys.state)
+                .callback_mut(move |sample| {
+                    stats.states_received.fetch_add(1, Ordering::Relaxed);
+                    let payload = sample.payload().to_bytes();
+                    match protocol::decode_state(&payload, dof, sensor_len, &mut scratch) {
+                        Ok(()) => {}
+                        Err(_) => {
+                            stats.states_malformed.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    if !scratch.is_finite() {
+                        stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    if scratch.seq <= last_seq && scratch.seq != 1 {
+                        stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    last_seq = scratch.seq;
+                    scratch.received_ns = clock.now_ns();
+                    writer.publish(&scratch);
+                    stats.states_accepted.fetch_add(1, Ordering::Relaxed);
+                    waker.wake();
+                })
+                .wait()
+                .map_err(|e| declare_error("the state subscriber", &keys.state, e))?
+        };
+
+        let estop_sub = {
+            let stats = stats.clone();
+            session
+                .declare_subscriber(&keys.estop)
+                .callback(move |sample| {
+                    match protocol::decode_estop(&sample.payload().to_bytes()) {
+                        Ok(engage) => {
+                            stats.estop_messages.fetch_add(1, Ordering::Relaxed);
+                            if engage {
+                                estop.engage();
+                            } else {
+                                estop.reset();
+                            }
+                        }
+                        Err(_) => {
+                            stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .wait()
+                .map_err(|e| declare_error("the e-stop subscriber", &keys.estop, e))?
+        };
+
+        let alive = {
+            let stats = stats.clone();
+            session
+                .liveliness()
+                .declare_subscriber(&keys.alive_robot)
+                .history(true)
+                .callback(move |sample| match sample.kind() {
+                    SampleKind::Put => stats.robot_alive.store(true, Ordering::Relaxed),
+                    SampleKind::Delete => {
+                        stats.robot_alive.store(false, Ordering::Relaxed);
+                        stats.robot_lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .wait()
+                .map_err(|e| declare_error("the liveliness subscriber", &keys.alive_robot, e))?
+        };
+
+        let token = session
+            .liveliness()
+            .declare_token(&keys.alive_runtime)
+            .wait()
+            .map_err(|e| declare_error("the liveliness token", &keys.alive_runtime, e))?;
+
+        Ok(Self {
+            keys,
+            stats,
+            session,
+            _state: state,
+            _estop: estop_sub,
+            _alive: alive,
+            _token: token,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<LinkStats> {
+        self.stats.clone()
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The command sink for the control loop, with its publisher thread. `flags` are added
+    /// to every command (such as [`protocol::FLAG_LOCKSTEP_STEP`]).
+    pub fn command_sink(
+        &self,
+        config: &RobotConfig,
+        flags: u8,
+    ) -> Result<LinkCommandSink, LinkError> {
+        let publisher = self
+            .session
+            .declare_publisher(self.keys.command.clone())
+            .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
+            .wait()
+            .map_err(|e| declare_error("the command publisher", &self.keys.command, e))?;
+        let (input, mut output) =
+            triple_buffer::triple_buffer(&Command::new(config.action.mode, config.action.len()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = self.stats.clone();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("rlrt-link-publish".into())
+                .spawn(move || {
+                    let mut buf = Vec::with_capacity(64 + 8 * crate::config::MAX_ACTION);
+                    let mut last_seq = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        let command = *output.read();
+                        if command.seq != last_seq {
+                            last_seq = command.seq;
+                            protocol::encode_command(&command, flags, &mut buf);
+                            match publisher.put(buf.as_slice()).wait() {
+                                Ok(()) => stats.commands_sent.fetch_add(1, Ordering::Relaxed),
+                                Err(_) => {
+                                    stats.command_send_failures.fetch_add(1, Ordering::Relaxed)
+                                }
+                            };
+                            // Check again before sleeping: another command may have arrived.
+                            continue;
+                        }
+                        std::thread::park();
+                    }
+                })?
+        };
+        Ok(LinkCommandSink {
+            input,
+            thread: Some(thread),
+            stop,
+        })
+    }
+
+    /// Sends an episode-control message to a simulator.
+    pub fn send_episode(&self, op: protocol::EpisodeOp) -> Result<(), LinkError> {
+        let mut buf = Vec::with_capacity(32);
+        protocol::encode_episode(op, &mut buf);
+        self.session
+            .put(&self.keys.episode, buf)
+            .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Episode"))
+            .wait()
+            .map_err(|e| declare_error("an episode message", &self.keys.episode, e))
+    }
+}
+
+/// The loop's sink for the link: hands the newest command to the publisher thread.
+pub struct LinkCommandSink {
+    input: triple_buffer::Input<Command>,
+    thread: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CommandSink for LinkCommandSink {
+    fn send(&mut self, command: &Command) -> Result<(), SinkError> {
+        self.input.write(*command);
+        match &self.thread {
+            Some(thread) => {
+                thread.thread().unpark();
+                Ok(())
+            }
+            None => Err(SinkError::Disconnected),
+        }
+    }
+}
+
+impl Drop for LinkCommandSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Decodes a payload for a counted reason, for tools that want to print why.
+pub fn explain_state(payload: &[u8], config: &RobotConfig) -> Result<Observation, DecodeError> {
+    let mut obs = Observation::empty(config.dof(), config.observation.sensor_values);
+    protocol::decode_state(
+        payload,
+        config.dof(),
+        config.observation.sensor_values,
+        &mut obs,
+    )?;
+    Ok(obs)
+}

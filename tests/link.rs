@@ -1,0 +1,273 @@
+//! The runtime and a simulated robot over real zenoh sessions on loopback (peer mode, TCP).
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt_runtime::protocol;
+use rlrt_runtime::telemetry::{telemetry_channel, TickRecord};
+use rlrt_runtime::{
+    observation_mailbox, Cause, ControlLoop, RobotConfig, RunLimit, RunReport, WallClock,
+};
+use rlrt_sim::{ServeMode, SimServer};
+use zenoh::Wait;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The reach arm at 500 Hz; the runtime listens on `port`, robots connect to it.
+fn configs(port: u16, prefix: &str) -> (RobotConfig, RobotConfig) {
+    let mut runtime = common::shipped_config(
+        "reach-arm.toml",
+        &[("control_rate_hz = 100.0", "control_rate_hz = 500.0")],
+    );
+    runtime.link.key_prefix = prefix.to_owned();
+    let mut robot = runtime.clone();
+    runtime.link.listen = vec![format!("tcp/127.0.0.1:{port}")];
+    robot.link.connect = vec![format!("tcp/127.0.0.1:{port}")];
+    (runtime, robot)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct Runtime {
+    control: ControlLoop<WallClock>,
+    link: RobotLink,
+    rx: rlrt_runtime::telemetry::TelemetryReceiver,
+}
+
+fn runtime(config: &RobotConfig) -> Runtime {
+    let clock = WallClock::new();
+    let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
+    let session = open_session(&config.link).unwrap();
+    let estop = rlrt_runtime::EStop::default();
+    let link = RobotLink::connect(
+        session,
+        config,
+        writer,
+        clock.clone(),
+        estop,
+        Waker::default(),
+    )
+    .unwrap();
+    let sink = link.command_sink(config, 0).unwrap();
+    let policy = rlrt_policies::build(config).unwrap();
+    let control = ControlLoop::new(config, clock, reader, policy, Box::new(sink)).unwrap();
+    let (tx, rx) = telemetry_channel(100_000, control.stats());
+    Runtime {
+        control: control.with_telemetry(tx),
+        link,
+        rx,
+    }
+}
+
+fn count(report: &RunReport, cause: Cause) -> u64 {
+    report
+        .interventions
+        .iter()
+        .find(|(c, _)| *c == cause)
+        .map_or(0, |(_, n)| *n)
+}
+
+#[test]
+fn runtime_drives_a_simulated_robot_over_zenoh_for_1000_ticks() {
+    let (rc, sc) = configs(free_port(), "rlrt/test-1000");
+    let mut rt = runtime(&rc);
+    let sim_session = open_session(&sc.link).unwrap();
+    let sim =
+        SimServer::start(&sim_session, &sc, 4, ServeMode::FreeRun { rate_hz: 1000.0 }).unwrap();
+    let link_stats = rt.link.stats();
+    wait_for("the robot's first state", Duration::from_secs(10), || {
+        link_stats.states_accepted.load(Ordering::Relaxed) > 0
+    });
+    assert!(link_stats.robot_alive.load(Ordering::Relaxed));
+    let report = rt.control.run(
+        &AtomicBool::new(false),
+        RunLimit {
+            max_ticks: Some(1000),
+        },
+    );
+    let mut records: Vec<TickRecord> = Vec::new();
+    rt.rx.drain(|r| records.push(*r));
+    assert_eq!(report.loop_stats.ticks, 1000);
+    assert_eq!(report.fault_ticks, 0, "{report}");
+    common::assert_commands_safe(&rc, &records);
+    let sim_stats = sim.stats();
+    wait_for("the last commands", Duration::from_secs(5), || {
+        sim_stats.commands.load(Ordering::Relaxed) >= 990
+    });
+    assert_eq!(sim_stats.out_of_limit_commands.load(Ordering::Relaxed), 0);
+    assert_eq!(sim_stats.malformed_commands.load(Ordering::Relaxed), 0);
+    assert!(
+        link_stats.states_accepted.load(Ordering::Relaxed) >= 1500,
+        "{:?}",
+        link_stats.snapshot()
+    );
+    assert_eq!(link_stats.states_malformed.load(Ordering::Relaxed), 0);
+    // The joint-target controller got the arm to its target through the link.
+    let last = records.last().unwrap();
+    for (q, t) in last.positions().iter().zip([0.8, 0.4, -0.9]) {
+        assert!((q - t).abs() < 0.02, "{:?}", last.positions());
+    }
+    drop(sim);
+}
+
+#[test]
+fn killing_the_sim_trips_the_watchdog_and_its_return_resumes_control() {
+    let (rc, sc) = configs(free_port(), "rlrt/test-kill");
+    let mut rt = runtime(&rc);
+    let link_stats = rt.link.stats();
+    let start_sim = || {
+        let session = open_session(&sc.link).unwrap();
+        let sim =
+            SimServer::start(&session, &sc, 8, ServeMode::FreeRun { rate_hz: 1000.0 }).unwrap();
+        (session, sim)
+    };
+    let mut sim = Some(start_sim());
+    wait_for("the robot's first state", Duration::from_secs(10), || {
+        link_stats.states_accepted.load(Ordering::Relaxed) > 0
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let report = std::thread::scope(|scope| {
+        let stop2 = stop.clone();
+        let control = &mut rt.control;
+        let worker = scope.spawn(move || {
+            control.run(
+                &stop2,
+                RunLimit {
+                    max_ticks: Some(2500),
+                },
+            )
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        // Kill the simulator: its session closes and its liveliness token disappears.
+        let (session, server) = sim.take().unwrap();
+        drop(server);
+        session.close().wait().unwrap();
+        wait_for("the robot's token to go", Duration::from_secs(10), || {
+            !link_stats.robot_alive.load(Ordering::Relaxed)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        sim = Some(start_sim());
+        let report = worker.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        report
+    });
+    let mut records = Vec::new();
+    rt.rx.drain(|r| records.push(*r));
+    common::assert_commands_safe(&rc, &records);
+    assert!(count(&report, Cause::StaleObservation) > 0, "{report}");
+    assert!(link_stats.robot_lost.load(Ordering::Relaxed) >= 1);
+    // Within one tick of the 50 ms timeout after the last state, the fault action is on.
+    let first_fault = records.iter().position(|r| r.fault.is_some()).unwrap();
+    let before = &records[first_fault - 1];
+    let age_ms = records[first_fault].observation_age_ns as f64 / 1e6;
+    assert!(before.fault.is_none());
+    assert!(
+        age_ms > 50.0 && age_ms <= 52.0 + 1.0,
+        "faulted at observation age {age_ms} ms"
+    );
+    // The restarted simulator (sequence numbers from 1 again) is accepted; control resumes.
+    assert!(link_stats.robot_alive.load(Ordering::Relaxed));
+    let tail = &records[records.len() - 50..];
+    assert!(
+        tail.iter().all(|r| r.fault.is_none()),
+        "control did not resume"
+    );
+}
+
+#[test]
+fn malformed_states_are_counted_and_dropped() {
+    let (rc, sc) = configs(free_port(), "rlrt/test-junk");
+    let mut rt = runtime(&rc);
+    let link_stats = rt.link.stats();
+    let sim_session = open_session(&sc.link).unwrap();
+    let sim =
+        SimServer::start(&sim_session, &sc, 2, ServeMode::FreeRun { rate_hz: 500.0 }).unwrap();
+    wait_for("the robot's first state", Duration::from_secs(10), || {
+        link_stats.states_accepted.load(Ordering::Relaxed) > 0
+    });
+    // An attacker (or a broken driver) on the same key.
+    let junk_session = open_session(&sc.link).unwrap();
+    let key = rt.link.keys().state.clone();
+    let mut good = Vec::new();
+    let mut obs = rlrt_runtime::Observation::empty(3, 0);
+    obs.seq = 1_000_000_000;
+    protocol::encode_state(&obs, &mut good);
+    let mut nan = Vec::new();
+    obs.joint_positions[1] = f64::NAN;
+    obs.seq += 1;
+    protocol::encode_state(&obs, &mut nan);
+    let mut wrong_version = good.clone();
+    wrong_version[4] = 9;
+    let mut absurd = good.clone();
+    absurd[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut payloads: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xde, 0xad, 0xbe, 0xef],
+        good[..good.len() / 2].to_vec(),
+        wrong_version,
+        absurd,
+        vec![0u8; 1 << 20],
+    ];
+    let mut rng = 99u64;
+    for _ in 0..50 {
+        let len = (rng % 200) as usize;
+        let mut p = protocol::CDR_LE.to_vec();
+        for _ in 0..len {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            p.push((rng >> 40) as u8);
+        }
+        payloads.push(p);
+    }
+    let malformed = payloads.len() as u64;
+    let stop = AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        let control = &mut rt.control;
+        let stop = &stop;
+        let worker = scope.spawn(move || {
+            control.run(
+                stop,
+                RunLimit {
+                    max_ticks: Some(500),
+                },
+            )
+        });
+        for p in &payloads {
+            junk_session.put(&key, p.clone()).wait().unwrap();
+        }
+        junk_session.put(&key, nan.clone()).wait().unwrap();
+        worker.join().unwrap()
+    });
+    wait_for("all junk to arrive", Duration::from_secs(5), || {
+        link_stats.states_malformed.load(Ordering::Relaxed) >= malformed
+            && link_stats.states_non_finite.load(Ordering::Relaxed) >= 1
+    });
+    assert_eq!(report.loop_stats.ticks, 500);
+    let mut records = Vec::new();
+    rt.rx.drain(|r| records.push(*r));
+    common::assert_commands_safe(&rc, &records);
+    assert_eq!(sim.stats().out_of_limit_commands.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        count(&report, Cause::BadObservation),
+        0,
+        "NaN states never reach the loop"
+    );
+}
