@@ -1,0 +1,130 @@
+//! A robot driver written in Python with the `eclipse-zenoh` package (tests/python/
+//! robot_driver.py) talks to the runtime: it publishes CDR states, decodes rlrt's commands
+//! with the standard library's `struct`, and follows them. `cargo xtask setup` installs the
+//! package into `.deps/python`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt_runtime::telemetry::telemetry_channel;
+use rlrt_runtime::{observation_mailbox, ControlLoop, EStop, RunLimit, WallClock};
+
+fn python() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONPATH", common::repo(".deps/python"));
+    cmd
+}
+
+#[test]
+fn python_driver_follows_rlrt_commands() {
+    let probe = python()
+        .args(["-c", "import zenoh"])
+        .output()
+        .expect("python3 must be installed");
+    assert!(
+        probe.status.success(),
+        "the eclipse-zenoh package is missing: run `cargo xtask setup` (or `cargo xtask test`)\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = common::shipped_config("reach-arm.toml", &[]);
+    config.link.key_prefix = "rlrt/python-driver".into();
+    config.link.listen = vec![format!("tcp/127.0.0.1:{port}")];
+
+    let clock = WallClock::new();
+    let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
+    let session = open_session(&config.link).unwrap();
+    let link = RobotLink::connect(
+        session,
+        &config,
+        writer,
+        clock.clone(),
+        EStop::default(),
+        Waker::default(),
+    )
+    .unwrap();
+    let sink = link.command_sink(&config, 0).unwrap();
+    let policy = rlrt_policies::build(&config).unwrap();
+    let control = ControlLoop::new(&config, clock, reader, policy, Box::new(sink)).unwrap();
+    let (tx, rx) = telemetry_channel(10_000, control.stats());
+    let mut control = control.with_telemetry(tx);
+
+    let driver = python()
+        .arg(common::repo("tests/python/robot_driver.py"))
+        .args([
+            "--connect",
+            &format!("tcp/127.0.0.1:{port}"),
+            "--prefix",
+            "rlrt/python-driver",
+        ])
+        .args(["--seconds", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stats = link.stats();
+    let start = Instant::now();
+    while stats.states_accepted.load(Ordering::Relaxed) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no state from the Python driver"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = control.run(
+        &AtomicBool::new(false),
+        RunLimit {
+            max_ticks: Some(300),
+        },
+    );
+    let mut last_command = None;
+    rx.drain(|r| {
+        if r.published {
+            last_command = Some((r.command_seq, r.command().to_vec()));
+        }
+    });
+    let out = driver.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(report.fault_ticks, 0, "{report}");
+    assert_eq!(stats.states_malformed.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        summary["bad"], 0,
+        "the driver could not decode some commands"
+    );
+    assert!(summary["commands"].as_u64().unwrap() >= 290, "{summary}");
+    // The driver decoded exactly what the runtime sent last.
+    let (seq, values) = last_command.unwrap();
+    assert_eq!(summary["last"]["seq"], seq);
+    let decoded: Vec<f64> = summary["last"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(decoded, values);
+    // And the driver's arm went where rlrt's controller sent it.
+    let finals: Vec<f64> = summary["final_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (q, t) in finals.iter().zip([0.8, 0.4, -0.9]) {
+        assert!((q - t).abs() < 0.05, "{finals:?}");
+    }
+}
