@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlrt::commands::{bench_loop, check, demo, run};
+use rlrt::commands::{bench_link, bench_loop, check, demo, run};
 use rlrt_runtime::alloc_count::CountingAllocator;
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
@@ -92,6 +92,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Observation-to-command round trip through zenoh on loopback (against zenoh's own
+    /// ping-pong), and the lockstep step rate of runtime plus simulator over the link.
+    Link {
+        /// Round trips measured (after 200 warm-up ones).
+        #[arg(long, default_value_t = 5000)]
+        round_trips: u32,
+        /// Seconds of lockstep stepping to measure.
+        #[arg(long, default_value_t = 3.0)]
+        lockstep_seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Tick punctuality of the control loop against a sleep-until-deadline loop.
     Loop {
         #[arg(long, default_value_t = 1000.0)]
@@ -231,6 +243,22 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             })
         }
         Command::Bench { what } => match what {
+            Bench::Link {
+                round_trips,
+                lockstep_seconds,
+                json,
+            } => {
+                let report = bench_link::run(&bench_link::BenchLinkArgs {
+                    round_trips,
+                    lockstep_seconds,
+                })?;
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{report}");
+                }
+                Ok(0)
+            }
             Bench::Loop {
                 rate_hz,
                 seconds,

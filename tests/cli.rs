@@ -148,3 +148,33 @@ fn bench_loop_json_has_the_shared_shape() {
     // The binary installs the counting allocator, so the figure is measured, and it is zero.
     assert_eq!(v["tick_allocations"], 0);
 }
+
+#[test]
+fn bench_link_measures_rlrt_and_bare_zenoh_in_one_run() {
+    let out = rlrt()
+        .args([
+            "bench",
+            "link",
+            "--round-trips",
+            "300",
+            "--lockstep-seconds",
+            "0.5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["bench"], "link");
+    let ours = &v["metrics"]["observation_to_command_round_trip"];
+    let peer = &v["peers"]["zenoh_ping_pong"]["observation_to_command_round_trip"];
+    assert_eq!(ours["count"], 300);
+    assert_eq!(peer["count"], 300);
+    assert!(ours["p50"].as_f64().unwrap() > 0.0 && peer["p50"].as_f64().unwrap() > 0.0);
+    // Lockstep over the link really stepped (the figure itself is for the benchmark).
+    assert!(v["lockstep_steps_per_s"].as_f64().unwrap() > 100.0);
+}

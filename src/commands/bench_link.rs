@@ -1,0 +1,317 @@
+//! `rlrt bench link`: observation-to-command round trip through zenoh on loopback, and the
+//! lockstep step rate of runtime plus simulator over the link.
+//!
+//! Two zenoh sessions in this process, peer mode over TCP on 127.0.0.1. The "robot" thread
+//! publishes a state and waits for the command it causes: through the runtime's state
+//! subscriber, the mailbox, a tick (policy and safety layer) on the control thread, the
+//! command publisher thread, and back. The peer is zenoh alone: a ping echoed straight back
+//! from the subscriber callback, on the same two sessions.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
+use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt_runtime::protocol::{self, FLAG_LOCKSTEP_STEP};
+use rlrt_runtime::stats::Histogram;
+use rlrt_runtime::{
+    observation_mailbox, Clock, ControlLoop, EStop, Observation, RobotConfig, WallClock,
+};
+use rlrt_sim::{ServeMode, SimServer};
+use zenoh::Wait;
+
+const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
+
+#[derive(Clone, Debug)]
+pub struct BenchLinkArgs {
+    pub round_trips: u32,
+    pub lockstep_seconds: f64,
+}
+
+fn config(port: u16, prefix: &str, listen: bool) -> anyhow::Result<RobotConfig> {
+    let mut c = super::parse_with_overrides(
+        CONFIG_TEXT,
+        std::path::Path::new("hw-configs/reach-arm.toml"),
+        &[(
+            "policy",
+            Some(toml::Value::Table(toml::Table::from_iter([(
+                "kind".to_owned(),
+                toml::Value::String("hold".into()),
+            )]))),
+        )],
+    )?;
+    c.link.key_prefix = prefix.to_owned();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    if listen {
+        c.link.listen = vec![endpoint];
+    } else {
+        c.link.connect = vec![endpoint];
+    }
+    Ok(c)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Ticks the loop each time a state arrives (the control thread sleeps in between).
+fn tick_on_arrival(
+    control: &mut ControlLoop<WallClock>,
+    accepted: &AtomicU64,
+    waker: &Waker,
+    stop: &AtomicBool,
+    kick: bool,
+) {
+    waker.register_current();
+    let mut seen = accepted.load(Ordering::Acquire);
+    if kick {
+        // Lockstep: the simulator waits for a command before it sends the next state.
+        let t = control.clock().now_ns();
+        control.tick(t);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let now = accepted.load(Ordering::Acquire);
+        if now != seen {
+            seen = now;
+            let t = control.clock().now_ns();
+            control.tick(t);
+        } else {
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+}
+
+pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
+    let port = free_port()?;
+    let rc = config(port, "rlrt/bench-link", true)?;
+    let robot_cfg = config(port, "rlrt/bench-link", false)?;
+
+    // Runtime side.
+    let clock = WallClock::new();
+    let (writer, reader) = observation_mailbox(rc.dof(), rc.observation.sensor_values);
+    let waker = Waker::default();
+    let link = RobotLink::connect(
+        open_session(&rc.link)?,
+        &rc,
+        writer,
+        clock.clone(),
+        EStop::default(),
+        waker.clone(),
+    )?;
+    let sink = link.command_sink(&rc, 0)?;
+    let mut control = ControlLoop::new(
+        &rc,
+        clock,
+        reader,
+        rlrt_policies::build(&rc)?,
+        Box::new(sink),
+    )?;
+    let accepted = link.stats();
+
+    // Robot side.
+    let robot = open_session(&robot_cfg.link)?;
+    let keys = link.keys().clone();
+    let (tx, rx) = bounded::<u64>(16);
+    let _commands = robot
+        .declare_subscriber(&keys.command)
+        .callback(move |sample| {
+            let mut cmd =
+                rlrt_runtime::Command::new(rlrt_runtime::config::ActionMode::JointPosition, 0);
+            if protocol::decode_command(&sample.payload().to_bytes(), &mut cmd).is_ok() {
+                let _ = tx.try_send(cmd.seq);
+            }
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state_pub = robot
+        .declare_publisher(keys.state.clone())
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let stop = AtomicBool::new(false);
+    let ours = Histogram::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (control, accepted, waker, stop_ref) =
+            (&mut control, &accepted.states_accepted, &waker, &stop);
+        let worker =
+            scope.spawn(move || tick_on_arrival(control, accepted, waker, stop_ref, false));
+        let mut obs = Observation::empty(rc.dof(), 0);
+        let mut buf = Vec::with_capacity(512);
+        let warmup = 200;
+        for i in 0..(args.round_trips + warmup) {
+            obs.seq = i as u64 + 1;
+            obs.joint_positions[0] = 0.1;
+            protocol::encode_state(&obs, &mut buf);
+            let t0 = Instant::now();
+            state_pub
+                .put(buf.as_slice())
+                .wait()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(_) => {
+                    if i >= warmup {
+                        ours.record(t0.elapsed().as_nanos() as u64);
+                    }
+                }
+                Err(_) => anyhow::bail!("no command came back within 2 s (round trip {i})"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = worker.join();
+        Ok(())
+    })?;
+
+    // Peer: zenoh alone, ping echoed from the callback on the same sessions.
+    let runtime_session = link.session().clone();
+    let ping_key = format!("{}/bench/ping", rc.link.key_prefix);
+    let pong_key = format!("{}/bench/pong", rc.link.key_prefix);
+    let pong_pub = runtime_session
+        .declare_publisher(pong_key.clone())
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _echo = runtime_session
+        .declare_subscriber(&ping_key)
+        .callback(move |sample| {
+            let _ = pong_pub.put(sample.payload().clone()).wait();
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ptx, prx) = bounded::<()>(16);
+    let _pong = robot
+        .declare_subscriber(&pong_key)
+        .callback(move |_| {
+            let _ = ptx.try_send(());
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ping_pub = robot
+        .declare_publisher(ping_key)
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peer = Histogram::new();
+    let payload = vec![0u8; buf_len_of_state(rc.dof())];
+    // Declarations take a moment to reach the other session: ping until the first pong.
+    let start = Instant::now();
+    loop {
+        ping_pub
+            .put(payload.as_slice())
+            .wait()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if prx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!("zenoh ping-pong never answered");
+        }
+    }
+    while prx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+    for i in 0..(args.round_trips + 200) {
+        let t0 = Instant::now();
+        ping_pub
+            .put(payload.as_slice())
+            .wait()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if prx.recv_timeout(Duration::from_secs(2)).is_err() {
+            anyhow::bail!("zenoh ping {i} got no pong within 2 s");
+        }
+        if i >= 200 {
+            peer.record(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(_commands);
+
+    // Lockstep: simulator steps once per command, runtime ticks once per state.
+    let lockstep_rate = lockstep(args.lockstep_seconds)?;
+
+    let mut report = BenchReport::new("link");
+    report.metrics.insert(
+        "observation_to_command_round_trip".into(),
+        Metric::from_ns_summary(&ours.summary()),
+    );
+    let mut peer_metrics = Metrics::new();
+    peer_metrics.insert(
+        "observation_to_command_round_trip".into(),
+        Metric::from_ns_summary(&peer.summary()),
+    );
+    report.peers.insert("zenoh_ping_pong".into(), peer_metrics);
+    let extra = &mut report.extra;
+    extra.insert("round_trips".into(), args.round_trips.into());
+    extra.insert("lockstep_steps_per_s".into(), lockstep_rate.into());
+    extra.insert("lockstep_model".into(), "kinematic (MuJoCo pending)".into());
+    let (o, p) = (ours.summary(), peer.summary());
+    if p.p50_ns > 0 {
+        extra.insert(
+            "p50_rlrt_over_zenoh".into(),
+            (o.p50_ns as f64 / p.p50_ns as f64).into(),
+        );
+        extra.insert(
+            "p99_rlrt_over_zenoh".into(),
+            (o.p99_ns as f64 / p.p99_ns.max(1) as f64).into(),
+        );
+    }
+    extra.insert("transport".into(), "zenoh peer, tcp/127.0.0.1".into());
+    Ok(report)
+}
+
+fn buf_len_of_state(dof: usize) -> usize {
+    let mut buf = Vec::new();
+    protocol::encode_state(&Observation::empty(dof, 0), &mut buf);
+    buf.len()
+}
+
+fn lockstep(seconds: f64) -> anyhow::Result<f64> {
+    let port = free_port()?;
+    let rc = config(port, "rlrt/bench-lockstep", true)?;
+    let sc = config(port, "rlrt/bench-lockstep", false)?;
+    let clock = WallClock::new();
+    let (writer, reader) = observation_mailbox(rc.dof(), rc.observation.sensor_values);
+    let waker = Waker::default();
+    let link = RobotLink::connect(
+        open_session(&rc.link)?,
+        &rc,
+        writer,
+        clock.clone(),
+        EStop::default(),
+        waker.clone(),
+    )?;
+    let sink = link.command_sink(&rc, FLAG_LOCKSTEP_STEP)?;
+    let mut control = ControlLoop::new(
+        &rc,
+        clock,
+        reader,
+        rlrt_policies::build(&rc)?,
+        Box::new(sink),
+    )?;
+    let sim_session = open_session(&sc.link)?;
+    let sim = SimServer::start(&sim_session, &sc, 1, ServeMode::Lockstep)?;
+    let stats = link.stats();
+    // Wait for the simulator's first state; it re-publishes it on reset.
+    let start = Instant::now();
+    while stats.states_accepted.load(Ordering::Relaxed) == 0 {
+        link.send_episode(protocol::EpisodeOp::Reset { seed: 1 })?;
+        std::thread::sleep(Duration::from_millis(50));
+        if start.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!("the lockstep simulator never answered");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = control.stats();
+    let elapsed = std::thread::scope(|scope| {
+        let (control, accepted, waker, stop_ref) =
+            (&mut control, &stats.states_accepted, &waker, &*stop);
+        let worker = scope.spawn(move || tick_on_arrival(control, accepted, waker, stop_ref, true));
+        let t0 = Instant::now();
+        let before = ticks.ticks.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        let n = ticks.ticks.load(Ordering::Relaxed) - before;
+        let dt = t0.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let _ = worker.join();
+        n as f64 / dt
+    });
+    drop(sim);
+    Ok(elapsed)
+}
