@@ -100,7 +100,8 @@ fn demo_succeeds_and_shows_the_watchdog_at_work() {
     // The middle episode loses its observations for 300 ms; with a 50 ms timeout the
     // watchdog holds for about 25 of its 10 ms ticks.
     let held = episodes[1]["fault_ticks"].as_u64().unwrap();
-    assert!((15..=35).contains(&held), "held for {held} ticks");
+    // (More under load: the dropout is timed by a sleeping thread.)
+    assert!((15..=60).contains(&held), "held for {held} ticks");
     assert_eq!(episodes[0]["fault_ticks"], 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale_observation"));
 }
