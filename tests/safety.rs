@@ -170,7 +170,8 @@ fn a_stalling_policy_is_replaced_by_the_fault_action() {
     common::assert_commands_safe(&config, &out.records);
     assert_eq!(out.out_of_limit_at_robot, 0);
     // 60 ticks, a 25 ms stall every 7th: 8 stalls, each past the 5 ms budget.
-    assert_eq!(count(&out.report, Cause::PolicyOverrun), 8);
+    // (At least: under heavy load a normal tick may also be preempted past its budget.)
+    assert!(count(&out.report, Cause::PolicyOverrun) >= 8);
     for r in out.records.iter().filter(|r| r.policy_ns > 20_000_000) {
         assert_eq!(r.fault, Some(Cause::PolicyOverrun));
     }
