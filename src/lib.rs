@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod fault_log;
+pub mod linked;
 pub mod signals;
 
 /// Exit code for a config the user must fix.

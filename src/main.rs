@@ -39,8 +39,8 @@ enum Command {
     },
     /// Run a robot config's policy in the control loop and print loop statistics.
     ///
-    /// This build drives the in-process kinematic model of the configured joints (the zenoh
-    /// link to real robots and MuJoCo comes next). Ctrl-C stops at the end of a tick.
+    /// `run` drives the in-process kinematic model of the configured joints; driving a robot
+    /// over the zenoh link from `run` comes next. Ctrl-C stops at the end of a tick.
     Run {
         /// The hw-config file.
         config: PathBuf,
@@ -152,6 +152,14 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_bench(report: &rlrt_runtime::bench::BenchReport, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -252,11 +260,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     round_trips,
                     lockstep_seconds,
                 })?;
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{report}");
-                }
+                print_bench(&report, json);
                 Ok(0)
             }
             Bench::Loop {
@@ -278,11 +282,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     realtime_priority,
                     spin_us,
                 })?;
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{report}");
-                }
+                print_bench(&report, json);
                 Ok(0)
             }
         },

@@ -8,15 +8,19 @@ fn rlrt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlrt"))
 }
 
-fn json_of(out: &std::process::Output) -> serde_json::Value {
+/// Runs a `--json` command that must succeed; returns its one JSON object and its stderr.
+fn run_json(cmd: &mut Command) -> (serde_json::Value, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim().lines().count(),
         1,
-        "--json must print exactly one line on stdout, got:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "--json must print exactly one line on stdout, got:\n{stdout}\nstderr:\n{stderr}"
     );
-    serde_json::from_str(stdout.trim()).expect("stdout is one JSON object")
+    let value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+    (value, stderr)
 }
 
 #[test]
@@ -33,17 +37,11 @@ fn help_names_every_command() {
 #[test]
 fn lockstep_run_reports_stats_and_reaches_the_target() {
     let config = common::repo("hw-configs/reach-arm.toml");
-    let out = rlrt()
-        .args(["run", "--lockstep", "--ticks", "600", "--json"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (v, _stderr) = run_json(
+        rlrt()
+            .args(["run", "--lockstep", "--ticks", "600", "--json"])
+            .arg(&config),
     );
-    let v = json_of(&out);
     assert_eq!(v["report"]["loop_stats"]["ticks"], 600);
     assert_eq!(v["out_of_limit_commands"], 0);
     let target = [0.8, 0.4, -0.9];
@@ -76,23 +74,14 @@ fn run_with_a_broken_config_exits_2_and_names_the_key() {
 
 #[test]
 fn demo_succeeds_and_shows_the_watchdog_at_work() {
-    let out = rlrt()
-        .args([
-            "demo",
-            "--episodes",
-            "2",
-            "--episode-seconds",
-            "3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json_of(&out);
+    let (v, stderr) = run_json(rlrt().args([
+        "demo",
+        "--episodes",
+        "2",
+        "--episode-seconds",
+        "3",
+        "--json",
+    ]));
     assert_eq!(v["success_rate"], 1.0);
     assert_eq!(v["out_of_limit_commands"], 0);
     let episodes = v["episodes"].as_array().unwrap();
@@ -103,31 +92,22 @@ fn demo_succeeds_and_shows_the_watchdog_at_work() {
     // (More under load: the dropout is timed by a sleeping thread.)
     assert!((15..=60).contains(&held), "held for {held} ticks");
     assert_eq!(episodes[0]["fault_ticks"], 0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stale_observation"));
+    assert!(stderr.contains("stale_observation"));
 }
 
 #[test]
 fn bench_loop_json_has_the_shared_shape() {
-    let out = rlrt()
-        .args([
-            "bench",
-            "loop",
-            "--rate-hz",
-            "500",
-            "--seconds",
-            "1",
-            "--peer-seconds",
-            "0.5",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json_of(&out);
+    let (v, _stderr) = run_json(rlrt().args([
+        "bench",
+        "loop",
+        "--rate-hz",
+        "500",
+        "--seconds",
+        "1",
+        "--peer-seconds",
+        "0.5",
+        "--json",
+    ]));
     assert_eq!(v["bench"], "loop");
     for metric in [
         "start_lateness",
@@ -152,24 +132,15 @@ fn bench_loop_json_has_the_shared_shape() {
 
 #[test]
 fn bench_link_measures_rlrt_and_bare_zenoh_in_one_run() {
-    let out = rlrt()
-        .args([
-            "bench",
-            "link",
-            "--round-trips",
-            "300",
-            "--lockstep-seconds",
-            "0.5",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json_of(&out);
+    let (v, _stderr) = run_json(rlrt().args([
+        "bench",
+        "link",
+        "--round-trips",
+        "300",
+        "--lockstep-seconds",
+        "0.5",
+        "--json",
+    ]));
     assert_eq!(v["bench"], "link");
     let ours = &v["metrics"]["observation_to_command_round_trip"];
     let peer = &v["peers"]["zenoh_ping_pong"]["observation_to_command_round_trip"];

@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt::linked::LinkedRuntime;
+use rlrt_runtime::link::{open_session, RobotLink};
 use rlrt_runtime::protocol;
 use rlrt_runtime::telemetry::{telemetry_channel, TickRecord};
-use rlrt_runtime::{
-    observation_mailbox, Cause, ControlLoop, RobotConfig, RunLimit, RunReport, WallClock,
-};
+use rlrt_runtime::{Cause, ControlLoop, RobotConfig, RunLimit, WallClock};
 use rlrt_sim::{ServeMode, SimServer};
 use zenoh::Wait;
 
@@ -52,36 +51,13 @@ struct Runtime {
 }
 
 fn runtime(config: &RobotConfig) -> Runtime {
-    let clock = WallClock::new();
-    let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
-    let session = open_session(&config.link).unwrap();
-    let estop = rlrt_runtime::EStop::default();
-    let link = RobotLink::connect(
-        session,
-        config,
-        writer,
-        clock.clone(),
-        estop,
-        Waker::default(),
-    )
-    .unwrap();
-    let sink = link.command_sink(config, 0).unwrap();
-    let policy = rlrt_policies::build(config).unwrap();
-    let control = ControlLoop::new(config, clock, reader, policy, Box::new(sink)).unwrap();
+    let LinkedRuntime { control, link, .. } = LinkedRuntime::connect(config, 0).unwrap();
     let (tx, rx) = telemetry_channel(100_000, control.stats());
     Runtime {
         control: control.with_telemetry(tx),
         link,
         rx,
     }
-}
-
-fn count(report: &RunReport, cause: Cause) -> u64 {
-    report
-        .interventions
-        .iter()
-        .find(|(c, _)| *c == cause)
-        .map_or(0, |(_, n)| *n)
 }
 
 #[test]
@@ -171,7 +147,7 @@ fn killing_the_sim_trips_the_watchdog_and_its_return_resumes_control() {
     let mut records = Vec::new();
     rt.rx.drain(|r| records.push(*r));
     common::assert_commands_safe(&rc, &records);
-    assert!(count(&report, Cause::StaleObservation) > 0, "{report}");
+    assert!(report.count(Cause::StaleObservation) > 0, "{report}");
     assert!(link_stats.robot_lost.load(Ordering::Relaxed) >= 1);
     // Within one tick of the 50 ms timeout after the last state, the fault action is on.
     let first_fault = records.iter().position(|r| r.fault.is_some()).unwrap();
@@ -269,7 +245,7 @@ fn malformed_states_are_counted_and_dropped() {
     common::assert_commands_safe(&rc, &records);
     assert_eq!(sim.stats().out_of_limit_commands.load(Ordering::Relaxed), 0);
     assert_eq!(
-        count(&report, Cause::BadObservation),
+        report.count(Cause::BadObservation),
         0,
         "NaN states never reach the loop"
     );

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt::linked::LinkedRuntime;
 use rlrt_runtime::telemetry::telemetry_channel;
-use rlrt_runtime::{observation_mailbox, ControlLoop, EStop, RunLimit, WallClock};
+use rlrt_runtime::RunLimit;
 
 fn python() -> Command {
     let mut cmd = Command::new("python3");
@@ -40,21 +40,7 @@ fn python_driver_follows_rlrt_commands() {
     config.link.key_prefix = "rlrt/python-driver".into();
     config.link.listen = vec![format!("tcp/127.0.0.1:{port}")];
 
-    let clock = WallClock::new();
-    let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
-    let session = open_session(&config.link).unwrap();
-    let link = RobotLink::connect(
-        session,
-        &config,
-        writer,
-        clock.clone(),
-        EStop::default(),
-        Waker::default(),
-    )
-    .unwrap();
-    let sink = link.command_sink(&config, 0).unwrap();
-    let policy = rlrt_policies::build(&config).unwrap();
-    let control = ControlLoop::new(&config, clock, reader, policy, Box::new(sink)).unwrap();
+    let LinkedRuntime { control, link, .. } = LinkedRuntime::connect(&config, 0).unwrap();
     let (tx, rx) = telemetry_channel(10_000, control.stats());
     let mut control = control.with_telemetry(tx);
 

@@ -166,19 +166,12 @@ fn fault_paths_do_not_allocate() {
     );
     assert_eq!(alloc_count::tick_allocations() - before, 0);
     let report = control.report();
-    let count = |cause| {
-        report
-            .interventions
-            .iter()
-            .find(|(c, _)| *c == cause)
-            .map_or(0, |(_, n)| *n)
-    };
     use rlrt_runtime::Cause;
-    assert!(count(Cause::NonFiniteAction) > 0);
-    assert!(count(Cause::PolicyError) > 0);
-    assert!(count(Cause::StaleObservation) > 0);
-    assert!(count(Cause::EStop) > 0);
-    assert!(count(Cause::RateLimit) > 0 || count(Cause::ActionBound) > 0);
+    assert!(report.count(Cause::NonFiniteAction) > 0);
+    assert!(report.count(Cause::PolicyError) > 0);
+    assert!(report.count(Cause::StaleObservation) > 0);
+    assert!(report.count(Cause::EStop) > 0);
+    assert!(report.count(Cause::RateLimit) > 0 || report.count(Cause::ActionBound) > 0);
     assert!(
         report.loop_stats.telemetry_dropped > 0,
         "the small queue must have overflowed"

@@ -119,14 +119,6 @@ fn run_evil<C: Clock + Clone + 'static>(
     }
 }
 
-fn count(report: &RunReport, cause: Cause) -> u64 {
-    report
-        .interventions
-        .iter()
-        .find(|(c, _)| *c == cause)
-        .map_or(0, |(_, n)| *n)
-}
-
 fn configs() -> Vec<RobotConfig> {
     vec![
         common::shipped_config("reach-arm.toml", &[]),
@@ -149,11 +141,11 @@ fn nan_huge_garbage_and_errors_never_reach_the_robot() {
             assert_eq!(out.out_of_limit_at_robot, 0, "{evil:?} on {}", config.name);
             let r = &out.report;
             match evil {
-                Evil::Nan => assert!(count(r, Cause::NonFiniteAction) >= 600),
-                Evil::Huge => assert!(count(r, Cause::ActionBound) >= 900),
+                Evil::Nan => assert!(r.count(Cause::NonFiniteAction) >= 600),
+                Evil::Huge => assert!(r.count(Cause::ActionBound) >= 900),
                 // Half of all bit patterns are finite with magnitude above one.
-                Evil::Garbage => assert!(count(r, Cause::ActionBound) >= 700),
-                Evil::Errors => assert_eq!(count(r, Cause::PolicyError), 500),
+                Evil::Garbage => assert!(r.count(Cause::ActionBound) >= 700),
+                Evil::Errors => assert_eq!(r.count(Cause::PolicyError), 500),
                 Evil::Stall => unreachable!(),
             }
             // Every fault tick carries its cause in the telemetry record too.
@@ -171,7 +163,7 @@ fn a_stalling_policy_is_replaced_by_the_fault_action() {
     assert_eq!(out.out_of_limit_at_robot, 0);
     // 60 ticks, a 25 ms stall every 7th: 8 stalls, each past the 5 ms budget.
     // (At least: under heavy load a normal tick may also be preempted past its budget.)
-    assert!(count(&out.report, Cause::PolicyOverrun) >= 8);
+    assert!(out.report.count(Cause::PolicyOverrun) >= 8);
     for r in out.records.iter().filter(|r| r.policy_ns > 20_000_000) {
         assert_eq!(r.fault, Some(Cause::PolicyOverrun));
     }

@@ -56,6 +56,16 @@ pub struct RunReport {
     pub estop_engaged: bool,
 }
 
+impl RunReport {
+    /// How often the safety layer intervened for `cause`.
+    pub fn count(&self, cause: Cause) -> u64 {
+        self.interventions
+            .iter()
+            .find(|(c, _)| *c == cause)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 impl std::fmt::Display for RunReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.loop_stats)?;

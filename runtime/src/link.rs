@@ -28,7 +28,7 @@ use zenoh::{Session, Wait};
 use crate::clock::Clock;
 use crate::config::{LinkConfig, LinkMode, RobotConfig};
 use crate::messages::{Command, CommandSink, Observation, ObservationWriter, SinkError};
-use crate::protocol::{self, DecodeError};
+use crate::protocol;
 use crate::safety::EStop;
 
 /// Why the link could not be set up.
@@ -44,7 +44,7 @@ pub enum LinkError {
         key: String,
         message: String,
     },
-    #[error("starting the link's publisher thread: {0}")]
+    #[error("starting a link thread: {0}")]
     Thread(#[from] std::io::Error),
 }
 
@@ -187,11 +187,14 @@ pub fn open_session(link: &LinkConfig) -> Result<Session, LinkError> {
         .map_err(|e| LinkError::Open(e.to_string()))
 }
 
-fn declare_error(what: &'static str, key: &str, e: impl std::fmt::Display) -> LinkError {
-    LinkError::Declare {
-        what,
-        key: key.to_owned(),
-        message: e.to_string(),
+impl LinkError {
+    /// A failed zenoh declaration (subscriber, publisher, token) of `what` on `key`.
+    pub fn declare(what: &'static str, key: &str, e: impl std::fmt::Display) -> Self {
+        Self::Declare {
+            what,
+            key: key.to_owned(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -272,7 +275,7 @@ impl RobotLink {
                     waker.wake();
                 })
                 .wait()
-                .map_err(|e| declare_error("the state subscriber", &keys.state, e))?
+                .map_err(|e| LinkError::declare("the state subscriber", &keys.state, e))?
         };
 
         let estop_sub = {
@@ -295,7 +298,7 @@ impl RobotLink {
                     }
                 })
                 .wait()
-                .map_err(|e| declare_error("the e-stop subscriber", &keys.estop, e))?
+                .map_err(|e| LinkError::declare("the e-stop subscriber", &keys.estop, e))?
         };
 
         let alive = {
@@ -312,14 +315,16 @@ impl RobotLink {
                     }
                 })
                 .wait()
-                .map_err(|e| declare_error("the liveliness subscriber", &keys.alive_robot, e))?
+                .map_err(|e| {
+                    LinkError::declare("the liveliness subscriber", &keys.alive_robot, e)
+                })?
         };
 
         let token = session
             .liveliness()
             .declare_token(&keys.alive_runtime)
             .wait()
-            .map_err(|e| declare_error("the liveliness token", &keys.alive_runtime, e))?;
+            .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_runtime, e))?;
 
         Ok(Self {
             keys,
@@ -356,7 +361,7 @@ impl RobotLink {
             .declare_publisher(self.keys.command.clone())
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
             .wait()
-            .map_err(|e| declare_error("the command publisher", &self.keys.command, e))?;
+            .map_err(|e| LinkError::declare("the command publisher", &self.keys.command, e))?;
         let (input, mut output) =
             triple_buffer::triple_buffer(&Command::new(config.action.mode, config.action.len()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -401,7 +406,7 @@ impl RobotLink {
             .put(&self.keys.episode, buf)
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Episode"))
             .wait()
-            .map_err(|e| declare_error("an episode message", &self.keys.episode, e))
+            .map_err(|e| LinkError::declare("an episode message", &self.keys.episode, e))
     }
 }
 
@@ -433,16 +438,4 @@ impl Drop for LinkCommandSink {
             let _ = thread.join();
         }
     }
-}
-
-/// Decodes a payload for a counted reason, for tools that want to print why.
-pub fn explain_state(payload: &[u8], config: &RobotConfig) -> Result<Observation, DecodeError> {
-    let mut obs = Observation::empty(config.dof(), config.observation.sensor_values);
-    protocol::decode_state(
-        payload,
-        config.dof(),
-        config.observation.sensor_values,
-        &mut obs,
-    )?;
-    Ok(obs)
 }

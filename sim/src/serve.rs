@@ -11,26 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rlrt_runtime::link::Keys;
+use rlrt_runtime::link::{Keys, LinkError};
 use rlrt_runtime::protocol::{self, EpisodeOp, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::{Clock, Command, Observation, RobotConfig, WallClock};
 use zenoh::bytes::Encoding;
 use zenoh::{Session, Wait};
 
 use crate::KinematicArm;
-
-/// Why the simulator could not start serving.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("declaring {what} on {key}: {message}")]
-    Declare {
-        what: &'static str,
-        key: String,
-        message: String,
-    },
-    #[error("starting the simulator thread: {0}")]
-    Thread(#[from] std::io::Error),
-}
 
 /// How the served simulator advances.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,14 +54,6 @@ pub struct SimServer {
     _token: zenoh::liveliness::LivelinessToken,
 }
 
-fn declare_error(what: &'static str, key: &str, e: impl std::fmt::Display) -> ServeError {
-    ServeError::Declare {
-        what,
-        key: key.to_owned(),
-        message: e.to_string(),
-    }
-}
-
 fn publish(
     shared: &mut Shared,
     publisher: &zenoh::pubsub::Publisher<'static>,
@@ -97,11 +76,12 @@ impl SimServer {
         config: &RobotConfig,
         seed: u64,
         mode: ServeMode,
-    ) -> Result<Self, ServeError> {
+    ) -> Result<Self, LinkError> {
         let keys = Keys::new(&config.link.key_prefix);
         let stats = Arc::new(ServeStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let clock = WallClock::new();
+        let control_rate_hz = config.control_rate_hz;
         let mut arm = KinematicArm::new(config);
         arm.reset(seed);
         let shared = Arc::new(Mutex::new(Shared {
@@ -115,7 +95,7 @@ impl SimServer {
             .declare_publisher(keys.state.clone())
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
             .wait()
-            .map_err(|e| declare_error("the state publisher", &keys.state, e))?;
+            .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?;
         let publisher = Arc::new(publisher);
 
         let command = {
@@ -153,7 +133,7 @@ impl SimServer {
                     }
                 })
                 .wait()
-                .map_err(|e| declare_error("the command subscriber", &keys.command, e))?
+                .map_err(|e| LinkError::declare("the command subscriber", &keys.command, e))?
         };
 
         let episode = {
@@ -181,16 +161,18 @@ impl SimServer {
                     }
                 })
                 .wait()
-                .map_err(|e| declare_error("the episode subscriber", &keys.episode, e))?
+                .map_err(|e| LinkError::declare("the episode subscriber", &keys.episode, e))?
         };
 
         let token = session
             .liveliness()
             .declare_token(&keys.alive_robot)
             .wait()
-            .map_err(|e| declare_error("the liveliness token", &keys.alive_robot, e))?;
+            .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_robot, e))?;
 
-        // Free-running stepper; in lockstep it only publishes the first state.
+        // The stepper runs in both modes, so that an episode message can switch between
+        // them; in lockstep it only sleeps. Free-run steps at the given rate, or at the
+        // control rate after a switch from lockstep.
         let thread = {
             let (shared, stats, stop) = (shared.clone(), stats.clone(), stop.clone());
             std::thread::Builder::new()
@@ -199,8 +181,9 @@ impl SimServer {
                     if let Ok(mut s) = shared.lock() {
                         publish(&mut s, &publisher, &clock, &stats);
                     }
-                    let ServeMode::FreeRun { rate_hz } = mode else {
-                        return;
+                    let rate_hz = match mode {
+                        ServeMode::FreeRun { rate_hz } => rate_hz,
+                        ServeMode::Lockstep => control_rate_hz,
                     };
                     let period_ns = (1e9 / rate_hz) as u64;
                     let mut deadline = clock.now_ns();

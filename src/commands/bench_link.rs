@@ -8,20 +8,19 @@
 //! from the subscriber callback, on the same two sessions.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
-use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt_runtime::link::open_session;
 use rlrt_runtime::protocol::{self, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::stats::Histogram;
-use rlrt_runtime::{
-    observation_mailbox, Clock, ControlLoop, EStop, Observation, RobotConfig, WallClock,
-};
+use rlrt_runtime::{Observation, RobotConfig};
 use rlrt_sim::{ServeMode, SimServer};
 use zenoh::Wait;
+
+use crate::linked::LinkedRuntime;
 
 const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 
@@ -57,63 +56,16 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Ticks the loop each time a state arrives (the control thread sleeps in between).
-fn tick_on_arrival(
-    control: &mut ControlLoop<WallClock>,
-    accepted: &AtomicU64,
-    waker: &Waker,
-    stop: &AtomicBool,
-    kick: bool,
-) {
-    waker.register_current();
-    let mut seen = accepted.load(Ordering::Acquire);
-    if kick {
-        // Lockstep: the simulator waits for a command before it sends the next state.
-        let t = control.clock().now_ns();
-        control.tick(t);
-    }
-    while !stop.load(Ordering::Relaxed) {
-        let now = accepted.load(Ordering::Acquire);
-        if now != seen {
-            seen = now;
-            let t = control.clock().now_ns();
-            control.tick(t);
-        } else {
-            std::thread::park_timeout(Duration::from_millis(5));
-        }
-    }
-}
-
 pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     let port = free_port()?;
     let rc = config(port, "rlrt/bench-link", true)?;
     let robot_cfg = config(port, "rlrt/bench-link", false)?;
 
-    // Runtime side.
-    let clock = WallClock::new();
-    let (writer, reader) = observation_mailbox(rc.dof(), rc.observation.sensor_values);
-    let waker = Waker::default();
-    let link = RobotLink::connect(
-        open_session(&rc.link)?,
-        &rc,
-        writer,
-        clock.clone(),
-        EStop::default(),
-        waker.clone(),
-    )?;
-    let sink = link.command_sink(&rc, 0)?;
-    let mut control = ControlLoop::new(
-        &rc,
-        clock,
-        reader,
-        rlrt_policies::build(&rc)?,
-        Box::new(sink),
-    )?;
-    let accepted = link.stats();
+    let mut rt = LinkedRuntime::connect(&rc, 0)?;
 
     // Robot side.
     let robot = open_session(&robot_cfg.link)?;
-    let keys = link.keys().clone();
+    let keys = rt.link.keys().clone();
     let (tx, rx) = bounded::<u64>(16);
     let _commands = robot
         .declare_subscriber(&keys.command)
@@ -134,10 +86,8 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     let stop = AtomicBool::new(false);
     let ours = Histogram::new();
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (control, accepted, waker, stop_ref) =
-            (&mut control, &accepted.states_accepted, &waker, &stop);
-        let worker =
-            scope.spawn(move || tick_on_arrival(control, accepted, waker, stop_ref, false));
+        let (rt, stop_ref) = (&mut rt, &stop);
+        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, false));
         let mut obs = Observation::empty(rc.dof(), 0);
         let mut buf = Vec::with_capacity(512);
         let warmup = 200;
@@ -165,7 +115,7 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     })?;
 
     // Peer: zenoh alone, ping echoed from the callback on the same sessions.
-    let runtime_session = link.session().clone();
+    let runtime_session = rt.link.session().clone();
     let ping_key = format!("{}/bench/ping", rc.link.key_prefix);
     let pong_key = format!("{}/bench/pong", rc.link.key_prefix);
     let pong_pub = runtime_session
@@ -266,43 +216,25 @@ fn lockstep(seconds: f64) -> anyhow::Result<f64> {
     let port = free_port()?;
     let rc = config(port, "rlrt/bench-lockstep", true)?;
     let sc = config(port, "rlrt/bench-lockstep", false)?;
-    let clock = WallClock::new();
-    let (writer, reader) = observation_mailbox(rc.dof(), rc.observation.sensor_values);
-    let waker = Waker::default();
-    let link = RobotLink::connect(
-        open_session(&rc.link)?,
-        &rc,
-        writer,
-        clock.clone(),
-        EStop::default(),
-        waker.clone(),
-    )?;
-    let sink = link.command_sink(&rc, FLAG_LOCKSTEP_STEP)?;
-    let mut control = ControlLoop::new(
-        &rc,
-        clock,
-        reader,
-        rlrt_policies::build(&rc)?,
-        Box::new(sink),
-    )?;
+    let mut rt = LinkedRuntime::connect(&rc, FLAG_LOCKSTEP_STEP)?;
     let sim_session = open_session(&sc.link)?;
     let sim = SimServer::start(&sim_session, &sc, 1, ServeMode::Lockstep)?;
-    let stats = link.stats();
+    let stats = rt.link.stats();
     // Wait for the simulator's first state; it re-publishes it on reset.
     let start = Instant::now();
     while stats.states_accepted.load(Ordering::Relaxed) == 0 {
-        link.send_episode(protocol::EpisodeOp::Reset { seed: 1 })?;
+        rt.link
+            .send_episode(protocol::EpisodeOp::Reset { seed: 1 })?;
         std::thread::sleep(Duration::from_millis(50));
         if start.elapsed() > Duration::from_secs(10) {
             anyhow::bail!("the lockstep simulator never answered");
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticks = control.stats();
+    let stop = AtomicBool::new(false);
+    let ticks = rt.control.stats();
     let elapsed = std::thread::scope(|scope| {
-        let (control, accepted, waker, stop_ref) =
-            (&mut control, &stats.states_accepted, &waker, &*stop);
-        let worker = scope.spawn(move || tick_on_arrival(control, accepted, waker, stop_ref, true));
+        let (rt, stop_ref) = (&mut rt, &stop);
+        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, true));
         let t0 = Instant::now();
         let before = ticks.ticks.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_secs_f64(seconds));

@@ -1,7 +1,8 @@
 //! `rlrt run`: run a config's policy in the control loop against a robot.
 //!
-//! Until the zenoh link lands, the robot is the in-process kinematic model of the configured
-//! arm, either on its own thread at wall-clock rate (like hardware) or in lockstep.
+//! The robot is the in-process kinematic model of the configured arm, either on its own
+//! thread at wall-clock rate (like hardware) or in lockstep; `run` over the zenoh link
+//! (`crate::linked`) is the next step.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -56,7 +57,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
 pub(crate) fn warn_unrunnable(config: &RobotConfig) {
     tracing::info!(
         robot = config.name,
-        "no robot link in this build yet: driving the in-process kinematic model of the configured joints"
+        "`run` drives the in-process kinematic model of the configured joints (not the zenoh link yet)"
     );
     for reward in &config.rewards {
         tracing::warn!(

@@ -325,11 +325,7 @@ fn parse_diagnostic(map: &SourceMap<'_>, error: &toml::de::Error) -> Diagnostic 
             key = key.key(field);
         }
     }
-    let message = if key.is_root() && message.starts_with("missing field") {
-        message
-    } else {
-        message.replace("\n", " ")
-    };
+    let message = message.replace('\n', " ");
     Diagnostic {
         line,
         column,

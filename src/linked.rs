@@ -1,0 +1,64 @@
+//! A control loop wired to a robot over the zenoh link: the assembly `bench link` and the
+//! link tests share (and that `run` will use once it drives robots over the link).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rlrt_runtime::link::{open_session, RobotLink, Waker};
+use rlrt_runtime::{observation_mailbox, Clock, ControlLoop, EStop, RobotConfig, WallClock};
+
+/// The loop, its link and the waker the link uses to signal new states.
+pub struct LinkedRuntime {
+    pub control: ControlLoop<WallClock>,
+    pub link: RobotLink,
+    pub waker: Waker,
+}
+
+impl LinkedRuntime {
+    /// Opens a session from `config.link`, connects to the robot and builds the loop with the
+    /// config's policy. `command_flags` are added to every command (such as
+    /// `protocol::FLAG_LOCKSTEP_STEP`).
+    pub fn connect(config: &RobotConfig, command_flags: u8) -> anyhow::Result<Self> {
+        let clock = WallClock::new();
+        let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
+        let waker = Waker::default();
+        let link = RobotLink::connect(
+            open_session(&config.link)?,
+            config,
+            writer,
+            clock.clone(),
+            EStop::default(),
+            waker.clone(),
+        )?;
+        let sink = link.command_sink(config, command_flags)?;
+        let policy = rlrt_policies::build(config)?;
+        let control = ControlLoop::new(config, clock, reader, policy, Box::new(sink))?;
+        Ok(Self {
+            control,
+            link,
+            waker,
+        })
+    }
+
+    /// Ticks once per accepted state until `stop` is set, sleeping in between (for lockstep
+    /// simulation and latency measurement). With `kick`, ticks once first: a lockstep
+    /// simulator waits for a command before it sends its next state.
+    pub fn tick_on_arrival(&mut self, stop: &AtomicBool, kick: bool) {
+        self.waker.register_current();
+        let accepted = self.link.stats();
+        let mut seen = accepted.states_accepted.load(Ordering::Acquire);
+        if kick {
+            let t = self.control.clock().now_ns();
+            self.control.tick(t);
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let now = accepted.states_accepted.load(Ordering::Acquire);
+            if now != seen {
+                seen = now;
+                let t = self.control.clock().now_ns();
+                self.control.tick(t);
+            } else {
+                std::thread::park_timeout(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
