@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlrt::commands::{bench_link, bench_loop, check, demo, run};
+use rlrt::commands::{bench_link, bench_loop, check, demo, run, sim};
 use rlrt_runtime::alloc_count::CountingAllocator;
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
@@ -39,8 +39,10 @@ enum Command {
     },
     /// Run a robot config's policy in the control loop and print loop statistics.
     ///
-    /// `run` drives the in-process kinematic model of the configured joints; driving a robot
-    /// over the zenoh link from `run` comes next. Ctrl-C stops at the end of a tick.
+    /// The robot is whatever answers on the config's zenoh link (its driver, or `rlrt sim`
+    /// in another process or on another host). `--sim` serves the config's MuJoCo task in
+    /// this process instead; `--kinematic` uses the in-process kinematic model. Ctrl-C
+    /// stops at the end of a tick.
     Run {
         /// The hw-config file.
         config: PathBuf,
@@ -50,35 +52,71 @@ enum Command {
         /// Stop after this many ticks.
         #[arg(long)]
         ticks: Option<u64>,
-        /// Step the model once per command on simulation time, as fast as possible
-        /// (deterministic); without it the model runs on its own thread in real time.
+        /// Serve the config's [sim] task in MuJoCo in this process, over a loopback link.
+        #[arg(long, conflicts_with = "kinematic")]
+        sim: bool,
+        /// Use the in-process kinematic model of the configured joints (no link).
+        #[arg(long)]
+        kinematic: bool,
+        /// With --sim or --kinematic: step once per command, as fast as possible
+        /// (deterministic); without it the simulation runs in real time.
         #[arg(long)]
         lockstep: bool,
-        /// Seed of the model's start position.
+        /// Seed of the simulated robot's start state.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Rate of the model's thread in real-time mode (default: max(1000, control rate)).
+        /// Rate of the kinematic model's thread in real time (default: max(1000, control rate)).
         #[arg(long)]
         plant_rate_hz: Option<f64>,
+        /// How long to wait for the robot's first state over the link.
+        #[arg(long, default_value_t = 10.0)]
+        wait_seconds: f64,
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
-    /// The built-in demo: seeded reach episodes on the reach arm with a simulated link
-    /// dropout; prints success rate, loop statistics and safety interventions.
+    /// Serve a config's MuJoCo task as a robot on the zenoh link, for `rlrt run` in another
+    /// process or on another host. Ctrl-C stops.
+    Sim {
+        /// The hw-config file; its [sim] table names the task, its [link] table the session.
+        config: PathBuf,
+        /// Step once per command flagged lockstep (for training loops) instead of in real
+        /// time at the control rate.
+        #[arg(long)]
+        lockstep: bool,
+        /// Seed of the first episode's start state.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Do not render the cameras (no EGL needed).
+        #[arg(long)]
+        no_cameras: bool,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Print the final counters as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The built-in demo: the MuJoCo reach task served over zenoh on loopback, driven by the
+    /// scripted controller for seeded episodes, with the simulator killed and restarted in
+    /// the middle episode; prints success rate, loop statistics and safety interventions.
     Demo {
-        /// Another hw-config to use instead of the built-in reach arm.
+        /// Another hw-config (with a [sim] table) instead of the built-in reach arm.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         episodes: u32,
-        #[arg(long, default_value_t = 3.5)]
-        episode_seconds: f64,
+        /// Episode length (default: the task's episode_seconds).
+        #[arg(long)]
+        episode_seconds: Option<f64>,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// Length of the simulated link dropout in the middle episode (0: none).
+        /// How long the simulator stays killed in the middle episode (0: never killed).
         #[arg(long, default_value_t = 300.0)]
         dropout_ms: f64,
+        /// Do not render the cameras (no EGL needed).
+        #[arg(long)]
+        no_cameras: bool,
         /// Print the outcome as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -195,34 +233,73 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             config,
             seconds,
             ticks,
+            sim,
+            kinematic,
             lockstep,
             seed,
             plant_rate_hz,
+            wait_seconds,
             json,
         } => {
+            let robot = match (sim, kinematic) {
+                (true, _) => run::Robot::Sim,
+                (_, true) => run::Robot::Kinematic,
+                _ => run::Robot::Link,
+            };
             let outcome = run::run(&run::RunArgs {
                 config,
                 seconds,
                 ticks,
+                robot,
                 lockstep,
                 seed,
                 plant_rate_hz,
+                wait_s: wait_seconds,
             })?;
             if json {
                 print_json(&outcome)?;
             } else {
                 println!("robot {}", outcome.robot);
                 print!("{}", outcome.report);
-                println!(
-                    "commands outside joint limits seen by the robot: {}",
-                    outcome.out_of_limit_commands
-                );
+                if let Some(n) = outcome.out_of_limit_commands {
+                    println!("commands outside joint limits seen by the robot: {n}");
+                }
+                if !outcome.link.is_empty() {
+                    let link: Vec<String> = outcome
+                        .link
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect();
+                    println!("link: {}", link.join(", "));
+                }
             }
-            Ok(if outcome.out_of_limit_commands == 0 {
+            Ok(if outcome.out_of_limit_commands.unwrap_or(0) == 0 {
                 0
             } else {
                 rlrt::EXIT_RUN_FAILED
             })
+        }
+        Command::Sim {
+            config,
+            lockstep,
+            seed,
+            no_cameras,
+            seconds,
+            json,
+        } => {
+            let outcome = sim::run(&sim::SimArgs {
+                config,
+                lockstep,
+                seed,
+                cameras: !no_cameras,
+                seconds,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
         }
         Command::Demo {
             config,
@@ -230,6 +307,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             episode_seconds,
             seed,
             dropout_ms,
+            no_cameras,
             json,
         } => {
             let outcome = demo::run(&demo::DemoArgs {
@@ -238,6 +316,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 episode_seconds,
                 seed,
                 dropout_ms,
+                cameras: !no_cameras,
             })?;
             if json {
                 print_json(&outcome)?;

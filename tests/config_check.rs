@@ -81,7 +81,7 @@ struct Case {
     line_at: Option<&'static str>,
 }
 
-const BASE: &str = include_str!("../hw-configs/reach-arm.toml");
+const BASE: &str = include_str!("../hw-configs/reach-arm-joint-space.toml");
 
 const CASES: &[Case] = &[
     Case { what: "unknown key", from: "kind = \"sim\"", to: "kind = \"sim\"\ncolour = \"red\"", key: "robot.colour", line_at: Some("colour") },

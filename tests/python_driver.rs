@@ -36,7 +36,7 @@ fn python_driver_follows_rlrt_commands() {
         .local_addr()
         .unwrap()
         .port();
-    let mut config = common::shipped_config("reach-arm.toml", &[]);
+    let mut config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     config.link.key_prefix = "rlrt/python-driver".into();
     config.link.listen = vec![format!("tcp/127.0.0.1:{port}")];
 

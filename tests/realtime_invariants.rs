@@ -110,7 +110,7 @@ impl Policy for Chaos {
 fn fault_paths_do_not_allocate() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = common::shipped_config(
-        "reach-arm.toml",
+        "reach-arm-joint-space.toml",
         &[(
             "estop_after_consecutive_faults = 500",
             "estop_after_consecutive_faults = 20",

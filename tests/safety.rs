@@ -121,7 +121,7 @@ fn run_evil<C: Clock + Clone + 'static>(
 
 fn configs() -> Vec<RobotConfig> {
     vec![
-        common::shipped_config("reach-arm.toml", &[]),
+        common::shipped_config("reach-arm-joint-space.toml", &[]),
         // Velocity mode, with the UR5e's limits and its damping fault action.
         common::shipped_config("ur5e.toml", &[]),
     ]
@@ -157,7 +157,7 @@ fn nan_huge_garbage_and_errors_never_reach_the_robot() {
 
 #[test]
 fn a_stalling_policy_is_replaced_by_the_fault_action() {
-    let config = common::shipped_config("reach-arm.toml", &[]);
+    let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     let out = run_evil(&config, Evil::Stall, WallClock::new(), 60);
     common::assert_commands_safe(&config, &out.records);
     assert_eq!(out.out_of_limit_at_robot, 0);
@@ -210,7 +210,7 @@ impl Stepper {
 
 #[test]
 fn watchdog_switches_within_one_tick_of_the_timeout_and_recovers() {
-    let config = common::shipped_config("reach-arm.toml", &[]);
+    let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     let period = config.period_ns();
     let timeout = config.safety.stale_observation_timeout_ns;
     let mut s = Stepper::new(&config, 5);
@@ -253,7 +253,7 @@ fn watchdog_switches_within_one_tick_of_the_timeout_and_recovers() {
 
 #[test]
 fn estop_latches_and_only_an_explicit_reset_clears_it() {
-    let config = common::shipped_config("reach-arm.toml", &[]);
+    let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     let mut s = Stepper::new(&config, 6);
     let mut before = s.step();
     for _ in 0..30 {
@@ -276,7 +276,7 @@ fn estop_latches_and_only_an_explicit_reset_clears_it() {
 #[test]
 fn a_long_outage_latches_the_estop() {
     let config = common::shipped_config(
-        "reach-arm.toml",
+        "reach-arm-joint-space.toml",
         &[(
             "estop_after_consecutive_faults = 500",
             "estop_after_consecutive_faults = 30",
@@ -311,7 +311,7 @@ fn a_long_outage_latches_the_estop() {
 #[test]
 fn lockstep_runs_with_the_same_seed_are_bit_identical() {
     let config = common::shipped_config(
-        "reach-arm.toml",
+        "reach-arm-joint-space.toml",
         &[(
             "kind = \"joint_target\"\ntarget_rad = [0.8, 0.4, -0.9]\nspeed_fraction = 0.8",
             "kind = \"sine\"",

@@ -289,6 +289,73 @@ impl Policy for JointTarget {
     }
 }
 
+/// Servos one observed point toward another with end-effector displacements: each tick it
+/// commands `gain` times the remaining error, scaled down as a whole (so the direction is
+/// kept) to fit the action bounds. With `from` the end effector and `to` a target, this is
+/// the scripted reach controller of the demo and of data collection.
+pub struct EeServo {
+    input_len: usize,
+    output_len: usize,
+    from: usize,
+    to: usize,
+    gain: f64,
+    min: [f64; 3],
+    max: [f64; 3],
+}
+
+impl EeServo {
+    pub fn new(config: &RobotConfig) -> Result<Self, BuildError> {
+        let servo = config.policy.servo.ok_or_else(|| BuildError::NeedsServo {
+            config: config.source.display().to_string(),
+        })?;
+        let mut min = [0.0; 3];
+        let mut max = [0.0; 3];
+        min.copy_from_slice(&config.action.min[..3]);
+        max.copy_from_slice(&config.action.max[..3]);
+        Ok(Self {
+            input_len: config.observation.feature_len,
+            output_len: config.action.len(),
+            from: servo.from_offset,
+            to: servo.to_offset,
+            gain: servo.gain,
+            min,
+            max,
+        })
+    }
+}
+
+impl Policy for EeServo {
+    fn name(&self) -> &str {
+        "ee_servo"
+    }
+    fn input_len(&self) -> usize {
+        self.input_len
+    }
+    fn output_len(&self) -> usize {
+        self.output_len
+    }
+    fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
+        let mut step = [0.0; 3];
+        let mut scale: f64 = 1.0;
+        for (axis, s) in step.iter_mut().enumerate() {
+            *s = self.gain * (observation[self.to + axis] - observation[self.from + axis]);
+            let bound = if *s >= 0.0 {
+                self.max[axis]
+            } else {
+                self.min[axis]
+            };
+            if s.abs() > bound.abs() {
+                scale = scale.min(bound.abs() / s.abs());
+            }
+        }
+        action.fill(0.0);
+        for (out, s) in action.iter_mut().zip(step) {
+            *out = s * scale;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,10 +363,31 @@ mod tests {
     use std::path::Path;
 
     fn reach(policy: &str) -> RobotConfig {
-        let text = include_str!("../../hw-configs/reach-arm.toml");
+        let text = include_str!("../../hw-configs/reach-arm-joint-space.toml");
         let start = text.find("[policy]").unwrap();
         let text = format!("{}[policy]\n{policy}\n", &text[..start]);
-        config::parse(&text, Path::new("reach-arm.toml")).unwrap()
+        config::parse(&text, Path::new("reach-arm-joint-space.toml")).unwrap()
+    }
+
+    #[test]
+    fn ee_servo_moves_toward_the_target_within_the_bounds() {
+        let text = include_str!("../../hw-configs/reach-arm.toml");
+        let config = config::parse(text, Path::new("reach-arm.toml")).unwrap();
+        let mut p = EeServo::new(&config).unwrap();
+        // Layout: 3 positions, 3 velocities, ee_position, target_position.
+        let mut obs = vec![0.0; config.observation.feature_len];
+        obs[6..9].copy_from_slice(&[0.1, 0.0, 0.3]);
+        obs[9..12].copy_from_slice(&[0.1, 0.02, 0.3]);
+        let mut action = vec![0.0; 3];
+        p.act(&obs, &mut action).unwrap();
+        assert!((action[1] - 0.002).abs() < 1e-12 && action[0] == 0.0 && action[2] == 0.0);
+        // Far away: scaled as a whole to the 1 cm bound, direction kept.
+        obs[9..12].copy_from_slice(&[0.5, -0.4, 0.3]);
+        p.act(&obs, &mut action).unwrap();
+        assert!((action[0] - 0.01).abs() < 1e-12, "{action:?}");
+        assert!((action[1] + 0.01).abs() < 1e-12, "{action:?}");
+        let far = [0.5 - 0.1, -0.4];
+        assert!((action[0] / action[1] - far[0] / far[1]).abs() < 1e-12);
     }
 
     #[test]

@@ -10,23 +10,29 @@
 //! | `<prefix>/estop` | anyone → runtime | `EStop` (engage or reset) |
 //! | `<prefix>/episode` | runtime → simulator | `Episode` (reset with seed, lockstep, free-run) |
 //! | `<prefix>/alive/robot`, `<prefix>/alive/runtime` | liveliness tokens | — |
+//! | `<prefix>/sim/evaluation` | simulator → anyone (query) | `Evaluation` (ground truth) |
 //!
 //! State arrives on a zenoh thread: it is decoded into a scratch message, checked (format,
 //! finite values, sequence order) and only then put in the loop's mailbox. Anything rejected
-//! is counted by reason and dropped; the loop's watchdog sees the silence. Commands leave
+//! is counted by reason and dropped; the loop's watchdog sees the silence. When the robot's
+//! liveliness token disappears (its process died or its network went away), the newest
+//! observation is marked as received at time zero, so the very next tick faults instead of
+//! waiting out the stale timeout. Camera frames are checked against the hw-config (size,
+//! encoding) and the newest of each camera is kept in [`CameraFrames`]. Commands leave
 //! through a publisher thread: the tick hands the newest command over without allocating and
 //! wakes that thread, which encodes and puts it (zenoh allocates per put).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
 
 use zenoh::bytes::Encoding;
 use zenoh::sample::SampleKind;
 use zenoh::{Session, Wait};
 
 use crate::clock::Clock;
-use crate::config::{LinkConfig, LinkMode, RobotConfig};
+use crate::config::{CameraSpec, LinkConfig, LinkMode, RobotConfig};
 use crate::messages::{Command, CommandSink, Observation, ObservationWriter, SinkError};
 use crate::protocol;
 use crate::safety::EStop;
@@ -46,6 +52,8 @@ pub enum LinkError {
     },
     #[error("starting a link thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("querying {key}: {message}")]
+    Query { key: String, message: String },
 }
 
 /// The keys of one robot.
@@ -58,6 +66,7 @@ pub struct Keys {
     pub episode: String,
     pub alive_robot: String,
     pub alive_runtime: String,
+    pub sim_evaluation: String,
 }
 
 impl Keys {
@@ -70,6 +79,7 @@ impl Keys {
             episode: format!("{prefix}/episode"),
             alive_robot: format!("{prefix}/alive/robot"),
             alive_runtime: format!("{prefix}/alive/runtime"),
+            sim_evaluation: format!("{prefix}/sim/evaluation"),
         }
     }
 
@@ -198,6 +208,133 @@ impl LinkError {
     }
 }
 
+/// Asks the simulator on `keys` for its ground-truth verdict on the current episode.
+pub fn query_evaluation(
+    session: &Session,
+    keys: &Keys,
+    timeout: Duration,
+) -> Result<protocol::Evaluation, LinkError> {
+    let fail = |message: String| LinkError::Query {
+        key: keys.sim_evaluation.clone(),
+        message,
+    };
+    let replies = session
+        .get(&keys.sim_evaluation)
+        .timeout(timeout)
+        .wait()
+        .map_err(|e| fail(e.to_string()))?;
+    match replies.recv() {
+        Ok(reply) => match reply.result() {
+            Ok(sample) => protocol::decode_evaluation(&sample.payload().to_bytes())
+                .map_err(|e| fail(format!("malformed reply: {e}"))),
+            Err(e) => Err(fail(format!("error reply: {e:?}"))),
+        },
+        Err(_) => Err(fail(format!(
+            "no simulator answered within {} ms (is a simulator serving this robot?)",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// One camera's newest frame, as received over the link.
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    /// The robot's capture time.
+    pub stamp_ns: u64,
+    /// The runtime's receive time (its own clock).
+    pub received_ns: u64,
+    /// Frames accepted from this camera so far, this one included.
+    pub count: u64,
+    /// Pixels, rows top first, `width * bytes_per_pixel` bytes per row.
+    pub data: Vec<u8>,
+}
+
+/// Counters and the newest frame of one camera.
+pub struct CameraSlot {
+    pub spec: CameraSpec,
+    pub received: AtomicU64,
+    /// Could not be decoded, or size or encoding differ from the hw-config.
+    pub rejected: AtomicU64,
+    frame: Mutex<Frame>,
+}
+
+/// The newest frame of each camera of a hw-config. Receiving copies the pixels once, into a
+/// buffer that is reused from frame to frame.
+pub struct CameraFrames {
+    slots: Vec<CameraSlot>,
+}
+
+impl CameraFrames {
+    pub fn new(specs: &[CameraSpec]) -> Self {
+        Self {
+            slots: specs
+                .iter()
+                .map(|spec| CameraSlot {
+                    spec: spec.clone(),
+                    received: AtomicU64::new(0),
+                    rejected: AtomicU64::new(0),
+                    frame: Mutex::new(Frame::default()),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn slots(&self) -> &[CameraSlot] {
+        &self.slots
+    }
+
+    /// Index of the camera called `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.spec.name == name)
+    }
+
+    /// Checks a payload against camera `index`'s spec and keeps it as its newest frame.
+    pub fn receive(&self, index: usize, payload: &[u8], received_ns: u64) {
+        let slot = &self.slots[index];
+        let fits = match protocol::decode_image(payload) {
+            Ok(image)
+                if image.width == slot.spec.width
+                    && image.height == slot.spec.height
+                    && image.encoding.as_str() == slot.spec.encoding.as_str()
+                    && image.camera == slot.spec.name =>
+            {
+                let Ok(mut frame) = slot.frame.lock() else {
+                    return;
+                };
+                frame.stamp_ns = image.stamp_ns;
+                frame.received_ns = received_ns;
+                frame.count += 1;
+                frame.data.clear();
+                frame.data.extend_from_slice(image.data);
+                true
+            }
+            _ => false,
+        };
+        if fits {
+            slot.received.fetch_add(1, Ordering::Relaxed);
+        } else {
+            slot.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies camera `index`'s newest frame into `out` (reusing its buffer); false when
+    /// none has arrived yet.
+    pub fn latest(&self, index: usize, out: &mut Frame) -> bool {
+        let Ok(frame) = self.slots[index].frame.lock() else {
+            return false;
+        };
+        if frame.count == 0 {
+            return false;
+        }
+        out.stamp_ns = frame.stamp_ns;
+        out.received_ns = frame.received_ns;
+        out.count = frame.count;
+        out.data.clear();
+        out.data.extend_from_slice(&frame.data);
+        true
+    }
+}
+
 /// The runtime's side of the link to one robot. Dropping it undeclares everything.
 pub struct RobotLink {
     keys: Keys,
@@ -206,6 +343,8 @@ pub struct RobotLink {
     _state: zenoh::pubsub::Subscriber<()>,
     _estop: zenoh::pubsub::Subscriber<()>,
     _alive: zenoh::pubsub::Subscriber<()>,
+    _cameras: Vec<zenoh::pubsub::Subscriber<()>>,
+    cameras: Arc<CameraFrames>,
     _token: zenoh::liveliness::LivelinessToken,
 }
 
@@ -234,7 +373,7 @@ impl RobotLink {
     pub fn connect<C: Clock + Clone + Sync + 'static>(
         session: Session,
         config: &RobotConfig,
-        mut writer: ObservationWriter,
+        writer: ObservationWriter,
         clock: C,
         estop: EStop,
         waker: Waker,
@@ -244,8 +383,13 @@ impl RobotLink {
         let dof = config.dof();
         let sensor_len = config.observation.sensor_values;
 
+        // The writer and the newest accepted state, shared by the state callback and the
+        // liveliness callback (which invalidates the newest state when the robot goes).
+        let mailbox = Arc::new(Mutex::new((writer, Observation::empty(dof, sensor_len))));
         let state = {
             let stats = stats.clone();
+            let mailbox = mailbox.clone();
+            let clock = clock.clone();
             let mut scratch = Observation::empty(dof, sensor_len);
             let mut last_seq = 0u64;
             session
@@ -270,7 +414,11 @@ impl RobotLink {
                     }
                     last_seq = scratch.seq;
                     scratch.received_ns = clock.now_ns();
-                    writer.publish(&scratch);
+                    let Ok(mut mailbox) = mailbox.lock() else {
+                        return;
+                    };
+                    mailbox.0.publish(&scratch);
+                    mailbox.1 = scratch;
                     stats.states_accepted.fetch_add(1, Ordering::Relaxed);
                     waker.wake();
                 })
@@ -303,6 +451,7 @@ impl RobotLink {
 
         let alive = {
             let stats = stats.clone();
+            let mailbox = mailbox.clone();
             session
                 .liveliness()
                 .declare_subscriber(&keys.alive_robot)
@@ -312,6 +461,13 @@ impl RobotLink {
                     SampleKind::Delete => {
                         stats.robot_alive.store(false, Ordering::Relaxed);
                         stats.robot_lost.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut mailbox) = mailbox.lock() {
+                            if mailbox.1.seq != 0 {
+                                let mut gone = mailbox.1;
+                                gone.received_ns = 0;
+                                mailbox.0.publish(&gone);
+                            }
+                        }
                     }
                 })
                 .wait()
@@ -319,6 +475,22 @@ impl RobotLink {
                     LinkError::declare("the liveliness subscriber", &keys.alive_robot, e)
                 })?
         };
+
+        let cameras = Arc::new(CameraFrames::new(&config.observation.cameras));
+        let mut camera_subs = Vec::new();
+        for (index, spec) in config.observation.cameras.iter().enumerate() {
+            let key = keys.camera(&spec.name);
+            let cameras = cameras.clone();
+            let clock = clock.clone();
+            let sub = session
+                .declare_subscriber(&key)
+                .callback(move |sample| {
+                    cameras.receive(index, &sample.payload().to_bytes(), clock.now_ns())
+                })
+                .wait()
+                .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;
+            camera_subs.push(sub);
+        }
 
         let token = session
             .liveliness()
@@ -333,8 +505,20 @@ impl RobotLink {
             _state: state,
             _estop: estop_sub,
             _alive: alive,
+            _cameras: camera_subs,
+            cameras,
             _token: token,
         })
+    }
+
+    /// The newest frame of each camera of the hw-config.
+    pub fn cameras(&self) -> Arc<CameraFrames> {
+        self.cameras.clone()
+    }
+
+    /// Asks the simulator for its ground-truth verdict on the current episode.
+    pub fn query_evaluation(&self, timeout: Duration) -> Result<protocol::Evaluation, LinkError> {
+        query_evaluation(&self.session, &self.keys, timeout)
     }
 
     pub fn stats(&self) -> Arc<LinkStats> {

@@ -145,6 +145,11 @@ impl<'a> CdrWriter<'a> {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub fn f64(&mut self, v: f64) {
+        self.align(8);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
     pub fn f64s(&mut self, values: &[f64]) {
         self.u32(values.len() as u32);
         if !values.is_empty() {
@@ -236,6 +241,10 @@ impl<'a> CdrReader<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
+    }
+
+    pub fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_bits(self.u64()?))
     }
 
     /// Reads a `sequence<double>` into `out`; returns its length.
@@ -520,6 +529,61 @@ pub fn decode_episode(data: &[u8]) -> Result<EpisodeOp, DecodeError> {
     }
 }
 
+/// A simulator's ground-truth verdict on the current episode, answered on
+/// `<prefix>/sim/evaluation`. It is for evaluation only and never reaches a policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// Sequence number of the last state the simulator published.
+    pub state_seq: u64,
+    /// Seed of the episode's reset.
+    pub seed: u64,
+    /// Control steps since the reset.
+    pub steps: u64,
+    /// Whether the task's success test holds now.
+    pub success: bool,
+    /// The quantity the success test thresholds (such as a distance in m).
+    pub score: f64,
+}
+
+/// `rlrt_msgs/Evaluation`: version, state_seq (u64), seed (u64), steps (u64), success
+/// (u8), score (double).
+pub fn encode_evaluation(e: &Evaluation, buf: &mut Vec<u8>) {
+    let mut w = CdrWriter::new(buf);
+    w.u32(PROTOCOL_VERSION);
+    w.u64(e.state_seq);
+    w.u64(e.seed);
+    w.u64(e.steps);
+    w.u8(e.success as u8);
+    w.f64(e.score);
+}
+
+pub fn decode_evaluation(data: &[u8]) -> Result<Evaluation, DecodeError> {
+    let mut r = CdrReader::new(data)?;
+    r.version()?;
+    let state_seq = r.u64()?;
+    let seed = r.u64()?;
+    let steps = r.u64()?;
+    let success = match r.u8()? {
+        0 => false,
+        1 => true,
+        value => {
+            return Err(DecodeError::BadEnum {
+                field: "success",
+                value,
+            })
+        }
+    };
+    let score = r.f64()?;
+    r.finish()?;
+    Ok(Evaluation {
+        state_seq,
+        seed,
+        steps,
+        success,
+        score,
+    })
+}
+
 /// `rlrt_msgs/EStop`: version, engage (u8: 1 engage, 0 reset).
 pub fn encode_estop(engage: bool, buf: &mut Vec<u8>) {
     let mut w = CdrWriter::new(buf);
@@ -711,5 +775,27 @@ mod tests {
             decode_image(&buf),
             Err(DecodeError::ImageSize { .. })
         ));
+    }
+
+    #[test]
+    fn evaluation_round_trips_with_known_layout() {
+        let e = Evaluation {
+            state_seq: 9,
+            seed: 7,
+            steps: 300,
+            success: true,
+            score: 0.0125,
+        };
+        let mut buf = Vec::new();
+        encode_evaluation(&e, &mut buf);
+        // header 4; then, aligned from the header's end: version 0..4, pad, state_seq 8..16,
+        // seed 16..24, steps 24..32, success 32, pad, score 40..48.
+        assert_eq!(buf.len(), 52);
+        assert_eq!(&buf[20..28], &7u64.to_le_bytes());
+        assert_eq!(&buf[44..52], &0.0125f64.to_le_bytes());
+        assert_eq!(decode_evaluation(&buf).unwrap(), e);
+        buf[36] = 2;
+        assert!(decode_evaluation(&buf).is_err());
+        assert!(decode_evaluation(&buf[..44]).is_err());
     }
 }

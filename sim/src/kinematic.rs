@@ -42,7 +42,7 @@ pub struct KinematicArm {
 }
 
 /// splitmix64: a tiny, well-mixed generator so resets are reproducible from a seed.
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -382,8 +382,8 @@ mod tests {
 
     fn reach() -> RobotConfig {
         config::parse(
-            include_str!("../../hw-configs/reach-arm.toml"),
-            Path::new("reach-arm.toml"),
+            include_str!("../../hw-configs/reach-arm-joint-space.toml"),
+            Path::new("reach-arm-joint-space.toml"),
         )
         .unwrap()
     }

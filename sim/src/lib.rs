@@ -1,13 +1,16 @@
 //! Simulated robots for rlrt.
 //!
-//! [`kinematic`] is an in-process joint-level plant: every joint follows its command with a
-//! first-order servo, inside its velocity and position limits. It needs no native library,
-//! so the loop, the safety layer and the CLI can be exercised anywhere. [`serve`] puts a
-//! simulated robot on the zenoh link, where the runtime sees it exactly like hardware; the
-//! MuJoCo simulator with cameras joins this crate next.
+//! [`mujoco`] (feature `mujoco`, on by default) runs a task's MJCF model in MuJoCo: the
+//! reach and push tasks ship built in, and a small TOML task file turns any MJCF model into
+//! a task. [`kinematic`] is an in-process joint-level plant that needs no native library.
+//! [`serve`] puts either on the zenoh link, where the runtime sees it exactly like hardware.
 
 pub mod kinematic;
+#[cfg(feature = "mujoco")]
+pub mod mujoco;
+pub mod plant;
 pub mod serve;
 
 pub use kinematic::{KinematicArm, LockstepPlant, ThreadedPlant, ThreadedPlantHandle};
+pub use plant::{Plant, Verdict};
 pub use serve::{ServeMode, SimServer};

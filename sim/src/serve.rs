@@ -1,23 +1,30 @@
 //! Serves a simulated robot over the zenoh link, so that the runtime cannot tell it from
-//! hardware: state on `<prefix>/state`, commands from `<prefix>/command`, episode control
-//! from `<prefix>/episode`, and a liveliness token on `<prefix>/alive/robot`.
+//! hardware: state on `<prefix>/state`, camera frames on `<prefix>/camera/<name>`,
+//! commands from `<prefix>/command`, episode control from `<prefix>/episode`, the task's
+//! ground-truth verdict on queries to `<prefix>/sim/evaluation`, and a liveliness token on
+//! `<prefix>/alive/robot`.
 //!
-//! Two modes: free-running (a thread steps the model at a fixed wall-clock rate and
-//! publishes every step, like hardware) and lockstep (each command flagged
-//! `FLAG_LOCKSTEP_STEP` advances the model by one control period and is answered by the
-//! next state: fast and deterministic, for training loops).
+//! One thread owns the plant (MuJoCo's renderer cannot change threads); zenoh callbacks
+//! hand it commands and episode messages over a bounded channel. Two modes: free-running
+//! (the thread steps at a fixed wall-clock rate and publishes every step, like hardware)
+//! and lockstep (each command flagged `FLAG_LOCKSTEP_STEP` advances one control period and
+//! is answered by the next state: fast and deterministic, for training loops). Cameras
+//! render at their configured rate in simulated time; a frame is published before the
+//! state of the same step.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rlrt_runtime::link::{Keys, LinkError};
-use rlrt_runtime::protocol::{self, EpisodeOp, FLAG_LOCKSTEP_STEP};
+use rlrt_runtime::protocol::{self, EpisodeOp, Evaluation, ImageEncodingName, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::{Clock, Command, Observation, RobotConfig, WallClock};
 use zenoh::bytes::Encoding;
 use zenoh::{Session, Wait};
 
-use crate::KinematicArm;
+use crate::{KinematicArm, Plant};
 
 /// How the served simulator advances.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,80 +38,208 @@ pub enum ServeMode {
 pub struct ServeStats {
     pub commands: AtomicU64,
     pub malformed_commands: AtomicU64,
+    /// Commands dropped because the simulator thread was behind.
+    pub dropped_commands: AtomicU64,
     pub out_of_limit_commands: AtomicU64,
     pub states_published: AtomicU64,
+    pub frames_published: AtomicU64,
+    pub render_failures: AtomicU64,
     pub resets: AtomicU64,
+    pub steps: AtomicU64,
 }
 
-struct Shared {
-    arm: KinematicArm,
-    observation: Observation,
-    buf: Vec<u8>,
-    period_s: f64,
-    lockstep: bool,
+// Commands travel by value (no allocation per command); 288 bytes through a channel is
+// cheap next to a simulation step.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Command(Command, u8),
+    Episode(EpisodeOp),
+    Stop,
 }
 
 /// A running simulator node; dropping it stops it and withdraws its liveliness token.
 pub struct SimServer {
     stats: Arc<ServeStats>,
-    stop: Arc<AtomicBool>,
+    events: Sender<Event>,
     thread: Option<JoinHandle<()>>,
     _command: zenoh::pubsub::Subscriber<()>,
     _episode: zenoh::pubsub::Subscriber<()>,
+    _evaluation: zenoh::query::Queryable<()>,
     _token: zenoh::liveliness::LivelinessToken,
 }
 
-fn publish(
-    shared: &mut Shared,
-    publisher: &zenoh::pubsub::Publisher<'static>,
-    clock: &WallClock,
-    stats: &ServeStats,
-) {
-    shared.arm.observe(&mut shared.observation);
-    shared.observation.seq += 1;
-    shared.observation.stamp_ns = clock.now_ns();
-    protocol::encode_state(&shared.observation, &mut shared.buf);
-    if publisher.put(shared.buf.as_slice()).wait().is_ok() {
-        stats.states_published.fetch_add(1, Ordering::Relaxed);
+/// Everything the serving thread owns.
+struct Served<P: Plant> {
+    plant: P,
+    observation: Observation,
+    state_buf: Vec<u8>,
+    frame_buf: Vec<u8>,
+    state: zenoh::pubsub::Publisher<'static>,
+    cameras: Vec<ServedCamera>,
+    clock: WallClock,
+    stats: Arc<ServeStats>,
+    evaluation: Arc<Mutex<Evaluation>>,
+    seed: u64,
+    steps: u64,
+    sim_time_s: f64,
+}
+
+struct ServedCamera {
+    name: String,
+    width: u32,
+    height: u32,
+    period_s: f64,
+    next_due_s: f64,
+    publisher: zenoh::pubsub::Publisher<'static>,
+}
+
+impl<P: Plant> Served<P> {
+    fn reset(&mut self, seed: u64) {
+        self.plant.reset(seed);
+        self.seed = seed;
+        self.steps = 0;
+        self.sim_time_s = 0.0;
+        for camera in &mut self.cameras {
+            camera.next_due_s = 0.0;
+        }
+        self.stats.resets.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+    }
+
+    fn step(&mut self, dt_s: f64) {
+        self.plant.step(dt_s);
+        self.steps += 1;
+        self.sim_time_s += dt_s;
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+    }
+
+    /// Frames that are due, then the state, then the verdict for queries.
+    fn publish(&mut self) {
+        let stamp_ns = self.clock.now_ns();
+        for index in 0..self.cameras.len().min(self.plant.cameras()) {
+            let camera = &mut self.cameras[index];
+            if self.sim_time_s + 1e-9 < camera.next_due_s {
+                continue;
+            }
+            camera.next_due_s += camera.period_s;
+            if camera.next_due_s <= self.sim_time_s {
+                camera.next_due_s = self.sim_time_s + camera.period_s;
+            }
+            let (width, height) = (camera.width, camera.height);
+            match self.plant.render(index) {
+                Ok(pixels) => {
+                    let camera = &self.cameras[index];
+                    protocol::encode_image(
+                        &protocol::ImageView {
+                            stamp_ns,
+                            camera: &camera.name,
+                            height,
+                            width,
+                            encoding: ImageEncodingName::Rgb8,
+                            step: width * 3,
+                            data: pixels,
+                        },
+                        &mut self.frame_buf,
+                    );
+                    if camera
+                        .publisher
+                        .put(self.frame_buf.as_slice())
+                        .wait()
+                        .is_ok()
+                    {
+                        self.stats.frames_published.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    if self.stats.render_failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::error!(camera = %self.cameras[index].name, "rendering failed: {e}");
+                    }
+                }
+            }
+        }
+        self.plant.observe(&mut self.observation);
+        self.observation.seq += 1;
+        self.observation.stamp_ns = stamp_ns;
+        protocol::encode_state(&self.observation, &mut self.state_buf);
+        if self.state.put(self.state_buf.as_slice()).wait().is_ok() {
+            self.stats.states_published.fetch_add(1, Ordering::Relaxed);
+        }
+        let verdict = self.plant.verdict().unwrap_or_default();
+        if let Ok(mut e) = self.evaluation.lock() {
+            *e = Evaluation {
+                state_seq: self.observation.seq,
+                seed: self.seed,
+                steps: self.steps,
+                success: verdict.success,
+                score: verdict.score,
+            };
+        }
     }
 }
 
 impl SimServer {
-    /// Starts serving the kinematic model of `config`'s joints on `session`.
+    /// Serves the kinematic model of `config`'s joints on `session` (no cameras, no task).
     pub fn start(
         session: &Session,
         config: &RobotConfig,
         seed: u64,
         mode: ServeMode,
     ) -> Result<Self, LinkError> {
+        let config_for_plant = config.clone();
+        Self::start_with(session, config, seed, mode, move || {
+            Ok::<_, std::convert::Infallible>(KinematicArm::new(&config_for_plant))
+        })
+        .map_err(|e| match e {
+            ServeError::Link(e) => e,
+            ServeError::Plant(never) => match never {},
+        })
+    }
+
+    /// Serves the plant that `make` builds. `make` runs on the serving thread (so the plant
+    /// need not be `Send`); its error is returned from here.
+    pub fn start_with<P, E, F>(
+        session: &Session,
+        config: &RobotConfig,
+        seed: u64,
+        mode: ServeMode,
+        make: F,
+    ) -> Result<Self, ServeError<E>>
+    where
+        P: Plant + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Result<P, E> + Send + 'static,
+    {
         let keys = Keys::new(&config.link.key_prefix);
         let stats = Arc::new(ServeStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let clock = WallClock::new();
-        let control_rate_hz = config.control_rate_hz;
-        let mut arm = KinematicArm::new(config);
-        arm.reset(seed);
-        let shared = Arc::new(Mutex::new(Shared {
-            arm,
-            observation: Observation::empty(config.dof(), config.observation.sensor_values),
-            buf: Vec::with_capacity(1024),
-            period_s: config.period_s(),
-            lockstep: mode == ServeMode::Lockstep,
-        }));
-        let publisher = session
+        let evaluation = Arc::new(Mutex::new(Evaluation::default()));
+        let (events, inbox) = crossbeam_channel::bounded::<Event>(256);
+
+        let state = session
             .declare_publisher(keys.state.clone())
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
             .wait()
             .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?;
-        let publisher = Arc::new(publisher);
+        let mut cameras = Vec::new();
+        for spec in &config.observation.cameras {
+            let key = keys.camera(&spec.name);
+            let publisher = session
+                .declare_publisher(key.clone())
+                .encoding(Encoding::APPLICATION_CDR.with_schema("sensor_msgs/Image"))
+                .wait()
+                .map_err(|e| LinkError::declare("a camera publisher", &key, e))?;
+            cameras.push(ServedCamera {
+                name: spec.name.clone(),
+                width: spec.width,
+                height: spec.height,
+                period_s: 1.0 / spec.rate_hz,
+                next_due_s: 0.0,
+                publisher,
+            });
+        }
 
         let command = {
-            let (shared, stats, publisher, clock) = (
-                shared.clone(),
-                stats.clone(),
-                publisher.clone(),
-                clock.clone(),
-            );
+            let (stats, events) = (stats.clone(), events.clone());
             let mut scratch = Command::new(config.action.mode, config.action.len());
             let expected = config.action.len();
             session
@@ -121,15 +256,10 @@ impl SimServer {
                         }
                     };
                     stats.commands.fetch_add(1, Ordering::Relaxed);
-                    let Ok(mut s) = shared.lock() else { return };
-                    s.arm.apply(&scratch);
-                    stats
-                        .out_of_limit_commands
-                        .store(s.arm.out_of_limit_commands(), Ordering::Relaxed);
-                    if s.lockstep && flags & FLAG_LOCKSTEP_STEP != 0 {
-                        let dt = s.period_s;
-                        s.arm.step(dt);
-                        publish(&mut s, &publisher, &clock, &stats);
+                    if let Err(TrySendError::Full(_)) =
+                        events.try_send(Event::Command(scratch, flags))
+                    {
+                        stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
                     }
                 })
                 .wait()
@@ -137,74 +267,104 @@ impl SimServer {
         };
 
         let episode = {
-            let (shared, stats, publisher, clock) = (
-                shared.clone(),
-                stats.clone(),
-                publisher.clone(),
-                clock.clone(),
-            );
+            let events = events.clone();
             session
                 .declare_subscriber(&keys.episode)
                 .callback(move |sample| {
-                    let Ok(op) = protocol::decode_episode(&sample.payload().to_bytes()) else {
-                        return;
-                    };
-                    let Ok(mut s) = shared.lock() else { return };
-                    match op {
-                        EpisodeOp::Reset { seed } => {
-                            s.arm.reset(seed);
-                            stats.resets.fetch_add(1, Ordering::Relaxed);
-                            publish(&mut s, &publisher, &clock, &stats);
-                        }
-                        EpisodeOp::Lockstep => s.lockstep = true,
-                        EpisodeOp::FreeRun => s.lockstep = false,
+                    if let Ok(op) = protocol::decode_episode(&sample.payload().to_bytes()) {
+                        let _ = events.send_timeout(Event::Episode(op), Duration::from_secs(1));
                     }
                 })
                 .wait()
                 .map_err(|e| LinkError::declare("the episode subscriber", &keys.episode, e))?
         };
 
+        let queryable = {
+            let evaluation = evaluation.clone();
+            let key = keys.sim_evaluation.clone();
+            session
+                .declare_queryable(&keys.sim_evaluation)
+                .callback(move |query| {
+                    let Ok(e) = evaluation.lock().map(|e| *e) else {
+                        return;
+                    };
+                    let mut buf = Vec::with_capacity(64);
+                    protocol::encode_evaluation(&e, &mut buf);
+                    let _ = query
+                        .reply(&key, buf)
+                        .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Evaluation"))
+                        .wait();
+                })
+                .wait()
+                .map_err(|e| {
+                    LinkError::declare("the evaluation queryable", &keys.sim_evaluation, e)
+                })?
+        };
+
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), E>>(1);
+        let thread = {
+            let stats = stats.clone();
+            let observation = Observation::empty(config.dof(), config.observation.sensor_values);
+            let control_rate_hz = config.control_rate_hz;
+            let period_s = config.period_s();
+            std::thread::Builder::new()
+                .name("rlrt-sim-serve".into())
+                .spawn(move || {
+                    let plant = match make() {
+                        Ok(plant) => {
+                            let _ = ready_tx.send(Ok(()));
+                            plant
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let served = Served {
+                        plant,
+                        observation,
+                        state_buf: Vec::with_capacity(1024),
+                        frame_buf: Vec::new(),
+                        state,
+                        cameras,
+                        clock: WallClock::new(),
+                        stats,
+                        evaluation,
+                        seed,
+                        steps: 0,
+                        sim_time_s: 0.0,
+                    };
+                    serve_loop(served, inbox, mode, control_rate_hz, period_s);
+                })
+                .map_err(LinkError::Thread)?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(ServeError::Plant(e));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(ServeError::Link(LinkError::Thread(std::io::Error::other(
+                    "the simulator thread died while building its plant",
+                ))));
+            }
+        }
+
+        // The liveliness token last: the robot is "alive" once it can answer.
         let token = session
             .liveliness()
             .declare_token(&keys.alive_robot)
             .wait()
             .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_robot, e))?;
-
-        // The stepper runs in both modes, so that an episode message can switch between
-        // them; in lockstep it only sleeps. Free-run steps at the given rate, or at the
-        // control rate after a switch from lockstep.
-        let thread = {
-            let (shared, stats, stop) = (shared.clone(), stats.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("rlrt-sim-serve".into())
-                .spawn(move || {
-                    if let Ok(mut s) = shared.lock() {
-                        publish(&mut s, &publisher, &clock, &stats);
-                    }
-                    let rate_hz = match mode {
-                        ServeMode::FreeRun { rate_hz } => rate_hz,
-                        ServeMode::Lockstep => control_rate_hz,
-                    };
-                    let period_ns = (1e9 / rate_hz) as u64;
-                    let mut deadline = clock.now_ns();
-                    while !stop.load(Ordering::Relaxed) {
-                        deadline += period_ns;
-                        clock.sleep_until(deadline, 0);
-                        let Ok(mut s) = shared.lock() else { return };
-                        if s.lockstep {
-                            continue;
-                        }
-                        s.arm.step(period_ns as f64 * 1e-9);
-                        publish(&mut s, &publisher, &clock, &stats);
-                    }
-                })?
-        };
         Ok(Self {
             stats,
-            stop,
+            events,
             thread: Some(thread),
             _command: command,
             _episode: episode,
+            _evaluation: queryable,
             _token: token,
         })
     }
@@ -214,9 +374,75 @@ impl SimServer {
     }
 }
 
+/// Why a simulator could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError<E> {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{0}")]
+    Plant(E),
+}
+
+fn serve_loop<P: Plant>(
+    mut served: Served<P>,
+    inbox: Receiver<Event>,
+    mode: ServeMode,
+    control_rate_hz: f64,
+    control_period_s: f64,
+) {
+    let seed = served.seed;
+    served.reset(seed);
+    let mut lockstep = mode == ServeMode::Lockstep;
+    // Free-run steps at the given rate, or at the control rate after a switch from
+    // lockstep; each step advances one period of that rate.
+    let rate_hz = match mode {
+        ServeMode::FreeRun { rate_hz } => rate_hz,
+        ServeMode::Lockstep => control_rate_hz,
+    };
+    let period = Duration::from_secs_f64(1.0 / rate_hz);
+    let mut deadline = Instant::now() + period;
+    loop {
+        let event = if lockstep {
+            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            inbox.recv_deadline(deadline)
+        };
+        match event {
+            Ok(Event::Command(command, flags)) => {
+                served.plant.apply(&command);
+                served
+                    .stats
+                    .out_of_limit_commands
+                    .store(served.plant.out_of_limit_commands(), Ordering::Relaxed);
+                if lockstep && flags & FLAG_LOCKSTEP_STEP != 0 {
+                    served.step(control_period_s);
+                }
+            }
+            Ok(Event::Episode(EpisodeOp::Reset { seed })) => served.reset(seed),
+            Ok(Event::Episode(EpisodeOp::Lockstep)) => lockstep = true,
+            Ok(Event::Episode(EpisodeOp::FreeRun)) => {
+                if lockstep {
+                    lockstep = false;
+                    deadline = Instant::now() + period;
+                }
+            }
+            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                served.step(period.as_secs_f64());
+                deadline += period;
+                // Behind by more than a period (a stall): skip, never burst.
+                let now = Instant::now();
+                if deadline < now {
+                    deadline = now + period;
+                }
+            }
+        }
+    }
+}
+
 impl Drop for SimServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.events.send(Event::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

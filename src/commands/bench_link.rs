@@ -7,7 +7,6 @@
 //! command publisher thread, and back. The peer is zenoh alone: a ping echoed straight back
 //! from the subscriber callback, on the same two sessions.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,12 +16,14 @@ use rlrt_runtime::link::open_session;
 use rlrt_runtime::protocol::{self, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::stats::Histogram;
 use rlrt_runtime::{Observation, RobotConfig};
-use rlrt_sim::{ServeMode, SimServer};
+use rlrt_sim::ServeMode;
 use zenoh::Wait;
 
 use crate::linked::LinkedRuntime;
+use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 
-const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
+const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm-joint-space.toml");
+const REACH_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 
 #[derive(Clone, Debug)]
 pub struct BenchLinkArgs {
@@ -33,7 +34,7 @@ pub struct BenchLinkArgs {
 fn config(port: u16, prefix: &str, listen: bool) -> anyhow::Result<RobotConfig> {
     let mut c = super::parse_with_overrides(
         CONFIG_TEXT,
-        std::path::Path::new("hw-configs/reach-arm.toml"),
+        std::path::Path::new("hw-configs/reach-arm-joint-space.toml"),
         &[(
             "policy",
             Some(toml::Value::Table(toml::Table::from_iter([(
@@ -50,10 +51,6 @@ fn config(port: u16, prefix: &str, listen: bool) -> anyhow::Result<RobotConfig> 
         c.link.connect = vec![endpoint];
     }
     Ok(c)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
@@ -174,7 +171,9 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     drop(_commands);
 
     // Lockstep: simulator steps once per command, runtime ticks once per state.
-    let lockstep_rate = lockstep(args.lockstep_seconds)?;
+    let lockstep_rate = lockstep(args.lockstep_seconds, None)?;
+    let render_84 = lockstep(args.lockstep_seconds, Some((84, 84)))?;
+    let render_224 = lockstep(args.lockstep_seconds, Some((224, 224)))?;
 
     let mut report = BenchReport::new("link");
     report.metrics.insert(
@@ -190,7 +189,15 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     let extra = &mut report.extra;
     extra.insert("round_trips".into(), args.round_trips.into());
     extra.insert("lockstep_steps_per_s".into(), lockstep_rate.into());
-    extra.insert("lockstep_model".into(), "kinematic (MuJoCo pending)".into());
+    extra.insert("lockstep_steps_per_s_render_84x84".into(), render_84.into());
+    extra.insert(
+        "lockstep_steps_per_s_render_224x224".into(),
+        render_224.into(),
+    );
+    extra.insert(
+        "lockstep_model".into(),
+        "MuJoCo reach (hw-configs/reach-arm.toml), ee_servo policy; render rows: one rgb8 frame every step".into(),
+    );
     let (o, p) = (ours.summary(), peer.summary());
     if p.p50_ns > 0 {
         extra.insert(
@@ -212,13 +219,36 @@ fn buf_len_of_state(dof: usize) -> usize {
     buf.len()
 }
 
-fn lockstep(seconds: f64) -> anyhow::Result<f64> {
-    let port = free_port()?;
-    let rc = config(port, "rlrt/bench-lockstep", true)?;
-    let sc = config(port, "rlrt/bench-lockstep", false)?;
+/// Lockstep steps per second of MuJoCo reach + link + runtime; with `camera` = (width,
+/// height), the camera renders on every step.
+fn lockstep(seconds: f64, camera: Option<(u32, u32)>) -> anyhow::Result<f64> {
+    let mut overrides = Vec::new();
+    if let Some((w, h)) = camera {
+        overrides.push((
+            "observation.cameras",
+            Some(toml::Value::Array(vec![toml::Value::Table(
+                toml::Table::from_iter([
+                    ("name".to_owned(), toml::Value::String("front".into())),
+                    ("width".to_owned(), toml::Value::Integer(w.into())),
+                    ("height".to_owned(), toml::Value::Integer(h.into())),
+                    ("rate_hz".to_owned(), toml::Value::Float(100.0)),
+                    ("encoding".to_owned(), toml::Value::String("rgb8".into())),
+                ]),
+            )])),
+        ));
+    } else {
+        overrides.push(("observation.cameras", None));
+    }
+    let mut config = super::parse_with_overrides(
+        REACH_TEXT,
+        std::path::Path::new("hw-configs/reach-arm.toml"),
+        &overrides,
+    )?;
+    config.link.key_prefix = "rlrt/bench-lockstep".into();
+    let (rc, sc) = loopback_configs(&config, free_port()?);
     let mut rt = LinkedRuntime::connect(&rc, FLAG_LOCKSTEP_STEP)?;
     let sim_session = open_session(&sc.link)?;
-    let sim = SimServer::start(&sim_session, &sc, 1, ServeMode::Lockstep)?;
+    let sim = serve_mujoco(&sim_session, &sc, 1, ServeMode::Lockstep, camera.is_some())?;
     let stats = rt.link.stats();
     // Wait for the simulator's first state; it re-publishes it on reset.
     let start = Instant::now();
@@ -232,7 +262,7 @@ fn lockstep(seconds: f64) -> anyhow::Result<f64> {
     }
     let stop = AtomicBool::new(false);
     let ticks = rt.control.stats();
-    let elapsed = std::thread::scope(|scope| {
+    let rate = std::thread::scope(|scope| {
         let (rt, stop_ref) = (&mut rt, &stop);
         let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, true));
         let t0 = Instant::now();
@@ -244,6 +274,9 @@ fn lockstep(seconds: f64) -> anyhow::Result<f64> {
         let _ = worker.join();
         n as f64 / dt
     });
+    if camera.is_some() && sim.stats().frames_published.load(Ordering::Relaxed) == 0 {
+        anyhow::bail!("the simulator rendered no frame");
+    }
     drop(sim);
-    Ok(elapsed)
+    Ok(rate)
 }

@@ -1,53 +1,77 @@
-//! `rlrt demo`: the built-in demonstration. Seeded reach episodes on the reach arm: each
-//! draws a joint-space target, the scripted controller drives the arm there at 100 Hz on
-//! wall-clock time, and one episode loses its observations for a while (a simulated link
-//! dropout) so the watchdog's hold and the recovery show in the log. Prints success rate,
-//! loop statistics and safety interventions.
+//! `rlrt demo`: the built-in demonstration. The MuJoCo reach task serves the reach arm over
+//! a real zenoh link on 127.0.0.1, with its camera rendering offscreen; the runtime drives
+//! it at 100 Hz on wall-clock time with the scripted end-effector controller, through the
+//! safety layer, for a set of seeded episodes. In the middle episode the simulator is
+//! killed and restarted (a robot dropping off the network): the runtime notices through
+//! liveliness and the watchdog, commands its fault action, and carries on when the robot
+//! is back. Success is the task's ground truth, asked of the simulator after each episode.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rlrt_runtime::link::{open_session, Frame};
+use rlrt_runtime::protocol::EpisodeOp;
 use rlrt_runtime::stats::LoopStats;
-use rlrt_runtime::RunLimit;
-use rlrt_sim::KinematicArm;
+use rlrt_runtime::telemetry::telemetry_channel;
+use rlrt_runtime::{realtime, Cause, RunLimit};
+use rlrt_sim::ServeMode;
 
-use super::run::{run_wall_clock, warn_unrunnable};
+use crate::linked::LinkedRuntime;
+use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 
 /// The demo's robot when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
 const DEFAULT_CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
-/// An episode succeeds when every joint ends within this of its target.
-pub const SUCCESS_TOLERANCE_RAD: f64 = 0.02;
 
 #[derive(Clone, Debug)]
 pub struct DemoArgs {
     pub config: Option<PathBuf>,
     pub episodes: u32,
-    pub episode_seconds: f64,
+    /// Episode length; the task's own suggestion when absent.
+    pub episode_seconds: Option<f64>,
     pub seed: u64,
+    /// How long the simulator stays away in the middle episode (0: no outage).
     pub dropout_ms: f64,
+    /// Render the config's cameras (off: no EGL needed).
+    pub cameras: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct EpisodeResult {
     pub seed: u64,
-    pub target_rad: Vec<f64>,
-    pub final_error_rad: f64,
     pub success: bool,
-    pub dropout_ms: f64,
+    /// The task's success measure at the end (such as the distance to the target, m).
+    pub score: f64,
+    pub steps: u64,
+    /// Ticks on which the fault action was commanded.
     pub fault_ticks: u64,
+    /// How long the simulator was away during this episode (0: it was not).
+    pub outage_ms: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct CameraReport {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u64,
+    pub rejected: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct DemoOutcome {
+    pub robot: String,
+    pub task: String,
     pub episodes: Vec<EpisodeResult>,
     pub success_rate: f64,
     pub out_of_limit_commands: u64,
     pub loop_stats: rlrt_runtime::stats::LoopSummary,
-    pub interventions: Vec<(rlrt_runtime::Cause, u64)>,
+    pub interventions: Vec<(Cause, u64)>,
+    pub link: Vec<(&'static str, u64)>,
+    pub cameras: Vec<CameraReport>,
 }
 
 impl DemoOutcome {
@@ -68,119 +92,199 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
             PathBuf::from(DEFAULT_CONFIG_PATH),
         ),
     };
-    let base = super::parse_with_overrides(&text, &path, &[])?;
-    warn_unrunnable(&base);
+    let config = super::parse_with_overrides(&text, &path, &[])?;
+    let task = config
+        .sim
+        .as_ref()
+        .map(|s| s.task.clone())
+        .with_context(|| format!("{}: the demo needs a [sim] table", path.display()))?;
+    let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
+
+    // The runtime's side, with loop statistics and the fault log.
+    let LinkedRuntime {
+        control,
+        link,
+        waker,
+    } = LinkedRuntime::connect(&runtime_config, 0)?;
     let stats = Arc::new(LoopStats::default());
+    let (telemetry, receiver) =
+        telemetry_channel(config.scheduler.telemetry_queue_len, stats.clone());
+    let mut rt = LinkedRuntime {
+        control: control.with_stats(stats.clone()).with_telemetry(telemetry),
+        link,
+        waker,
+    };
+    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+
+    // The robot's side: MuJoCo in free-run at the control rate, like hardware.
+    let sim_session = open_session(&robot_config.link)?;
+    let mode = ServeMode::FreeRun {
+        rate_hz: config.control_rate_hz,
+    };
+    let start_sim = |seed: u64| serve_mujoco(&sim_session, &robot_config, seed, mode, args.cameras);
+    let mut sim = Some(start_sim(args.seed)?);
+    let episode_seconds = match args.episode_seconds {
+        Some(s) => s,
+        None => task_episode_seconds(&robot_config)?,
+    };
+    let link_stats = rt.link.stats();
+    wait_for(Duration::from_secs(10), || {
+        link_stats.states_accepted.load(Ordering::Relaxed) > 0
+    })
+    .context("the simulator never sent a state over the link")?;
+
     let mut episodes = Vec::new();
     let mut out_of_limit = 0;
-    let mut totals: Vec<(rlrt_runtime::Cause, u64)> = Vec::new();
+    let stop = crate::signals::stop_flag();
+    let scheduler = config.scheduler.clone();
+    let ticks_per_episode = (episode_seconds * config.control_rate_hz).round() as u64;
     for index in 0..args.episodes {
-        let seed = args.seed.wrapping_add(index as u64);
-        // Targets come from the same seeded draw the plant uses for start positions, with
-        // another seed: the middle half of every joint's range.
-        let mut draw = KinematicArm::new(&base);
-        draw.reset(seed ^ 0x5EED_7A26_E7D0_0001);
-        let target: Vec<f64> = draw.positions().to_vec();
-        let config = super::parse_with_overrides(
-            &text,
-            &path,
-            &[
-                (
-                    "policy.kind",
-                    Some(toml::Value::String("joint_target".into())),
-                ),
-                (
-                    "policy.target_rad",
-                    Some(toml::Value::Array(
-                        target.iter().map(|v| toml::Value::Float(*v)).collect(),
-                    )),
-                ),
-                ("policy.amplitude_fraction", None),
-                ("policy.frequency_hz", None),
-            ],
-        )?;
-        let dropout = index == args.episodes / 2 && args.dropout_ms > 0.0;
-        let dropout_ms = args.dropout_ms;
-        let inject = move |plant: &rlrt_sim::ThreadedPlantHandle| {
-            std::thread::sleep(Duration::from_millis(800));
-            let silence = plant.silence();
-            silence.store(true, Ordering::Relaxed);
-            tracing::warn!(
-                dropout_ms,
-                "demo: cutting the robot's observations (simulated link dropout)"
-            );
-            std::thread::sleep(Duration::from_secs_f64(dropout_ms / 1e3));
-            silence.store(false, Ordering::Relaxed);
-            tracing::info!("demo: observations flow again");
-        };
-        let limit = RunLimit {
-            max_ticks: Some((args.episode_seconds * config.control_rate_hz).round() as u64),
-        };
-        let outcome = run_wall_clock(
-            &config,
-            seed,
-            config.control_rate_hz.max(1000.0),
-            limit,
-            if dropout { Some(&inject) } else { None },
-            Some(stats.clone()),
-        )?;
-        let error = outcome
-            .final_positions
-            .iter()
-            .zip(&target)
-            .map(|(q, t)| (q - t).abs())
-            .fold(0.0, f64::max);
-        out_of_limit += outcome.out_of_limit_commands;
-        for (cause, n) in outcome.report.interventions {
-            match totals.iter_mut().find(|(c, _)| *c == cause) {
-                Some((_, total)) => *total += n,
-                None => totals.push((cause, n)),
-            }
+        if stop.load(Ordering::Relaxed) {
+            break;
         }
+        let seed = args.seed.wrapping_add(index as u64);
+        rt.link.send_episode(EpisodeOp::Reset { seed })?;
+        wait_for(Duration::from_secs(5), || {
+            rt.link
+                .query_evaluation(Duration::from_millis(500))
+                .is_ok_and(|e| e.seed == seed)
+        })
+        .with_context(|| format!("the simulator did not reset to seed {seed}"))?;
+        rt.control.reset_episode();
+        let outage = index == args.episodes / 2 && args.dropout_ms > 0.0;
+        let outage_ticks = if outage {
+            ((1.0 + args.dropout_ms / 1e3) * config.control_rate_hz).round() as u64
+        } else {
+            0
+        };
+        let faults_before = rt.control.report().fault_ticks;
+        let limit = RunLimit {
+            max_ticks: Some(ticks_per_episode + outage_ticks),
+        };
+        let control = &mut rt.control;
+        let scheduler = &scheduler;
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let worker = std::thread::Builder::new()
+                .name("rlrt-control".into())
+                .spawn_scoped(scope, move || {
+                    for warning in realtime::apply_to_current_thread(scheduler) {
+                        tracing::warn!("{warning}");
+                    }
+                    control.run(stop, limit)
+                })?;
+            if outage {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Some(server) = sim.take() {
+                    out_of_limit += server.stats().out_of_limit_commands.load(Ordering::Relaxed);
+                }
+                tracing::warn!(
+                    dropout_ms = args.dropout_ms,
+                    "demo: killing the simulator (the robot drops off the network)"
+                );
+                std::thread::sleep(Duration::from_secs_f64(args.dropout_ms / 1e3));
+                sim = Some(start_sim(seed)?);
+                tracing::info!("demo: the simulator is back, starting the episode over");
+            }
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("the control thread panicked"))?;
+            Ok(())
+        })?;
+        let e = rt
+            .link
+            .query_evaluation(Duration::from_secs(2))
+            .context("asking the simulator for the episode's verdict")?;
         let result = EpisodeResult {
             seed,
-            target_rad: target,
-            final_error_rad: error,
-            success: error < SUCCESS_TOLERANCE_RAD,
-            dropout_ms: if dropout { args.dropout_ms } else { 0.0 },
-            fault_ticks: outcome.report.fault_ticks,
+            success: e.success,
+            score: e.score,
+            steps: e.steps,
+            fault_ticks: rt.control.report().fault_ticks - faults_before,
+            outage_ms: if outage { args.dropout_ms } else { 0.0 },
         };
         tracing::info!(
             episode = index,
             seed,
             success = result.success,
-            final_error_rad = format!("{error:.4}"),
+            score = format!("{:.4}", result.score),
             "episode done"
         );
         episodes.push(result);
     }
+    if let Some(server) = sim.take() {
+        out_of_limit += server.stats().out_of_limit_commands.load(Ordering::Relaxed);
+    }
+    let report = rt.control.report();
+    let cameras = rt.link.cameras();
+    let mut frame = Frame::default();
+    let camera_reports = cameras
+        .slots()
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let _ = cameras.latest(i, &mut frame);
+            CameraReport {
+                name: slot.spec.name.clone(),
+                width: slot.spec.width,
+                height: slot.spec.height,
+                frames: slot.received.load(Ordering::Relaxed),
+                rejected: slot.rejected.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let link = rt.link.stats().snapshot();
+    drop(rt); // closes the telemetry channel
+    let _ = log_thread.join();
     let successes = episodes.iter().filter(|e| e.success).count();
     Ok(DemoOutcome {
+        robot: config.name.clone(),
+        task,
         success_rate: successes as f64 / episodes.len().max(1) as f64,
         episodes,
         out_of_limit_commands: out_of_limit,
         loop_stats: stats.summary(),
-        interventions: totals,
+        interventions: report.interventions,
+        link,
+        cameras: camera_reports,
     })
+}
+
+fn task_episode_seconds(config: &rlrt_runtime::RobotConfig) -> anyhow::Result<f64> {
+    let sim = config.sim.as_ref().context("no [sim] table")?;
+    let task = rlrt_sim::mujoco::task::TaskSource::resolve(&sim.task, sim.task_path.as_deref())?;
+    Ok(task.file.episode_seconds)
+}
+
+fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !ready() {
+        if start.elapsed() > timeout {
+            anyhow::bail!("timed out after {} s", timeout.as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for DemoOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "rlrt demo: reach arm, scripted joint-target controller, 100 Hz"
+            "rlrt demo: {} on the MuJoCo {:?} task over zenoh (tcp/127.0.0.1), scripted controller",
+            self.robot, self.task
         )?;
         for (i, e) in self.episodes.iter().enumerate() {
             writeln!(
                 f,
-                "  episode {i} seed {:>3}: {}  final error {:.4} rad{}",
+                "  episode {i} seed {:>3}: {}  final distance {:.4} m after {} steps{}",
                 e.seed,
                 if e.success { "success" } else { "FAILED " },
-                e.final_error_rad,
-                if e.dropout_ms > 0.0 {
+                e.score,
+                e.steps,
+                if e.outage_ms > 0.0 {
                     format!(
-                        "  (link dropout {} ms: {} ticks on the fault action)",
-                        e.dropout_ms, e.fault_ticks
+                        "  (simulator killed for {} ms: {} ticks on the fault action)",
+                        e.outage_ms, e.fault_ticks
                     )
                 } else {
                     String::new()
@@ -198,6 +302,13 @@ impl std::fmt::Display for DemoOutcome {
             "commands outside joint limits seen by the robot: {}",
             self.out_of_limit_commands
         )?;
+        for c in &self.cameras {
+            writeln!(
+                f,
+                "camera {} {}x{}: {} frames received over the link, {} rejected",
+                c.name, c.width, c.height, c.frames, c.rejected
+            )?;
+        }
         write!(f, "{}", self.loop_stats)?;
         if self.interventions.is_empty() {
             writeln!(f, "safety interventions: none")?;
@@ -207,6 +318,8 @@ impl std::fmt::Display for DemoOutcome {
                 writeln!(f, "  {:<24} {n:>10}", cause.name())?;
             }
         }
+        let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(f, "link: {}", link.join(", "))?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod bench_loop;
 pub mod check;
 pub mod demo;
 pub mod run;
+pub mod sim;
 
 use std::path::Path;
 

@@ -1,28 +1,51 @@
 //! `rlrt run`: run a config's policy in the control loop against a robot.
 //!
-//! The robot is the in-process kinematic model of the configured arm, either on its own
-//! thread at wall-clock rate (like hardware) or in lockstep; `run` over the zenoh link
-//! (`crate::linked`) is the next step.
+//! The robot is, by default, whatever answers on the zenoh link the config describes:
+//! hardware behind its driver, or `rlrt sim` in another process or on another host.
+//! `--sim` serves the config's MuJoCo task in this process over a loopback link instead,
+//! and `--kinematic` uses the in-process kinematic model without any link. `--lockstep`
+//! (with `--sim` or `--kinematic`) steps the simulation once per command, as fast as the
+//! loop goes.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rlrt_runtime::link::open_session;
+use rlrt_runtime::protocol::FLAG_LOCKSTEP_STEP;
 use rlrt_runtime::telemetry::telemetry_channel;
 use rlrt_runtime::{
     config, observation_mailbox, realtime, ControlLoop, ManualClock, RobotConfig, RunLimit,
     RunReport, WallClock,
 };
-use rlrt_sim::{LockstepPlant, ThreadedPlant};
+use rlrt_sim::{LockstepPlant, ServeMode, ThreadedPlant};
+
+use crate::linked::LinkedRuntime;
+use crate::loopback::{free_port, loopback_configs, serve_mujoco};
+
+/// Which robot `run` drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Robot {
+    /// Whatever answers on the config's link.
+    Link,
+    /// The config's MuJoCo task, served in this process over a loopback link.
+    Sim,
+    /// The in-process kinematic model, no link.
+    Kinematic,
+}
 
 #[derive(Clone, Debug)]
 pub struct RunArgs {
     pub config: PathBuf,
     pub seconds: Option<f64>,
     pub ticks: Option<u64>,
+    pub robot: Robot,
     pub lockstep: bool,
     pub seed: u64,
     pub plant_rate_hz: Option<f64>,
+    /// How long to wait for the robot's first state over the link.
+    pub wait_s: f64,
 }
 
 /// The outcome of a run, for printing and for the exit code.
@@ -30,9 +53,13 @@ pub struct RunArgs {
 pub struct RunOutcome {
     pub robot: String,
     pub report: RunReport,
-    /// Commands the plant saw outside the joint limits (must be zero).
-    pub out_of_limit_commands: u64,
+    /// Commands the robot saw outside the joint limits (must be zero); known when the
+    /// robot is simulated in this process.
+    pub out_of_limit_commands: Option<u64>,
+    /// Final joint positions (kinematic model only).
     pub final_positions: Vec<f64>,
+    /// Link counters (runs over the link).
+    pub link: Vec<(&'static str, u64)>,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
@@ -44,21 +71,143 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
                 .map(|s| (s * config.control_rate_hz).round() as u64)
         }),
     };
-    if args.lockstep {
-        run_lockstep(&config, args.seed, limit)
-    } else {
-        let plant_rate = args
-            .plant_rate_hz
-            .unwrap_or(config.control_rate_hz.max(1000.0));
-        run_wall_clock(&config, args.seed, plant_rate, limit, None, None)
+    match (args.robot, args.lockstep) {
+        (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit),
+        (Robot::Kinematic, false) => {
+            let plant_rate = args
+                .plant_rate_hz
+                .unwrap_or(config.control_rate_hz.max(1000.0));
+            run_wall_clock(&config, args.seed, plant_rate, limit)
+        }
+        (Robot::Link, true) => anyhow::bail!(
+            "--lockstep needs --sim or --kinematic (a robot on the link sets its own pace; \
+             `rlrt sim --lockstep` serves a lockstep simulator)"
+        ),
+        (Robot::Link, false) => run_link(&config, limit, args.wait_s),
+        (Robot::Sim, lockstep) => {
+            let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
+            let session = open_session(&robot_config.link)?;
+            let mode = if lockstep {
+                ServeMode::Lockstep
+            } else {
+                ServeMode::FreeRun {
+                    rate_hz: config.control_rate_hz,
+                }
+            };
+            let sim = serve_mujoco(&session, &robot_config, args.seed, mode, true)?;
+            let mut outcome = if lockstep {
+                run_link_lockstep(&runtime_config, limit, args.wait_s)?
+            } else {
+                run_link(&runtime_config, limit, args.wait_s)?
+            };
+            outcome.out_of_limit_commands =
+                Some(sim.stats().out_of_limit_commands.load(Ordering::Relaxed));
+            Ok(outcome)
+        }
     }
 }
 
+fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyhow::Result<()> {
+    let stats = rt.link.stats();
+    let start = Instant::now();
+    while stats.states_accepted.load(Ordering::Relaxed) == 0 {
+        if start.elapsed().as_secs_f64() > wait_s {
+            let l = &config.link;
+            anyhow::bail!(
+                "no robot state arrived on {} within {wait_s} s (link mode {:?}, listen {:?}, connect {:?}); \
+                 is the robot's driver or `rlrt sim {}` running?",
+                rt.link.keys().state,
+                l.mode,
+                l.listen,
+                l.connect,
+                config.source.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Runs the loop on wall-clock time against the robot on the config's link.
+fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Result<RunOutcome> {
+    let LinkedRuntime {
+        control,
+        link,
+        waker,
+    } = LinkedRuntime::connect(config, 0)?;
+    let mut control = control;
+    let (telemetry, receiver) =
+        telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
+    control = control.with_telemetry(telemetry);
+    let mut rt = LinkedRuntime {
+        control,
+        link,
+        waker,
+    };
+    wait_for_robot(&rt, config, wait_s)?;
+    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+    let scheduler = config.scheduler.clone();
+    let stop = crate::signals::stop_flag();
+    let control = &mut rt.control;
+    let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
+        let worker = std::thread::Builder::new()
+            .name("rlrt-control".into())
+            .spawn_scoped(scope, move || {
+                for warning in realtime::apply_to_current_thread(&scheduler) {
+                    tracing::warn!("{warning}");
+                }
+                control.run(stop, limit)
+            })?;
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the control thread panicked"))
+    })?;
+    let link = rt.link.stats().snapshot();
+    drop(rt); // closes the telemetry channel
+    let _ = log_thread.join();
+    Ok(RunOutcome {
+        robot: config.name.clone(),
+        report,
+        out_of_limit_commands: None,
+        final_positions: Vec::new(),
+        link,
+    })
+}
+
+/// Runs against a lockstep simulator on the link: one tick per state, as fast as it goes.
+fn run_link_lockstep(
+    config: &RobotConfig,
+    limit: RunLimit,
+    wait_s: f64,
+) -> anyhow::Result<RunOutcome> {
+    let mut rt = LinkedRuntime::connect(config, FLAG_LOCKSTEP_STEP)?;
+    wait_for_robot(&rt, config, wait_s)?;
+    let max_ticks = limit
+        .max_ticks
+        .unwrap_or(10 * config.control_rate_hz as u64);
+    let stop = AtomicBool::new(false);
+    let user_stop = crate::signals::stop_flag();
+    let ticks = rt.control.stats();
+    std::thread::scope(|scope| {
+        let (rt, stop_ref) = (&mut rt, &stop);
+        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, true));
+        while ticks.ticks.load(Ordering::Relaxed) < max_ticks && !user_stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = worker.join();
+    });
+    Ok(RunOutcome {
+        robot: config.name.clone(),
+        report: rt.control.report(),
+        out_of_limit_commands: None,
+        final_positions: Vec::new(),
+        link: rt.link.stats().snapshot(),
+    })
+}
+
 pub(crate) fn warn_unrunnable(config: &RobotConfig) {
-    tracing::info!(
-        robot = config.name,
-        "`run` drives the in-process kinematic model of the configured joints (not the zenoh link yet)"
-    );
     for reward in &config.rewards {
         tracing::warn!(
             reward = reward.name,
@@ -68,15 +217,12 @@ pub(crate) fn warn_unrunnable(config: &RobotConfig) {
     }
 }
 
-/// Runs with a plant thread at `plant_rate_hz`. `during` runs on the calling thread's
-/// side while the loop ticks on its own thread (for fault injection in the demo).
+/// Runs with the kinematic model on its own thread at `plant_rate_hz`.
 pub(crate) fn run_wall_clock(
     config: &RobotConfig,
     seed: u64,
     plant_rate_hz: f64,
     limit: RunLimit,
-    during: Option<&dyn Fn(&rlrt_sim::ThreadedPlantHandle)>,
-    stats: Option<std::sync::Arc<rlrt_runtime::stats::LoopStats>>,
 ) -> anyhow::Result<RunOutcome> {
     let clock = WallClock::new();
     let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
@@ -84,9 +230,6 @@ pub(crate) fn run_wall_clock(
         .context("starting the kinematic plant thread")?;
     let policy = rlrt_policies::build(config)?;
     let mut control = ControlLoop::new(config, clock, reader, policy, Box::new(sink))?;
-    if let Some(stats) = stats {
-        control = control.with_stats(stats);
-    }
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
@@ -104,9 +247,6 @@ pub(crate) fn run_wall_clock(
                 drop(control); // closes the telemetry channel
                 report
             })?;
-        if let Some(during) = during {
-            during(&plant);
-        }
         worker
             .join()
             .map_err(|_| anyhow::anyhow!("the control thread panicked"))
@@ -117,8 +257,9 @@ pub(crate) fn run_wall_clock(
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
-        out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
+        out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
+        link: Vec::new(),
     })
 }
 
@@ -141,7 +282,8 @@ pub(crate) fn run_lockstep(
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
-        out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
+        out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
+        link: Vec::new(),
     })
 }

@@ -1,14 +1,21 @@
-//! `cargo xtask setup | test [cargo test args...]`
+//! `cargo xtask setup | demo [rlrt demo args...] | test [cargo test args...]`
 //!
-//! `setup` installs the pinned Python wheels the tests use into `.deps/python` (ignored by
-//! git) once; `test` runs `setup` and then the workspace tests in release mode. No
-//! environment variables are needed: tests find `.deps/python` from the workspace root.
+//! `setup` installs, once, what the build and the tests need from PyPI into `.deps/`
+//! (ignored by git): MuJoCo's shared library from the `mujoco` wheel into `.deps/mujoco`
+//! (the build links against it: `.cargo/config.toml` points `MUJOCO_DYNAMIC_LINK_DIR`
+//! there), and the Python packages the tests use into `.deps/python`. `demo` runs `setup`
+//! and then `rlrt demo`; `test` runs `setup` and then the workspace tests in release mode.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Python wheels the tests need, pinned to the versions the Rust crates pair with.
 const PYTHON_WHEELS: &[&str] = &["eclipse-zenoh==1.10.2"];
+
+/// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs
+/// 7.0.0 targets MuJoCo 3.17.0 exactly and refuses any other version at run time.
+const MUJOCO_WHEEL: &str = "mujoco==3.17.0";
+const MUJOCO_LIBRARY: &str = "libmujoco.so.3.17.0";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,19 +24,13 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-fn setup() -> Result<(), String> {
-    let dir = root().join(".deps/python");
-    let marker = dir.join(".installed");
-    let wanted = PYTHON_WHEELS.join("\n");
-    if std::fs::read_to_string(&marker).is_ok_and(|s| s == wanted) {
-        return Ok(());
-    }
+fn pip_install(dir: &Path, extra: &[&str], wheels: &[&str]) -> Result<(), String> {
     eprintln!(
         "xtask: installing {} into {}",
-        PYTHON_WHEELS.join(", "),
+        wheels.join(", "),
         dir.display()
     );
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let status = Command::new("python3")
         .args([
             "-m",
@@ -38,36 +39,88 @@ fn setup() -> Result<(), String> {
             "--quiet",
             "--disable-pip-version-check",
             "--upgrade",
-            "--target",
         ])
-        .arg(&dir)
-        .args(PYTHON_WHEELS)
+        .args(extra)
+        .arg("--target")
+        .arg(dir)
+        .args(wheels)
         .status()
         .map_err(|e| format!("running python3 -m pip: {e} (is Python 3 with pip installed?)"))?;
-    if !status.success() {
-        return Err(format!("pip install failed ({status}); is PyPI reachable?"));
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("pip install failed ({status}); is PyPI reachable?"))
     }
+}
+
+/// Runs `install` unless `dir/.installed` records that `wanted` is already there.
+fn once(
+    dir: &Path,
+    wanted: &str,
+    install: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let marker = dir.join(".installed");
+    if std::fs::read_to_string(&marker).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    install()?;
     std::fs::write(&marker, wanted).map_err(|e| format!("writing {}: {e}", marker.display()))
+}
+
+fn setup() -> Result<(), String> {
+    let python = root().join(".deps/python");
+    once(&python, &PYTHON_WHEELS.join("\n"), || {
+        pip_install(&python, &[], PYTHON_WHEELS)
+    })?;
+    // Only the shared library is needed, not MuJoCo's Python dependencies.
+    let mujoco = root().join(".deps/mujoco");
+    once(&mujoco, MUJOCO_WHEEL, || {
+        pip_install(&mujoco, &["--no-deps"], &[MUJOCO_WHEEL])?;
+        let lib_dir = mujoco.join("mujoco");
+        let link = lib_dir.join("libmujoco.so");
+        let _ = std::fs::remove_file(&link);
+        if !lib_dir.join(MUJOCO_LIBRARY).is_file() {
+            return Err(format!(
+                "{MUJOCO_WHEEL} did not ship {}/{MUJOCO_LIBRARY}",
+                lib_dir.display()
+            ));
+        }
+        std::os::unix::fs::symlink(MUJOCO_LIBRARY, &link)
+            .map_err(|e| format!("linking {}: {e}", link.display()))
+    })
+}
+
+fn cargo(args: &[&str], rest: &[String]) -> Result<(), String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(args)
+        .args(rest)
+        .status()
+        .map_err(|e| format!("running cargo {}: {e}", args.join(" ")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("test") => setup().and_then(|()| {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(root())
-                .args(["test", "--workspace", "--release"])
-                .args(&args[1..])
-                .status()
-                .map_err(|e| format!("running cargo test: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("cargo test failed ({status})"))
-            }
+        Some("demo") => setup().and_then(|()| {
+            cargo(
+                &["run", "--quiet", "--release", "--bin", "rlrt", "--", "demo"],
+                &args[1..],
+            )
         }),
-        _ => Err("usage: cargo xtask setup | cargo xtask test [cargo test arguments]".into()),
+        Some("test") => {
+            setup().and_then(|()| cargo(&["test", "--workspace", "--release"], &args[1..]))
+        }
+        _ => Err(
+            "usage: cargo xtask setup | demo [rlrt demo arguments] | test [cargo test arguments]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

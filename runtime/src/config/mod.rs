@@ -41,6 +41,18 @@ pub struct RobotConfig {
     pub policy: PolicyConfig,
     pub rewards: Vec<RewardSourceConfig>,
     pub scheduler: SchedulerConfig,
+    /// How `rlrt sim` simulates this robot, if the config says.
+    pub sim: Option<SimConfig>,
+}
+
+/// The `[sim]` table: which simulation task plays this robot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// As written: a built-in task name (such as `reach`) or a task file path.
+    pub task: String,
+    /// The task file, resolved against the config's folder, when `task` names a file
+    /// (it contains a `/` or ends in `.toml`).
+    pub task_path: Option<PathBuf>,
 }
 
 impl RobotConfig {
@@ -178,6 +190,16 @@ pub struct PolicyConfig {
     pub frequency_hz: f64,
     pub target_rad: Option<Vec<f64>>,
     pub speed_fraction: f64,
+    /// ee_servo: offsets of the `from` and `to` points (3 values each) in the feature
+    /// vector, and the fraction of the remaining error commanded per tick.
+    pub servo: Option<ServoConfig>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServoConfig {
+    pub from_offset: usize,
+    pub to_offset: usize,
+    pub gain: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

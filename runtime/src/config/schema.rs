@@ -18,6 +18,15 @@ pub struct RawConfig {
     pub rewards: Vec<RawReward>,
     #[serde(default)]
     pub scheduler: RawScheduler,
+    #[serde(default)]
+    pub sim: Option<RawSim>,
+}
+
+/// How `rlrt sim` simulates this robot.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSim {
+    pub task: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +99,16 @@ pub enum ImageEncoding {
 }
 
 impl ImageEncoding {
+    /// The name in sensor_msgs/Image (and in hw-configs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rgb8 => "rgb8",
+            Self::Mono8 => "mono8",
+            Self::Depth16 => "16UC1",
+            Self::Depth32F => "32FC1",
+        }
+    }
+
     pub fn bytes_per_pixel(self) -> usize {
         match self {
             Self::Rgb8 => 3,
@@ -194,6 +213,12 @@ pub struct RawPolicy {
     pub target_rad: Option<Vec<f64>>,
     #[serde(default)]
     pub speed_fraction: Option<f64>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub gain: Option<f64>,
 }
 
 /// Policies this build can run.
@@ -206,6 +231,9 @@ pub enum PolicyKind {
     Sine,
     /// Move to a fixed joint target at a fraction of the velocity limits.
     JointTarget,
+    /// Servo one observed point (such as the end effector) toward another (such as a
+    /// target) with end-effector displacements.
+    EeServo,
 }
 
 #[derive(Debug, Deserialize)]

@@ -621,6 +621,23 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         telemetry_queue_len,
     };
 
+    // --- sim ----------------------------------------------------------------------------
+    let sim = raw.sim.as_ref().and_then(|sim| {
+        let key = root("sim").key("task");
+        if sim.task.trim().is_empty() {
+            c.fail(
+                key,
+                "is empty; expected a built-in task name (\"reach\", \"push\") or a task file path",
+            );
+            return None;
+        }
+        let is_file = sim.task.contains('/') || sim.task.ends_with(".toml");
+        Some(SimConfig {
+            task: sim.task.clone(),
+            task_path: is_file.then(|| resolve(&sim.task)),
+        })
+    });
+
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -638,6 +655,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         policy: policy.expect("policy is valid when no problem was reported"),
         rewards,
         scheduler,
+        sim,
     })
 }
 
@@ -808,7 +826,7 @@ fn validate_policy(
         c.range(key.key("time_budget_us"), budget_us, 0.0, period_us, false);
     }
     let mode = config.action.mode;
-    if mode == ActionMode::EeDelta {
+    if mode == ActionMode::EeDelta && raw.kind != PolicyKind::EeServo {
         c.fail(
             key.key("kind"),
             format!(
@@ -824,6 +842,7 @@ fn validate_policy(
     let mut amplitude_fraction = 0.25;
     let mut frequency_hz = 0.2;
     let mut speed_fraction = 0.5;
+    let mut servo = None;
     match raw.kind {
         PolicyKind::Sine => {
             if let Some(a) = raw.amplitude_fraction {
@@ -876,6 +895,61 @@ fn validate_policy(
             }
         }
         PolicyKind::Hold => {}
+        PolicyKind::EeServo => {
+            if mode != ActionMode::EeDelta {
+                c.fail(
+                    key.key("kind"),
+                    format!("{kind} commands end-effector displacements; it needs action.mode = \"ee_delta\""),
+                );
+            }
+            let mut point = |name: &str, value: &Option<String>| -> Option<usize> {
+                let Some(sensor) = value else {
+                    c.fail(
+                        key.key(name),
+                        format!("missing: {kind} needs the name of an observed 3-value sensor"),
+                    );
+                    return None;
+                };
+                let found = observation.sensors.iter().position(|s| &s.name == sensor);
+                let offset = found.and_then(|i| observation.offset_of(&FieldSource::Sensor(i)));
+                match (found, offset) {
+                    (Some(i), Some(offset)) if observation.sensors[i].size == 3 => Some(offset),
+                    (Some(i), Some(_)) => {
+                        c.fail(
+                            key.key(name),
+                            format!(
+                                "sensor {sensor:?} has {} values, expected 3 (x, y, z)",
+                                observation.sensors[i].size
+                            ),
+                        );
+                        None
+                    }
+                    _ => {
+                        c.fail(
+                            key.key(name),
+                            format!("{sensor:?} is not a sensor listed in observation.state"),
+                        );
+                        None
+                    }
+                }
+            };
+            let from = point("from", &raw.from);
+            let to = point("to", &raw.to);
+            let gain = raw.gain.unwrap_or(0.1);
+            let gain_ok = raw.gain.is_none() || c.range(key.key("gain"), gain, 0.0, 1.0, false);
+            if let (Some(from_offset), Some(to_offset), true) = (from, to, gain_ok) {
+                servo = Some(ServoConfig {
+                    from_offset,
+                    to_offset,
+                    gain,
+                });
+            }
+        }
+    }
+    if raw.kind != PolicyKind::EeServo {
+        c.unused(key.key("from"), &raw.from, "policy.kind = \"ee_servo\"");
+        c.unused(key.key("to"), &raw.to, "policy.kind = \"ee_servo\"");
+        c.unused(key.key("gain"), &raw.gain, "policy.kind = \"ee_servo\"");
     }
     if matches!(raw.kind, PolicyKind::Hold | PolicyKind::JointTarget) && !observes_positions {
         c.fail(
@@ -917,5 +991,6 @@ fn validate_policy(
         frequency_hz,
         target_rad: raw.target_rad.clone(),
         speed_fraction,
+        servo,
     })
 }

@@ -1,0 +1,664 @@
+//! MuJoCo as an rlrt robot: a task's MJCF model, driven by the commands of a hw-config,
+//! reporting its joints and named sensors, rendering its cameras offscreen (EGL; Mesa's
+//! software renderer works without a GPU), and judging success with the task's
+//! ground-truth test.
+//!
+//! The hw-config and the task meet by name: every config joint must be a hinge or slide
+//! joint of the model driven by a position actuator, every config sensor a task sensor,
+//! every config camera a model camera. Commands map to actuator controls:
+//! `joint_position` sets the targets, `joint_velocity` sets targets one control period
+//! ahead, and `ee_delta` (x, y, z) moves the task's end-effector site by damped least
+//! squares on its Jacobian, within the joint limits.
+
+pub mod task;
+
+use std::sync::Arc;
+
+use mujoco_rs::prelude::*;
+use mujoco_rs::renderer::MjRenderer;
+use rlrt_runtime::config::{ActionMode, ImageEncoding};
+use rlrt_runtime::{Command, Observation, RobotConfig};
+
+use crate::plant::{uniform, Plant, Verdict};
+use task::{Axes, ModelSource, PointRef, TaskError, TaskSource};
+
+/// A point of the model, resolved to an id.
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    Site(usize),
+    Body(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct JointMap {
+    qpos: usize,
+    dof: usize,
+    actuator: usize,
+    min: f64,
+    max: f64,
+}
+
+/// How a reset places one body.
+#[derive(Clone, Debug)]
+struct Placement {
+    /// Index into mocap_pos, or the qpos address of the body's free joint.
+    target: PlaceTarget,
+    ranges: [Option<[f64; 2]>; 3],
+    away_from: Option<(usize, f64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PlaceTarget {
+    Mocap(usize),
+    FreeJoint(usize),
+}
+
+struct Camera {
+    renderer: MjRenderer,
+}
+
+/// A MuJoCo model serving as the robot of a hw-config.
+pub struct MujocoSim {
+    model: Arc<MjModel>,
+    data: MjData<Arc<MjModel>>,
+    task_name: String,
+    episode_seconds: f64,
+    keyframe: Option<usize>,
+    joints: Vec<JointMap>,
+    mode: ActionMode,
+    period_s: f64,
+    timestep_s: f64,
+    ee: Option<(usize, f64)>,
+    joint_noise_rad: f64,
+    placements: Vec<Placement>,
+    sensors: Vec<Point>,
+    success: (Point, Point, Axes, f64),
+    cameras: Vec<Camera>,
+    jacobian: Vec<f64>,
+    out_of_limit: u64,
+}
+
+fn find(model: &MjModel, kind: MjtObjBase, name: &str) -> Option<usize> {
+    model.name_to_id(kind, name)
+}
+
+/// Names of all objects of one kind, for messages.
+fn names(model: &MjModel, kind: MjtObjBase, count: usize) -> String {
+    let list: Vec<String> = (0..count)
+        .filter_map(|id| model.id_to_name(kind, id).map(str::to_owned))
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+impl MujocoSim {
+    /// Loads the task's model and checks it against the hw-config. With `render`, builds
+    /// an offscreen renderer per camera of the hw-config (this must happen on the thread
+    /// that will render: the renderer cannot move between threads).
+    pub fn new(config: &RobotConfig, source: &TaskSource, render: bool) -> Result<Self, TaskError> {
+        let task = &source.file;
+        let mut model = match &source.model {
+            ModelSource::Path(path) => MjModel::from_xml(path)
+                .map_err(|e| source.invalid(format!("`model`: loading {}: {e}", path.display())))?,
+            ModelSource::Text { name, xml } => MjModel::from_xml_string(xml)
+                .map_err(|e| source.invalid(format!("`model`: loading {name}: {e}")))?,
+        };
+        let bad = |m: String| source.invalid(m);
+        let ffi = model.ffi();
+        let (nsite, nbody, njnt, nu, ncam, nkey) = (
+            ffi.nsite as usize,
+            ffi.nbody as usize,
+            ffi.njnt as usize,
+            ffi.nu as usize,
+            ffi.ncam as usize,
+            ffi.nkey as usize,
+        );
+        let timestep_s = ffi.opt.timestep;
+
+        // Control period: a whole number of model steps.
+        let period_s = config.period_s();
+        let substeps = (period_s / timestep_s).round();
+        if substeps < 1.0 || (substeps * timestep_s - period_s).abs() > 1e-9 * period_s.max(1.0) {
+            return Err(bad(format!(
+                "the model's timestep ({} s) does not divide the control period of {} ({} s at {} Hz); \
+                 change <option timestep> or robot.control_rate_hz",
+                timestep_s,
+                config.source.display(),
+                period_s,
+                config.control_rate_hz
+            )));
+        }
+
+        // Joints and their position actuators.
+        let mut joints = Vec::with_capacity(config.dof());
+        for (i, joint) in config.joints.iter().enumerate() {
+            let id = find(&model, MjtObjBase::mjOBJ_JOINT, &joint.name).ok_or_else(|| {
+                bad(format!(
+                    "{} joints[{i}] is {:?}, which the model has no joint of (joints: {})",
+                    config.source.display(),
+                    joint.name,
+                    names(&model, MjtObjBase::mjOBJ_JOINT, njnt)
+                ))
+            })?;
+            let kind = model.jnt_type()[id];
+            if !matches!(kind, MjtJoint::mjJNT_HINGE | MjtJoint::mjJNT_SLIDE) {
+                return Err(bad(format!(
+                    "joint {:?} is not a hinge or slide joint",
+                    joint.name
+                )));
+            }
+            let actuator = (0..nu)
+                .find(|&a| {
+                    model.actuator_trntype()[a] == MjtTrn::mjTRN_JOINT
+                        && model.actuator_trnid()[a][0] as usize == id
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "joint {:?} has no actuator; add a <position> actuator on it",
+                        joint.name
+                    ))
+                })?;
+            joints.push(JointMap {
+                qpos: model.jnt_qposadr()[id] as usize,
+                dof: model.jnt_dofadr()[id] as usize,
+                actuator,
+                min: joint.position_min_rad,
+                max: joint.position_max_rad,
+            });
+        }
+
+        let point = |key: &str, r: &PointRef| -> Result<Point, TaskError> {
+            match (&r.site, &r.body) {
+                (Some(site), None) => find(&model, MjtObjBase::mjOBJ_SITE, site)
+                    .map(Point::Site)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`{key}.site`: no site {site:?} in the model (sites: {})",
+                            names(&model, MjtObjBase::mjOBJ_SITE, nsite)
+                        ))
+                    }),
+                (None, Some(body)) => find(&model, MjtObjBase::mjOBJ_BODY, body)
+                    .map(Point::Body)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`{key}.body`: no body {body:?} in the model (bodies: {})",
+                            names(&model, MjtObjBase::mjOBJ_BODY, nbody)
+                        ))
+                    }),
+                _ => Err(bad(format!("`{key}`: give exactly one of site or body"))),
+            }
+        };
+
+        // Sensors, in hw-config order.
+        let mut sensors = Vec::new();
+        for spec in &config.observation.sensors {
+            let (index, sensor) = task
+                .sensors
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.name == spec.name)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{} declares sensor {:?}, which this task does not provide (task sensors: {})",
+                        config.source.display(),
+                        spec.name,
+                        task.sensors
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            if spec.size != 3 {
+                return Err(bad(format!(
+                    "sensor {:?} gives 3 values (a position); {} declares size {}",
+                    spec.name,
+                    config.source.display(),
+                    spec.size
+                )));
+            }
+            sensors.push(point(
+                &format!("sensors[{index}]"),
+                &PointRef {
+                    site: sensor.site.clone(),
+                    body: sensor.body.clone(),
+                },
+            )?);
+        }
+
+        let success = (
+            point("success.from", &task.success.from)?,
+            point("success.to", &task.success.to)?,
+            task.success.axes,
+            task.success.below_m,
+        );
+
+        // The end effector, for ee_delta.
+        let ee = match &task.end_effector {
+            Some(ee) => Some((
+                find(&model, MjtObjBase::mjOBJ_SITE, &ee.site).ok_or_else(|| {
+                    bad(format!(
+                        "`end_effector.site`: no site {:?} in the model (sites: {})",
+                        ee.site,
+                        names(&model, MjtObjBase::mjOBJ_SITE, nsite)
+                    ))
+                })?,
+                ee.damping,
+            )),
+            None => None,
+        };
+        if config.action.mode == ActionMode::EeDelta {
+            if ee.is_none() {
+                return Err(bad(format!(
+                    "{} uses action.mode = \"ee_delta\"; the task needs an [end_effector] site",
+                    config.source.display()
+                )));
+            }
+            if config.action.len() != 3 {
+                return Err(bad(format!(
+                    "the simulator moves the end effector in x, y, z: action.min/max in {} need 3 values, not {}",
+                    config.source.display(),
+                    config.action.len()
+                )));
+            }
+        }
+
+        // Reset placements.
+        let mut placements: Vec<Placement> = Vec::new();
+        let mut placed_bodies: Vec<(String, usize)> = Vec::new();
+        for (i, place) in task.reset.place.iter().enumerate() {
+            let body = find(&model, MjtObjBase::mjOBJ_BODY, &place.body).ok_or_else(|| {
+                bad(format!(
+                    "`reset.place[{i}].body`: no body {:?} in the model (bodies: {})",
+                    place.body,
+                    names(&model, MjtObjBase::mjOBJ_BODY, nbody)
+                ))
+            })?;
+            let mocap = model.body_mocapid()[body];
+            let target = if mocap >= 0 {
+                PlaceTarget::Mocap(mocap as usize)
+            } else {
+                let first = model.body_jntadr()[body];
+                let count = model.body_jntnum()[body];
+                if count == 1 && model.jnt_type()[first as usize] == MjtJoint::mjJNT_FREE {
+                    PlaceTarget::FreeJoint(model.jnt_qposadr()[first as usize] as usize)
+                } else {
+                    return Err(bad(format!(
+                        "`reset.place[{i}].body`: {:?} is neither a mocap body nor a body with one free joint",
+                        place.body
+                    )));
+                }
+            };
+            let away_from = match (&place.away_from, place.min_distance_m) {
+                (Some(other), Some(distance)) => {
+                    let index = placed_bodies
+                        .iter()
+                        .position(|(name, _)| name == other)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "`reset.place[{i}].away_from`: {other:?} is not placed earlier in [[reset.place]]"
+                            ))
+                        })?;
+                    Some((index, distance))
+                }
+                _ => None,
+            };
+            placed_bodies.push((place.body.clone(), body));
+            placements.push(Placement {
+                target,
+                ranges: [place.x, place.y, place.z],
+                away_from,
+            });
+        }
+
+        let keyframe = match &task.keyframe {
+            Some(name) => Some(find(&model, MjtObjBase::mjOBJ_KEY, name).ok_or_else(|| {
+                bad(format!(
+                    "`keyframe`: no keyframe {name:?} in the model (keyframes: {})",
+                    names(&model, MjtObjBase::mjOBJ_KEY, nkey)
+                ))
+            })?),
+            None => None,
+        };
+
+        // Cameras: the offscreen buffer must hold the largest image.
+        let mut camera_ids = Vec::new();
+        for (i, cam) in config.observation.cameras.iter().enumerate() {
+            let id = find(&model, MjtObjBase::mjOBJ_CAMERA, &cam.name).ok_or_else(|| {
+                bad(format!(
+                    "{} observation.cameras[{i}] is {:?}, which the model has no camera of (cameras: {})",
+                    config.source.display(),
+                    cam.name,
+                    names(&model, MjtObjBase::mjOBJ_CAMERA, ncam)
+                ))
+            })?;
+            if cam.encoding != ImageEncoding::Rgb8 {
+                return Err(bad(format!(
+                    "camera {:?}: the simulator renders \"rgb8\", not {:?}",
+                    cam.name,
+                    cam.encoding.as_str()
+                )));
+            }
+            camera_ids.push(id);
+        }
+        let need_w = config.observation.cameras.iter().map(|c| c.width).max();
+        let need_h = config.observation.cameras.iter().map(|c| c.height).max();
+        if let (Some(w), Some(h)) = (need_w, need_h) {
+            // SAFETY: plain integer fields of the model's visual options, written before
+            // any data or renderer uses the model.
+            let vis = unsafe { &mut model.ffi_mut().vis.global };
+            vis.offwidth = vis.offwidth.max(w as i32);
+            vis.offheight = vis.offheight.max(h as i32);
+        }
+
+        let nv = model.ffi().nv as usize;
+        let model = Arc::new(model);
+        let mut data = MjData::new(model.clone());
+        data.forward();
+
+        let mut cameras = Vec::new();
+        if render {
+            for (cam, &id) in config.observation.cameras.iter().zip(&camera_ids) {
+                let renderer = MjRenderer::builder()
+                    .width(cam.width)
+                    .height(cam.height)
+                    .rgb(true)
+                    .depth(false)
+                    .camera(MjvCamera::new_fixed(id))
+                    .build(&model)
+                    .map_err(|e| {
+                        bad(format!(
+                            "camera {:?}: cannot render offscreen ({e:?}); rendering needs EGL \
+                             (Debian: libegl1 libgl1-mesa-dri), or run without cameras",
+                            cam.name
+                        ))
+                    })?;
+                cameras.push(Camera { renderer });
+            }
+        }
+
+        let mut sim = Self {
+            data,
+            model,
+            task_name: task.name.clone(),
+            episode_seconds: task.episode_seconds,
+            keyframe,
+            joints,
+            mode: config.action.mode,
+            period_s,
+            timestep_s,
+            ee,
+            joint_noise_rad: task.reset.joint_noise_rad,
+            placements,
+            sensors,
+            success,
+            cameras,
+            jacobian: vec![0.0; 3 * nv],
+            out_of_limit: 0,
+        };
+        sim.reset(0);
+        Ok(sim)
+    }
+
+    pub fn task_name(&self) -> &str {
+        &self.task_name
+    }
+
+    /// The episode length the task suggests for evaluation.
+    pub fn episode_seconds(&self) -> f64 {
+        self.episode_seconds
+    }
+
+    /// Simulated time since the last reset, in s.
+    pub fn time(&self) -> f64 {
+        self.data.time()
+    }
+
+    /// Joint positions of the hw-config's joints.
+    pub fn joint_positions(&self, out: &mut [f64]) {
+        let qpos = self.data.qpos();
+        for (o, j) in out.iter_mut().zip(&self.joints) {
+            *o = qpos[j.qpos];
+        }
+    }
+
+    fn point(&self, p: Point) -> [f64; 3] {
+        match p {
+            Point::Site(id) => self.data.site_xpos()[id],
+            Point::Body(id) => self.data.xpos()[id],
+        }
+    }
+
+    /// Moves a placed body by hand (tests and tools), then recomputes positions.
+    pub fn set_body_position(&mut self, body: &str, position: [f64; 3]) -> Result<(), String> {
+        let id = find(&self.model, MjtObjBase::mjOBJ_BODY, body)
+            .ok_or_else(|| format!("no body {body:?}"))?;
+        let mocap = self.model.body_mocapid()[id];
+        if mocap >= 0 {
+            self.data.mocap_pos_mut()[mocap as usize] = position;
+        } else {
+            let first = self.model.body_jntadr()[id];
+            if first < 0 || self.model.jnt_type()[first as usize] != MjtJoint::mjJNT_FREE {
+                return Err(format!("body {body:?} is neither mocap nor free"));
+            }
+            let adr = self.model.jnt_qposadr()[first as usize] as usize;
+            self.data.qpos_mut()[adr..adr + 3].copy_from_slice(&position);
+        }
+        self.data.forward();
+        Ok(())
+    }
+
+    /// Position targets for an end-effector displacement, by damped least squares.
+    fn ee_targets(&mut self, delta: &[f64]) {
+        let Some((site, damping)) = self.ee else {
+            return;
+        };
+        let nv = self.model.ffi().nv as usize;
+        // SAFETY: the jacobian buffer holds 3 * nv values; the site id was checked at load.
+        unsafe {
+            mujoco_rs::mujoco_c::mj_jacSite(
+                self.model.ffi(),
+                self.data.ffi(),
+                self.jacobian.as_mut_ptr(),
+                std::ptr::null_mut(),
+                site as i32,
+            );
+        }
+        // A = J J^T + damping^2 I over the hw-config's joints (3 x 3), then dq = J^T A^-1 d.
+        let column = |row: usize, j: &JointMap| self.jacobian[row * nv + j.dof];
+        let mut a = [[0.0f64; 3]; 3];
+        for (r, row) in a.iter_mut().enumerate() {
+            for (c, value) in row.iter_mut().enumerate() {
+                *value = self
+                    .joints
+                    .iter()
+                    .map(|j| column(r, j) * column(c, j))
+                    .sum::<f64>();
+            }
+            row[r] += damping * damping;
+        }
+        let y = solve3(a, [delta[0], delta[1], delta[2]]);
+        let qpos = self.data.qpos().to_vec();
+        let ctrl = self.data.ctrl_mut();
+        for j in &self.joints {
+            let dq: f64 = (0..3).map(|r| self.jacobian[r * nv + j.dof] * y[r]).sum();
+            ctrl[j.actuator] = (qpos[j.qpos] + dq).clamp(j.min, j.max);
+        }
+    }
+}
+
+/// Solves a symmetric positive definite 3 x 3 system by Cramer's rule.
+fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(a);
+    let mut x = [0.0; 3];
+    for (i, xi) in x.iter_mut().enumerate() {
+        let mut m = a;
+        for r in 0..3 {
+            m[r][i] = b[r];
+        }
+        *xi = det(m) / d;
+    }
+    x
+}
+
+impl Plant for MujocoSim {
+    fn reset(&mut self, seed: u64) {
+        match self.keyframe {
+            Some(key) => {
+                let _ = self.data.reset_keyframe(key);
+            }
+            None => self.data.reset(),
+        }
+        let mut rng = seed ^ 0x6D75_6A6F_636F_0001;
+        let noise = self.joint_noise_rad;
+        for j in &self.joints {
+            let q = {
+                let qpos = self.data.qpos_mut();
+                qpos[j.qpos] =
+                    (qpos[j.qpos] + uniform(&mut rng, -noise, noise)).clamp(j.min, j.max);
+                qpos[j.qpos]
+            };
+            self.data.ctrl_mut()[j.actuator] = q;
+        }
+        let mut placed: Vec<[f64; 3]> = Vec::with_capacity(self.placements.len());
+        for place in &self.placements {
+            let current = match place.target {
+                PlaceTarget::Mocap(i) => self.data.mocap_pos()[i],
+                PlaceTarget::FreeJoint(adr) => {
+                    let q = self.data.qpos();
+                    [q[adr], q[adr + 1], q[adr + 2]]
+                }
+            };
+            let mut position = current;
+            // Redraw until far enough from the other body (bounded: the box may be tight).
+            for _ in 0..1000 {
+                for (axis, range) in place.ranges.iter().enumerate() {
+                    if let Some([lo, hi]) = range {
+                        position[axis] = uniform(&mut rng, *lo, *hi);
+                    }
+                }
+                match place.away_from {
+                    Some((other, distance)) => {
+                        let o = placed[other];
+                        if (position[0] - o[0]).hypot(position[1] - o[1]) >= distance {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            match place.target {
+                PlaceTarget::Mocap(i) => self.data.mocap_pos_mut()[i] = position,
+                PlaceTarget::FreeJoint(adr) => {
+                    self.data.qpos_mut()[adr..adr + 3].copy_from_slice(&position)
+                }
+            }
+            placed.push(position);
+        }
+        self.data.forward();
+    }
+
+    fn apply(&mut self, command: &Command) {
+        let values = command.values();
+        match self.mode {
+            ActionMode::JointPosition | ActionMode::JointVelocity => {
+                let qpos = self.data.qpos().to_vec();
+                let period = self.period_s;
+                let mode = self.mode;
+                let mut outside = false;
+                let ctrl = self.data.ctrl_mut();
+                for (j, &v) in self.joints.iter().zip(values) {
+                    let target = if mode == ActionMode::JointPosition {
+                        v
+                    } else {
+                        qpos[j.qpos] + v * period
+                    };
+                    if mode == ActionMode::JointPosition
+                        && !(target >= j.min - 1e-9 && target <= j.max + 1e-9)
+                    {
+                        outside = true;
+                    }
+                    ctrl[j.actuator] = target.clamp(j.min, j.max);
+                }
+                self.out_of_limit += outside as u64;
+            }
+            ActionMode::EeDelta => {
+                if values.len() >= 3 && values[..3].iter().all(|v| v.is_finite()) {
+                    let mut delta = [0.0; 3];
+                    delta.copy_from_slice(&values[..3]);
+                    self.ee_targets(&delta);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, dt_s: f64) {
+        let steps = (dt_s / self.timestep_s).round().max(1.0) as usize;
+        for _ in 0..steps {
+            self.data.step();
+        }
+        // Positions, sites and Jacobians of the new state (mj_step leaves them one step old).
+        self.data.forward();
+    }
+
+    fn observe(&self, observation: &mut Observation) {
+        let (qpos, qvel, force) = (
+            self.data.qpos(),
+            self.data.qvel(),
+            self.data.actuator_force(),
+        );
+        for (i, j) in self.joints.iter().enumerate() {
+            observation.joint_positions[i] = qpos[j.qpos];
+            observation.joint_velocities[i] = qvel[j.dof];
+            observation.joint_efforts[i] = force[j.actuator];
+        }
+        let mut at = 0;
+        for &p in &self.sensors {
+            observation.sensors[at..at + 3].copy_from_slice(&self.point(p));
+            at += 3;
+        }
+    }
+
+    fn out_of_limit_commands(&self) -> u64 {
+        self.out_of_limit
+    }
+
+    fn verdict(&self) -> Option<Verdict> {
+        let (from, to, axes, below) = self.success;
+        let (a, b) = (self.point(from), self.point(to));
+        let n = if axes == Axes::Xy { 2 } else { 3 };
+        let score = (0..n).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
+        Some(Verdict {
+            success: score < below,
+            score,
+        })
+    }
+
+    fn cameras(&self) -> usize {
+        self.cameras.len()
+    }
+
+    fn render(&mut self, index: usize) -> Result<&[u8], String> {
+        let camera = self
+            .cameras
+            .get_mut(index)
+            .ok_or_else(|| format!("no camera {index}"))?;
+        camera
+            .renderer
+            .sync_data(&mut self.data)
+            .map_err(|e| format!("{e:?}"))?;
+        camera.renderer.render().map_err(|e| format!("{e:?}"))?;
+        camera
+            .renderer
+            .rgb_flat()
+            .ok_or_else(|| "the renderer has no rgb buffer".to_owned())
+    }
+}
