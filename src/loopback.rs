@@ -18,6 +18,7 @@ pub fn loopback_configs(config: &RobotConfig, port: u16) -> (RobotConfig, RobotC
     runtime.link.listen = vec![endpoint.clone()];
     runtime.link.connect = Vec::new();
     runtime.link.tls = None;
+    runtime.link.allow_cert_common_names = None;
     let mut robot = runtime.clone();
     robot.link.listen = Vec::new();
     robot.link.connect = vec![endpoint];

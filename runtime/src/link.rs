@@ -15,9 +15,9 @@
 //! State arrives on a zenoh thread: it is decoded into a scratch message, checked (format,
 //! finite values, sequence order) and only then put in the loop's mailbox. Anything rejected
 //! is counted by reason and dropped; the loop's watchdog sees the silence. When the robot's
-//! liveliness token disappears (its process died or its network went away), the newest
-//! observation is marked as received at time zero, so the very next tick faults instead of
-//! waiting out the stale timeout. Camera frames are checked against the hw-config (size,
+//! liveliness token disappears (its process died or its network went away) and stays away
+//! for a short grace with no state arriving, the newest observation is marked as received
+//! at time zero, so the next tick faults instead of waiting out the stale timeout. Camera frames are checked against the hw-config (size,
 //! encoding) and the newest of each camera is kept in [`CameraFrames`]. Commands leave
 //! through a publisher thread: the tick hands the newest command over without allocating and
 //! wakes that thread, which encodes and puts it (zenoh allocates per put).
@@ -105,8 +105,11 @@ pub struct LinkStats {
     pub estop_malformed: AtomicU64,
     /// The robot's liveliness token is present.
     pub robot_alive: AtomicBool,
-    /// How often the robot's token disappeared.
+    /// How often the robot's token disappeared and stayed away (no state either).
     pub robot_lost: AtomicU64,
+    /// How often the token disappeared but came back, or states kept arriving, within the
+    /// grace period (zenoh replacing a transport).
+    pub robot_token_flaps: AtomicU64,
 }
 
 impl LinkStats {
@@ -123,6 +126,7 @@ impl LinkStats {
             ("estop_messages", &self.estop_messages),
             ("estop_malformed", &self.estop_malformed),
             ("robot_lost", &self.robot_lost),
+            ("robot_token_flaps", &self.robot_token_flaps),
         ]
         .into_iter()
         .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
@@ -161,12 +165,13 @@ pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
     if !link.connect.is_empty() {
         set("connect/endpoints", list(&link.connect))?;
     }
-    if !link.listen.is_empty() {
-        set("listen/endpoints", list(&link.listen))?;
-    }
     // With explicit endpoints there is nothing to discover: no multicast traffic on the
-    // robot's network, and tests stay on loopback.
+    // robot's network, and tests stay on loopback. Listen only where told: zenoh's peer
+    // default also listens on a random TCP port, which gossip then advertises, so the other
+    // side opens a second, unauthenticated path next to a TLS one, and the transport zenoh
+    // later replaces pauses the stream (seen in tests/tls.rs).
     if !link.connect.is_empty() || !link.listen.is_empty() {
+        set("listen/endpoints", list(&link.listen))?;
         set("scouting/multicast/enabled", "false".into())?;
     }
     // zenoh's "lowlatency" transport was measured (bench link: p50 126 us instead of 141)
@@ -185,6 +190,40 @@ pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
             set("transport/link/tls/connect_private_key", key)?;
             set("transport/link/tls/enable_mtls", "true".into())?;
         }
+    }
+    if let Some(names) = &link.allow_cert_common_names {
+        // Deny by default; allow every message type on this robot's keys, both ways, with
+        // peers that presented one of the named certificates (mutual TLS identifies them).
+        let quoted = |items: &[String]| {
+            items
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        set(
+            "access_control",
+            format!(
+                r#"{{
+                    enabled: true,
+                    default_permission: "deny",
+                    rules: [{{
+                        id: "robot-keys",
+                        messages: ["put", "delete", "declare_subscriber", "query", "reply",
+                                   "declare_queryable", "liveliness_token",
+                                   "liveliness_query", "declare_liveliness_subscriber"],
+                        flows: ["egress", "ingress"],
+                        permission: "allow",
+                        key_exprs: [{prefix:?}, {all:?}],
+                    }}],
+                    subjects: [{{ id: "allowed-peers", cert_common_names: [{names}] }}],
+                    policies: [{{ id: "robot", rules: ["robot-keys"], subjects: ["allowed-peers"] }}],
+                }}"#,
+                prefix = link.key_prefix,
+                all = format!("{}/**", link.key_prefix),
+                names = quoted(names),
+            ),
+        )?;
     }
     Ok(config)
 }
@@ -449,17 +488,31 @@ impl RobotLink {
                 .map_err(|e| LinkError::declare("the e-stop subscriber", &keys.estop, e))?
         };
 
-        let alive = {
+        // A token can vanish for a moment while zenoh replaces a transport (seen with TLS),
+        // so a disappearance counts as a loss only if, after a short grace, the token has
+        // not come back and no state has arrived meanwhile. Then the newest state is marked
+        // stale at once (the next tick faults) instead of waiting out the stale timeout.
+        let grace = Duration::from_nanos(
+            (2 * config.period_ns())
+                .max(5_000_000)
+                .min(config.safety.stale_observation_timeout_ns / 2),
+        );
+        let (gone_tx, gone_rx) = crossbeam_channel::bounded::<u64>(16);
+        {
             let stats = stats.clone();
             let mailbox = mailbox.clone();
-            session
-                .liveliness()
-                .declare_subscriber(&keys.alive_robot)
-                .history(true)
-                .callback(move |sample| match sample.kind() {
-                    SampleKind::Put => stats.robot_alive.store(true, Ordering::Relaxed),
-                    SampleKind::Delete => {
-                        stats.robot_alive.store(false, Ordering::Relaxed);
+            std::thread::Builder::new()
+                .name("rlrt-link-liveliness".into())
+                .spawn(move || {
+                    // Ends when the liveliness subscriber (holding the sender) is undeclared.
+                    while let Ok(accepted_then) = gone_rx.recv() {
+                        std::thread::sleep(grace);
+                        let still_gone = !stats.robot_alive.load(Ordering::Acquire)
+                            && stats.states_accepted.load(Ordering::Acquire) == accepted_then;
+                        if !still_gone {
+                            stats.robot_token_flaps.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         stats.robot_lost.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut mailbox) = mailbox.lock() {
                             if mailbox.1.seq != 0 {
@@ -468,6 +521,20 @@ impl RobotLink {
                                 mailbox.0.publish(&gone);
                             }
                         }
+                    }
+                })?;
+        }
+        let alive = {
+            let stats = stats.clone();
+            session
+                .liveliness()
+                .declare_subscriber(&keys.alive_robot)
+                .history(true)
+                .callback(move |sample| match sample.kind() {
+                    SampleKind::Put => stats.robot_alive.store(true, Ordering::Release),
+                    SampleKind::Delete => {
+                        stats.robot_alive.store(false, Ordering::Release);
+                        let _ = gone_tx.try_send(stats.states_accepted.load(Ordering::Acquire));
                     }
                 })
                 .wait()

@@ -86,29 +86,53 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         let (rt, stop_ref) = (&mut rt, &stop);
         let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, false));
         let mut obs = Observation::empty(rc.dof(), 0);
+        obs.joint_positions[0] = 0.1;
         let mut buf = Vec::with_capacity(512);
-        let warmup = 200;
-        for i in 0..(args.round_trips + warmup) {
-            obs.seq = i as u64 + 1;
-            obs.joint_positions[0] = 0.1;
-            protocol::encode_state(&obs, &mut buf);
+        let mut seq = 0u64;
+        let mut put_state = |obs: &mut Observation| -> anyhow::Result<Instant> {
+            seq += 1;
+            obs.seq = seq;
+            protocol::encode_state(obs, &mut buf);
             let t0 = Instant::now();
             state_pub
                 .put(buf.as_slice())
                 .wait()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            match rx.recv_timeout(Duration::from_secs(2)) {
-                Ok(_) => {
-                    if i >= warmup {
-                        ours.record(t0.elapsed().as_nanos() as u64);
-                    }
+            Ok(t0)
+        };
+        let mut measure = || -> anyhow::Result<()> {
+            // Declarations take a moment to reach the other session: send states until
+            // the first command comes back, then drain.
+            let start = Instant::now();
+            loop {
+                put_state(&mut obs)?;
+                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                    break;
                 }
-                Err(_) => anyhow::bail!("no command came back within 2 s (round trip {i})"),
+                if start.elapsed() > Duration::from_secs(10) {
+                    anyhow::bail!("the runtime never answered a state within 10 s");
+                }
             }
-        }
+            while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+            let warmup = 200;
+            for i in 0..(args.round_trips + warmup) {
+                let t0 = put_state(&mut obs)?;
+                match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok(_) => {
+                        if i >= warmup {
+                            ours.record(t0.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Err(_) => anyhow::bail!("no command came back within 2 s (round trip {i})"),
+                }
+            }
+            Ok(())
+        };
+        let result = measure();
+        // Stop the ticking thread on every path, or the scope would wait for it forever.
         stop.store(true, Ordering::Relaxed);
         let _ = worker.join();
-        Ok(())
+        result
     })?;
 
     // Peer: zenoh alone, ping echoed from the callback on the same sessions.

@@ -162,6 +162,9 @@ pub struct LinkConfig {
     pub listen: Vec<String>,
     pub key_prefix: String,
     pub tls: Option<TlsConfig>,
+    /// When set, only peers whose TLS certificate has one of these common names may
+    /// exchange messages on `<key_prefix>/**` with this session, and nothing else passes.
+    pub allow_cert_common_names: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

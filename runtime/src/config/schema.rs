@@ -155,6 +155,15 @@ pub struct RawLink {
     pub key_prefix: String,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub access: Option<RawAccess>,
+}
+
+/// Who may exchange this robot's messages on the session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub allow_cert_common_names: Vec<String>,
 }
 
 /// zenoh session mode.

@@ -329,7 +329,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             let key = link_key.key(list).index(i);
             match endpoint.split_once('/') {
                 Some((proto, addr)) if ENDPOINT_PROTOCOLS.contains(&proto) && !addr.is_empty() => {
-                    needs_tls |= proto == "tls";
+                    needs_tls |= proto == "tls" || proto == "quic";
                 }
                 _ => c.fail(
                     key,
@@ -350,7 +350,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
     if needs_tls && raw.link.tls.is_none() {
         c.fail(
             link_key.key("tls"),
-            "tls/ endpoints need a [link.tls] table with root_ca_path",
+            "tls/ and quic/ endpoints need a [link.tls] table with root_ca_path",
         );
     }
     if let Some(tls) = &raw.link.tls {
@@ -358,6 +358,31 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             c.fail(
                 link_key.key("tls"),
                 "cert_path and key_path go together: give both or neither",
+            );
+        }
+    }
+    if let Some(access) = &raw.link.access {
+        let key = link_key.key("access").key("allow_cert_common_names");
+        let mutual = raw
+            .link
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.cert_path.is_some() && t.key_path.is_some());
+        if !mutual {
+            c.fail(
+                key.clone(),
+                "peers are identified by their TLS certificates: [link.access] needs [link.tls] with cert_path and key_path (mutual TLS) and quic/ or tls/ endpoints",
+            );
+        }
+        if access.allow_cert_common_names.is_empty()
+            || access
+                .allow_cert_common_names
+                .iter()
+                .any(|n| n.trim().is_empty())
+        {
+            c.fail(
+                key,
+                "expected at least one non-empty certificate common name, such as [\"rlrt-runtime\"]",
             );
         }
     }
@@ -371,6 +396,11 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             cert_path: t.cert_path.as_deref().map(resolve),
             key_path: t.key_path.as_deref().map(resolve),
         }),
+        allow_cert_common_names: raw
+            .link
+            .access
+            .as_ref()
+            .map(|a| a.allow_cert_common_names.clone()),
     };
 
     // --- safety ------------------------------------------------------------------------
@@ -661,7 +691,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
 
 const BUILTIN_FIELDS: [&str; 3] = ["joint_positions", "joint_velocities", "joint_efforts"];
 /// zenoh transports this build links (see the zenoh features in Cargo.toml).
-const ENDPOINT_PROTOCOLS: [&str; 4] = ["tcp", "udp", "tls", "unixsock-stream"];
+const ENDPOINT_PROTOCOLS: [&str; 5] = ["tcp", "udp", "tls", "quic", "unixsock-stream"];
 
 fn validate_action(
     c: &mut Checker,
