@@ -380,3 +380,76 @@ fn hot_reload_keeps_the_old_program_until_a_good_one_arrives() {
     assert_eq!(watcher.program().evaluate(&s).unwrap().total(), 4.0);
     assert_eq!((watcher.swaps(), watcher.rejections()), (1, 1));
 }
+
+#[test]
+fn feedback_summarises_terms_and_relabel_writes_rewards() {
+    use rlrt_rewards::program::feedback::{feedback_prompt, read_episodes, relabel, summarize};
+    let env = reach_env();
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("episodes.jsonl");
+    // Episode 0 ends on the target (success), episode 1 stays far away (failure).
+    let mut lines = String::new();
+    for (episode, gaps, success) in [(0, [0.3, 0.1, 0.01], true), (1, [0.5, 0.45, 0.4], false)] {
+        for (i, gap) in gaps.iter().enumerate() {
+            let last = i == gaps.len() - 1;
+            lines.push_str(&format!(
+                "{{\"episode\": {episode}, \"t\": {t}, \"success\": {s}, \"state\": {{\"joint_positions\": [0, 0, 0], \"previous_action\": [0, 0, 0], \"sensors\": {{\"ee_position\": [{x}, 0, 0.2], \"target_position\": [0.3, 0, 0.2]}}}}}}\n",
+                t = i as f64 * 0.01,
+                s = success && last,
+                x = 0.3 + gap,
+            ));
+        }
+    }
+    std::fs::write(&recording, lines).unwrap();
+    let records = read_episodes(&env, &recording).unwrap();
+    assert_eq!(records.len(), 6);
+    let (mut program, _) = check_file(
+        &env,
+        &repo("rewards/programs/reach.rhai"),
+        &Limits::default(),
+        &CheckOptions::default(),
+    )
+    .unwrap();
+    let stats = summarize(&mut program, &records);
+    assert_eq!((stats.episodes, stats.successes, stats.invalid), (2, 1, 0));
+    let distance = stats.terms.iter().find(|t| t.name == "distance").unwrap();
+    assert!((distance.min + 0.5).abs() < 1e-12 && (distance.max + 0.01).abs() < 1e-12);
+    assert!(distance.success_correlation.unwrap() > 0.99);
+    let prompt = feedback_prompt(&program, "reach the target", &stats, "it overshoots", 1e3);
+    for part in [
+        "Task: reach the target",
+        "it overshoots",
+        "tolerance(d, 0.0, 0.03, 0.3)",
+        "corr. with success",
+    ] {
+        assert!(prompt.contains(part), "prompt lacks {part:?}:\n{prompt}");
+    }
+
+    let out = dir.path().join("relabelled.jsonl");
+    assert_eq!(relabel(&mut program, &records, &out).unwrap(), 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!((first["terms"]["distance"].as_f64().unwrap() + 0.3).abs() < 1e-12);
+    let sum: f64 = first["terms"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(first["reward"].as_f64().unwrap(), sum);
+    // A relabelled file reads back.
+    assert_eq!(read_episodes(&env, &out).unwrap().len(), 6);
+
+    // A line that does not fit the robot is named by its line number.
+    std::fs::write(
+        &recording,
+        "{\"episode\": 0, \"state\": {\"joint_positions\": [0, 0]}}\n",
+    )
+    .unwrap();
+    let err = read_episodes(&env, &recording).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("episodes.jsonl:1: state.joint_positions: 2 values, expected 3"),
+        "{err}"
+    );
+}

@@ -226,6 +226,16 @@ impl Environment {
         &self.fields
     }
 
+    /// Number of joints.
+    pub fn dof(&self) -> usize {
+        self.dof
+    }
+
+    /// Number of action values.
+    pub fn action_len(&self) -> usize {
+        self.action_len
+    }
+
     pub fn robot(&self) -> &str {
         &self.robot
     }
