@@ -222,15 +222,29 @@ fn compile(
             };
             vec![Problem::at(line_col(e.position()), message)]
         })?;
-    let problems = unknown_functions(&sandbox, &ast);
+    let mut problems = unknown_functions(&sandbox, &ast);
+    let (read, written) = variables(&ast);
+    for (name, pos) in written {
+        if env.has_field(&name) {
+            problems.push(Problem::at(
+                line_col(pos),
+                format!(
+                    "`{name}` is an input of the program and read-only; copy it into a \
+                     variable of your own with `let`"
+                ),
+            ));
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
+    let bound = env.field_indices(read.iter().map(String::as_str));
     Ok(RewardProgram {
         env: env.clone(),
         sandbox,
         ast,
         scope: rhai::Scope::new(),
+        bound,
         term_names: Arc::from(Vec::new()),
         source: source.to_owned(),
         file: file.to_owned(),
@@ -272,6 +286,37 @@ fn unknown_functions(sandbox: &Sandbox, ast: &rhai::AST) -> Vec<Problem> {
         true
     });
     problems
+}
+
+/// Names of the variables the program reads, and the assignments it makes (by the root
+/// variable of the target: `v`, `v[0]` and `v.x` all assign to `v`).
+fn variables(ast: &rhai::AST) -> (Vec<String>, Vec<(String, rhai::Position)>) {
+    fn root(expr: &Expr) -> Option<&Expr> {
+        match expr {
+            Expr::Variable(..) => Some(expr),
+            Expr::Index(x, ..) | Expr::Dot(x, ..) => root(&x.lhs),
+            _ => None,
+        }
+    }
+    let mut read = Vec::new();
+    let mut written = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::Variable(x, ..))) => {
+                if !read.iter().any(|n: &String| n == x.1.as_str()) {
+                    read.push(x.1.to_string());
+                }
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
+                if let Some(Expr::Variable(v, _, pos)) = root(&x.1.lhs) {
+                    written.push((v.1.to_string(), *pos));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    (read, written)
 }
 
 fn sample_name(index: usize) -> String {

@@ -293,23 +293,57 @@ impl Environment {
             .map(|f| f.name.as_str())
     }
 
-    /// Binds every field into `scope` as a constant (a program cannot assign to its inputs).
-    /// The scope is cleared first, so whatever the previous run left in it is gone.
-    pub fn bind(&self, state: &ProgramState, scope: &mut Scope<'static>) {
-        scope.clear();
+    /// Indices of the fields named in `names` (the ones a program reads), in field order.
+    pub(crate) fn field_indices<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str> + Clone,
+    ) -> Vec<usize> {
+        (0..self.fields.len())
+            .filter(|&i| names.clone().any(|n| n == self.fields[i].name))
+            .collect()
+    }
+
+    /// Binds the fields `used` (indices from [`Self::field_indices`]) into `scope` for one
+    /// call.
+    ///
+    /// Binding is most of the fixed cost of a call, so the scope is kept between calls:
+    /// the first call pushes the fields, later calls drop whatever the program declared
+    /// (`rewind`) and overwrite the fields' values in place, allocating nothing when the
+    /// shapes are unchanged. A program cannot carry anything over: every field is
+    /// rewritten, and a field whose shape the program changed is replaced.
+    pub(crate) fn bind(&self, state: &ProgramState, used: &[usize], scope: &mut Scope<'static>) {
         let obs = &state.observation;
-        for field in &self.fields {
-            let value = match &field.source {
-                Source::JointPositions => floats(&obs.joint_positions[..self.dof]),
-                Source::JointVelocities => floats(&obs.joint_velocities[..self.dof]),
-                Source::JointEfforts => floats(&obs.joint_efforts[..self.dof]),
-                Source::Sensor { offset, len } => floats(&obs.sensors[*offset..offset + len]),
-                Source::PreviousAction => floats(&state.previous_action[..self.action_len]),
-                Source::JointPositionMin => floats(&self.joint_min),
-                Source::JointPositionMax => floats(&self.joint_max),
-                Source::Dt => Dynamic::from_float(self.dt_s),
+        let values = |source: &Source| -> Option<&[f64]> {
+            Some(match source {
+                Source::JointPositions => &obs.joint_positions[..self.dof],
+                Source::JointVelocities => &obs.joint_velocities[..self.dof],
+                Source::JointEfforts => &obs.joint_efforts[..self.dof],
+                Source::Sensor { offset, len } => &obs.sensors[*offset..offset + len],
+                Source::PreviousAction => &state.previous_action[..self.action_len],
+                Source::JointPositionMin => &self.joint_min,
+                Source::JointPositionMax => &self.joint_max,
+                Source::Dt => return None,
+            })
+        };
+        if scope.len() < used.len() {
+            scope.clear();
+            for &i in used {
+                let field = &self.fields[i];
+                let value = values(&field.source).map_or(Dynamic::from_float(self.dt_s), floats);
+                scope.push_dynamic(field.name.as_str(), value);
+            }
+            return;
+        }
+        scope.rewind(used.len());
+        for &i in used {
+            let field = &self.fields[i];
+            let Some(slot) = scope.get_mut(&field.name) else {
+                continue;
             };
-            scope.push_constant_dynamic(field.name.as_str(), value);
+            match values(&field.source) {
+                None => *slot = Dynamic::from_float(self.dt_s),
+                Some(v) => write_floats(slot, v),
+            }
         }
     }
 
@@ -503,6 +537,19 @@ const KEYWORDS: &[&str] = &[
     "goto",
     "exit",
 ];
+
+/// Overwrites an array of floats in place when it still has the right length.
+fn write_floats(slot: &mut Dynamic, values: &[f64]) {
+    if let Some(mut array) = slot.write_lock::<Array>() {
+        if array.len() == values.len() {
+            for (d, v) in array.iter_mut().zip(values) {
+                *d = Dynamic::from_float(*v);
+            }
+            return;
+        }
+    }
+    *slot = floats(values);
+}
 
 fn floats(values: &[f64]) -> Dynamic {
     let array: Array = values.iter().map(|&v| Dynamic::from_float(v)).collect();

@@ -101,6 +101,8 @@ pub struct RewardProgram {
     sandbox: Sandbox,
     ast: AST,
     scope: Scope<'static>,
+    /// Indices of the environment fields the program reads; only these are bound.
+    bound: Vec<usize>,
     term_names: Arc<[String]>,
     source: String,
     file: PathBuf,
@@ -131,7 +133,7 @@ impl RewardProgram {
 
     /// One call, uncounted (the checker's dry run uses it too).
     fn run(&mut self, state: &ProgramState) -> Result<Terms, EvalError> {
-        self.env.bind(state, &mut self.scope);
+        self.env.bind(state, &self.bound, &mut self.scope);
         self.sandbox.arm();
         let value = self
             .sandbox
