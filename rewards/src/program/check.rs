@@ -302,10 +302,10 @@ fn variables(ast: &rhai::AST) -> (Vec<String>, Vec<(String, rhai::Position)>) {
     let mut written = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
-            Some(ASTNode::Expr(Expr::Variable(x, ..))) => {
-                if !read.iter().any(|n: &String| n == x.1.as_str()) {
-                    read.push(x.1.to_string());
-                }
+            Some(ASTNode::Expr(Expr::Variable(x, ..)))
+                if !read.iter().any(|n: &String| n == x.1.as_str()) =>
+            {
+                read.push(x.1.to_string());
             }
             Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
                 if let Some(Expr::Variable(v, _, pos)) = root(&x.1.lhs) {

@@ -160,12 +160,12 @@ fn distance_n(a: &Array, b: &Array, n: Option<usize>, what: &str) -> Result<f64>
 /// `margin` outside it (Tassa et al., 2018, "DeepMind Control Suite", `rewards.tolerance`
 /// with the default `gaussian` sigmoid and value_at_margin 0.1).
 pub fn tolerance(x: f64, lo: f64, hi: f64, margin: f64) -> Result<f64> {
-    if !(lo <= hi) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
         return fail(format!(
             "tolerance: expected lo <= hi, got lo {lo}, hi {hi}"
         ));
     }
-    if !(margin >= 0.0) {
+    if margin.is_nan() || margin < 0.0 {
         return fail(format!("tolerance: expected margin >= 0, got {margin}"));
     }
     if (lo..=hi).contains(&x) {
