@@ -453,3 +453,16 @@ fn feedback_summarises_terms_and_relabel_writes_rewards() {
         "{err}"
     );
 }
+
+#[test]
+fn programs_and_watchers_can_move_to_a_reward_thread() {
+    fn send<T: Send>() {}
+    send::<rlrt_rewards::program::RewardProgram>();
+    send::<ProgramWatcher>();
+    let env = reach_env();
+    let mut program = check_text(&env, "#{ a: dt }").unwrap();
+    let total = std::thread::spawn(move || program.evaluate(&env.zero_state()).unwrap().total())
+        .join()
+        .unwrap();
+    assert_eq!(total, 0.01);
+}

@@ -348,8 +348,8 @@ impl Environment {
     }
 
     /// A scope with every name bound to a placeholder, for compiling in strict-variables
-    /// mode. The names are plain variables here, not constants, so that the optimizer
-    /// cannot fold placeholder values into the compiled program.
+    /// mode. The names are plain variables, not constants, so that the optimizer cannot
+    /// fold placeholder values into the compiled program.
     pub fn compile_scope(&self) -> Scope<'static> {
         let mut scope = Scope::new();
         for field in &self.fields {
