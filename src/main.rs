@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlrt::commands::{bench_link, bench_loop, check, demo, run, sim};
+use rlrt::commands::{bench_link, bench_loop, bench_reward, check, demo, reward, run, sim};
 use rlrt_runtime::alloc_count::CountingAllocator;
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
@@ -121,6 +121,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reward programs: sandboxed scripts of named reward terms, written by a language
+    /// model from a task sentence (see rewards/programs/ for examples).
+    Reward {
+        #[command(subcommand)]
+        what: Reward,
+    },
     /// Benchmarks; each prints a table, or with --json exactly one JSON object.
     Bench {
         #[command(subcommand)]
@@ -129,7 +135,87 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum Reward {
+    /// Print the full prompt a language model gets for a task: the robot's environment
+    /// (names, types, units, helpers), the rules of the language and two examples.
+    Prompt {
+        /// The hw-config whose observations the program reads.
+        config: PathBuf,
+        /// The task in one sentence, such as "bring the end effector to the target".
+        task: String,
+    },
+    /// Ask an OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, ...) for a program,
+    /// check it, and write it only if it passes. Exit code 2 when the model's program is
+    /// rejected (the problems are printed).
+    Generate {
+        config: PathBuf,
+        task: String,
+        /// Base URL of the API, such as http://127.0.0.1:11434/v1 (POSTs to
+        /// <base-url>/chat/completions).
+        #[arg(long)]
+        base_url: String,
+        /// Model name the endpoint knows.
+        #[arg(long)]
+        model: String,
+        /// Name of the environment variable that holds the API key (sent as a bearer
+        /// token); none is sent without it.
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Where to write the program.
+        #[arg(long)]
+        out: PathBuf,
+        /// Further requests after a rejected program, each shown the check's problems.
+        #[arg(long, default_value_t = 1)]
+        retries: u32,
+        /// Limit for each request, reply included.
+        #[arg(long, default_value_t = 120.0)]
+        timeout_s: f64,
+        #[arg(long, default_value_t = 0.2)]
+        temperature: f64,
+    },
+    /// Check a program against a config: compiles, uses only known names, and on sampled
+    /// states every term is finite, bounded and within the limits. Prints each term's
+    /// range. Exit code 2 when the program is rejected.
+    Check { config: PathBuf, program: PathBuf },
+    /// Per-term statistics of a program over recorded episodes (JSON lines, see
+    /// rewards/src/program/feedback.rs) and the refinement prompt built from them, the
+    /// previous program and your feedback.
+    Feedback {
+        config: PathBuf,
+        program: PathBuf,
+        episodes: PathBuf,
+        /// The task sentence the program was written for.
+        #[arg(long)]
+        task: String,
+        /// What you saw the robot do.
+        #[arg(long, default_value = "")]
+        feedback: String,
+    },
+    /// Recompute a recording's rewards with a program: each line gets `reward` (null when
+    /// the evaluation failed) and `terms`.
+    Relabel {
+        config: PathBuf,
+        program: PathBuf,
+        episodes: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Bench {
+    /// Evaluations per second and per-call latency of the reach reward program, against
+    /// the same reward in Python with numpy.
+    RewardProgram {
+        /// Timed calls (for the throughput and again for the latency measurement).
+        #[arg(long, default_value_t = 100_000)]
+        calls: usize,
+        /// Skip the Python peer.
+        #[arg(long)]
+        no_peer: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Observation-to-command round trip through zenoh on loopback (against zenoh's own
     /// ping-pong), and the lockstep step rate of runtime plus simulator over the link.
     Link {
@@ -208,7 +294,13 @@ fn main() -> ExitCode {
             let code = if error
                 .downcast_ref::<rlrt_runtime::config::ConfigError>()
                 .is_some()
-            {
+                || error
+                    .downcast_ref::<rlrt_rewards::program::ProgramError>()
+                    .is_some()
+                || matches!(
+                    error.downcast_ref::<rlrt_rewards::program::generate::GenerateError>(),
+                    Some(rlrt_rewards::program::generate::GenerateError::Rejected { .. })
+                ) {
                 rlrt::EXIT_INVALID_CONFIG
             } else {
                 1
@@ -329,7 +421,79 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 rlrt::EXIT_RUN_FAILED
             })
         }
+        Command::Reward { what } => match what {
+            Reward::Prompt { config, task } => {
+                print!("{}", reward::prompt(&config, &task)?);
+                Ok(0)
+            }
+            Reward::Generate {
+                config,
+                task,
+                base_url,
+                model,
+                api_key_env,
+                out,
+                retries,
+                timeout_s,
+                temperature,
+            } => {
+                let generated = reward::generate(&reward::GenerateArgs {
+                    config,
+                    task,
+                    base_url,
+                    model,
+                    api_key_env,
+                    out: out.clone(),
+                    retries,
+                    timeout_s,
+                    temperature,
+                })?;
+                println!("wrote {} (attempt {})", out.display(), generated.attempts);
+                print!("{}", generated.report);
+                Ok(0)
+            }
+            Reward::Check { config, program } => {
+                print!("{}", reward::check(&config, &program)?);
+                Ok(0)
+            }
+            Reward::Feedback {
+                config,
+                program,
+                episodes,
+                task,
+                feedback,
+            } => {
+                print!(
+                    "{}",
+                    reward::feedback(&config, &program, &episodes, &task, &feedback)?
+                );
+                Ok(0)
+            }
+            Reward::Relabel {
+                config,
+                program,
+                episodes,
+                out,
+            } => {
+                let (records, invalid) = reward::relabel(&config, &program, &episodes, &out)?;
+                println!(
+                    "wrote {} records to {} ({invalid} with an invalid reward)",
+                    records,
+                    out.display()
+                );
+                Ok(0)
+            }
+        },
         Command::Bench { what } => match what {
+            Bench::RewardProgram {
+                calls,
+                no_peer,
+                json,
+            } => {
+                let report = bench_reward::run(&bench_reward::BenchRewardArgs { calls, no_peer })?;
+                print_bench(&report, json);
+                Ok(0)
+            }
             Bench::Link {
                 round_trips,
                 lockstep_seconds,

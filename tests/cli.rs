@@ -27,11 +27,12 @@ fn run_json(cmd: &mut Command) -> (serde_json::Value, String) {
 fn help_names_every_command() {
     let out = rlrt().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["check", "run", "sim", "demo", "bench"] {
+    for command in ["check", "run", "sim", "demo", "reward", "bench"] {
         assert!(help.contains(command), "help lacks {command}:\n{help}");
     }
     let out = rlrt().args(["bench", "--help"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("loop"));
+    let bench_help = String::from_utf8_lossy(&out.stdout);
+    assert!(bench_help.contains("loop") && bench_help.contains("reward-program"));
 }
 
 #[test]

@@ -4,4 +4,5 @@
 //! produce the inputs build on them.
 
 pub mod ensemble;
+pub mod program;
 pub mod vlm_rm;

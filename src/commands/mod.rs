@@ -2,8 +2,10 @@
 
 pub mod bench_link;
 pub mod bench_loop;
+pub mod bench_reward;
 pub mod check;
 pub mod demo;
+pub mod reward;
 pub mod run;
 pub mod sim;
 

@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// Python wheels the tests need, pinned to the versions the Rust crates pair with.
-const PYTHON_WHEELS: &[&str] = &["eclipse-zenoh==1.10.2"];
+/// Python wheels the tests need, pinned to the versions the Rust crates pair with:
+/// eclipse-zenoh for the Python robot driver, numpy for the peer of
+/// `rlrt bench reward-program` (2.2 is the newest line that still supports Python 3.10).
+const PYTHON_WHEELS: &[&str] = &["eclipse-zenoh==1.10.2", "numpy==2.2.6"];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs
 /// 7.0.0 targets MuJoCo 3.17.0 exactly and refuses any other version at run time.
