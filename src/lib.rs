@@ -6,7 +6,9 @@ pub mod commands;
 pub mod fault_log;
 pub mod linked;
 pub mod loopback;
+pub mod reward_programs;
 pub mod signals;
+pub mod telemetry_hub;
 
 /// Exit code for a config the user must fix.
 pub const EXIT_INVALID_CONFIG: i32 = 2;

@@ -356,6 +356,9 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 if let Some(n) = outcome.out_of_limit_commands {
                     println!("commands outside joint limits seen by the robot: {n}");
                 }
+                let mut rewards = String::new();
+                rlrt::reward_programs::write_summaries(&mut rewards, &outcome.rewards)?;
+                print!("{rewards}");
                 if !outcome.link.is_empty() {
                     let link: Vec<String> = outcome
                         .link

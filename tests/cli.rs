@@ -114,6 +114,11 @@ fn demo_succeeds_over_the_link_and_rides_out_a_killed_simulator() {
         .find(|kv| kv[0] == "robot_lost")
         .map(|kv| kv[1].as_u64().unwrap());
     assert_eq!(lost, Some(1));
+    // The reach arm's reward program ran on the ticks, off the control thread.
+    let reward = &v["rewards"][0];
+    assert_eq!(reward["name"], "reach-program");
+    assert!(reward["evaluations"].as_u64().unwrap() > 400, "{reward}");
+    assert_eq!(reward["invalid"], 0);
     // The camera's frames came over the link, at the configured size.
     let camera = &v["cameras"][0];
     assert_eq!(camera["name"], "front");

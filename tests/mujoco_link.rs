@@ -34,9 +34,17 @@ fn reach(prefix: &str, replace: &[(&str, &str)]) -> RobotConfig {
 
 #[test]
 fn free_running_mujoco_with_a_camera_for_1000_ticks() {
+    // A generous stale timeout: this test is about the link and the camera, and the other
+    // tests of this file load both cores at the same time (the watchdog has its own tests).
     let config = reach(
         "rlrt/test-mj-free",
-        &[("control_rate_hz = 100.0", "control_rate_hz = 500.0")],
+        &[
+            ("control_rate_hz = 100.0", "control_rate_hz = 500.0"),
+            (
+                "stale_observation_timeout_ms = 50.0",
+                "stale_observation_timeout_ms = 250.0",
+            ),
+        ],
     );
     let (rc, sc) = loopback_configs(&config, free_port().unwrap());
     let LinkedRuntime { control, link, .. } = LinkedRuntime::connect(&rc, 0).unwrap();
@@ -174,9 +182,8 @@ fn lockstep_runs_with_the_same_seed_are_bit_identical() {
 fn sim_and_run_as_two_processes() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let text = std::fs::read_to_string(common::repo("hw-configs/reach-arm.toml"))
-        .unwrap()
-        .replace("rlrt/reach-arm", "rlrt/test-two-processes");
+    let text =
+        common::shipped_text("reach-arm.toml").replace("rlrt/reach-arm", "rlrt/test-two-processes");
     let write = |name: &str, endpoint_key: &str| {
         let path = dir.path().join(name);
         let text = text.replace(
@@ -229,12 +236,10 @@ fn run_without_a_robot_says_what_it_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lonely.toml");
     let port = free_port().unwrap();
-    let text = std::fs::read_to_string(common::repo("hw-configs/reach-arm.toml"))
-        .unwrap()
-        .replace(
-            "[link]\nmode = \"peer\"",
-            &format!("[link]\nmode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{port}\"]"),
-        );
+    let text = common::shipped_text("reach-arm.toml").replace(
+        "[link]\nmode = \"peer\"",
+        &format!("[link]\nmode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{port}\"]"),
+    );
     std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
         .args(["run", "--wait-seconds", "0.5"])

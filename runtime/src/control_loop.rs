@@ -332,12 +332,12 @@ impl<C: Clock> ControlLoop<C> {
                 }
                 record.observation_seq = obs.seq;
                 record.observation_age_ns = start.saturating_sub(obs.received_ns);
-                let dof = record.dof as usize;
-                record.joint_positions[..dof].copy_from_slice(&obs.joint_positions[..dof]);
+                record.observation = *obs;
             }
             None => {
                 record.observation_seq = 0;
                 record.observation_age_ns = 0;
+                record.observation.seq = 0;
             }
         }
         self.tick += 1;

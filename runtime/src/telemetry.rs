@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::config::{MAX_ACTION, MAX_JOINTS};
+use crate::config::MAX_ACTION;
+use crate::messages::Observation;
 use crate::safety::Cause;
 use crate::stats::LoopStats;
 
@@ -37,7 +38,9 @@ pub struct TickRecord {
     pub command_seq: u64,
     pub dof: u8,
     pub action_len: u8,
-    pub joint_positions: [f64; MAX_JOINTS],
+    /// The observation the tick used (`seq` 0 when there was none): joint state and
+    /// sensors, for reward programs, recording and rerun.
+    pub observation: Observation,
     /// What the policy asked for (zeros when it was not asked).
     pub proposed: [f64; MAX_ACTION],
     /// What was sent.
@@ -62,7 +65,7 @@ impl TickRecord {
             command_seq: 0,
             dof: 0,
             action_len: 0,
-            joint_positions: [0.0; MAX_JOINTS],
+            observation: Observation::empty(0, 0),
             proposed: [0.0; MAX_ACTION],
             command: [0.0; MAX_ACTION],
         }
@@ -77,7 +80,7 @@ impl TickRecord {
     }
 
     pub fn positions(&self) -> &[f64] {
-        &self.joint_positions[..self.dof as usize]
+        &self.observation.joint_positions[..self.dof as usize]
     }
 }
 
@@ -123,6 +126,24 @@ impl TelemetryReceiver {
             n += 1;
         }
         n
+    }
+
+    /// Calls `f` for every queued record; returns how many there were, or `None` once the
+    /// sender is gone and the queue is empty. Never blocks.
+    pub fn drain_or_closed(&self, mut f: impl FnMut(&TickRecord)) -> Option<usize> {
+        let mut n = 0;
+        loop {
+            match self.rx.try_recv() {
+                Ok(record) => {
+                    f(&record);
+                    n += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return Some(n),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return if n == 0 { None } else { Some(n) };
+                }
+            }
+        }
     }
 
     /// Polls until the sender is gone and the queue is empty, sleeping `poll` between

@@ -178,7 +178,10 @@ fn measure(config: &RobotConfig, seconds: f64, tuned: bool) -> anyhow::Result<Me
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+    let log_thread = crate::telemetry_hub::spawn(
+        receiver,
+        crate::telemetry_hub::standard_consumers(config.period_ns(), None),
+    )?;
     let scheduler = config.scheduler.clone();
     let rate = config.control_rate_hz;
     let stop = crate::signals::stop_flag();

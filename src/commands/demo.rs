@@ -21,6 +21,7 @@ use rlrt_sim::ServeMode;
 
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
+use crate::reward_programs::{write_summaries, ProgramRewards, ProgramSummary};
 
 /// The demo's robot when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
@@ -72,6 +73,8 @@ pub struct DemoOutcome {
     pub interventions: Vec<(Cause, u64)>,
     pub link: Vec<(&'static str, u64)>,
     pub cameras: Vec<CameraReport>,
+    /// The config's reward programs over the whole demo.
+    pub rewards: Vec<ProgramSummary>,
 }
 
 impl DemoOutcome {
@@ -99,6 +102,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         .map(|s| s.task.clone())
         .with_context(|| format!("{}: the demo needs a [sim] table", path.display()))?;
     let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
+    let rewards = ProgramRewards::load(&config)?;
 
     // The runtime's side, with loop statistics and the fault log.
     let LinkedRuntime {
@@ -114,7 +118,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         link,
         waker,
     };
-    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+    let summaries = rewards.as_ref().map(|r| r.summaries());
+    let log_thread = crate::telemetry_hub::spawn(
+        receiver,
+        crate::telemetry_hub::standard_consumers(config.period_ns(), rewards),
+    )?;
 
     // The robot's side: MuJoCo in free-run at the control rate, like hardware.
     let sim_session = open_session(&robot_config.link)?;
@@ -235,6 +243,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
     let _ = log_thread.join();
+    let rewards = super::run::final_summaries(summaries);
     let successes = episodes.iter().filter(|e| e.success).count();
     Ok(DemoOutcome {
         robot: config.name.clone(),
@@ -246,6 +255,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         interventions: report.interventions,
         link,
         cameras: camera_reports,
+        rewards,
     })
 }
 
@@ -309,6 +319,7 @@ impl std::fmt::Display for DemoOutcome {
                 c.name, c.width, c.height, c.frames, c.rejected
             )?;
         }
+        write_summaries(f, &self.rewards)?;
         write!(f, "{}", self.loop_stats)?;
         if self.interventions.is_empty() {
             writeln!(f, "safety interventions: none")?;

@@ -23,6 +23,8 @@ use rlrt_sim::{LockstepPlant, ServeMode, ThreadedPlant};
 
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
+use crate::reward_programs::{ProgramRewards, ProgramSummary};
+use crate::telemetry_hub::{self, standard_consumers};
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,18 @@ pub struct RunOutcome {
     pub final_positions: Vec<f64>,
     /// Link counters (runs over the link).
     pub link: Vec<(&'static str, u64)>,
+    /// The config's reward programs, evaluated on every tick with an observation (runs
+    /// over the link).
+    pub rewards: Vec<ProgramSummary>,
+}
+
+/// The reward summaries once the telemetry thread has finished.
+pub(crate) fn final_summaries(
+    summaries: Option<std::sync::Arc<std::sync::Mutex<Vec<ProgramSummary>>>>,
+) -> Vec<ProgramSummary> {
+    summaries
+        .and_then(|s| s.lock().ok().map(|s| s.clone()))
+        .unwrap_or_default()
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
@@ -130,6 +144,7 @@ fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyh
 
 /// Runs the loop on wall-clock time against the robot on the config's link.
 fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Result<RunOutcome> {
+    let rewards = ProgramRewards::load(config)?;
     let LinkedRuntime {
         control,
         link,
@@ -145,7 +160,9 @@ fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Resul
         waker,
     };
     wait_for_robot(&rt, config, wait_s)?;
-    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+    let summaries = rewards.as_ref().map(|r| r.summaries());
+    let log_thread =
+        telemetry_hub::spawn(receiver, standard_consumers(config.period_ns(), rewards))?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let control = &mut rt.control;
@@ -171,6 +188,7 @@ fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Resul
         out_of_limit_commands: None,
         final_positions: Vec::new(),
         link,
+        rewards: final_summaries(summaries),
     })
 }
 
@@ -204,15 +222,20 @@ fn run_link_lockstep(
         out_of_limit_commands: None,
         final_positions: Vec::new(),
         link: rt.link.stats().snapshot(),
+        rewards: Vec::new(),
     })
 }
 
 pub(crate) fn warn_unrunnable(config: &RobotConfig) {
-    for reward in &config.rewards {
+    for reward in config
+        .rewards
+        .iter()
+        .filter(|r| r.kind != rlrt_runtime::config::RewardKind::Program)
+    {
         tracing::warn!(
             reward = reward.name,
             kind = ?reward.kind,
-            "reward sources are validated but not evaluated by this build; ignored"
+            "this reward kind is validated but not evaluated by this build yet; ignored"
         );
     }
 }
@@ -233,7 +256,7 @@ pub(crate) fn run_wall_clock(
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let (log_thread, _) = crate::fault_log::spawn(receiver, config.period_ns())?;
+    let log_thread = telemetry_hub::spawn(receiver, standard_consumers(config.period_ns(), None))?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
@@ -260,6 +283,7 @@ pub(crate) fn run_wall_clock(
         out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
         link: Vec::new(),
+        rewards: Vec::new(),
     })
 }
 
@@ -285,5 +309,6 @@ pub(crate) fn run_lockstep(
         out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
         link: Vec::new(),
+        rewards: Vec::new(),
     })
 }

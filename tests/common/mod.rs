@@ -10,6 +10,16 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// A shipped config's text with its relative reward program paths made absolute, so the
+/// text can be written to a config file anywhere.
+pub fn shipped_text(name: &str) -> String {
+    let hw = repo("hw-configs");
+    std::fs::read_to_string(hw.join(name)).unwrap().replace(
+        "program_path = \"../",
+        &format!("program_path = \"{}/../", hw.display()),
+    )
+}
+
 /// A shipped config with some `key = value` lines replaced (exact text match) and extra
 /// lines appended to given tables, parsed through the real validation.
 pub fn shipped_config(name: &str, replace: &[(&str, &str)]) -> RobotConfig {

@@ -65,11 +65,12 @@ impl Problem {
 /// Why a program was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ProgramError {
-    #[error("{}: cannot read the program: {source}", file.display())]
+    // Not a `source` field: the message already carries the I/O error, and anyhow would
+    // print it twice.
+    #[error("{}: cannot read the program: {error}", file.display())]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", render(file, problems))]
     Invalid {
@@ -154,9 +155,9 @@ pub fn check_file(
     limits: &Limits,
     options: &CheckOptions,
 ) -> Result<(RewardProgram, CheckReport), ProgramError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ProgramError::Read {
+    let source = std::fs::read_to_string(path).map_err(|error| ProgramError::Read {
         file: path.to_owned(),
-        source,
+        error,
     })?;
     check(env, &source, path, limits, options)
 }

@@ -70,11 +70,11 @@ impl ProgramWatcher {
         self.seen = now;
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(source) => {
+            Err(error) => {
                 self.rejections += 1;
                 return Reload::Rejected(ProgramError::Read {
                     file: self.path.clone(),
-                    source,
+                    error,
                 });
             }
         };
