@@ -193,3 +193,25 @@ fn missing_file_and_binary_garbage_are_errors_not_panics() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn check_also_checks_the_reward_programs_a_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typo.rhai"),
+        "#{ reach: -distance(ee_position, target) }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("arm.toml");
+    let text = std::fs::read_to_string(repo("hw-configs/reach-arm.toml"))
+        .unwrap()
+        .replace("\"../rewards/programs/reach.rhai\"", "\"typo.rhai\"");
+    std::fs::write(&file, text).unwrap();
+    let out = rlrt().arg("check").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reward program") && stderr.contains("typo.rhai:1:"),
+        "{stderr}"
+    );
+}

@@ -253,3 +253,36 @@ fn run_without_a_robot_says_what_it_waited_for() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_sim_lockstep_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("arm.toml");
+    std::fs::write(
+        &config,
+        common::shipped_text("reach-arm.toml").replace("rlrt/reach-arm", "rlrt/test-cli-lockstep"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args([
+            "-q",
+            "run",
+            "--sim",
+            "--lockstep",
+            "--ticks",
+            "300",
+            "--json",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["report"]["loop_stats"]["ticks"].as_u64().unwrap() >= 300);
+    assert_eq!(v["out_of_limit_commands"], 0);
+    assert_eq!(v["report"]["fault_ticks"], 0, "{v}");
+}

@@ -1,4 +1,5 @@
-//! `rlrt check`: validate hw-config files.
+//! `rlrt check`: validate hw-config files, and the reward programs they name (the same
+//! full check a run does before it starts).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,12 @@ use rlrt_runtime::config;
 pub fn run(files: &[PathBuf]) -> usize {
     let mut invalid = 0;
     for file in files {
-        match config::load(file) {
+        let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
+            crate::reward_programs::ProgramRewards::load(&c)
+                .map(|_| c)
+                .map_err(|e| format!("{}: reward program: {e:#}", file.display()))
+        });
+        match checked {
             Ok(c) => println!(
                 "ok: {} ({:?} {:?}, {} joints, {} Hz, action {:?}, {} observation values)",
                 file.display(),

@@ -110,7 +110,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
             };
             let sim = serve_mujoco(&session, &robot_config, args.seed, mode, true)?;
             let mut outcome = if lockstep {
-                run_link_lockstep(&runtime_config, limit, args.wait_s)?
+                run_link_lockstep(&runtime_config, args.seed, limit, args.wait_s)?
             } else {
                 run_link(&runtime_config, limit, args.wait_s)?
             };
@@ -195,10 +195,22 @@ fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Resul
 /// Runs against a lockstep simulator on the link: one tick per state, as fast as it goes.
 fn run_link_lockstep(
     config: &RobotConfig,
+    seed: u64,
     limit: RunLimit,
     wait_s: f64,
 ) -> anyhow::Result<RunOutcome> {
     let mut rt = LinkedRuntime::connect(config, FLAG_LOCKSTEP_STEP)?;
+    // A lockstep simulator publishes its start state once, possibly before this session
+    // has met it: ask for the seeded reset until a state arrives.
+    let stats = rt.link.stats();
+    let start = Instant::now();
+    while stats.states_accepted.load(Ordering::Relaxed) == 0
+        && start.elapsed().as_secs_f64() < wait_s
+    {
+        rt.link
+            .send_episode(rlrt_runtime::protocol::EpisodeOp::Reset { seed })?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
     wait_for_robot(&rt, config, wait_s)?;
     let max_ticks = limit
         .max_ticks
