@@ -6,6 +6,7 @@ pub mod commands;
 pub mod fault_log;
 pub mod linked;
 pub mod loopback;
+pub mod rollout;
 pub mod signals;
 
 /// Exit code for a config the user must fix.
