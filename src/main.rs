@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rlrt::commands::{
-    bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward, run, sim, train,
+    bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward, run, sim,
+    train,
 };
 use rlrt::rollout::Exploration;
 use rlrt_policies::checkpoint::Algorithm;

@@ -103,7 +103,9 @@ impl EpisodeRunner {
         let mut episode = Episode::start(seed, &self.current);
         let len = self.proposed.len();
         for t in 0..self.steps {
-            let mut fault = self.safety.check_observation(now_ns, Some(&self.observation));
+            let mut fault = self
+                .safety
+                .check_observation(now_ns, Some(&self.observation));
             if fault.is_none() {
                 match exploration {
                     Exploration::Uniform => {
@@ -212,7 +214,8 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 /// Seeds of evaluation episodes: far from the recording seeds a user would pick (0, 1, ..)
 /// so a policy is not evaluated on the starts it was trained on.
 pub fn eval_seed(base: u64, episode: usize) -> u64 {
-    base.wrapping_mul(0x9E37_79B9).wrapping_add(1_000_000 + episode as u64)
+    base.wrapping_mul(0x9E37_79B9)
+        .wrapping_add(1_000_000 + episode as u64)
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -242,7 +245,10 @@ mod tests {
     fn wilson_matches_published_values() {
         // 10 of 50: 0.112 to 0.330 (Wilson 1927, as tabulated by common calculators).
         let (lo, hi) = wilson(10, 50);
-        assert!((lo - 0.1124).abs() < 1e-3 && (hi - 0.3304).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.1124).abs() < 1e-3 && (hi - 0.3304).abs() < 1e-3,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson(50, 50);
         assert!(hi == 1.0 && (lo - 0.9287).abs() < 1e-3, "{lo}");
     }

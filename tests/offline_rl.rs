@@ -55,12 +55,18 @@ fn record_train_eval_and_run_a_checkpoint() {
         assert!(*e.timeouts.last().unwrap() && !e.terminals.iter().any(|&t| t));
         for (t, a) in e.actions.chunks(3).enumerate() {
             for i in 0..3 {
-                assert!(a[i].abs() <= config.action.max[i] + 1e-12, "step {t}: {a:?}");
+                assert!(
+                    a[i].abs() <= config.action.max[i] + 1e-12,
+                    "step {t}: {a:?}"
+                );
             }
             if t > 0 {
                 let prev = &e.actions[(t - 1) * 3..t * 3];
                 for i in 0..3 {
-                    assert!((a[i] - prev[i]).abs() <= 0.005 + 1e-12, "step {t}: rate limit");
+                    assert!(
+                        (a[i] - prev[i]).abs() <= 0.005 + 1e-12,
+                        "step {t}: rate limit"
+                    );
                 }
             }
         }
@@ -101,23 +107,66 @@ fn record_train_eval_and_run_a_checkpoint() {
     let initial = trained["initial_actor_mse"].as_f64().unwrap();
     let mse = |i: usize| log[i]["actor_mse"].as_f64().unwrap();
     assert!(mse(1) < mse(0) && mse(0) < initial, "{initial} {log:?}");
-    for file in ["checkpoint.json", "actor.bin", "critic.bin", "config.toml", "train_log.json"] {
+    for file in [
+        "checkpoint.json",
+        "actor.bin",
+        "critic.bin",
+        "config.toml",
+        "train_log.json",
+    ] {
         assert!(ckpt.join(file).exists(), "{file}");
     }
 
     // Resume refuses to start over silently, and continues when asked.
     let out = rlrt()
-        .args(["train", "bc", "--data", data.to_str().unwrap(), "--out", ckpt.to_str().unwrap()])
-        .args(["--steps", "350", "--hidden", "64,64", "--batch-size", "64", "--deterministic"])
+        .args([
+            "train",
+            "bc",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            ckpt.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "350",
+            "--hidden",
+            "64,64",
+            "--batch-size",
+            "64",
+            "--deterministic",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
     let resumed = run_json(
         rlrt()
-            .args(["train", "bc", "--data", data.to_str().unwrap(), "--out", ckpt.to_str().unwrap()])
-            .args(["--steps", "350", "--eval-every", "0", "--eval-episodes", "1"])
-            .args(["--hidden", "64,64", "--batch-size", "64", "--deterministic", "--resume", "--json"]),
+            .args([
+                "train",
+                "bc",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                ckpt.to_str().unwrap(),
+            ])
+            .args([
+                "--steps",
+                "350",
+                "--eval-every",
+                "0",
+                "--eval-episodes",
+                "1",
+            ])
+            .args([
+                "--hidden",
+                "64,64",
+                "--batch-size",
+                "64",
+                "--deterministic",
+                "--resume",
+                "--json",
+            ]),
     );
     assert_eq!(resumed["steps"], 350);
     assert_eq!(resumed["log"].as_array().unwrap().len(), 3);
@@ -125,7 +174,10 @@ fn record_train_eval_and_run_a_checkpoint() {
     let eval = run_json(rlrt().args(["eval", ckpt.to_str().unwrap(), "--episodes", "2", "--json"]));
     assert_eq!(eval["step"], 350);
     assert_eq!(eval["evaluation"]["episodes"], 2);
-    assert!(eval["evaluation"]["success_low"].as_f64().unwrap() <= eval["evaluation"]["success_rate"].as_f64().unwrap());
+    assert!(
+        eval["evaluation"]["success_low"].as_f64().unwrap()
+            <= eval["evaluation"]["success_rate"].as_f64().unwrap()
+    );
 
     // The checkpoint as the config's policy, through the real config validation.
     let config_path = tmp.path().join("reach-checkpoint.toml");
@@ -139,11 +191,16 @@ fn record_train_eval_and_run_a_checkpoint() {
     );
     std::fs::write(&config_path, &text).unwrap();
     let config = rlrt_runtime::config::load(&config_path).unwrap();
-    assert_eq!(config.policy.checkpoint_path.as_deref(), Some(ckpt.as_path()));
+    assert_eq!(
+        config.policy.checkpoint_path.as_deref(),
+        Some(ckpt.as_path())
+    );
     let mut policy = rlrt_policies::build(&config).unwrap();
     assert_eq!((policy.input_len(), policy.output_len()), (12, 3));
     let mut action = [0.0; 3];
-    policy.act(&dataset.episodes[0].observations[..12], &mut action).unwrap();
+    policy
+        .act(&dataset.episodes[0].observations[..12], &mut action)
+        .unwrap();
     assert!(action.iter().all(|a| a.abs() <= 0.01 + 1e-12), "{action:?}");
 
     // A config whose observation differs is refused at load, naming both sides.
@@ -159,10 +216,16 @@ fn record_train_eval_and_run_a_checkpoint() {
     // A truncated actor record is a clear error, not a panic.
     let bytes = std::fs::read(ckpt.join("actor.bin")).unwrap();
     std::fs::write(ckpt.join("actor.bin"), &bytes[..bytes.len() / 2]).unwrap();
-    let out = rlrt().args(["eval", ckpt.to_str().unwrap(), "--episodes", "1"]).output().unwrap();
+    let out = rlrt()
+        .args(["eval", ckpt.to_str().unwrap(), "--episodes", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("actor.bin") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("actor.bin") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]

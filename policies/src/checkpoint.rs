@@ -188,9 +188,8 @@ impl CheckpointMeta {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-        let meta: Self = serde_json::from_str(&text).map_err(|e| {
-            invalid(format!("line {}, column {}: {e}", e.line(), e.column()))
-        })?;
+        let meta: Self = serde_json::from_str(&text)
+            .map_err(|e| invalid(format!("line {}, column {}: {e}", e.line(), e.column())))?;
         let n = &meta.normalisation;
         let (o, a) = (meta.observation_len, meta.action_len);
         if n.observation_mean.len() != o || n.observation_std.len() != o {
@@ -203,15 +202,19 @@ impl CheckpointMeta {
         if n.action_mid.len() != a || n.action_half_range.len() != a {
             return Err(invalid(format!("action bounds do not have {a} values")));
         }
-        let finite = n.observation_mean.iter().chain(&n.action_mid).all(|v| v.is_finite())
-            && n
-                .observation_std
+        let finite = n
+            .observation_mean
+            .iter()
+            .chain(&n.action_mid)
+            .all(|v| v.is_finite())
+            && n.observation_std
                 .iter()
                 .chain(&n.action_half_range)
                 .all(|v| v.is_finite() && *v > 0.0);
         if !finite {
             return Err(invalid(
-                "normalisation holds a non-finite value or a std/range that is not above zero".into(),
+                "normalisation holds a non-finite value or a std/range that is not above zero"
+                    .into(),
             ));
         }
         Ok(meta)
@@ -233,19 +236,19 @@ impl CheckpointPolicy {
     /// Loads `checkpoint.json` and `actor.bin` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, CheckpointError> {
         let meta = CheckpointMeta::read(&dir.join("checkpoint.json"))?;
-        let weights = crate::iql::load_actor_weights(dir, &meta).map_err(|e| {
-            CheckpointError::Invalid {
+        let weights =
+            crate::iql::load_actor_weights(dir, &meta).map_err(|e| CheckpointError::Invalid {
                 path: dir.join("actor.bin"),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self::from_parts(&meta, weights))
     }
 
     /// From an actor held in memory (evaluation during training).
     pub fn from_parts(meta: &CheckpointMeta, weights: MlpWeights) -> Self {
         let mut policy = Self::from_weights(weights, meta.normalisation.clone());
-        policy.name = format!("checkpoint ({:?}, step {})", meta.algorithm, meta.step).to_lowercase();
+        policy.name =
+            format!("checkpoint ({:?}, step {})", meta.algorithm, meta.step).to_lowercase();
         policy
     }
 
@@ -273,7 +276,11 @@ impl CheckpointPolicy {
 }
 
 /// Checks that a checkpoint reads and writes what `config` describes.
-pub fn check_fits(dir: &Path, meta: &CheckpointMeta, config: &RobotConfig) -> Result<(), CheckpointError> {
+pub fn check_fits(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    config: &RobotConfig,
+) -> Result<(), CheckpointError> {
     let mismatch = |message: String| CheckpointError::Mismatch {
         checkpoint: dir.to_owned(),
         config: config.source.display().to_string(),
@@ -370,7 +377,12 @@ mod tests {
     fn batch_one_forward_matches_a_direct_computation() {
         // 2 -> 3 -> 1 with hand-picked weights.
         let mut w = MlpWeights::default();
-        w.push(2, 3, vec![1.0, 2.0, -1.0, 0.5, 0.0, 1.0], vec![0.0, -10.0, 1.0]);
+        w.push(
+            2,
+            3,
+            vec![1.0, 2.0, -1.0, 0.5, 0.0, 1.0],
+            vec![0.0, -10.0, 1.0],
+        );
         w.push(3, 1, vec![1.0, 1.0, 2.0], vec![0.5]);
         let mut input = vec![0.0; w.widest()];
         let mut scratch = vec![0.0; w.widest()];

@@ -228,8 +228,12 @@ impl Replay {
                 }
             })
             .collect();
-        let mid: Vec<f64> = (0..a).map(|j| 0.5 * (action_max[j] + action_min[j])).collect();
-        let half: Vec<f64> = (0..a).map(|j| 0.5 * (action_max[j] - action_min[j])).collect();
+        let mid: Vec<f64> = (0..a)
+            .map(|j| 0.5 * (action_max[j] + action_min[j]))
+            .collect();
+        let half: Vec<f64> = (0..a)
+            .map(|j| 0.5 * (action_max[j] - action_min[j]))
+            .collect();
         let normalisation = Normalisation {
             observation_mean: mean,
             observation_std: std,
@@ -244,7 +248,9 @@ impl Replay {
                 let returns: Vec<f64> = dataset.episodes.iter().map(|e| e.total_reward()).collect();
                 let (lo, hi) = returns
                     .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                        (lo.min(r), hi.max(r))
+                    });
                 if hi - lo > 1e-9 {
                     1000.0 / (hi - lo)
                 } else {
@@ -277,7 +283,9 @@ impl Replay {
                 replay.next_observations.extend_from_slice(&obs_row);
                 norm.action_to_unit(&e.actions[t * a..(t + 1) * a], &mut act_row);
                 replay.actions.extend_from_slice(&act_row);
-                replay.rewards.push((e.rewards[t] * reward_scale + config.reward_shift) as f32);
+                replay
+                    .rewards
+                    .push((e.rewards[t] * reward_scale + config.reward_shift) as f32);
                 replay.not_done.push(if e.terminals[t] { 0.0 } else { 1.0 });
             }
         }
@@ -332,7 +340,8 @@ impl Replay {
             next.extend_from_slice(&self.next_observations[i * o..(i + 1) * o]);
             nd.push(self.not_done[i]);
         }
-        let t = |v: Vec<f32>, cols: usize| Tensor::from_data(TensorData::new(v, [size, cols]), device);
+        let t =
+            |v: Vec<f32>, cols: usize| Tensor::from_data(TensorData::new(v, [size, cols]), device);
         Batch {
             observations: t(obs, o),
             actions: t(act, a),
@@ -347,8 +356,14 @@ impl Replay {
         let n = self.len().min(limit);
         let (o, a) = (self.observation_len, self.action_len);
         (
-            Tensor::from_data(TensorData::new(self.observations[..n * o].to_vec(), [n, o]), device),
-            Tensor::from_data(TensorData::new(self.actions[..n * a].to_vec(), [n, a]), device),
+            Tensor::from_data(
+                TensorData::new(self.observations[..n * o].to_vec(), [n, o]),
+                device,
+            ),
+            Tensor::from_data(
+                TensorData::new(self.actions[..n * a].to_vec(), [n, a]),
+                device,
+            ),
         )
     }
 }
@@ -377,7 +392,9 @@ impl<B: Backend> Mlp<B> {
                     bound *= last_scale;
                 }
                 let mut draw = |n: usize| -> Vec<f32> {
-                    (0..n).map(|_| ((2.0 * uniform01(rng) - 1.0) * bound) as f32).collect()
+                    (0..n)
+                        .map(|_| ((2.0 * uniform01(rng) - 1.0) * bound) as f32)
+                        .collect()
                 };
                 let weight = draw(fan_in * fan_out);
                 let bias = draw(fan_out);
@@ -413,9 +430,20 @@ impl<B: Backend> Mlp<B> {
         let mut out = MlpWeights::default();
         for layer in &self.layers {
             let [fan_in, fan_out] = layer.weight.val().dims();
-            let w: Vec<f32> = layer.weight.val().into_data().convert::<f32>().to_vec().expect("f32 weights");
+            let w: Vec<f32> = layer
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 weights");
             let b: Vec<f32> = match &layer.bias {
-                Some(b) => b.val().into_data().convert::<f32>().to_vec().expect("f32 bias"),
+                Some(b) => b
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .expect("f32 bias"),
                 None => vec![0.0; fan_out],
             };
             // Transposed to [out][in]: each output is one contiguous dot product.
@@ -439,7 +467,11 @@ pub struct Critic<B: Backend> {
 }
 
 impl<B: Backend> Critic<B> {
-    fn forward(&self, observations: Tensor<B, 2>, actions: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    fn forward(
+        &self,
+        observations: Tensor<B, 2>,
+        actions: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let x = Tensor::cat(vec![observations, actions], 1);
         (self.q1.forward(x.clone()), self.q2.forward(x))
     }
@@ -472,9 +504,14 @@ impl<B: Backend> Actor<B> {
     /// log pi(a|s) of a diagonal Gaussian, summed over action dimensions: [batch, 1].
     fn log_prob(&self, observations: Tensor<B, 2>, actions: Tensor<B, 2>) -> Tensor<B, 2> {
         let mean = self.mean(observations);
-        let log_std = self.log_std.val().clamp(LOG_STD_MIN, LOG_STD_MAX).unsqueeze::<2>();
+        let log_std = self
+            .log_std
+            .val()
+            .clamp(LOG_STD_MIN, LOG_STD_MAX)
+            .unsqueeze::<2>();
         let z = (actions - mean) / log_std.clone().exp();
-        let per_dim = z.square().mul_scalar(-0.5) - log_std - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        let per_dim =
+            z.square().mul_scalar(-0.5) - log_std - 0.5 * (2.0 * std::f64::consts::PI).ln();
         per_dim.sum_dim(1)
     }
 }
@@ -501,9 +538,13 @@ struct Polyak<B: Backend> {
 impl<B: Backend> ModuleMapper<B> for Polyak<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, target, mapper) = param.consume();
-        let online = self.online.next().expect("online and target critics have the same parameters");
+        let online = self
+            .online
+            .next()
+            .expect("online and target critics have the same parameters");
         let shape = target.shape();
-        let mixed = target.mul_scalar(1.0 - self.rate) + online.reshape(shape).mul_scalar(self.rate);
+        let mixed =
+            target.mul_scalar(1.0 - self.rate) + online.reshape(shape).mul_scalar(self.rate);
         Param::from_mapped_value(id, mixed, mapper)
     }
 }
@@ -598,7 +639,9 @@ impl<B: AutodiffBackend> Learner<B> {
     /// One update: V, then the actor, then Q, then the targets (the order of the authors'
     /// implementation; the actor's advantage uses V before its update).
     pub fn update(&mut self) -> Losses {
-        let batch = self.replay.sample::<B>(self.config.batch_size, &mut self.rng, &self.device);
+        let batch = self
+            .replay
+            .sample::<B>(self.config.batch_size, &mut self.rng, &self.device);
         let mut losses = Losses::default();
         let (weights, advantage) = if self.config.algorithm == Algorithm::Iql {
             // --- V by expectile regression, eq. (5):
@@ -610,13 +653,17 @@ impl<B: AutodiffBackend> Learner<B> {
             let v = self.value.forward(batch.observations.clone());
             let u = q_target.clone() - v.clone();
             let tau = self.config.expectile;
-            let weight = u.clone().ones_like().mul_scalar(tau).mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
+            let weight = u
+                .clone()
+                .ones_like()
+                .mul_scalar(tau)
+                .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
             let value_loss = (weight * u.square()).mean();
             losses.value = scalar(&value_loss);
             let grads = GradientsParams::from_grads(value_loss.backward(), &self.value);
-            self.value = self
-                .value_optim
-                .step(self.config.learning_rate, self.value.clone(), grads);
+            self.value =
+                self.value_optim
+                    .step(self.config.learning_rate, self.value.clone(), grads);
 
             // Advantage for the actor, from V before its update: A = min Q_target - V.
             let advantage = (q_target - v).detach();
@@ -639,9 +686,10 @@ impl<B: AutodiffBackend> Learner<B> {
                 .actor
                 .log_prob(batch.observations.clone(), batch.actions.clone())
                 .neg(),
-            ActorKind::Deterministic => (self.actor.mean(batch.observations.clone()) - batch.actions.clone())
-                .square()
-                .sum_dim(1),
+            ActorKind::Deterministic => (self.actor.mean(batch.observations.clone())
+                - batch.actions.clone())
+            .square()
+            .sum_dim(1),
         };
         losses.weight = scalar(&weights.clone().mean());
         let actor_loss = (weights * per_sample).mean();
@@ -660,9 +708,9 @@ impl<B: AutodiffBackend> Learner<B> {
             let q_loss = (q1 - target.clone()).square().mean() + (q2 - target).square().mean();
             losses.q = scalar(&q_loss);
             let grads = GradientsParams::from_grads(q_loss.backward(), &self.critic);
-            self.critic = self
-                .critic_optim
-                .step(self.config.learning_rate, self.critic.clone(), grads);
+            self.critic =
+                self.critic_optim
+                    .step(self.config.learning_rate, self.critic.clone(), grads);
 
             // --- Polyak averaging of the target Q networks.
             let mut online = Collect(Vec::new());
@@ -683,7 +731,10 @@ impl<B: AutodiffBackend> Learner<B> {
         let actor = self.actor.valid();
         let (obs, act) = self.replay.all::<B::InnerBackend>(limit, &self.device);
         let err = (actor.mean(obs) - act).square().mean();
-        err.into_data().convert::<f32>().to_vec::<f32>().expect("f32")[0]
+        err.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32")[0]
     }
 
     /// min(Q1, Q2) of the online critic on the first `limit` transitions (for tests).
@@ -731,14 +782,51 @@ impl<B: AutodiffBackend> Learner<B> {
         let rec = |what: &str, r: Result<(), burn::record::RecorderError>| {
             r.map_err(|e| fail(format!("writing {what}: {e}")))
         };
-        rec("actor", self.actor.valid().save_file(dir.join("actor"), &recorder))?;
-        rec("critic", self.critic.valid().save_file(dir.join("critic"), &recorder))?;
-        rec("target_critic", self.target_critic.clone().save_file(dir.join("target_critic"), &recorder))?;
-        rec("value", self.value.valid().save_file(dir.join("value"), &recorder))?;
-        rec("actor_optim", Recorder::<B>::record(&recorder, self.actor_optim.to_record(), dir.join("actor_optim")))?;
-        rec("critic_optim", Recorder::<B>::record(&recorder, self.critic_optim.to_record(), dir.join("critic_optim")))?;
-        rec("value_optim", Recorder::<B>::record(&recorder, self.value_optim.to_record(), dir.join("value_optim")))?;
-        self.meta().write(&dir.join("checkpoint.json")).map_err(|e| fail(e.to_string()))
+        rec(
+            "actor",
+            self.actor.valid().save_file(dir.join("actor"), &recorder),
+        )?;
+        rec(
+            "critic",
+            self.critic.valid().save_file(dir.join("critic"), &recorder),
+        )?;
+        rec(
+            "target_critic",
+            self.target_critic
+                .clone()
+                .save_file(dir.join("target_critic"), &recorder),
+        )?;
+        rec(
+            "value",
+            self.value.valid().save_file(dir.join("value"), &recorder),
+        )?;
+        rec(
+            "actor_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.actor_optim.to_record(),
+                dir.join("actor_optim"),
+            ),
+        )?;
+        rec(
+            "critic_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.critic_optim.to_record(),
+                dir.join("critic_optim"),
+            ),
+        )?;
+        rec(
+            "value_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.value_optim.to_record(),
+                dir.join("value_optim"),
+            ),
+        )?;
+        self.meta()
+            .write(&dir.join("checkpoint.json"))
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// Continues from a checkpoint written by [`Learner::save`]: weights, optimizer moments,
@@ -748,7 +836,8 @@ impl<B: AutodiffBackend> Learner<B> {
             path: dir.to_owned(),
             message,
         };
-        let meta = CheckpointMeta::read(&dir.join("checkpoint.json")).map_err(|e| fail(e.to_string()))?;
+        let meta =
+            CheckpointMeta::read(&dir.join("checkpoint.json")).map_err(|e| fail(e.to_string()))?;
         if meta.observation_len != self.replay.observation_len
             || meta.action_len != self.replay.action_len
             || meta.hidden != self.config.hidden
@@ -769,19 +858,33 @@ impl<B: AutodiffBackend> Learner<B> {
         let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
         let device = self.device.clone();
         let load = |what: &str| dir.join(what);
-        let err = |what: &'static str| move |e: burn::record::RecorderError| fail(format!("reading {what}: {e}"));
-        self.actor = self.actor.load_file(load("actor"), &recorder, &device).map_err(err("actor"))?;
-        self.critic = self.critic.load_file(load("critic"), &recorder, &device).map_err(err("critic"))?;
+        let err = |what: &'static str| {
+            move |e: burn::record::RecorderError| fail(format!("reading {what}: {e}"))
+        };
+        self.actor = self
+            .actor
+            .load_file(load("actor"), &recorder, &device)
+            .map_err(err("actor"))?;
+        self.critic = self
+            .critic
+            .load_file(load("critic"), &recorder, &device)
+            .map_err(err("critic"))?;
         self.target_critic = self
             .target_critic
             .load_file(load("target_critic"), &recorder, &device)
             .map_err(err("target_critic"))?;
-        self.value = self.value.load_file(load("value"), &recorder, &device).map_err(err("value"))?;
-        let actor_optim = Recorder::<B>::load(&recorder, load("actor_optim"), &device).map_err(err("actor_optim"))?;
+        self.value = self
+            .value
+            .load_file(load("value"), &recorder, &device)
+            .map_err(err("value"))?;
+        let actor_optim = Recorder::<B>::load(&recorder, load("actor_optim"), &device)
+            .map_err(err("actor_optim"))?;
         self.actor_optim = self.actor_optim.load_record(actor_optim);
-        let critic_optim = Recorder::<B>::load(&recorder, load("critic_optim"), &device).map_err(err("critic_optim"))?;
+        let critic_optim = Recorder::<B>::load(&recorder, load("critic_optim"), &device)
+            .map_err(err("critic_optim"))?;
         self.critic_optim = self.critic_optim.load_record(critic_optim);
-        let value_optim = Recorder::<B>::load(&recorder, load("value_optim"), &device).map_err(err("value_optim"))?;
+        let value_optim = Recorder::<B>::load(&recorder, load("value_optim"), &device)
+            .map_err(err("value_optim"))?;
         self.value_optim = self.value_optim.load_record(value_optim);
         self.step = meta.step;
         self.rng = meta.rng_state;
@@ -816,8 +919,13 @@ pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeight
     let mut sizes = vec![meta.observation_len];
     sizes.extend_from_slice(&meta.hidden);
     sizes.push(meta.action_len);
-    let skeleton: Actor<NdArray<f32>> =
-        seeded_actor(meta.observation_len, meta.action_len, &meta.hidden, 0, &device);
+    let skeleton: Actor<NdArray<f32>> = seeded_actor(
+        meta.observation_len,
+        meta.action_len,
+        &meta.hidden,
+        0,
+        &device,
+    );
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let actor = skeleton
         .load_file(dir.join("actor"), &recorder, &device)
@@ -911,9 +1019,13 @@ mod tests {
         let xs: Vec<f32> = replay.observations.chunks(2).map(|r| r[0]).collect();
         let mean = xs.iter().sum::<f32>() / xs.len() as f32;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / xs.len() as f32;
-        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
         let returns: Vec<f64> = data.episodes.iter().map(|e| e.total_reward()).collect();
-        let range = returns.iter().cloned().fold(f64::MIN, f64::max) - returns.iter().cloned().fold(f64::MAX, f64::min);
+        let range = returns.iter().cloned().fold(f64::MIN, f64::max)
+            - returns.iter().cloned().fold(f64::MAX, f64::min);
         assert!((replay.reward_scale - 1000.0 / range).abs() < 1e-9);
     }
 
@@ -923,13 +1035,28 @@ mod tests {
         let mse_before = a.actor_mse(10_000);
         // (Q and V losses need not fall here: their targets grow as values bootstrap.)
         let losses: Vec<Losses> = (0..340).map(|_| a.update()).collect();
-        assert!(losses.iter().all(|l| l.q.is_finite() && l.value.is_finite() && l.actor.is_finite()));
+        assert!(losses
+            .iter()
+            .all(|l| l.q.is_finite() && l.value.is_finite() && l.actor.is_finite()));
         let mse_after = a.actor_mse(10_000);
-        assert!(mse_after < 0.5 * mse_before, "actor did not move toward the data: {mse_before} -> {mse_after}");
+        assert!(
+            mse_after < 0.5 * mse_before,
+            "actor did not move toward the data: {mse_before} -> {mse_after}"
+        );
         // Q learned that being far from 0 is bad: it correlates with -|x| (x is normalised).
         let q = a.q_values(1000);
-        let neg_abs: Vec<f32> = a.replay.observations.chunks(2).take(1000).map(|r| -r[0].abs()).collect();
-        assert!(correlation(&q, &neg_abs) > 0.5, "{}", correlation(&q, &neg_abs));
+        let neg_abs: Vec<f32> = a
+            .replay
+            .observations
+            .chunks(2)
+            .take(1000)
+            .map(|r| -r[0].abs())
+            .collect();
+        assert!(
+            correlation(&q, &neg_abs) > 0.5,
+            "{}",
+            correlation(&q, &neg_abs)
+        );
 
         // Same seed, same numbers.
         let mut b = learner(small(Algorithm::Iql));
@@ -959,7 +1086,10 @@ mod tests {
     fn resume_continues_exactly() {
         let dir = std::env::temp_dir().join(format!("rlrt-iql-resume-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let config = IqlConfig { steps: 40, ..small(Algorithm::Iql) };
+        let config = IqlConfig {
+            steps: 40,
+            ..small(Algorithm::Iql)
+        };
         let mut straight = learner(config.clone());
         for _ in 0..40 {
             straight.update();

@@ -120,7 +120,14 @@ impl Episode {
 
     /// Appends one step: the action taken, the reward and flags it earned and the
     /// observation that followed.
-    pub fn push(&mut self, action: &[f64], reward: f64, terminal: bool, timeout: bool, next: &[f64]) {
+    pub fn push(
+        &mut self,
+        action: &[f64],
+        reward: f64,
+        terminal: bool,
+        timeout: bool,
+        next: &[f64],
+    ) {
         self.actions.extend_from_slice(action);
         self.rewards.push(reward);
         self.terminals.push(terminal);
@@ -141,12 +148,22 @@ impl Episode {
         let steps = self.steps();
         let mut out = Vec::with_capacity(file_len(steps, observation_len, action_len));
         out.extend_from_slice(MAGIC);
-        for v in [VERSION, observation_len as u32, action_len as u32, steps as u32] {
+        for v in [
+            VERSION,
+            observation_len as u32,
+            action_len as u32,
+            steps as u32,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.seed.to_le_bytes());
         out.extend_from_slice(&[self.success as u8, 0, 0, 0, 0, 0, 0, 0]);
-        for v in self.observations.iter().chain(&self.actions).chain(&self.rewards) {
+        for v in self
+            .observations
+            .iter()
+            .chain(&self.actions)
+            .chain(&self.rewards)
+        {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend(self.terminals.iter().map(|&b| b as u8));
@@ -185,7 +202,11 @@ impl DatasetWriter {
     /// Creates (or continues) the dataset in `dir`. A folder that already holds a dataset
     /// is continued only if its `dataset.json` matches `info` and its `config.toml` matches
     /// `config_text`; new episodes are numbered after the existing ones.
-    pub fn create(dir: &Path, info: DatasetInfo, config_text: &str) -> Result<Self, RecordingError> {
+    pub fn create(
+        dir: &Path,
+        info: DatasetInfo,
+        config_text: &str,
+    ) -> Result<Self, RecordingError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let info_path = dir.join("dataset.json");
         let config_path = dir.join("config.toml");
@@ -223,7 +244,11 @@ impl DatasetWriter {
     /// Writes one finished episode (temporary file, fsync, rename) and returns its path.
     pub fn write(&mut self, episode: &Episode) -> Result<PathBuf, RecordingError> {
         let path = episode_path(&self.dir, self.next_index);
-        let (o, a, t) = (self.info.observation_len, self.info.action_len, episode.steps());
+        let (o, a, t) = (
+            self.info.observation_len,
+            self.info.action_len,
+            episode.steps(),
+        );
         let bad = |field, message: String| RecordingError::Episode {
             path: path.clone(),
             episode: self.next_index,
@@ -233,13 +258,21 @@ impl DatasetWriter {
         if episode.observations.len() != (t + 1) * o {
             return Err(bad(
                 "observations",
-                format!("{} values, expected (steps + 1) x {o} = {}", episode.observations.len(), (t + 1) * o),
+                format!(
+                    "{} values, expected (steps + 1) x {o} = {}",
+                    episode.observations.len(),
+                    (t + 1) * o
+                ),
             ));
         }
         if episode.actions.len() != t * a {
             return Err(bad(
                 "actions",
-                format!("{} values, expected steps x {a} = {}", episode.actions.len(), t * a),
+                format!(
+                    "{} values, expected steps x {a} = {}",
+                    episode.actions.len(),
+                    t * a
+                ),
             ));
         }
         if episode.terminals.len() != t || episode.timeouts.len() != t {
@@ -260,7 +293,10 @@ impl DatasetWriter {
 /// it into place and fsyncs the folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
@@ -298,7 +334,8 @@ fn episode_files(dir: &Path) -> Result<Vec<PathBuf>, RecordingError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|x| x == "rlep")
-                && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("episode-"))
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("episode-"))
         })
         .collect();
     files.sort();
@@ -354,7 +391,12 @@ impl Dataset {
 }
 
 /// Decodes and validates one episode file.
-pub fn decode(bytes: &[u8], path: &Path, episode: usize, info: &DatasetInfo) -> Result<Episode, RecordingError> {
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    episode: usize,
+    info: &DatasetInfo,
+) -> Result<Episode, RecordingError> {
     let bad = |field, message: String| RecordingError::Episode {
         path: path.to_owned(),
         episode,
@@ -362,32 +404,58 @@ pub fn decode(bytes: &[u8], path: &Path, episode: usize, info: &DatasetInfo) -> 
         message,
     };
     if bytes.len() < HEADER_BYTES + 8 {
-        return Err(bad("header", format!("{} bytes: truncated (a header is {HEADER_BYTES})", bytes.len())));
+        return Err(bad(
+            "header",
+            format!(
+                "{} bytes: truncated (a header is {HEADER_BYTES})",
+                bytes.len()
+            ),
+        ));
     }
     if &bytes[..8] != MAGIC {
-        return Err(bad("magic", "not an rlrt episode file (expected RLRTEPI1)".into()));
+        return Err(bad(
+            "magic",
+            "not an rlrt episode file (expected RLRTEPI1)".into(),
+        ));
     }
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let (version, o, a, t) = (u32_at(8), u32_at(12) as usize, u32_at(16) as usize, u32_at(20) as usize);
+    let (version, o, a, t) = (
+        u32_at(8),
+        u32_at(12) as usize,
+        u32_at(16) as usize,
+        u32_at(20) as usize,
+    );
     if version != VERSION {
         return Err(bad("version", format!("{version}, expected {VERSION}")));
     }
     if o != info.observation_len {
-        return Err(bad("observation_len", format!("{o}, dataset.json says {}", info.observation_len)));
+        return Err(bad(
+            "observation_len",
+            format!("{o}, dataset.json says {}", info.observation_len),
+        ));
     }
     if a != info.action_len {
-        return Err(bad("action_len", format!("{a}, dataset.json says {}", info.action_len)));
+        return Err(bad(
+            "action_len",
+            format!("{a}, dataset.json says {}", info.action_len),
+        ));
     }
     let expected = file_len(t, o, a);
     if bytes.len() != expected {
         return Err(bad(
             "length",
-            format!("{} bytes, expected {expected} for {t} steps (truncated or corrupt)", bytes.len()),
+            format!(
+                "{} bytes, expected {expected} for {t} steps (truncated or corrupt)",
+                bytes.len()
+            ),
         ));
     }
     let stored = u64::from_le_bytes(bytes[expected - 8..].try_into().expect("8 bytes"));
     if fnv1a(&bytes[..expected - 8]) != stored {
-        return Err(bad("hash", "content does not match its hash (corrupt)".into()));
+        return Err(bad(
+            "hash",
+            "content does not match its hash (corrupt)".into(),
+        ));
     }
     let seed = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
     let success = match bytes[32] {
@@ -396,18 +464,30 @@ pub fn decode(bytes: &[u8], path: &Path, episode: usize, info: &DatasetInfo) -> 
         other => return Err(bad("success", format!("{other}, expected 0 or 1"))),
     };
     let mut at = HEADER_BYTES;
-    let mut floats = |field: &'static str, count: usize, row: usize| -> Result<Vec<f64>, RecordingError> {
-        let mut v = Vec::with_capacity(count);
-        for i in 0..count {
-            let x = f64::from_le_bytes(bytes[at + 8 * i..at + 8 * i + 8].try_into().expect("8 bytes"));
-            if !x.is_finite() {
-                return Err(bad(field, format!("{x} at step {}, value {} (must be finite)", i / row.max(1), i % row.max(1))));
+    let mut floats =
+        |field: &'static str, count: usize, row: usize| -> Result<Vec<f64>, RecordingError> {
+            let mut v = Vec::with_capacity(count);
+            for i in 0..count {
+                let x = f64::from_le_bytes(
+                    bytes[at + 8 * i..at + 8 * i + 8]
+                        .try_into()
+                        .expect("8 bytes"),
+                );
+                if !x.is_finite() {
+                    return Err(bad(
+                        field,
+                        format!(
+                            "{x} at step {}, value {} (must be finite)",
+                            i / row.max(1),
+                            i % row.max(1)
+                        ),
+                    ));
+                }
+                v.push(x);
             }
-            v.push(x);
-        }
-        at += 8 * count;
-        Ok(v)
-    };
+            at += 8 * count;
+            Ok(v)
+        };
     let observations = floats("observations", (t + 1) * o, o)?;
     let actions = floats("actions", t * a, a)?;
     let rewards = floats("rewards", t, 1)?;
@@ -418,7 +498,10 @@ pub fn decode(bytes: &[u8], path: &Path, episode: usize, info: &DatasetInfo) -> 
             .map(|(step, &b)| match b {
                 0 => Ok(false),
                 1 => Ok(true),
-                other => Err(bad(field, format!("{other} at step {step}, expected 0 or 1"))),
+                other => Err(bad(
+                    field,
+                    format!("{other} at step {step}, expected 0 or 1"),
+                )),
             })
             .collect()
     };
@@ -476,11 +559,18 @@ mod tests {
         w.write(&episode(4, 1)).unwrap();
         assert!(DatasetWriter::create(&dir, info(), "other").is_err());
         let d = Dataset::open(&dir).unwrap();
-        assert_eq!(d.episodes, vec![episode(2, 5), episode(3, 7), episode(4, 1)]);
+        assert_eq!(
+            d.episodes,
+            vec![episode(2, 5), episode(3, 7), episode(4, 1)]
+        );
         assert_eq!(d.transitions(), 13);
         assert_eq!(d.config_text, "cfg");
         // No temporary files left behind.
-        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(fs::read_dir(&dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -488,19 +578,29 @@ mod tests {
     fn bad_files_name_file_episode_and_field() {
         let path = Path::new("d/episode-000003.rlep");
         let good = episode(1, 4).encode(2, 1);
-        let err = decode(&good[..good.len() - 3], path, 3, &info()).unwrap_err().to_string();
-        assert!(err.contains("episode-000003.rlep (episode 3), field `length`"), "{err}");
+        let err = decode(&good[..good.len() - 3], path, 3, &info())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("episode-000003.rlep (episode 3), field `length`"),
+            "{err}"
+        );
         let mut flipped = good.clone();
         flipped[HEADER_BYTES + 1] ^= 1;
         let err = decode(&flipped, path, 3, &info()).unwrap_err().to_string();
         assert!(err.contains("`hash`"), "{err}");
         let mut nan = episode(1, 4);
         nan.actions[2] = f64::NAN;
-        let err = decode(&nan.encode(2, 1), path, 3, &info()).unwrap_err().to_string();
+        let err = decode(&nan.encode(2, 1), path, 3, &info())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field `actions`: NaN at step 2"), "{err}");
         let mut wide = info();
         wide.observation_len = 3;
         let err = decode(&good, path, 3, &wide).unwrap_err().to_string();
-        assert!(err.contains("`observation_len`: 2, dataset.json says 3"), "{err}");
+        assert!(
+            err.contains("`observation_len`: 2, dataset.json says 3"),
+            "{err}"
+        );
     }
 }

@@ -46,12 +46,21 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     let mut action = vec![0.0f64; args.outputs];
 
     let burn_forward = |x: &[f32]| -> Vec<f32> {
-        let input = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(x.to_vec(), [1, x.len()]), &device);
-        actor.mean(input).into_data().to_vec::<f32>().expect("f32 output")
+        let input = Tensor::<NdArray<f32>, 2>::from_data(
+            TensorData::new(x.to_vec(), [1, x.len()]),
+            &device,
+        );
+        actor
+            .mean(input)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32 output")
     };
 
     // The two paths compute the same function.
-    policy.act(&observation, &mut action).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    policy
+        .act(&observation, &mut action)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let reference = burn_forward(&observation_f32);
     let max_difference = action
         .iter()
@@ -94,9 +103,10 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     report
         .extra
         .insert("layers".to_owned(), serde_json::json!(shape));
-    report
-        .extra
-        .insert("max_abs_difference".to_owned(), serde_json::json!(max_difference));
+    report.extra.insert(
+        "max_abs_difference".to_owned(),
+        serde_json::json!(max_difference),
+    );
     report.extra.insert(
         "threads".to_owned(),
         serde_json::json!("1 (NdArray built without rayon)"),

@@ -149,7 +149,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
             elapsed_before = log.last().map_or(0.0, |r| r.seconds);
             tracing::info!(step = learner.step(), "resumed from {}", args.out.display());
         } else {
-            tracing::warn!("--resume: no checkpoint in {}; starting fresh", args.out.display());
+            tracing::warn!(
+                "--resume: no checkpoint in {}; starting fresh",
+                args.out.display()
+            );
         }
     } else if args.out.join("checkpoint.json").exists() {
         bail!(
@@ -176,7 +179,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         learner.save(&partial)?;
         std::fs::write(partial.join("config.toml"), &dataset.config_text)?;
         std::fs::write(partial.join("config_source"), &dataset.info.config_source)?;
-        std::fs::write(partial.join("train_log.json"), serde_json::to_string_pretty(log)?)?;
+        std::fs::write(
+            partial.join("train_log.json"),
+            serde_json::to_string_pretty(log)?,
+        )?;
         let _ = std::fs::remove_dir_all(&old);
         if args.out.exists() {
             std::fs::rename(&args.out, &old)?;
@@ -211,7 +217,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
                 actor_loss: recent.actor,
                 actor_mse: learner.actor_mse(10_000),
             };
-            bar.println(format!("step {step}: {eval}"));
+            // indicatif draws nothing when stderr is not a terminal; say it in the log then.
+            if bar.is_hidden() {
+                tracing::info!("step {step}: {eval}");
+            } else {
+                bar.println(format!("step {step}: {eval}"));
+            }
             log.push(record);
             save(&learner, &log)?;
             final_eval = Some(eval);

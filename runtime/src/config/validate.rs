@@ -865,7 +865,9 @@ fn validate_policy(
         c.range(key.key("time_budget_us"), budget_us, 0.0, period_us, false);
     }
     let mode = config.action.mode;
-    if mode == ActionMode::EeDelta && !matches!(raw.kind, PolicyKind::EeServo | PolicyKind::Checkpoint) {
+    if mode == ActionMode::EeDelta
+        && !matches!(raw.kind, PolicyKind::EeServo | PolicyKind::Checkpoint)
+    {
         c.fail(
             key.key("kind"),
             format!(
