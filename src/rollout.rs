@@ -97,7 +97,7 @@ impl EpisodeRunner {
         self.sim.reset(seed);
         self.safety.reset_episode();
         policy.reset();
-        let mut rng = noise_seed ^ 0x5EED_0F_A5;
+        let mut rng = noise_seed ^ 0x5EED_0FA5;
         let mut now_ns = 0u64;
         self.observe(now_ns, 1);
         let mut episode = Episode::start(seed, &self.current);
