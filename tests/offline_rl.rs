@@ -288,3 +288,22 @@ fn corrupt_datasets_are_refused_with_file_episode_and_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_policy_prints_one_json_object_and_both_paths_agree() {
+    let report = run_json(rlrt().args(["bench", "policy", "--calls", "300", "--json"]));
+    assert_eq!(report["bench"], "policy");
+    assert_eq!(report["layers"], serde_json::json!([17, 256, 256, 6]));
+    assert!(report["metrics"]["batch1_act"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["peers"]["burn_ndarray"]["forward"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The batch-1 path computes what burn computes.
+    assert!(
+        report["max_abs_difference"].as_f64().unwrap() < 1e-5,
+        "{report}"
+    );
+}
