@@ -7,6 +7,7 @@ pub mod fault_log;
 pub mod linked;
 pub mod loopback;
 pub mod reward_programs;
+pub mod rollout;
 pub mod signals;
 pub mod telemetry_hub;
 

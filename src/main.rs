@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlrt::commands::{bench_link, bench_loop, bench_reward, check, demo, reward, run, sim};
+use rlrt::commands::{
+    bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward, run, sim,
+    train,
+};
+use rlrt::rollout::Exploration;
+use rlrt_policies::checkpoint::Algorithm;
 use rlrt_runtime::alloc_count::CountingAllocator;
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
@@ -127,6 +132,88 @@ enum Command {
         #[command(subcommand)]
         what: Reward,
     },
+    /// Record seeded episodes of a config's sim task as an rlrt dataset (one file per
+    /// episode; see docs/recordings.md): the config's scripted policy plus Gaussian noise,
+    /// or uniformly random actions, every action through the safety layer.
+    Record {
+        /// The hw-config file (needs a [sim] table).
+        config: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        episodes: usize,
+        /// Standard deviation of the Gaussian noise added to each action value (action
+        /// units, such as m for ee_delta).
+        #[arg(long, default_value_t = 0.0)]
+        noise_std: f64,
+        /// Uniformly random actions within the action bounds instead of the policy.
+        #[arg(long, conflicts_with = "noise_std")]
+        uniform: bool,
+        /// Episode i resets with seed + i (numbering continues in an existing dataset).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The dataset folder (created, or continued if it holds a matching dataset).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a policy offline on an rlrt dataset (IQL or behaviour cloning), evaluating it
+    /// in the dataset's sim task as it goes; writes a checkpoint folder.
+    Train {
+        /// iql or bc.
+        #[arg(value_parser = parse_algorithm)]
+        algorithm: Algorithm,
+        /// The dataset folder (`rlrt record --out`).
+        #[arg(long)]
+        data: PathBuf,
+        /// The checkpoint folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Gradient steps (also the length of the actor's cosine schedule).
+        #[arg(long, default_value_t = 100_000)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Continue the checkpoint in --out (weights, optimizer state, step, sampler).
+        #[arg(long)]
+        resume: bool,
+        /// Evaluate (and save a checkpoint) every this many steps (0: only at the end).
+        #[arg(long, default_value_t = 5000)]
+        eval_every: usize,
+        /// Episodes per evaluation.
+        #[arg(long, default_value_t = 20)]
+        eval_episodes: usize,
+        /// A deterministic actor (weighted squared error) instead of the Gaussian.
+        #[arg(long)]
+        deterministic: bool,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Hidden layer widths, such as 256,256.
+        #[arg(long, value_delimiter = ',')]
+        hidden: Option<Vec<usize>>,
+        /// IQL expectile (default 0.7).
+        #[arg(long)]
+        expectile: Option<f64>,
+        /// IQL inverse temperature beta (default 3).
+        #[arg(long)]
+        temperature: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a checkpoint's actor for seeded episodes in its config's sim task; prints the
+    /// success rate with a 95% Wilson interval and the mean return.
+    Eval {
+        /// The checkpoint folder (`rlrt train --out`).
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        episodes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Run in this hw-config instead of the one saved in the checkpoint.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks; each prints a table, or with --json exactly one JSON object.
     Bench {
         #[command(subcommand)]
@@ -202,8 +289,31 @@ enum Reward {
     },
 }
 
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    match s {
+        "iql" => Ok(Algorithm::Iql),
+        "bc" => Ok(Algorithm::Bc),
+        other => Err(format!("{other:?}: expected iql or bc")),
+    }
+}
+
 #[derive(Subcommand)]
 enum Bench {
+    /// Per-call latency of a trained actor at batch 1: the tick's path (plain arrays, no
+    /// allocation) against burn's own forward pass on the same weights.
+    Policy {
+        #[arg(long, default_value_t = 17)]
+        inputs: usize,
+        #[arg(long, default_value_t = 6)]
+        outputs: usize,
+        #[arg(long, value_delimiter = ',', default_value = "256,256")]
+        hidden: Vec<usize>,
+        /// Timed calls per path (after a tenth as many warm-up calls).
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluations per second and per-call latency of the reach reward program, against
     /// the same reward in Python with numpy.
     RewardProgram {
@@ -487,7 +597,116 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 Ok(0)
             }
         },
+        Command::Record {
+            config,
+            episodes,
+            noise_std,
+            uniform,
+            seed,
+            out,
+            json,
+        } => {
+            let exploration = if uniform {
+                Exploration::Uniform
+            } else if noise_std > 0.0 {
+                Exploration::Gaussian { std: noise_std }
+            } else {
+                Exploration::None
+            };
+            let bar = indicatif::ProgressBar::new(episodes as u64);
+            let outcome = record::run(
+                &record::RecordArgs {
+                    config,
+                    episodes,
+                    exploration,
+                    seed,
+                    out,
+                },
+                |done| bar.set_position(done as u64),
+            )?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
+        Command::Train {
+            algorithm,
+            data,
+            out,
+            steps,
+            seed,
+            resume,
+            eval_every,
+            eval_episodes,
+            deterministic,
+            batch_size,
+            hidden,
+            expectile,
+            temperature,
+            json,
+        } => {
+            let outcome = train::train(&train::TrainArgs {
+                algorithm,
+                data,
+                out,
+                steps,
+                seed,
+                resume,
+                eval_every,
+                eval_episodes,
+                deterministic,
+                batch_size,
+                hidden,
+                expectile,
+                temperature,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
+        Command::Eval {
+            checkpoint,
+            episodes,
+            seed,
+            config,
+            json,
+        } => {
+            let outcome = train::eval(&train::EvalArgs {
+                checkpoint,
+                episodes,
+                seed,
+                config,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
         Command::Bench { what } => match what {
+            Bench::Policy {
+                inputs,
+                outputs,
+                hidden,
+                calls,
+                json,
+            } => {
+                let report = bench_policy::run(&bench_policy::BenchPolicyArgs {
+                    inputs,
+                    outputs,
+                    hidden,
+                    calls,
+                })?;
+                print_bench(&report, json);
+                Ok(0)
+            }
             Bench::RewardProgram {
                 calls,
                 no_peer,

@@ -178,3 +178,61 @@ fn fault_paths_do_not_allocate() {
     );
     drop(rx);
 }
+
+#[test]
+fn trained_actor_ticks_do_not_allocate() {
+    use rlrt_policies::checkpoint::{CheckpointPolicy, Normalisation};
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
+    let (inputs, outputs) = (config.observation.feature_len, config.action.len());
+    // A 2x256 actor with seeded weights, copied out of burn into the batch-1 path.
+    let actor = rlrt_policies::iql::seeded_actor::<burn::backend::NdArray<f32>>(
+        inputs,
+        outputs,
+        &[256, 256],
+        7,
+        &rlrt_policies::iql::cpu(),
+    );
+    let normalisation = Normalisation {
+        observation_mean: vec![0.0; inputs],
+        observation_std: vec![1.0; inputs],
+        action_mid: config
+            .action
+            .min
+            .iter()
+            .zip(&config.action.max)
+            .map(|(lo, hi)| 0.5 * (lo + hi))
+            .collect(),
+        action_half_range: config
+            .action
+            .min
+            .iter()
+            .zip(&config.action.max)
+            .map(|(lo, hi)| 0.5 * (hi - lo))
+            .collect(),
+    };
+    let policy = Box::new(CheckpointPolicy::from_weights(
+        actor.net.weights(),
+        normalisation,
+    ));
+    let clock = ManualClock::new(0);
+    let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
+    let plant = LockstepPlant::new(&config, clock.clone(), writer, 3);
+    let mut control = ControlLoop::new(&config, clock, reader, policy, Box::new(plant)).unwrap();
+    let stop = AtomicBool::new(false);
+    control.run(
+        &stop,
+        RunLimit {
+            max_ticks: Some(10),
+        },
+    );
+    let before = alloc_count::tick_allocations();
+    let report = control.run(
+        &stop,
+        RunLimit {
+            max_ticks: Some(2000),
+        },
+    );
+    assert_eq!(alloc_count::tick_allocations() - before, 0);
+    assert_eq!(report.fault_ticks, 0, "{:?}", report.interventions);
+}

@@ -1,7 +1,11 @@
-//! Policies the rlrt control loop runs. This crate holds the scripted controllers used for
-//! bring-up, demos, data collection and tests; learned policies (IQL in burn, ONNX,
-//! TorchScript) join it behind the same [`rlrt_runtime::Policy`] interface.
+//! Policies the rlrt control loop runs: the scripted controllers used for bring-up, demos,
+//! data collection and tests ([`scripted`]), offline RL in burn ([`iql`]: IQL and behaviour
+//! cloning) and trained actors on the tick ([`checkpoint`]: a batch-1 MLP path that never
+//! allocates). ONNX and TorchScript policies will join behind the same
+//! [`rlrt_runtime::Policy`] interface.
 
+pub mod checkpoint;
+pub mod iql;
 pub mod scripted;
 
 use rlrt_runtime::config::PolicyKind;
@@ -14,6 +18,10 @@ pub enum BuildError {
     NeedsJointPositions { config: String, kind: PolicyKind },
     #[error("{config}: policy.kind = \"ee_servo\" needs policy.from and policy.to")]
     NeedsServo { config: String },
+    #[error("{config}: policy.kind = \"checkpoint\" needs policy.checkpoint_path")]
+    NeedsCheckpoint { config: String },
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 /// Builds the policy a config names.
@@ -23,5 +31,13 @@ pub fn build(config: &RobotConfig) -> Result<Box<dyn Policy>, BuildError> {
         PolicyKind::Sine => Box::new(scripted::Sine::new(config)),
         PolicyKind::JointTarget => Box::new(scripted::JointTarget::new(config)?),
         PolicyKind::EeServo => Box::new(scripted::EeServo::new(config)?),
+        PolicyKind::Checkpoint => {
+            let dir = config.policy.checkpoint_path.as_ref().ok_or_else(|| {
+                BuildError::NeedsCheckpoint {
+                    config: config.source.display().to_string(),
+                }
+            })?;
+            Box::new(checkpoint::CheckpointPolicy::load_for(dir, config)?)
+        }
     })
 }

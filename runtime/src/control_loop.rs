@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::alloc_count::TickScope;
 use crate::clock::Clock;
 use crate::config::{FieldSource, ObservationField, RobotConfig, MAX_ACTION, MAX_JOINTS};
-use crate::messages::{Command, CommandSink, ObservationReader};
+use crate::messages::{Command, CommandSink, Observation, ObservationReader};
 use crate::policy::{Policy, PolicyError};
 use crate::safety::{Cause, EStop, InterventionCounters, SafetyLayer};
 use crate::stats::{LoopStats, LoopSummary};
@@ -88,6 +88,57 @@ impl std::fmt::Display for RunReport {
     }
 }
 
+/// Builds the flat feature vector a policy reads from an [`Observation`], in the order of
+/// `observation.state`. The loop uses it on every tick; recorders and evaluators use it so
+/// that a dataset holds exactly what a policy sees in the loop. Allocates nothing in
+/// [`FeatureBuilder::write`].
+#[derive(Clone, Debug)]
+pub struct FeatureBuilder {
+    layout: Vec<ObservationField>,
+    sensor_offsets: Vec<usize>,
+    len: usize,
+}
+
+impl FeatureBuilder {
+    pub fn new(config: &RobotConfig) -> Self {
+        Self {
+            layout: config.observation.fields.clone(),
+            sensor_offsets: config
+                .observation
+                .sensors
+                .iter()
+                .map(|s| s.offset)
+                .collect(),
+            len: config.observation.feature_len,
+        }
+    }
+
+    /// Length of the feature vector (`observation.feature_len`).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the features of `obs` into `out` (exactly [`FeatureBuilder::len`] values).
+    pub fn write(&self, obs: &Observation, out: &mut [f64]) {
+        for field in &self.layout {
+            let dst = &mut out[field.offset..field.offset + field.len];
+            match field.source {
+                FieldSource::JointPositions => dst.copy_from_slice(obs.positions()),
+                FieldSource::JointVelocities => dst.copy_from_slice(obs.velocities()),
+                FieldSource::JointEfforts => dst.copy_from_slice(obs.efforts()),
+                FieldSource::Sensor(index) => {
+                    let from = self.sensor_offsets[index];
+                    dst.copy_from_slice(&obs.sensors[from..from + field.len]);
+                }
+            }
+        }
+    }
+}
+
 /// The control loop for one robot.
 pub struct ControlLoop<C: Clock> {
     clock: C,
@@ -95,8 +146,7 @@ pub struct ControlLoop<C: Clock> {
     spin_ns: u64,
     policy_budget_ns: u64,
     action_len: usize,
-    layout: Vec<ObservationField>,
-    sensor_offsets: Vec<usize>,
+    features_of: FeatureBuilder,
     observations: ObservationReader,
     policy: Box<dyn Policy>,
     sink: Box<dyn CommandSink>,
@@ -146,13 +196,7 @@ impl<C: Clock> ControlLoop<C> {
             spin_ns: config.scheduler.spin_ns,
             policy_budget_ns: config.policy.time_budget_ns,
             action_len: expected_out,
-            layout: config.observation.fields.clone(),
-            sensor_offsets: config
-                .observation
-                .sensors
-                .iter()
-                .map(|s| s.offset)
-                .collect(),
+            features_of: FeatureBuilder::new(config),
             observations,
             policy,
             sink,
@@ -260,18 +304,7 @@ impl<C: Clock> ControlLoop<C> {
         let mut fault = self.safety.check_observation(start, observation);
         if fault.is_none() {
             if let Some(obs) = observation {
-                for field in &self.layout {
-                    let dst = &mut self.features[field.offset..field.offset + field.len];
-                    match field.source {
-                        FieldSource::JointPositions => dst.copy_from_slice(obs.positions()),
-                        FieldSource::JointVelocities => dst.copy_from_slice(obs.velocities()),
-                        FieldSource::JointEfforts => dst.copy_from_slice(obs.efforts()),
-                        FieldSource::Sensor(index) => {
-                            let from = self.sensor_offsets[index];
-                            dst.copy_from_slice(&obs.sensors[from..from + field.len]);
-                        }
-                    }
-                }
+                self.features_of.write(obs, &mut self.features);
             }
         }
         let after_read = self.clock.now_ns();

@@ -14,13 +14,14 @@ pub mod messages;
 pub mod policy;
 pub mod protocol;
 pub mod realtime;
+pub mod recording;
 pub mod safety;
 pub mod stats;
 pub mod telemetry;
 
 pub use clock::{Clock, ManualClock, WallClock};
 pub use config::RobotConfig;
-pub use control_loop::{ControlLoop, LoopError, RunLimit, RunReport};
+pub use control_loop::{ControlLoop, FeatureBuilder, LoopError, RunLimit, RunReport};
 pub use messages::{
     observation_mailbox, Command, CommandSink, Observation, ObservationReader, ObservationWriter,
     SinkError,

@@ -2,12 +2,15 @@
 
 pub mod bench_link;
 pub mod bench_loop;
+pub mod bench_policy;
 pub mod bench_reward;
 pub mod check;
 pub mod demo;
+pub mod record;
 pub mod reward;
 pub mod run;
 pub mod sim;
+pub mod train;
 
 use std::path::Path;
 

@@ -196,6 +196,8 @@ pub struct PolicyConfig {
     /// ee_servo: offsets of the `from` and `to` points (3 values each) in the feature
     /// vector, and the fraction of the remaining error commanded per tick.
     pub servo: Option<ServoConfig>,
+    /// checkpoint: the checkpoint folder, resolved against the config's folder.
+    pub checkpoint_path: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

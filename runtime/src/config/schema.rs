@@ -228,6 +228,8 @@ pub struct RawPolicy {
     pub to: Option<String>,
     #[serde(default)]
     pub gain: Option<f64>,
+    #[serde(default)]
+    pub checkpoint_path: Option<String>,
 }
 
 /// Policies this build can run.
@@ -243,6 +245,8 @@ pub enum PolicyKind {
     /// Servo one observed point (such as the end effector) toward another (such as a
     /// target) with end-effector displacements.
     EeServo,
+    /// A trained actor from an `rlrt train` checkpoint folder.
+    Checkpoint,
 }
 
 #[derive(Debug, Deserialize)]

@@ -476,7 +476,15 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
 
     // --- policy ------------------------------------------------------------------------
     let policy = if joints_ok && rate_ok {
-        validate_policy(&mut c, &raw.policy, &raw, &joints, &observation, period_s)
+        validate_policy(
+            &mut c,
+            &raw.policy,
+            &raw,
+            &joints,
+            &observation,
+            period_s,
+            &resolve,
+        )
     } else {
         None
     };
@@ -847,6 +855,7 @@ fn validate_policy(
     joints: &[JointLimits],
     observation: &ObservationSpec,
     period_s: f64,
+    resolve: &dyn Fn(&str) -> PathBuf,
 ) -> Option<PolicyConfig> {
     let key = root("policy");
     let before = c.problems.len();
@@ -856,7 +865,9 @@ fn validate_policy(
         c.range(key.key("time_budget_us"), budget_us, 0.0, period_us, false);
     }
     let mode = config.action.mode;
-    if mode == ActionMode::EeDelta && raw.kind != PolicyKind::EeServo {
+    if mode == ActionMode::EeDelta
+        && !matches!(raw.kind, PolicyKind::EeServo | PolicyKind::Checkpoint)
+    {
         c.fail(
             key.key("kind"),
             format!(
@@ -925,6 +936,14 @@ fn validate_policy(
             }
         }
         PolicyKind::Hold => {}
+        PolicyKind::Checkpoint => {
+            if raw.checkpoint_path.is_none() {
+                c.fail(
+                    key.key("checkpoint_path"),
+                    format!("missing: {kind} needs the folder `rlrt train` wrote"),
+                );
+            }
+        }
         PolicyKind::EeServo => {
             if mode != ActionMode::EeDelta {
                 c.fail(
@@ -976,6 +995,13 @@ fn validate_policy(
             }
         }
     }
+    if raw.kind != PolicyKind::Checkpoint {
+        c.unused(
+            key.key("checkpoint_path"),
+            &raw.checkpoint_path,
+            "policy.kind = \"checkpoint\"",
+        );
+    }
     if raw.kind != PolicyKind::EeServo {
         c.unused(key.key("from"), &raw.from, "policy.kind = \"ee_servo\"");
         c.unused(key.key("to"), &raw.to, "policy.kind = \"ee_servo\"");
@@ -1022,5 +1048,6 @@ fn validate_policy(
         target_rad: raw.target_rad.clone(),
         speed_fraction,
         servo,
+        checkpoint_path: raw.checkpoint_path.as_deref().map(resolve),
     })
 }

@@ -1,0 +1,1120 @@
+//! Implicit Q-Learning and behaviour cloning in burn, top to bottom in one file.
+//!
+//! IQL: Kostrikov, Nair and Levine, "Offline Reinforcement Learning with Implicit
+//! Q-Learning", ICLR 2022 (arXiv:2110.06169). It never evaluates Q on actions outside the
+//! dataset: a state value V is fitted by expectile regression to the Q-values of dataset
+//! actions (eq. 5), the Q-functions are fitted to r + gamma V(s') (eq. 6), and the policy is
+//! extracted by advantage-weighted regression (eq. 7). Behaviour cloning (the baseline) is
+//! the same actor trained with unit weights.
+//!
+//! Layout of this file: hyperparameters and presets; the replay buffer with observation
+//! normalisation and reward scaling; the networks (MLP, twin Q, V, actor); the learner with
+//! its update step; saving and resuming. Everything runs on any burn autodiff backend;
+//! [`CpuBackend`] (NdArray, one thread) is the default and is deterministic for a seed.
+//! Parameters are initialised from our own seeded generator, not the backend's, so two runs
+//! with one seed start from the same weights on every backend.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{ndarray::NdArrayDevice, Autodiff, NdArray};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{activation::relu, Tensor, TensorData};
+use rlrt_runtime::recording::Dataset;
+
+use crate::checkpoint::{Algorithm, CheckpointMeta, MlpWeights, Normalisation};
+
+/// The CPU training backend: burn's NdArray (single-threaded here: deterministic) with
+/// reverse-mode autodiff.
+pub type CpuBackend = Autodiff<NdArray<f32>>;
+
+/// The default device of [`CpuBackend`].
+pub fn cpu() -> NdArrayDevice {
+    NdArrayDevice::Cpu
+}
+
+// ---------------------------------------------------------------------------------------
+// Hyperparameters
+// ---------------------------------------------------------------------------------------
+
+/// What the actor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// N(tanh(f(s)), exp(log_std)) with a learned, state-independent log-std; trained by
+    /// weighted log-likelihood. Acts with its mean.
+    Gaussian,
+    /// a = tanh(f(s)); trained by weighted squared error (the Gaussian with a fixed std).
+    Deterministic,
+}
+
+/// Hyperparameters. Defaults are the paper's (Appendix B, MuJoCo locomotion).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IqlConfig {
+    pub algorithm: Algorithm,
+    /// tau of the expectile loss (eq. 5): 0.7 locomotion, 0.9 navigation (AntMaze).
+    pub expectile: f64,
+    /// beta of the advantage weights (eq. 7): 3 locomotion, 10 navigation, 0.5 manipulation.
+    pub temperature: f64,
+    /// gamma.
+    pub discount: f64,
+    /// Polyak rate of the target Q networks.
+    pub target_update_rate: f64,
+    pub learning_rate: f64,
+    /// Adam's epsilon (PyTorch's and JAX's default; burn's own default is 1e-5).
+    pub adam_epsilon: f64,
+    pub batch_size: usize,
+    /// Hidden widths of every MLP.
+    pub hidden: Vec<usize>,
+    /// exp(beta * A) is clipped at this value.
+    pub advantage_clip: f64,
+    pub actor: ActorKind,
+    /// Cosine decay of the actor's learning rate over `steps` (the paper's schedule).
+    pub cosine_actor_lr: bool,
+    /// Rewards are multiplied by this; `None`: 1000 / (max return - min return) of the
+    /// dataset's episodes (the paper's locomotion scaling).
+    pub reward_scale: Option<f64>,
+    /// Added to every reward after scaling (AntMaze uses -1).
+    pub reward_shift: f64,
+    /// Total gradient steps (sets the length of the cosine schedule).
+    pub steps: usize,
+    pub seed: u64,
+}
+
+impl Default for IqlConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Iql,
+            expectile: 0.7,
+            temperature: 3.0,
+            discount: 0.99,
+            target_update_rate: 0.005,
+            learning_rate: 3e-4,
+            adam_epsilon: 1e-8,
+            batch_size: 256,
+            hidden: vec![256, 256],
+            advantage_clip: 100.0,
+            actor: ActorKind::Gaussian,
+            cosine_actor_lr: true,
+            reward_scale: None,
+            reward_shift: 0.0,
+            steps: 1_000_000,
+            seed: 0,
+        }
+    }
+}
+
+/// The paper's per-domain settings (Appendix B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Gym locomotion: tau 0.7, beta 3, returns scaled to a range of 1000.
+    Locomotion,
+    /// AntMaze-style navigation: tau 0.9, beta 10, rewards shifted by -1.
+    Navigation,
+    /// Kitchen and Adroit manipulation: tau 0.7, beta 0.5.
+    Manipulation,
+}
+
+impl IqlConfig {
+    pub fn preset(preset: Preset) -> Self {
+        let base = Self::default();
+        match preset {
+            Preset::Locomotion => base,
+            Preset::Navigation => Self {
+                expectile: 0.9,
+                temperature: 10.0,
+                reward_scale: Some(1.0),
+                reward_shift: -1.0,
+                ..base
+            },
+            Preset::Manipulation => Self {
+                temperature: 0.5,
+                ..base
+            },
+        }
+    }
+
+    /// Behaviour cloning: the actor alone, every dataset action weighted 1.
+    pub fn behaviour_cloning() -> Self {
+        Self {
+            algorithm: Algorithm::Bc,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why training could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("dataset {dir}: {message}")]
+    Dataset { dir: PathBuf, message: String },
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay buffer: transitions, observation normalisation, reward scaling
+// ---------------------------------------------------------------------------------------
+
+/// All transitions of a dataset as flat f32 arrays, observations normalised and actions
+/// mapped to [-1, 1] by the action bounds.
+pub struct Replay {
+    pub observation_len: usize,
+    pub action_len: usize,
+    observations: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    next_observations: Vec<f32>,
+    /// 1 - terminal: timeouts still bootstrap from V(s').
+    not_done: Vec<f32>,
+    pub normalisation: Normalisation,
+    pub reward_scale: f64,
+    /// `observation.state` and `action.mode` of the dataset (kept in checkpoints).
+    pub observation_fields: Vec<String>,
+    pub action_mode: String,
+}
+
+impl Replay {
+    /// Builds the buffer. `action_min`/`action_max` are the config's action bounds.
+    pub fn from_dataset(
+        dataset: &Dataset,
+        action_min: &[f64],
+        action_max: &[f64],
+        config: &IqlConfig,
+    ) -> Result<Self, TrainError> {
+        let (o, a) = (dataset.info.observation_len, dataset.info.action_len);
+        let fail = |message: String| TrainError::Dataset {
+            dir: dataset.dir.clone(),
+            message,
+        };
+        if action_min.len() != a || action_max.len() != a {
+            return Err(fail(format!(
+                "{a} action values, the config's action bounds have {}",
+                action_min.len()
+            )));
+        }
+        let n = dataset.transitions();
+        if n == 0 {
+            return Err(fail("no transitions".into()));
+        }
+        // Observation mean and std over every observation the policy acted on.
+        let mut mean = vec![0.0f64; o];
+        let mut sq = vec![0.0f64; o];
+        for e in &dataset.episodes {
+            for row in e.observations.chunks(o).take(e.steps()) {
+                for i in 0..o {
+                    mean[i] += row[i];
+                    sq[i] += row[i] * row[i];
+                }
+            }
+        }
+        let std: Vec<f64> = (0..o)
+            .map(|i| {
+                mean[i] /= n as f64;
+                // A constant feature (a fixed target) gets std 1: it stays constant, and
+                // dividing by ~0 would blow up any other value the robot sends later.
+                let var = (sq[i] / n as f64 - mean[i] * mean[i]).max(0.0);
+                if var.sqrt() < 1e-6 {
+                    1.0
+                } else {
+                    var.sqrt()
+                }
+            })
+            .collect();
+        let mid: Vec<f64> = (0..a)
+            .map(|j| 0.5 * (action_max[j] + action_min[j]))
+            .collect();
+        let half: Vec<f64> = (0..a)
+            .map(|j| 0.5 * (action_max[j] - action_min[j]))
+            .collect();
+        let normalisation = Normalisation {
+            observation_mean: mean,
+            observation_std: std,
+            action_mid: mid,
+            action_half_range: half,
+        };
+
+        // Paper, Appendix B: rewards / (max return - min return) * 1000 for locomotion.
+        let reward_scale = match config.reward_scale {
+            Some(s) => s,
+            None => {
+                let returns: Vec<f64> = dataset.episodes.iter().map(|e| e.total_reward()).collect();
+                let (lo, hi) = returns
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                        (lo.min(r), hi.max(r))
+                    });
+                if hi - lo > 1e-9 {
+                    1000.0 / (hi - lo)
+                } else {
+                    1.0
+                }
+            }
+        };
+
+        let mut replay = Self {
+            observation_len: o,
+            action_len: a,
+            observations: Vec::with_capacity(n * o),
+            actions: Vec::with_capacity(n * a),
+            rewards: Vec::with_capacity(n),
+            next_observations: Vec::with_capacity(n * o),
+            not_done: Vec::with_capacity(n),
+            normalisation,
+            reward_scale,
+            observation_fields: dataset.info.observation_fields.clone(),
+            action_mode: dataset.info.action_mode.clone(),
+        };
+        let norm = &replay.normalisation;
+        let mut obs_row = vec![0.0f32; o];
+        let mut act_row = vec![0.0f32; a];
+        for e in &dataset.episodes {
+            for t in 0..e.steps() {
+                norm.observation(&e.observations[t * o..(t + 1) * o], &mut obs_row);
+                replay.observations.extend_from_slice(&obs_row);
+                norm.observation(&e.observations[(t + 1) * o..(t + 2) * o], &mut obs_row);
+                replay.next_observations.extend_from_slice(&obs_row);
+                norm.action_to_unit(&e.actions[t * a..(t + 1) * a], &mut act_row);
+                replay.actions.extend_from_slice(&act_row);
+                replay
+                    .rewards
+                    .push((e.rewards[t] * reward_scale + config.reward_shift) as f32);
+                replay.not_done.push(if e.terminals[t] { 0.0 } else { 1.0 });
+            }
+        }
+        Ok(replay)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rewards.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rewards.is_empty()
+    }
+}
+
+/// A minibatch on a device.
+struct Batch<B: Backend> {
+    observations: Tensor<B, 2>,
+    actions: Tensor<B, 2>,
+    rewards: Tensor<B, 2>,
+    next_observations: Tensor<B, 2>,
+    not_done: Tensor<B, 2>,
+}
+
+/// splitmix64: seeded minibatch indices and initial weights, the same on every backend.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uniform01(state: &mut u64) -> f64 {
+    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Replay {
+    /// Samples `size` transitions uniformly with replacement.
+    fn sample<B: Backend>(&self, size: usize, rng: &mut u64, device: &B::Device) -> Batch<B> {
+        let (o, a) = (self.observation_len, self.action_len);
+        let mut obs = Vec::with_capacity(size * o);
+        let mut act = Vec::with_capacity(size * a);
+        let mut rew = Vec::with_capacity(size);
+        let mut next = Vec::with_capacity(size * o);
+        let mut nd = Vec::with_capacity(size);
+        for _ in 0..size {
+            let i = (splitmix64(rng) % self.len() as u64) as usize;
+            obs.extend_from_slice(&self.observations[i * o..(i + 1) * o]);
+            act.extend_from_slice(&self.actions[i * a..(i + 1) * a]);
+            rew.push(self.rewards[i]);
+            next.extend_from_slice(&self.next_observations[i * o..(i + 1) * o]);
+            nd.push(self.not_done[i]);
+        }
+        let t =
+            |v: Vec<f32>, cols: usize| Tensor::from_data(TensorData::new(v, [size, cols]), device);
+        Batch {
+            observations: t(obs, o),
+            actions: t(act, a),
+            rewards: t(rew, 1),
+            next_observations: t(next, o),
+            not_done: t(nd, 1),
+        }
+    }
+
+    /// The whole buffer's observations and actions (for measuring the actor's error).
+    fn all<B: Backend>(&self, limit: usize, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let n = self.len().min(limit);
+        let (o, a) = (self.observation_len, self.action_len);
+        (
+            Tensor::from_data(
+                TensorData::new(self.observations[..n * o].to_vec(), [n, o]),
+                device,
+            ),
+            Tensor::from_data(
+                TensorData::new(self.actions[..n * a].to_vec(), [n, a]),
+                device,
+            ),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Networks
+// ---------------------------------------------------------------------------------------
+
+/// An MLP with ReLU between layers and a linear output.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub layers: Vec<Linear<B>>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// Initialised like PyTorch's `nn.Linear` (weights and biases uniform in
+    /// +-1/sqrt(fan_in)), from our seeded generator. `last_scale` shrinks the output layer.
+    fn new(sizes: &[usize], last_scale: f64, rng: &mut u64, device: &B::Device) -> Self {
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| {
+                let (fan_in, fan_out) = (w[0], w[1]);
+                let mut bound = 1.0 / (fan_in as f64).sqrt();
+                if k + 2 == sizes.len() {
+                    bound *= last_scale;
+                }
+                let mut draw = |n: usize| -> Vec<f32> {
+                    (0..n)
+                        .map(|_| ((2.0 * uniform01(rng) - 1.0) * bound) as f32)
+                        .collect()
+                };
+                let weight = draw(fan_in * fan_out);
+                let bias = draw(fan_out);
+                // burn's Linear (row layout) stores weights as [in, out]: y = x W + b.
+                let mut linear = LinearConfig::new(fan_in, fan_out).init::<B>(device);
+                linear.weight = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(weight, [fan_in, fan_out]),
+                    device,
+                ));
+                linear.bias = Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(bias, [fan_out]),
+                    device,
+                )));
+                linear
+            })
+            .collect();
+        Self { layers }
+    }
+
+    pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        for (k, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if k < last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+
+    /// The weights as plain arrays (for the batch-1 inference path).
+    pub fn weights(&self) -> MlpWeights {
+        let mut out = MlpWeights::default();
+        for layer in &self.layers {
+            let [fan_in, fan_out] = layer.weight.val().dims();
+            let w: Vec<f32> = layer
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 weights");
+            let b: Vec<f32> = match &layer.bias {
+                Some(b) => b
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .expect("f32 bias"),
+                None => vec![0.0; fan_out],
+            };
+            // Transposed to [out][in]: each output is one contiguous dot product.
+            let mut weight = vec![0.0f32; fan_in * fan_out];
+            for i in 0..fan_in {
+                for j in 0..fan_out {
+                    weight[j * fan_in + i] = w[i * fan_out + j];
+                }
+            }
+            out.push(fan_in, fan_out, weight, b);
+        }
+        out
+    }
+}
+
+/// Twin Q networks Q1, Q2 of (normalised observation, action in [-1, 1]).
+#[derive(Module, Debug)]
+pub struct Critic<B: Backend> {
+    pub q1: Mlp<B>,
+    pub q2: Mlp<B>,
+}
+
+impl<B: Backend> Critic<B> {
+    fn forward(
+        &self,
+        observations: Tensor<B, 2>,
+        actions: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let x = Tensor::cat(vec![observations, actions], 1);
+        (self.q1.forward(x.clone()), self.q2.forward(x))
+    }
+
+    /// min(Q1, Q2): the clipped double-Q estimate the paper uses for V's target and the
+    /// advantage.
+    fn min_q(&self, observations: Tensor<B, 2>, actions: Tensor<B, 2>) -> Tensor<B, 2> {
+        let (q1, q2) = self.forward(observations, actions);
+        q1.min_pair(q2)
+    }
+}
+
+/// The actor: mean tanh(f(s)) in [-1, 1] and a state-independent log-std.
+#[derive(Module, Debug)]
+pub struct Actor<B: Backend> {
+    pub net: Mlp<B>,
+    pub log_std: Param<Tensor<B, 1>>,
+}
+
+/// Bounds of the learned log-std (as in most IQL implementations: keeps the likelihood
+/// from collapsing onto single actions).
+const LOG_STD_MIN: f64 = -5.0;
+const LOG_STD_MAX: f64 = 2.0;
+
+impl<B: Backend> Actor<B> {
+    pub fn mean(&self, observations: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.net.forward(observations).tanh()
+    }
+
+    /// log pi(a|s) of a diagonal Gaussian, summed over action dimensions: [batch, 1].
+    fn log_prob(&self, observations: Tensor<B, 2>, actions: Tensor<B, 2>) -> Tensor<B, 2> {
+        let mean = self.mean(observations);
+        let log_std = self
+            .log_std
+            .val()
+            .clamp(LOG_STD_MIN, LOG_STD_MAX)
+            .unsqueeze::<2>();
+        let z = (actions - mean) / log_std.clone().exp();
+        let per_dim =
+            z.square().mul_scalar(-0.5) - log_std - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        per_dim.sum_dim(1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Polyak averaging of the target Q networks
+// ---------------------------------------------------------------------------------------
+
+/// Collects every float parameter, flattened, in visiting order.
+struct Collect<B: Backend>(Vec<Tensor<B, 1>>);
+
+impl<B: Backend> ModuleVisitor<B> for Collect<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push(param.val().flatten(0, D - 1));
+    }
+}
+
+/// target <- (1 - rate) target + rate online, parameter by parameter in visiting order.
+struct Polyak<B: Backend> {
+    online: std::vec::IntoIter<Tensor<B, 1>>,
+    rate: f64,
+}
+
+impl<B: Backend> ModuleMapper<B> for Polyak<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, target, mapper) = param.consume();
+        let online = self
+            .online
+            .next()
+            .expect("online and target critics have the same parameters");
+        let shape = target.shape();
+        let mixed =
+            target.mul_scalar(1.0 - self.rate) + online.reshape(shape).mul_scalar(self.rate);
+        Param::from_mapped_value(id, mixed, mapper)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The learner
+// ---------------------------------------------------------------------------------------
+
+/// Losses and statistics of one update step.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Losses {
+    pub value: f32,
+    pub q: f32,
+    pub actor: f32,
+    /// Mean advantage Q - V of the batch (IQL).
+    pub advantage: f32,
+    /// Mean exp(beta A) weight after clipping (IQL).
+    pub weight: f32,
+}
+
+type Adaptor<M, B> = OptimizerAdaptor<Adam, M, B>;
+
+/// IQL (or behaviour cloning) on one dataset.
+pub struct Learner<B: AutodiffBackend> {
+    pub config: IqlConfig,
+    pub replay: Replay,
+    device: B::Device,
+    actor: Actor<B>,
+    critic: Critic<B>,
+    target_critic: Critic<B::InnerBackend>,
+    value: Mlp<B>,
+    actor_optim: Adaptor<Actor<B>, B>,
+    critic_optim: Adaptor<Critic<B>, B>,
+    value_optim: Adaptor<Mlp<B>, B>,
+    rng: u64,
+    step: usize,
+}
+
+impl<B: AutodiffBackend> Learner<B> {
+    pub fn new(config: IqlConfig, replay: Replay, device: B::Device) -> Self {
+        let (o, a) = (replay.observation_len, replay.action_len);
+        let mut rng = config.seed ^ 0x1A1_5EED;
+        let sizes = |first: usize, last: usize| {
+            let mut s = vec![first];
+            s.extend_from_slice(&config.hidden);
+            s.push(last);
+            s
+        };
+        let actor = Actor {
+            net: Mlp::new(&sizes(o, a), 0.01, &mut rng, &device),
+            log_std: Param::from_tensor(Tensor::zeros([a], &device)),
+        };
+        let critic = Critic {
+            q1: Mlp::new(&sizes(o + a, 1), 1.0, &mut rng, &device),
+            q2: Mlp::new(&sizes(o + a, 1), 1.0, &mut rng, &device),
+        };
+        let value = Mlp::new(&sizes(o, 1), 1.0, &mut rng, &device);
+        let target_critic = critic.valid();
+        let adam = AdamConfig::new().with_epsilon(config.adam_epsilon as f32);
+        Self {
+            actor_optim: adam.init(),
+            critic_optim: adam.init(),
+            value_optim: adam.init(),
+            config,
+            replay,
+            device,
+            actor,
+            critic,
+            target_critic,
+            value,
+            rng,
+            step: 0,
+        }
+    }
+
+    /// Gradient steps taken so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The actor's learning rate at the current step: cosine decay from `learning_rate`
+    /// to zero over `steps` (the paper's schedule for the policy).
+    fn actor_lr(&self) -> f64 {
+        let lr = self.config.learning_rate;
+        if !self.config.cosine_actor_lr {
+            return lr;
+        }
+        let progress = (self.step as f64 / self.config.steps.max(1) as f64).min(1.0);
+        0.5 * lr * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// One update: V, then the actor, then Q, then the targets (the order of the authors'
+    /// implementation; the actor's advantage uses V before its update).
+    pub fn update(&mut self) -> Losses {
+        let batch = self
+            .replay
+            .sample::<B>(self.config.batch_size, &mut self.rng, &self.device);
+        let mut losses = Losses::default();
+        let (weights, advantage) = if self.config.algorithm == Algorithm::Iql {
+            // --- V by expectile regression, eq. (5):
+            //     L_V = E[ L2^tau( min_i Q_target_i(s, a) - V(s) ) ],  L2^tau(u) = |tau - 1(u<0)| u^2
+            let q_target = Tensor::<B, 2>::from_inner(self.target_critic.min_q(
+                batch.observations.clone().inner(),
+                batch.actions.clone().inner(),
+            ));
+            let v = self.value.forward(batch.observations.clone());
+            let u = q_target.clone() - v.clone();
+            let tau = self.config.expectile;
+            let weight = u
+                .clone()
+                .ones_like()
+                .mul_scalar(tau)
+                .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
+            let value_loss = (weight * u.square()).mean();
+            losses.value = scalar(&value_loss);
+            let grads = GradientsParams::from_grads(value_loss.backward(), &self.value);
+            self.value =
+                self.value_optim
+                    .step(self.config.learning_rate, self.value.clone(), grads);
+
+            // Advantage for the actor, from V before its update: A = min Q_target - V.
+            let advantage = (q_target - v).detach();
+            // --- AWR weights, eq. (7): exp(beta * A), clipped at `advantage_clip`.
+            let weights = advantage
+                .clone()
+                .mul_scalar(self.config.temperature)
+                .exp()
+                .clamp_max(self.config.advantage_clip);
+            (weights, Some(advantage))
+        } else {
+            // Behaviour cloning: every dataset action counts the same.
+            (batch.rewards.ones_like(), None)
+        };
+
+        // --- Actor, eq. (7): L_pi = -E[ exp(beta A) log pi(a|s) ] (Gaussian), or the
+        //     weighted squared error of the mean (deterministic).
+        let per_sample = match self.config.actor {
+            ActorKind::Gaussian => self
+                .actor
+                .log_prob(batch.observations.clone(), batch.actions.clone())
+                .neg(),
+            ActorKind::Deterministic => (self.actor.mean(batch.observations.clone())
+                - batch.actions.clone())
+            .square()
+            .sum_dim(1),
+        };
+        losses.weight = scalar(&weights.clone().mean());
+        let actor_loss = (weights * per_sample).mean();
+        losses.actor = scalar(&actor_loss);
+        let grads = GradientsParams::from_grads(actor_loss.backward(), &self.actor);
+        let lr = self.actor_lr();
+        self.actor = self.actor_optim.step(lr, self.actor.clone(), grads);
+
+        if let Some(advantage) = advantage {
+            losses.advantage = scalar(&advantage.mean());
+            // --- Q regression, eq. (6): L_Q = E[ (r + gamma (1 - done) V(s') - Q_i(s, a))^2 ]
+            //     with the freshly updated V, no gradient through the target.
+            let next_v = self.value.forward(batch.next_observations).detach();
+            let target = batch.rewards + batch.not_done * next_v.mul_scalar(self.config.discount);
+            let (q1, q2) = self.critic.forward(batch.observations, batch.actions);
+            let q_loss = (q1 - target.clone()).square().mean() + (q2 - target).square().mean();
+            losses.q = scalar(&q_loss);
+            let grads = GradientsParams::from_grads(q_loss.backward(), &self.critic);
+            self.critic =
+                self.critic_optim
+                    .step(self.config.learning_rate, self.critic.clone(), grads);
+
+            // --- Polyak averaging of the target Q networks.
+            let mut online = Collect(Vec::new());
+            self.critic.valid().visit(&mut online);
+            let target = std::mem::replace(&mut self.target_critic, self.critic.valid());
+            self.target_critic = target.map(&mut Polyak {
+                online: online.0.into_iter(),
+                rate: self.config.target_update_rate,
+            });
+        }
+        self.step += 1;
+        losses
+    }
+
+    /// Mean squared error between the actor's mean and the dataset's actions (in [-1, 1]
+    /// units) over up to `limit` transitions.
+    pub fn actor_mse(&self, limit: usize) -> f32 {
+        let actor = self.actor.valid();
+        let (obs, act) = self.replay.all::<B::InnerBackend>(limit, &self.device);
+        let err = (actor.mean(obs) - act).square().mean();
+        err.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32")[0]
+    }
+
+    /// min(Q1, Q2) of the online critic on the first `limit` transitions (for tests).
+    pub fn q_values(&self, limit: usize) -> Vec<f32> {
+        let (obs, act) = self.replay.all::<B::InnerBackend>(limit, &self.device);
+        let q = self.critic.valid().min_q(obs, act);
+        q.into_data().convert::<f32>().to_vec().expect("f32")
+    }
+
+    /// The actor's mean network as plain arrays.
+    pub fn actor_weights(&self) -> MlpWeights {
+        self.actor.valid().net.weights()
+    }
+
+    /// The metadata of a checkpoint of the current state.
+    pub fn meta(&self) -> CheckpointMeta {
+        CheckpointMeta {
+            algorithm: self.config.algorithm,
+            step: self.step,
+            observation_len: self.replay.observation_len,
+            action_len: self.replay.action_len,
+            observation_fields: self.replay.observation_fields.clone(),
+            action_mode: self.replay.action_mode.clone(),
+            hidden: self.config.hidden.clone(),
+            normalisation: self.replay.normalisation.clone(),
+            reward_scale: self.replay.reward_scale,
+            config: self.config.clone(),
+            rng_state: self.rng,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Saving and resuming
+    // ---------------------------------------------------------------------------------
+
+    /// Writes every network and optimizer state (burn records) and `checkpoint.json` into
+    /// `dir`. The weights of the actor alone (`actor.bin`) are what a policy loads.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let fail = |message: String| TrainError::Checkpoint {
+            path: dir.to_owned(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        let rec = |what: &str, r: Result<(), burn::record::RecorderError>| {
+            r.map_err(|e| fail(format!("writing {what}: {e}")))
+        };
+        rec(
+            "actor",
+            self.actor.valid().save_file(dir.join("actor"), &recorder),
+        )?;
+        rec(
+            "critic",
+            self.critic.valid().save_file(dir.join("critic"), &recorder),
+        )?;
+        rec(
+            "target_critic",
+            self.target_critic
+                .clone()
+                .save_file(dir.join("target_critic"), &recorder),
+        )?;
+        rec(
+            "value",
+            self.value.valid().save_file(dir.join("value"), &recorder),
+        )?;
+        rec(
+            "actor_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.actor_optim.to_record(),
+                dir.join("actor_optim"),
+            ),
+        )?;
+        rec(
+            "critic_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.critic_optim.to_record(),
+                dir.join("critic_optim"),
+            ),
+        )?;
+        rec(
+            "value_optim",
+            Recorder::<B>::record(
+                &recorder,
+                self.value_optim.to_record(),
+                dir.join("value_optim"),
+            ),
+        )?;
+        self.meta()
+            .write(&dir.join("checkpoint.json"))
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Continues from a checkpoint written by [`Learner::save`]: weights, optimizer moments,
+    /// step and sampler state, so a resumed run matches an uninterrupted one.
+    pub fn resume(mut self, dir: &Path) -> Result<Self, TrainError> {
+        let fail = |message: String| TrainError::Checkpoint {
+            path: dir.to_owned(),
+            message,
+        };
+        let meta =
+            CheckpointMeta::read(&dir.join("checkpoint.json")).map_err(|e| fail(e.to_string()))?;
+        if meta.observation_len != self.replay.observation_len
+            || meta.action_len != self.replay.action_len
+            || meta.hidden != self.config.hidden
+            || meta.algorithm != self.config.algorithm
+        {
+            return Err(fail(format!(
+                "was trained with {:?}, {} observations, {} actions, hidden {:?}; this run has {:?}, {}, {}, {:?}",
+                meta.algorithm,
+                meta.observation_len,
+                meta.action_len,
+                meta.hidden,
+                self.config.algorithm,
+                self.replay.observation_len,
+                self.replay.action_len,
+                self.config.hidden
+            )));
+        }
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        let device = self.device.clone();
+        let load = |what: &str| dir.join(what);
+        let err = |what: &'static str| {
+            move |e: burn::record::RecorderError| fail(format!("reading {what}: {e}"))
+        };
+        self.actor = self
+            .actor
+            .load_file(load("actor"), &recorder, &device)
+            .map_err(err("actor"))?;
+        self.critic = self
+            .critic
+            .load_file(load("critic"), &recorder, &device)
+            .map_err(err("critic"))?;
+        self.target_critic = self
+            .target_critic
+            .load_file(load("target_critic"), &recorder, &device)
+            .map_err(err("target_critic"))?;
+        self.value = self
+            .value
+            .load_file(load("value"), &recorder, &device)
+            .map_err(err("value"))?;
+        let actor_optim = Recorder::<B>::load(&recorder, load("actor_optim"), &device)
+            .map_err(err("actor_optim"))?;
+        self.actor_optim = self.actor_optim.load_record(actor_optim);
+        let critic_optim = Recorder::<B>::load(&recorder, load("critic_optim"), &device)
+            .map_err(err("critic_optim"))?;
+        self.critic_optim = self.critic_optim.load_record(critic_optim);
+        let value_optim = Recorder::<B>::load(&recorder, load("value_optim"), &device)
+            .map_err(err("value_optim"))?;
+        self.value_optim = self.value_optim.load_record(value_optim);
+        self.step = meta.step;
+        self.rng = meta.rng_state;
+        Ok(self)
+    }
+}
+
+/// An actor with seeded random weights (benchmarks, tests, and the skeleton a record is
+/// loaded into).
+pub fn seeded_actor<B: Backend>(
+    observation_len: usize,
+    action_len: usize,
+    hidden: &[usize],
+    seed: u64,
+    device: &B::Device,
+) -> Actor<B> {
+    let mut rng = seed;
+    let mut sizes = vec![observation_len];
+    sizes.extend_from_slice(hidden);
+    sizes.push(action_len);
+    Actor {
+        net: Mlp::new(&sizes, 1.0, &mut rng, device),
+        log_std: Param::from_tensor(Tensor::zeros([action_len], device)),
+    }
+}
+
+/// Reads the actor's mean network from a checkpoint folder (`actor.bin`), on the CPU, as
+/// plain arrays, and checks its shapes against the checkpoint's metadata.
+pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeights, TrainError> {
+    let path = dir.join("actor.bin");
+    let device = cpu();
+    let mut sizes = vec![meta.observation_len];
+    sizes.extend_from_slice(&meta.hidden);
+    sizes.push(meta.action_len);
+    let skeleton: Actor<NdArray<f32>> = seeded_actor(
+        meta.observation_len,
+        meta.action_len,
+        &meta.hidden,
+        0,
+        &device,
+    );
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let actor = skeleton
+        .load_file(dir.join("actor"), &recorder, &device)
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: format!("reading the actor: {e}"),
+        })?;
+    let weights = actor.net.weights();
+    let shapes = weights.shapes();
+    let expected: Vec<(usize, usize)> = sizes.windows(2).map(|w| (w[0], w[1])).collect();
+    if shapes != expected {
+        return Err(TrainError::Checkpoint {
+            path,
+            message: format!(
+                "layer shapes (in, out) {shapes:?}, checkpoint.json describes {expected:?}"
+            ),
+        });
+    }
+    Ok(weights)
+}
+
+fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f32 {
+    t.to_data().convert::<f32>().to_vec::<f32>().expect("f32")[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rlrt_runtime::recording::{DatasetInfo, Episode, FORMAT};
+
+    /// A 1-D task: the state x drifts by the action; reward -|x|. The behaviour acts with
+    /// a = -x + noise, so good actions push x toward 0.
+    fn toy_dataset(episodes: usize) -> Dataset {
+        let mut rng = 7u64;
+        let mut eps = Vec::new();
+        for e in 0..episodes {
+            let mut x = 2.0 * uniform01(&mut rng) - 1.0;
+            let mut ep = Episode::start(e as u64, &[x, 1.0]);
+            for t in 0..50 {
+                let a = (-x + 0.3 * (2.0 * uniform01(&mut rng) - 1.0)).clamp(-1.0, 1.0);
+                x = (x + 0.05 * a).clamp(-2.0, 2.0);
+                ep.push(&[a], -x.abs(), false, t == 49, &[x, 1.0]);
+            }
+            ep.success = x.abs() < 0.1;
+            eps.push(ep);
+        }
+        Dataset {
+            dir: PathBuf::from("toy"),
+            info: DatasetInfo {
+                format: FORMAT.into(),
+                version: 1,
+                observation_len: 2,
+                action_len: 1,
+                action_mode: "joint_velocity".into(),
+                control_rate_hz: 10.0,
+                observation_fields: vec!["x".into(), "one".into()],
+                reward: "-|x|".into(),
+                controller: "test".into(),
+                config_source: "toy.toml".into(),
+            },
+            config_text: String::new(),
+            episodes: eps,
+        }
+    }
+
+    fn small(algorithm: Algorithm) -> IqlConfig {
+        IqlConfig {
+            algorithm,
+            hidden: vec![32, 32],
+            batch_size: 64,
+            steps: 300,
+            learning_rate: 1e-3,
+            seed: 3,
+            ..IqlConfig::default()
+        }
+    }
+
+    fn learner(config: IqlConfig) -> Learner<CpuBackend> {
+        let data = toy_dataset(20);
+        let replay = Replay::from_dataset(&data, &[-1.0], &[1.0], &config).unwrap();
+        Learner::new(config, replay, cpu())
+    }
+
+    #[test]
+    fn normalisation_and_reward_scaling_follow_the_dataset() {
+        let data = toy_dataset(20);
+        let replay = Replay::from_dataset(&data, &[-1.0], &[1.0], &IqlConfig::default()).unwrap();
+        let n = &replay.normalisation;
+        // The constant feature keeps std 1; the moving one is centred and scaled.
+        assert_eq!(n.observation_std[1], 1.0);
+        let xs: Vec<f32> = replay.observations.chunks(2).map(|r| r[0]).collect();
+        let mean = xs.iter().sum::<f32>() / xs.len() as f32;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / xs.len() as f32;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
+        let returns: Vec<f64> = data.episodes.iter().map(|e| e.total_reward()).collect();
+        let range = returns.iter().cloned().fold(f64::MIN, f64::max)
+            - returns.iter().cloned().fold(f64::MAX, f64::min);
+        assert!((replay.reward_scale - 1000.0 / range).abs() < 1e-9);
+    }
+
+    #[test]
+    fn iql_learns_on_a_toy_task_deterministically() {
+        let mut a = learner(small(Algorithm::Iql));
+        let mse_before = a.actor_mse(10_000);
+        // (Q and V losses need not fall here: their targets grow as values bootstrap.)
+        let losses: Vec<Losses> = (0..340).map(|_| a.update()).collect();
+        assert!(losses
+            .iter()
+            .all(|l| l.q.is_finite() && l.value.is_finite() && l.actor.is_finite()));
+        let mse_after = a.actor_mse(10_000);
+        assert!(
+            mse_after < 0.5 * mse_before,
+            "actor did not move toward the data: {mse_before} -> {mse_after}"
+        );
+        // Q learned that being far from 0 is bad: it correlates with -|x| (x is normalised).
+        let q = a.q_values(1000);
+        let neg_abs: Vec<f32> = a
+            .replay
+            .observations
+            .chunks(2)
+            .take(1000)
+            .map(|r| -r[0].abs())
+            .collect();
+        assert!(
+            correlation(&q, &neg_abs) > 0.5,
+            "{}",
+            correlation(&q, &neg_abs)
+        );
+
+        // Same seed, same numbers.
+        let mut b = learner(small(Algorithm::Iql));
+        for _ in 0..340 {
+            b.update();
+        }
+        assert_eq!(a.actor_weights(), b.actor_weights());
+    }
+
+    #[test]
+    fn behaviour_cloning_fits_the_dataset_actions() {
+        let mut bc = learner(IqlConfig {
+            actor: ActorKind::Deterministic,
+            ..small(Algorithm::Bc)
+        });
+        let before = bc.actor_mse(10_000);
+        for _ in 0..300 {
+            bc.update();
+        }
+        // The noise (uniform +-0.3 of 1, variance 0.03 in [-1, 1] units) is what no policy
+        // can fit.
+        let after = bc.actor_mse(10_000);
+        assert!(after < 0.5 * before && after < 0.1, "{before} -> {after}");
+    }
+
+    #[test]
+    fn resume_continues_exactly() {
+        let dir = std::env::temp_dir().join(format!("rlrt-iql-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = IqlConfig {
+            steps: 40,
+            ..small(Algorithm::Iql)
+        };
+        let mut straight = learner(config.clone());
+        for _ in 0..40 {
+            straight.update();
+        }
+        let mut first = learner(config.clone());
+        for _ in 0..20 {
+            first.update();
+        }
+        first.save(&dir).unwrap();
+        drop(first);
+        let mut resumed = learner(config).resume(&dir).unwrap();
+        assert_eq!(resumed.step(), 20);
+        for _ in 0..20 {
+            resumed.update();
+        }
+        assert_eq!(straight.actor_weights(), resumed.actor_weights());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn correlation(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len() as f32;
+        let (ma, mb) = (a.iter().sum::<f32>() / n, b.iter().sum::<f32>() / n);
+        let cov: f32 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f32 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f32 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+}

@@ -1,0 +1,606 @@
+//! Episode recordings: rlrt's own dataset format for offline RL and behaviour cloning.
+//!
+//! A dataset is a folder:
+//!
+//! ```text
+//! my-dataset/
+//!   dataset.json          format name and version, observation and action sizes, action mode,
+//!                         control rate, names of the observation fields
+//!   config.toml           the resolved hw-config text the episodes were recorded with
+//!   episode-000000.rlep   one file per finished episode
+//!   episode-000001.rlep
+//! ```
+//!
+//! An episode file is written whole when its episode ends: to a hidden temporary name, then
+//! `fsync`, then renamed into place (and the folder synced), so a crash loses at most the
+//! episode in progress and never leaves a half-written `.rlep` behind. Its layout, all
+//! little-endian, with `T` steps, `O` observation values and `A` action values:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `RLRTEPI1` |
+//! | 4 × u32 | format version (1), `O`, `A`, `T` |
+//! | u64 | seed of the episode's reset |
+//! | u8 + 7 zero bytes | success (0 or 1; the task's ground truth at the end) |
+//! | (T + 1) × O × f64 | observations: row `t` is what the policy saw before action `t`; row `T` is the observation after the last step |
+//! | T × A × f64 | actions: the commands the safety layer let through (what the robot got) |
+//! | T × f64 | rewards |
+//! | T × u8 | terminal flags (the task ended: no bootstrapping past this step) |
+//! | T × u8 | timeout flags (the episode was cut by its time limit) |
+//! | u64 | FNV-1a hash of every byte before it |
+//!
+//! Observations are the flat feature vectors of `observation.state`, built by
+//! [`crate::FeatureBuilder`] exactly as the control loop builds them. Reading checks the
+//! magic, the version, the sizes against `dataset.json`, the file length, the hash, every
+//! flag and every float (NaN and infinities are rejected); each error names the file, the
+//! episode and the field.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RLRTEPI1";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 8 + 4 * 4 + 8 + 8;
+/// The format name in `dataset.json`.
+pub const FORMAT: &str = "rlrt-episodes";
+
+/// Why a recording could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+    #[error("{path} (episode {episode}), field `{field}`: {message}")]
+    Episode {
+        path: PathBuf,
+        episode: usize,
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordingError + '_ {
+    move |source| RecordingError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What `dataset.json` holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    /// Always [`FORMAT`].
+    pub format: String,
+    pub version: u32,
+    pub observation_len: usize,
+    pub action_len: usize,
+    /// `joint_position`, `joint_velocity` or `ee_delta`.
+    pub action_mode: String,
+    pub control_rate_hz: f64,
+    /// `observation.state` of the config, in order.
+    pub observation_fields: Vec<String>,
+    /// How the rewards were made (such as `negative_task_distance`).
+    pub reward: String,
+    /// How the actions were chosen (such as `ee_servo + gaussian(0.01)`).
+    pub controller: String,
+    /// Where the config was read from: relative paths inside `config.toml` (a task file)
+    /// resolve against this file's folder.
+    pub config_source: String,
+}
+
+/// One recorded episode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Episode {
+    pub seed: u64,
+    pub success: bool,
+    /// (steps + 1) rows of `observation_len` values.
+    pub observations: Vec<f64>,
+    /// `steps` rows of `action_len` values.
+    pub actions: Vec<f64>,
+    pub rewards: Vec<f64>,
+    pub terminals: Vec<bool>,
+    pub timeouts: Vec<bool>,
+}
+
+impl Episode {
+    /// An empty episode that starts from observation `first`.
+    pub fn start(seed: u64, first: &[f64]) -> Self {
+        Self {
+            seed,
+            observations: first.to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// Appends one step: the action taken, the reward and flags it earned and the
+    /// observation that followed.
+    pub fn push(
+        &mut self,
+        action: &[f64],
+        reward: f64,
+        terminal: bool,
+        timeout: bool,
+        next: &[f64],
+    ) {
+        self.actions.extend_from_slice(action);
+        self.rewards.push(reward);
+        self.terminals.push(terminal);
+        self.timeouts.push(timeout);
+        self.observations.extend_from_slice(next);
+    }
+
+    pub fn steps(&self) -> usize {
+        self.rewards.len()
+    }
+
+    /// Sum of the rewards.
+    pub fn total_reward(&self) -> f64 {
+        self.rewards.iter().sum()
+    }
+
+    fn encode(&self, observation_len: usize, action_len: usize) -> Vec<u8> {
+        let steps = self.steps();
+        let mut out = Vec::with_capacity(file_len(steps, observation_len, action_len));
+        out.extend_from_slice(MAGIC);
+        for v in [
+            VERSION,
+            observation_len as u32,
+            action_len as u32,
+            steps as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&[self.success as u8, 0, 0, 0, 0, 0, 0, 0]);
+        for v in self
+            .observations
+            .iter()
+            .chain(&self.actions)
+            .chain(&self.rewards)
+        {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend(self.terminals.iter().map(|&b| b as u8));
+        out.extend(self.timeouts.iter().map(|&b| b as u8));
+        let hash = fnv1a(&out);
+        out.extend_from_slice(&hash.to_le_bytes());
+        out
+    }
+}
+
+fn file_len(steps: usize, observation_len: usize, action_len: usize) -> usize {
+    HEADER_BYTES + 8 * ((steps + 1) * observation_len + steps * action_len + steps) + 2 * steps + 8
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn episode_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("episode-{index:06}.rlep"))
+}
+
+/// Writes the episodes of one dataset, one file per episode.
+pub struct DatasetWriter {
+    dir: PathBuf,
+    info: DatasetInfo,
+    next_index: usize,
+}
+
+impl DatasetWriter {
+    /// Creates (or continues) the dataset in `dir`. A folder that already holds a dataset
+    /// is continued only if its `dataset.json` matches `info` and its `config.toml` matches
+    /// `config_text`; new episodes are numbered after the existing ones.
+    pub fn create(
+        dir: &Path,
+        info: DatasetInfo,
+        config_text: &str,
+    ) -> Result<Self, RecordingError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let info_path = dir.join("dataset.json");
+        let config_path = dir.join("config.toml");
+        let next_index = if info_path.exists() {
+            let existing = read_info(&info_path)?;
+            if existing != info {
+                return Err(RecordingError::Dataset {
+                    path: info_path,
+                    message: "an existing dataset with other sizes, fields or controller; \
+                              record into a new folder"
+                        .into(),
+                });
+            }
+            let old = fs::read_to_string(&config_path).map_err(io(&config_path))?;
+            if old != config_text {
+                return Err(RecordingError::Dataset {
+                    path: config_path,
+                    message: "the existing dataset was recorded with another config".into(),
+                });
+            }
+            episode_files(dir)?.len()
+        } else {
+            let json = serde_json::to_string_pretty(&info).expect("DatasetInfo serialises");
+            write_atomic(&config_path, config_text.as_bytes())?;
+            write_atomic(&info_path, json.as_bytes())?;
+            0
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            info,
+            next_index,
+        })
+    }
+
+    /// Writes one finished episode (temporary file, fsync, rename) and returns its path.
+    pub fn write(&mut self, episode: &Episode) -> Result<PathBuf, RecordingError> {
+        let path = episode_path(&self.dir, self.next_index);
+        let (o, a, t) = (
+            self.info.observation_len,
+            self.info.action_len,
+            episode.steps(),
+        );
+        let bad = |field, message: String| RecordingError::Episode {
+            path: path.clone(),
+            episode: self.next_index,
+            field,
+            message,
+        };
+        if episode.observations.len() != (t + 1) * o {
+            return Err(bad(
+                "observations",
+                format!(
+                    "{} values, expected (steps + 1) x {o} = {}",
+                    episode.observations.len(),
+                    (t + 1) * o
+                ),
+            ));
+        }
+        if episode.actions.len() != t * a {
+            return Err(bad(
+                "actions",
+                format!(
+                    "{} values, expected steps x {a} = {}",
+                    episode.actions.len(),
+                    t * a
+                ),
+            ));
+        }
+        if episode.terminals.len() != t || episode.timeouts.len() != t {
+            return Err(bad("terminals", format!("flags for {t} steps expected")));
+        }
+        write_atomic(&path, &episode.encode(o, a))?;
+        self.next_index += 1;
+        Ok(path)
+    }
+
+    /// Episodes in the folder so far.
+    pub fn episodes(&self) -> usize {
+        self.next_index
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, fsyncs it, renames
+/// it into place and fsyncs the folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn read_info(path: &Path) -> Result<DatasetInfo, RecordingError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    let info: DatasetInfo = serde_json::from_str(&text).map_err(|e| RecordingError::Dataset {
+        path: path.to_owned(),
+        message: format!("line {}, column {}: {e}", e.line(), e.column()),
+    })?;
+    if info.format != FORMAT || info.version != VERSION {
+        return Err(RecordingError::Dataset {
+            path: path.to_owned(),
+            message: format!(
+                "format {:?} version {}, expected {FORMAT:?} version {VERSION}",
+                info.format, info.version
+            ),
+        });
+    }
+    Ok(info)
+}
+
+/// The episode files of a dataset folder, in order.
+fn episode_files(dir: &Path) -> Result<Vec<PathBuf>, RecordingError> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "rlep")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("episode-"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A whole dataset in memory.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub info: DatasetInfo,
+    /// The resolved hw-config text the episodes were recorded with.
+    pub config_text: String,
+    pub episodes: Vec<Episode>,
+}
+
+impl Dataset {
+    /// Reads and validates every episode of the dataset in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, RecordingError> {
+        let info = read_info(&dir.join("dataset.json"))?;
+        let config_path = dir.join("config.toml");
+        let config_text = fs::read_to_string(&config_path).map_err(io(&config_path))?;
+        let files = episode_files(dir)?;
+        if files.is_empty() {
+            return Err(RecordingError::Dataset {
+                path: dir.to_owned(),
+                message: "no episode files (episode-NNNNNN.rlep)".into(),
+            });
+        }
+        let mut episodes = Vec::with_capacity(files.len());
+        for (index, path) in files.iter().enumerate() {
+            let bytes = fs::read(path).map_err(io(path))?;
+            episodes.push(decode(&bytes, path, index, &info)?);
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            info,
+            config_text,
+            episodes,
+        })
+    }
+
+    /// Number of transitions over all episodes.
+    pub fn transitions(&self) -> usize {
+        self.episodes.iter().map(Episode::steps).sum()
+    }
+
+    /// Fraction of episodes that ended in success.
+    pub fn success_rate(&self) -> f64 {
+        let n = self.episodes.iter().filter(|e| e.success).count();
+        n as f64 / self.episodes.len().max(1) as f64
+    }
+}
+
+/// Decodes and validates one episode file.
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    episode: usize,
+    info: &DatasetInfo,
+) -> Result<Episode, RecordingError> {
+    let bad = |field, message: String| RecordingError::Episode {
+        path: path.to_owned(),
+        episode,
+        field,
+        message,
+    };
+    if bytes.len() < HEADER_BYTES + 8 {
+        return Err(bad(
+            "header",
+            format!(
+                "{} bytes: truncated (a header is {HEADER_BYTES})",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(bad(
+            "magic",
+            "not an rlrt episode file (expected RLRTEPI1)".into(),
+        ));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let (version, o, a, t) = (
+        u32_at(8),
+        u32_at(12) as usize,
+        u32_at(16) as usize,
+        u32_at(20) as usize,
+    );
+    if version != VERSION {
+        return Err(bad("version", format!("{version}, expected {VERSION}")));
+    }
+    if o != info.observation_len {
+        return Err(bad(
+            "observation_len",
+            format!("{o}, dataset.json says {}", info.observation_len),
+        ));
+    }
+    if a != info.action_len {
+        return Err(bad(
+            "action_len",
+            format!("{a}, dataset.json says {}", info.action_len),
+        ));
+    }
+    let expected = file_len(t, o, a);
+    if bytes.len() != expected {
+        return Err(bad(
+            "length",
+            format!(
+                "{} bytes, expected {expected} for {t} steps (truncated or corrupt)",
+                bytes.len()
+            ),
+        ));
+    }
+    let stored = u64::from_le_bytes(bytes[expected - 8..].try_into().expect("8 bytes"));
+    if fnv1a(&bytes[..expected - 8]) != stored {
+        return Err(bad(
+            "hash",
+            "content does not match its hash (corrupt)".into(),
+        ));
+    }
+    let seed = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+    let success = match bytes[32] {
+        0 => false,
+        1 => true,
+        other => return Err(bad("success", format!("{other}, expected 0 or 1"))),
+    };
+    let mut at = HEADER_BYTES;
+    let mut floats =
+        |field: &'static str, count: usize, row: usize| -> Result<Vec<f64>, RecordingError> {
+            let mut v = Vec::with_capacity(count);
+            for i in 0..count {
+                let x = f64::from_le_bytes(
+                    bytes[at + 8 * i..at + 8 * i + 8]
+                        .try_into()
+                        .expect("8 bytes"),
+                );
+                if !x.is_finite() {
+                    return Err(bad(
+                        field,
+                        format!(
+                            "{x} at step {}, value {} (must be finite)",
+                            i / row.max(1),
+                            i % row.max(1)
+                        ),
+                    ));
+                }
+                v.push(x);
+            }
+            at += 8 * count;
+            Ok(v)
+        };
+    let observations = floats("observations", (t + 1) * o, o)?;
+    let actions = floats("actions", t * a, a)?;
+    let rewards = floats("rewards", t, 1)?;
+    let flags = |field: &'static str, from: usize| -> Result<Vec<bool>, RecordingError> {
+        bytes[from..from + t]
+            .iter()
+            .enumerate()
+            .map(|(step, &b)| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                other => Err(bad(
+                    field,
+                    format!("{other} at step {step}, expected 0 or 1"),
+                )),
+            })
+            .collect()
+    };
+    let terminals = flags("terminals", at)?;
+    let timeouts = flags("timeouts", at + t)?;
+    Ok(Episode {
+        seed,
+        success,
+        observations,
+        actions,
+        rewards,
+        terminals,
+        timeouts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> DatasetInfo {
+        DatasetInfo {
+            format: FORMAT.into(),
+            version: VERSION,
+            observation_len: 2,
+            action_len: 1,
+            action_mode: "joint_position".into(),
+            control_rate_hz: 100.0,
+            observation_fields: vec!["joint_positions".into()],
+            reward: "test".into(),
+            controller: "test".into(),
+            config_source: "test.toml".into(),
+        }
+    }
+
+    fn episode(seed: u64, steps: usize) -> Episode {
+        let mut e = Episode::start(seed, &[0.0, 1.0]);
+        for t in 0..steps {
+            let x = t as f64;
+            e.push(&[x * 0.1], -x, false, t + 1 == steps, &[x, x + 1.0]);
+        }
+        e.success = seed % 2 == 0;
+        e
+    }
+
+    #[test]
+    fn episodes_round_trip_and_continue_numbering() {
+        let dir = std::env::temp_dir().join(format!("rlrt-rec-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut w = DatasetWriter::create(&dir, info(), "cfg").unwrap();
+        w.write(&episode(2, 5)).unwrap();
+        w.write(&episode(3, 7)).unwrap();
+        let mut w = DatasetWriter::create(&dir, info(), "cfg").unwrap();
+        assert_eq!(w.episodes(), 2);
+        w.write(&episode(4, 1)).unwrap();
+        assert!(DatasetWriter::create(&dir, info(), "other").is_err());
+        let d = Dataset::open(&dir).unwrap();
+        assert_eq!(
+            d.episodes,
+            vec![episode(2, 5), episode(3, 7), episode(4, 1)]
+        );
+        assert_eq!(d.transitions(), 13);
+        assert_eq!(d.config_text, "cfg");
+        // No temporary files left behind.
+        assert!(fs::read_dir(&dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_files_name_file_episode_and_field() {
+        let path = Path::new("d/episode-000003.rlep");
+        let good = episode(1, 4).encode(2, 1);
+        let err = decode(&good[..good.len() - 3], path, 3, &info())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("episode-000003.rlep (episode 3), field `length`"),
+            "{err}"
+        );
+        let mut flipped = good.clone();
+        flipped[HEADER_BYTES + 1] ^= 1;
+        let err = decode(&flipped, path, 3, &info()).unwrap_err().to_string();
+        assert!(err.contains("`hash`"), "{err}");
+        let mut nan = episode(1, 4);
+        nan.actions[2] = f64::NAN;
+        let err = decode(&nan.encode(2, 1), path, 3, &info())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `actions`: NaN at step 2"), "{err}");
+        let mut wide = info();
+        wide.observation_len = 3;
+        let err = decode(&good, path, 3, &wide).unwrap_err().to_string();
+        assert!(
+            err.contains("`observation_len`: 2, dataset.json says 3"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! `rlrt record`: seeded episodes of a config's sim task, driven by the config's scripted
+//! policy plus noise (or uniformly random actions), written as an rlrt dataset
+//! (`rlrt_runtime::recording`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rlrt_runtime::recording::{DatasetInfo, DatasetWriter, FORMAT};
+use rlrt_runtime::RobotConfig;
+
+use crate::rollout::{EpisodeRunner, Evaluation, Exploration};
+
+pub struct RecordArgs {
+    pub config: PathBuf,
+    pub episodes: usize,
+    pub exploration: Exploration,
+    pub seed: u64,
+    pub out: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RecordOutcome {
+    pub out: PathBuf,
+    pub episodes_in_dataset: usize,
+    /// The behaviour policy over the episodes of this run.
+    pub behaviour: Evaluation,
+}
+
+impl std::fmt::Display for RecordOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "wrote {} ({} episodes in the dataset)",
+            self.out.display(),
+            self.episodes_in_dataset
+        )?;
+        writeln!(f, "behaviour policy: {}", self.behaviour)
+    }
+}
+
+/// A config and its text, loaded and validated.
+pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = rlrt_runtime::config::parse(&text, path)?;
+    Ok((config, text))
+}
+
+pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result<RecordOutcome> {
+    let (config, text) = load_config(&args.config)?;
+    let mut policy = rlrt_policies::build(&config)?;
+    let mut runner = EpisodeRunner::new(&config)?;
+    let controller = match args.exploration {
+        Exploration::None => policy.name().to_owned(),
+        Exploration::Gaussian { std } => format!("{} + gaussian(std {std})", policy.name()),
+        Exploration::Uniform => "uniform random".to_owned(),
+    };
+    let info = DatasetInfo {
+        format: FORMAT.to_owned(),
+        version: 1,
+        observation_len: config.observation.feature_len,
+        action_len: config.action.len(),
+        action_mode: rlrt_policies::checkpoint::action_mode_name(&config),
+        control_rate_hz: config.control_rate_hz,
+        observation_fields: rlrt_policies::checkpoint::observation_fields(&config),
+        reward: "negative_task_distance".to_owned(),
+        controller,
+        config_source: std::path::absolute(&args.config)
+            .unwrap_or_else(|_| args.config.clone())
+            .display()
+            .to_string(),
+    };
+    let mut writer = DatasetWriter::create(&args.out, info, &text)?;
+    let first = writer.episodes();
+    let mut episodes = Vec::with_capacity(args.episodes);
+    for i in 0..args.episodes {
+        let index = (first + i) as u64;
+        let episode = runner.run(
+            policy.as_mut(),
+            args.exploration,
+            args.seed.wrapping_add(index),
+            args.seed.wrapping_mul(31).wrapping_add(index),
+        );
+        writer.write(&episode)?;
+        // Keep only what the summary needs.
+        episodes.push(rlrt_runtime::recording::Episode {
+            observations: Vec::new(),
+            actions: Vec::new(),
+            ..episode
+        });
+        progress(i + 1);
+    }
+    Ok(RecordOutcome {
+        out: args.out.clone(),
+        episodes_in_dataset: writer.episodes(),
+        behaviour: Evaluation::of(&episodes),
+    })
+}

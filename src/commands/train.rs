@@ -1,0 +1,302 @@
+//! `rlrt train iql|bc` and `rlrt eval`: offline training on an rlrt dataset with periodic
+//! evaluation in the config's sim task, checkpoints that resume, and seeded evaluation of a
+//! checkpoint with a confidence interval.
+//!
+//! A checkpoint folder holds the learner's burn records and `checkpoint.json` (see
+//! `rlrt_policies::checkpoint`), the resolved hw-config (`config.toml`) and `train_log.json`
+//! (every evaluation so far). It is replaced whole: written next to its place as
+//! `<out>.partial`, then swapped in by renames.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use rlrt_policies::checkpoint::{check_fits, Algorithm, CheckpointMeta, CheckpointPolicy};
+use rlrt_policies::iql::{cpu, ActorKind, CpuBackend, IqlConfig, Learner, Replay};
+use rlrt_runtime::recording::{Dataset, Episode};
+use rlrt_runtime::RobotConfig;
+
+use crate::rollout::{eval_seed, EpisodeRunner, Evaluation, Exploration};
+
+pub struct TrainArgs {
+    pub algorithm: Algorithm,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub steps: usize,
+    pub seed: u64,
+    pub resume: bool,
+    pub eval_every: usize,
+    pub eval_episodes: usize,
+    pub deterministic: bool,
+    pub batch_size: Option<usize>,
+    pub hidden: Option<Vec<usize>>,
+    pub expectile: Option<f64>,
+    pub temperature: Option<f64>,
+}
+
+/// One evaluation during training.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub seconds: f64,
+    pub success_rate: f64,
+    pub success_low: f64,
+    pub success_high: f64,
+    pub mean_return: f64,
+    pub value_loss: f32,
+    pub q_loss: f32,
+    pub actor_loss: f32,
+    /// Mean squared error of the actor's mean to the dataset's actions (in [-1, 1] units,
+    /// first 10,000 transitions).
+    pub actor_mse: f32,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TrainOutcome {
+    pub out: PathBuf,
+    pub steps: usize,
+    pub train_seconds: f64,
+    pub dataset_success_rate: f64,
+    /// The actor's error to the dataset's actions before this run's first step.
+    pub initial_actor_mse: f32,
+    pub final_eval: Option<Evaluation>,
+    pub log: Vec<EvalRecord>,
+}
+
+impl std::fmt::Display for TrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} steps in {:.1} s; checkpoint {}",
+            self.steps,
+            self.train_seconds,
+            self.out.display()
+        )?;
+        writeln!(
+            f,
+            "dataset (behaviour) success rate: {:.0}%",
+            self.dataset_success_rate * 100.0
+        )?;
+        if let Some(e) = &self.final_eval {
+            writeln!(f, "final evaluation: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The config a dataset or checkpoint was made with, parsed as if it were still at its
+/// source path (so relative task paths resolve as they did).
+fn config_from_text(text: &str, source: &Path) -> anyhow::Result<RobotConfig> {
+    Ok(rlrt_runtime::config::parse(text, source)?)
+}
+
+/// Runs `episodes` seeded evaluation episodes of an actor.
+pub fn evaluate(
+    runner: &mut EpisodeRunner,
+    policy: &mut CheckpointPolicy,
+    episodes: usize,
+    seed: u64,
+) -> Evaluation {
+    let done: Vec<Episode> = (0..episodes)
+        .map(|i| runner.run(policy, Exploration::None, eval_seed(seed, i), 0))
+        .collect();
+    Evaluation::of(&done)
+}
+
+pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
+    let dataset = Dataset::open(&args.data)?;
+    let source = PathBuf::from(&dataset.info.config_source);
+    let config = config_from_text(&dataset.config_text, &source)
+        .with_context(|| format!("the config saved in {}", args.data.display()))?;
+    let mut iql = match args.algorithm {
+        Algorithm::Iql => IqlConfig::default(),
+        Algorithm::Bc => IqlConfig::behaviour_cloning(),
+    };
+    iql.steps = args.steps;
+    iql.seed = args.seed;
+    if args.deterministic {
+        iql.actor = ActorKind::Deterministic;
+    }
+    if let Some(b) = args.batch_size {
+        iql.batch_size = b;
+    }
+    if let Some(h) = &args.hidden {
+        iql.hidden = h.clone();
+    }
+    if let Some(e) = args.expectile {
+        iql.expectile = e;
+    }
+    if let Some(t) = args.temperature {
+        iql.temperature = t;
+    }
+    let replay = Replay::from_dataset(&dataset, &config.action.min, &config.action.max, &iql)?;
+    let mut learner = Learner::<CpuBackend>::new(iql, replay, cpu());
+
+    let partial = sibling(&args.out, "partial");
+    let old = sibling(&args.out, "old");
+    let mut log: Vec<EvalRecord> = Vec::new();
+    let mut elapsed_before = 0.0;
+    if args.resume {
+        // A crash between the two renames of a save leaves only `<out>.old`.
+        if !args.out.exists() && old.exists() {
+            std::fs::rename(&old, &args.out)?;
+        }
+        if args.out.join("checkpoint.json").exists() {
+            learner = learner.resume(&args.out)?;
+            if let Ok(text) = std::fs::read_to_string(args.out.join("train_log.json")) {
+                log = serde_json::from_str(&text).unwrap_or_default();
+            }
+            elapsed_before = log.last().map_or(0.0, |r| r.seconds);
+            tracing::info!(step = learner.step(), "resumed from {}", args.out.display());
+        } else {
+            tracing::warn!(
+                "--resume: no checkpoint in {}; starting fresh",
+                args.out.display()
+            );
+        }
+    } else if args.out.join("checkpoint.json").exists() {
+        bail!(
+            "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
+
+    let mut runner = EpisodeRunner::new(&config)?;
+    let initial_actor_mse = learner.actor_mse(10_000);
+    let bar = indicatif::ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(learner.step() as u64);
+    let start = Instant::now();
+    let mut final_eval = None;
+    let save = |learner: &Learner<CpuBackend>, log: &[EvalRecord]| -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&partial);
+        learner.save(&partial)?;
+        std::fs::write(partial.join("config.toml"), &dataset.config_text)?;
+        std::fs::write(partial.join("config_source"), &dataset.info.config_source)?;
+        std::fs::write(
+            partial.join("train_log.json"),
+            serde_json::to_string_pretty(log)?,
+        )?;
+        let _ = std::fs::remove_dir_all(&old);
+        if args.out.exists() {
+            std::fs::rename(&args.out, &old)?;
+        }
+        std::fs::rename(&partial, &args.out)?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    };
+    while learner.step() < args.steps {
+        let recent = learner.update();
+        bar.inc(1);
+        let step = learner.step();
+        if step % 100 == 0 {
+            bar.set_message(format!(
+                "V {:.3} Q {:.3} actor {:.3}",
+                recent.value, recent.q, recent.actor
+            ));
+        }
+        let last = step == args.steps;
+        if (args.eval_every > 0 && step % args.eval_every == 0) || last {
+            let mut policy = CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
+            let eval = evaluate(&mut runner, &mut policy, args.eval_episodes, args.seed);
+            let record = EvalRecord {
+                step,
+                seconds: elapsed_before + start.elapsed().as_secs_f64(),
+                success_rate: eval.success_rate,
+                success_low: eval.success_low,
+                success_high: eval.success_high,
+                mean_return: eval.mean_return,
+                value_loss: recent.value,
+                q_loss: recent.q,
+                actor_loss: recent.actor,
+                actor_mse: learner.actor_mse(10_000),
+            };
+            // indicatif draws nothing when stderr is not a terminal; say it in the log then.
+            if bar.is_hidden() {
+                tracing::info!("step {step}: {eval}");
+            } else {
+                bar.println(format!("step {step}: {eval}"));
+            }
+            log.push(record);
+            save(&learner, &log)?;
+            final_eval = Some(eval);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(TrainOutcome {
+        out: args.out.clone(),
+        steps: learner.step(),
+        train_seconds: elapsed_before + start.elapsed().as_secs_f64(),
+        dataset_success_rate: dataset.success_rate(),
+        initial_actor_mse,
+        final_eval,
+        log,
+    })
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
+}
+
+pub struct EvalArgs {
+    pub checkpoint: PathBuf,
+    pub episodes: usize,
+    pub seed: u64,
+    /// Another config to run the actor in (default: the one saved in the checkpoint).
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct EvalOutcome {
+    pub checkpoint: PathBuf,
+    pub algorithm: Algorithm,
+    pub step: usize,
+    pub evaluation: Evaluation,
+}
+
+impl std::fmt::Display for EvalOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} ({:?}, step {}): {}",
+            self.checkpoint.display(),
+            self.algorithm,
+            self.step,
+            self.evaluation
+        )
+    }
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<EvalOutcome> {
+    let dir = &args.checkpoint;
+    let meta = CheckpointMeta::read(&dir.join("checkpoint.json"))?;
+    let config = match &args.config {
+        Some(path) => rlrt_runtime::config::load(path)?,
+        None => {
+            let text = std::fs::read_to_string(dir.join("config.toml"))
+                .with_context(|| format!("reading {}", dir.join("config.toml").display()))?;
+            let source = std::fs::read_to_string(dir.join("config_source"))
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| dir.join("config.toml"));
+            config_from_text(&text, &source)?
+        }
+    };
+    check_fits(dir, &meta, &config)?;
+    let mut policy = CheckpointPolicy::load(dir)?;
+    let mut runner = EpisodeRunner::new(&config)?;
+    let evaluation = evaluate(&mut runner, &mut policy, args.episodes, args.seed);
+    Ok(EvalOutcome {
+        checkpoint: dir.clone(),
+        algorithm: meta.algorithm,
+        step: meta.step,
+        evaluation,
+    })
+}

@@ -1,0 +1,255 @@
+//! Episodes in process, for recording datasets and evaluating policies: a policy drives a
+//! config's MuJoCo task directly through the [`Plant`] trait (no link), in simulated time,
+//! one control period per step.
+//!
+//! Each step is what a control-loop tick does, with the same parts: the observation is
+//! checked by the real [`SafetyLayer`], turned into features by the loop's own
+//! [`FeatureBuilder`], the policy (plus optional exploration noise) proposes an action and
+//! the safety layer's command is what the simulator gets and what a recording stores.
+//! The reward is the task's negative distance (`-verdict().score`) after the step; success
+//! is the task's verdict at the end of the episode.
+
+use rlrt_runtime::recording::Episode;
+use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
+use rlrt_sim::mujoco::task::{TaskError, TaskSource};
+use rlrt_sim::mujoco::MujocoSim;
+use rlrt_sim::Plant;
+
+/// Why episodes cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{0}: no [sim] table: episodes run in the config's simulation task")]
+    NoSim(String),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// How actions are perturbed while recording.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Exploration {
+    /// The policy's action as it is.
+    None,
+    /// Gaussian noise of this standard deviation (action units, such as m) on every value.
+    Gaussian { std: f64 },
+    /// Uniformly random actions within the action bounds (the policy is not asked).
+    Uniform,
+}
+
+/// Runs seeded episodes of a config's task.
+pub struct EpisodeRunner {
+    sim: MujocoSim,
+    safety: SafetyLayer,
+    features: FeatureBuilder,
+    period_s: f64,
+    period_ns: u64,
+    /// Steps per episode: the task's episode length at the control rate.
+    pub steps: usize,
+    action_min: Vec<f64>,
+    action_max: Vec<f64>,
+    observation: Observation,
+    current: Vec<f64>,
+    proposed: Vec<f64>,
+    command: Command,
+}
+
+impl EpisodeRunner {
+    pub fn new(config: &RobotConfig) -> Result<Self, RolloutError> {
+        let sim_config = config
+            .sim
+            .as_ref()
+            .ok_or_else(|| RolloutError::NoSim(config.source.display().to_string()))?;
+        let task = TaskSource::resolve(&sim_config.task, sim_config.task_path.as_deref())?;
+        let steps = (task.file.episode_seconds * config.control_rate_hz).round() as usize;
+        let sim = MujocoSim::new(config, &task, false)?;
+        let len = config.action.len();
+        Ok(Self {
+            sim,
+            safety: SafetyLayer::new(config),
+            features: FeatureBuilder::new(config),
+            period_s: config.period_s(),
+            period_ns: config.period_ns(),
+            steps,
+            action_min: config.action.min.clone(),
+            action_max: config.action.max.clone(),
+            observation: Observation::empty(config.dof(), config.observation.sensor_values),
+            current: vec![0.0; config.observation.feature_len],
+            proposed: vec![0.0; len],
+            command: Command::new(config.action.mode, len),
+        })
+    }
+
+    fn observe(&mut self, now_ns: u64, seq: u64) {
+        self.sim.observe(&mut self.observation);
+        self.observation.seq = seq;
+        self.observation.stamp_ns = now_ns;
+        self.observation.received_ns = now_ns;
+        self.features.write(&self.observation, &mut self.current);
+    }
+
+    /// Runs one episode from `seed`. `noise_seed` seeds the exploration noise.
+    pub fn run(
+        &mut self,
+        policy: &mut dyn Policy,
+        exploration: Exploration,
+        seed: u64,
+        noise_seed: u64,
+    ) -> Episode {
+        self.sim.reset(seed);
+        self.safety.reset_episode();
+        policy.reset();
+        let mut rng = noise_seed ^ 0x5EED_0FA5;
+        let mut now_ns = 0u64;
+        self.observe(now_ns, 1);
+        let mut episode = Episode::start(seed, &self.current);
+        let len = self.proposed.len();
+        for t in 0..self.steps {
+            let mut fault = self
+                .safety
+                .check_observation(now_ns, Some(&self.observation));
+            if fault.is_none() {
+                match exploration {
+                    Exploration::Uniform => {
+                        for j in 0..len {
+                            self.proposed[j] = self.action_min[j]
+                                + (self.action_max[j] - self.action_min[j]) * uniform01(&mut rng);
+                        }
+                    }
+                    Exploration::None | Exploration::Gaussian { .. } => {
+                        if policy.act(&self.current, &mut self.proposed).is_err() {
+                            fault = Some(rlrt_runtime::Cause::PolicyError);
+                        }
+                        if let Exploration::Gaussian { std } = exploration {
+                            for p in &mut self.proposed {
+                                *p += std * gaussian(&mut rng);
+                            }
+                        }
+                    }
+                }
+            }
+            let verdict = self.safety.filter(
+                Some(&self.observation),
+                fault,
+                &self.proposed,
+                &mut self.command.values[..len],
+            );
+            if verdict.publish {
+                self.command.seq += 1;
+                self.command.stamp_ns = now_ns;
+                self.command.is_fault_action = verdict.fault.is_some();
+                self.sim.apply(&self.command);
+            }
+            self.sim.step(self.period_s);
+            now_ns += self.period_ns;
+            let reward = -self.sim.verdict().map_or(0.0, |v| v.score);
+            self.observe(now_ns, t as u64 + 2);
+            // The reach and push tasks never end early: every episode ends by its time limit.
+            let action = if verdict.publish {
+                self.command.values[..len].to_vec()
+            } else {
+                vec![0.0; len]
+            };
+            episode.push(&action, reward, false, t + 1 == self.steps, &self.current);
+        }
+        episode.success = self.sim.verdict().is_some_and(|v| v.success);
+        episode
+    }
+}
+
+/// Summary of evaluation episodes.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Evaluation {
+    pub episodes: usize,
+    pub successes: usize,
+    pub success_rate: f64,
+    /// Wilson score interval (95%) of the success rate.
+    pub success_low: f64,
+    pub success_high: f64,
+    pub mean_return: f64,
+}
+
+impl Evaluation {
+    pub fn of(episodes: &[Episode]) -> Self {
+        let n = episodes.len();
+        let successes = episodes.iter().filter(|e| e.success).count();
+        let (low, high) = wilson(successes, n);
+        Self {
+            episodes: n,
+            successes,
+            success_rate: successes as f64 / n.max(1) as f64,
+            success_low: low,
+            success_high: high,
+            mean_return: episodes.iter().map(Episode::total_reward).sum::<f64>() / n.max(1) as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "success {}/{} = {:.0}% (95% CI {:.0}-{:.0}%), mean return {:.2}",
+            self.successes,
+            self.episodes,
+            self.success_rate * 100.0,
+            self.success_low * 100.0,
+            self.success_high * 100.0,
+            self.mean_return
+        )
+    }
+}
+
+/// The Wilson score interval at 95% (z = 1.96) for `k` successes in `n` trials.
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (k, n, z) = (k as f64, n as f64, 1.959_963_984_540_054f64);
+    let p = k / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Seeds of evaluation episodes: far from the recording seeds a user would pick (0, 1, ..)
+/// so a policy is not evaluated on the starts it was trained on.
+pub fn eval_seed(base: u64, episode: usize) -> u64 {
+    base.wrapping_mul(0x9E37_79B9)
+        .wrapping_add(1_000_000 + episode as u64)
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uniform01(state: &mut u64) -> f64 {
+    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(state: &mut u64) -> f64 {
+    let u1 = uniform01(state).max(f64::MIN_POSITIVE);
+    let u2 = uniform01(state);
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // 10 of 50: 0.112 to 0.330 (Wilson 1927, as tabulated by common calculators).
+        let (lo, hi) = wilson(10, 50);
+        assert!(
+            (lo - 0.1124).abs() < 1e-3 && (hi - 0.3304).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = wilson(50, 50);
+        assert!(hi == 1.0 && (lo - 0.9287).abs() < 1e-3, "{lo}");
+    }
+}

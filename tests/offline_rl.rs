@@ -1,0 +1,309 @@
+//! The offline-RL path end to end with the real binary and the real MuJoCo reach task:
+//! record a small noisy dataset, train behaviour cloning and IQL for a few hundred steps,
+//! evaluate, load the checkpoint as the config's policy; plus the bad-input cases.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use rlrt_runtime::recording::Dataset;
+
+fn rlrt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlrt"))
+}
+
+fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn record(dir: &Path, episodes: usize, noise: f64) -> serde_json::Value {
+    run_json(rlrt().args([
+        "record",
+        common::repo("hw-configs/reach-arm.toml").to_str().unwrap(),
+        "--episodes",
+        &episodes.to_string(),
+        "--noise-std",
+        &noise.to_string(),
+        "--seed",
+        "5",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]))
+}
+
+#[test]
+fn record_train_eval_and_run_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let outcome = record(&data, 6, 0.01);
+    assert_eq!(outcome["episodes_in_dataset"], 6);
+
+    // What was recorded is what the loop would have sent: inside the bounds and rate limits.
+    let config = common::shipped_config("reach-arm.toml", &[]);
+    let dataset = Dataset::open(&data).unwrap();
+    assert_eq!(dataset.episodes.len(), 6);
+    assert_eq!(dataset.info.observation_len, 12);
+    assert!(dataset.config_text.contains("reach-arm"));
+    for e in &dataset.episodes {
+        assert_eq!(e.steps(), 300);
+        assert!(*e.timeouts.last().unwrap() && !e.terminals.iter().any(|&t| t));
+        for (t, a) in e.actions.chunks(3).enumerate() {
+            for i in 0..3 {
+                assert!(
+                    a[i].abs() <= config.action.max[i] + 1e-12,
+                    "step {t}: {a:?}"
+                );
+            }
+            if t > 0 {
+                let prev = &e.actions[(t - 1) * 3..t * 3];
+                for i in 0..3 {
+                    assert!(
+                        (a[i] - prev[i]).abs() <= 0.005 + 1e-12,
+                        "step {t}: rate limit"
+                    );
+                }
+            }
+        }
+        // The recorded target position (features 9..12) stays where the reset put it.
+        let first = &e.observations[9..12];
+        let last = &e.observations[300 * 12 + 9..300 * 12 + 12];
+        assert_eq!(first, last);
+    }
+    // Continuing the dataset numbers new episodes after the old ones.
+    let again = record(&data, 1, 0.01);
+    assert_eq!(again["episodes_in_dataset"], 7);
+
+    // Behaviour cloning, few steps, small network: it must learn (the actor's loss falls)
+    // and produce a checkpoint that evaluates.
+    let ckpt = tmp.path().join("bc");
+    let trained = run_json(rlrt().args([
+        "train",
+        "bc",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--steps",
+        "300",
+        "--eval-every",
+        "150",
+        "--eval-episodes",
+        "2",
+        "--hidden",
+        "64,64",
+        "--batch-size",
+        "64",
+        "--deterministic",
+        "--json",
+    ]));
+    let log = trained["log"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    let initial = trained["initial_actor_mse"].as_f64().unwrap();
+    let mse = |i: usize| log[i]["actor_mse"].as_f64().unwrap();
+    assert!(mse(1) < mse(0) && mse(0) < initial, "{initial} {log:?}");
+    for file in [
+        "checkpoint.json",
+        "actor.bin",
+        "critic.bin",
+        "config.toml",
+        "train_log.json",
+    ] {
+        assert!(ckpt.join(file).exists(), "{file}");
+    }
+
+    // Resume refuses to start over silently, and continues when asked.
+    let out = rlrt()
+        .args([
+            "train",
+            "bc",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            ckpt.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "350",
+            "--hidden",
+            "64,64",
+            "--batch-size",
+            "64",
+            "--deterministic",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    let resumed = run_json(
+        rlrt()
+            .args([
+                "train",
+                "bc",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                ckpt.to_str().unwrap(),
+            ])
+            .args([
+                "--steps",
+                "350",
+                "--eval-every",
+                "0",
+                "--eval-episodes",
+                "1",
+            ])
+            .args([
+                "--hidden",
+                "64,64",
+                "--batch-size",
+                "64",
+                "--deterministic",
+                "--resume",
+                "--json",
+            ]),
+    );
+    assert_eq!(resumed["steps"], 350);
+    assert_eq!(resumed["log"].as_array().unwrap().len(), 3);
+
+    let eval = run_json(rlrt().args(["eval", ckpt.to_str().unwrap(), "--episodes", "2", "--json"]));
+    assert_eq!(eval["step"], 350);
+    assert_eq!(eval["evaluation"]["episodes"], 2);
+    assert!(
+        eval["evaluation"]["success_low"].as_f64().unwrap()
+            <= eval["evaluation"]["success_rate"].as_f64().unwrap()
+    );
+
+    // The checkpoint as the config's policy, through the real config validation.
+    let config_path = tmp.path().join("reach-checkpoint.toml");
+    let text = std::fs::read_to_string(common::repo("hw-configs/reach-arm.toml")).unwrap();
+    let start = text.find("[policy]").unwrap();
+    let end = text.find("[sim]").unwrap();
+    let text = format!(
+        "{}[policy]\nkind = \"checkpoint\"\ncheckpoint_path = \"bc\"\n\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&config_path, &text).unwrap();
+    let config = rlrt_runtime::config::load(&config_path).unwrap();
+    assert_eq!(
+        config.policy.checkpoint_path.as_deref(),
+        Some(ckpt.as_path())
+    );
+    let mut policy = rlrt_policies::build(&config).unwrap();
+    assert_eq!((policy.input_len(), policy.output_len()), (12, 3));
+    let mut action = [0.0; 3];
+    policy
+        .act(&dataset.episodes[0].observations[..12], &mut action)
+        .unwrap();
+    assert!(action.iter().all(|a| a.abs() <= 0.01 + 1e-12), "{action:?}");
+
+    // A config whose observation differs is refused at load, naming both sides.
+    let wrong = text.replace(
+        "state = [\"joint_positions\", \"joint_velocities\", \"ee_position\", \"target_position\"]",
+        "state = [\"joint_positions\", \"ee_position\", \"joint_velocities\", \"target_position\"]",
+    );
+    std::fs::write(&config_path, wrong).unwrap();
+    let config = rlrt_runtime::config::load(&config_path).unwrap();
+    let err = rlrt_policies::build(&config).err().unwrap().to_string();
+    assert!(err.contains("trained on observation.state"), "{err}");
+
+    // A truncated actor record is a clear error, not a panic.
+    let bytes = std::fs::read(ckpt.join("actor.bin")).unwrap();
+    std::fs::write(ckpt.join("actor.bin"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = rlrt()
+        .args(["eval", ckpt.to_str().unwrap(), "--episodes", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("actor.bin") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn iql_learns_from_a_small_reach_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    record(&data, 4, 0.01);
+    let ckpt = tmp.path().join("iql");
+    let trained = run_json(rlrt().args([
+        "train",
+        "iql",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--steps",
+        "400",
+        "--eval-every",
+        "200",
+        "--eval-episodes",
+        "1",
+        "--hidden",
+        "64,64",
+        "--batch-size",
+        "64",
+        "--json",
+    ]));
+    let log = trained["log"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    // The advantage-weighted actor moves onto the dataset's actions (not onto all of them
+    // equally: its error need not fall monotonically), and every loss stays finite. (Q's
+    // correlation with return is checked in policies/src/iql.rs.)
+    let initial = trained["initial_actor_mse"].as_f64().unwrap();
+    let mse = |i: usize| log[i]["actor_mse"].as_f64().unwrap();
+    assert!(mse(1) < 0.8 * initial, "{initial} {log:?}");
+    for r in log {
+        for k in ["value_loss", "q_loss", "actor_loss"] {
+            assert!(r[k].as_f64().unwrap().is_finite(), "{k}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_datasets_are_refused_with_file_episode_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    record(&data, 2, 0.0);
+    let file = data.join("episode-000001.rlep");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+    let out = rlrt()
+        .args(["train", "iql", "--data", data.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("ck"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("episode-000001.rlep (episode 1), field `length`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_policy_prints_one_json_object_and_both_paths_agree() {
+    let report = run_json(rlrt().args(["bench", "policy", "--calls", "300", "--json"]));
+    assert_eq!(report["bench"], "policy");
+    assert_eq!(report["layers"], serde_json::json!([17, 256, 256, 6]));
+    assert!(report["metrics"]["batch1_act"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["peers"]["burn_ndarray"]["forward"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The batch-1 path computes what burn computes.
+    assert!(
+        report["max_abs_difference"].as_f64().unwrap() < 1e-5,
+        "{report}"
+    );
+}
