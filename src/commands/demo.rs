@@ -66,6 +66,8 @@ pub struct CameraReport {
 pub struct DemoOutcome {
     pub robot: String,
     pub task: String,
+    /// The policy that drove the robot (`policy.kind` of the config).
+    pub policy: String,
     pub episodes: Vec<EpisodeResult>,
     pub success_rate: f64,
     pub out_of_limit_commands: u64,
@@ -248,6 +250,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     Ok(DemoOutcome {
         robot: config.name.clone(),
         task,
+        policy: format!("{:?}", config.policy.kind),
         success_rate: successes as f64 / episodes.len().max(1) as f64,
         episodes,
         out_of_limit_commands: out_of_limit,
@@ -280,8 +283,8 @@ impl std::fmt::Display for DemoOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "rlrt demo: {} on the MuJoCo {:?} task over zenoh (tcp/127.0.0.1), scripted controller",
-            self.robot, self.task
+            "rlrt demo: {} on the MuJoCo {:?} task over zenoh (tcp/127.0.0.1), policy {}",
+            self.robot, self.task, self.policy
         )?;
         for (i, e) in self.episodes.iter().enumerate() {
             writeln!(
