@@ -10,6 +10,7 @@
 //! is the task's verdict at the end of the episode.
 
 use rlrt_runtime::recording::Episode;
+use rlrt_runtime::rng::uniform01;
 use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
 use rlrt_sim::mujoco::task::{TaskError, TaskSource};
 use rlrt_sim::mujoco::MujocoSim;
@@ -216,18 +217,6 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 pub fn eval_seed(base: u64, episode: usize) -> u64 {
     base.wrapping_mul(0x9E37_79B9)
         .wrapping_add(1_000_000 + episode as u64)
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn uniform01(state: &mut u64) -> f64 {
-    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A standard normal draw (Box-Muller).

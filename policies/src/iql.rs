@@ -25,6 +25,7 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{activation::relu, Tensor, TensorData};
 use rlrt_runtime::recording::Dataset;
+use rlrt_runtime::rng::{splitmix64, uniform01};
 
 use crate::checkpoint::{Algorithm, CheckpointMeta, MlpWeights, Normalisation};
 
@@ -308,19 +309,6 @@ struct Batch<B: Backend> {
     rewards: Tensor<B, 2>,
     next_observations: Tensor<B, 2>,
     not_done: Tensor<B, 2>,
-}
-
-/// splitmix64: seeded minibatch indices and initial weights, the same on every backend.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn uniform01(state: &mut u64) -> f64 {
-    (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Replay {

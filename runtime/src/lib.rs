@@ -15,6 +15,7 @@ pub mod policy;
 pub mod protocol;
 pub mod realtime;
 pub mod recording;
+pub mod rng;
 pub mod safety;
 pub mod stats;
 pub mod telemetry;

@@ -41,15 +41,6 @@ pub struct KinematicArm {
     steps: u64,
 }
 
-/// splitmix64: a tiny, well-mixed generator so resets are reproducible from a seed.
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl KinematicArm {
     pub fn new(config: &RobotConfig) -> Self {
         let mut arm = Self {
@@ -81,7 +72,7 @@ impl KinematicArm {
     pub fn reset(&mut self, seed: u64) {
         let mut state = seed;
         for i in 0..self.dof {
-            let u = (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+            let u = rlrt_runtime::rng::uniform01(&mut state);
             let mid = 0.5 * (self.min[i] + self.max[i]);
             let half = 0.5 * (self.max[i] - self.min[i]);
             self.positions[i] = mid + half * 0.5 * (2.0 * u - 1.0);

@@ -54,9 +54,3 @@ impl Plant for crate::KinematicArm {
         crate::KinematicArm::out_of_limit_commands(self)
     }
 }
-
-/// A uniform draw in `[lo, hi)` from a splitmix64 state.
-pub(crate) fn uniform(state: &mut u64, lo: f64, hi: f64) -> f64 {
-    let u = (crate::kinematic::splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64;
-    lo + (hi - lo) * u
-}

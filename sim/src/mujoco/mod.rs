@@ -19,7 +19,9 @@ use mujoco_rs::renderer::MjRenderer;
 use rlrt_runtime::config::{ActionMode, ImageEncoding};
 use rlrt_runtime::{Command, Observation, RobotConfig};
 
-use crate::plant::{uniform, Plant, Verdict};
+use rlrt_runtime::rng::uniform;
+
+use crate::plant::{Plant, Verdict};
 use task::{Axes, ModelSource, PointRef, TaskError, TaskSource};
 
 /// A point of the model, resolved to an id.
