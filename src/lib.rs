@@ -6,6 +6,7 @@ pub mod commands;
 pub mod fault_log;
 pub mod linked;
 pub mod loopback;
+pub mod rerun_log;
 pub mod reward_programs;
 pub mod rollout;
 pub mod signals;

@@ -76,6 +76,10 @@ enum Command {
         /// How long to wait for the robot's first state over the link.
         #[arg(long, default_value_t = 10.0)]
         wait_seconds: f64,
+        /// Log frames, joints, actions, every reward term, safety events and timing to rerun:
+        /// save=<file.rrd>, spawn (start a viewer) or connect[=<host:port>].
+        #[arg(long, value_name = "DESTINATION")]
+        rerun: Option<rlrt::rerun_log::Destination>,
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -122,6 +126,10 @@ enum Command {
         /// Do not render the cameras (no EGL needed).
         #[arg(long)]
         no_cameras: bool,
+        /// Log frames, joints, actions, every reward term, safety events and timing to rerun:
+        /// save=<file.rrd>, spawn (start a viewer) or connect[=<host:port>].
+        #[arg(long, value_name = "DESTINATION")]
+        rerun: Option<rlrt::rerun_log::Destination>,
         /// Print the outcome as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -214,6 +222,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a recorded dataset (`rlrt record`) into rerun with its rewards recomputed by
+    /// reward programs, to compare programs side by side on the same episodes.
+    Replay {
+        /// The dataset folder.
+        data: PathBuf,
+        /// Where the recording goes: save=<file.rrd>, spawn or connect[=<host:port>].
+        #[arg(long, value_name = "DESTINATION")]
+        rerun: rlrt::rerun_log::Destination,
+        /// A reward program to score the episodes with, as NAME=FILE (repeat to compare
+        /// several); default: the reward programs of the dataset's config.
+        #[arg(long = "program", value_name = "NAME=FILE", value_parser = parse_named_program)]
+        programs: Vec<(String, PathBuf)>,
+        /// Use this hw-config instead of the one saved with the dataset.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Replay at most this many episodes.
+        #[arg(long)]
+        episodes: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks; each prints a table, or with --json exactly one JSON object.
     Bench {
         #[command(subcommand)]
@@ -299,6 +328,28 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Tick jitter with everything logged to rerun against the same run without rerun: the
+    /// reach arm in MuJoCo over loopback zenoh, its reward program and one camera.
+    Rerun {
+        #[arg(long, default_value_t = 500.0)]
+        rate_hz: f64,
+        #[arg(long, default_value_t = 30.0)]
+        camera_hz: f64,
+        /// Camera width and height, pixels.
+        #[arg(long, default_value_t = 84)]
+        camera_size: u32,
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds of (off, on); medians over rounds are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Keep the recording of the logged run here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Per-call latency of a trained actor at batch 1: the tick's path (plain arrays, no
     /// allocation) against burn's own forward pass on the same weights.
     Policy {
@@ -441,6 +492,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             seed,
             plant_rate_hz,
             wait_seconds,
+            rerun,
             json,
         } => {
             let robot = match (sim, kinematic) {
@@ -457,6 +509,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 seed,
                 plant_rate_hz,
                 wait_s: wait_seconds,
+                rerun,
             })?;
             if json {
                 print_json(&outcome)?;
@@ -476,6 +529,9 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                         .map(|(k, v)| format!("{k} {v}"))
                         .collect();
                     println!("link: {}", link.join(", "));
+                }
+                if let Some(rerun) = &outcome.rerun {
+                    print!("{rerun}");
                 }
             }
             Ok(if outcome.out_of_limit_commands.unwrap_or(0) == 0 {
@@ -513,6 +569,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             seed,
             dropout_ms,
             no_cameras,
+            rerun,
             json,
         } => {
             let outcome = demo::run(&demo::DemoArgs {
@@ -522,6 +579,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 seed,
                 dropout_ms,
                 cameras: !no_cameras,
+                rerun,
             })?;
             if json {
                 print_json(&outcome)?;
@@ -690,6 +748,28 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Replay {
+            data,
+            rerun,
+            programs,
+            config,
+            episodes,
+            json,
+        } => {
+            let outcome = rlrt::commands::replay::replay(&rlrt::commands::replay::ReplayArgs {
+                data,
+                config,
+                programs,
+                episodes,
+                rerun,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
         Command::Bench { what } => match what {
             Bench::Policy {
                 inputs,
@@ -750,6 +830,40 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 print_bench(&report, json);
                 Ok(0)
             }
+            Bench::Rerun {
+                rate_hz,
+                camera_hz,
+                camera_size,
+                seconds,
+                rounds,
+                out,
+                json,
+            } => {
+                let report = rlrt::commands::bench_rerun::run(
+                    &rlrt::commands::bench_rerun::BenchRerunArgs {
+                        rate_hz,
+                        camera_hz,
+                        camera_size,
+                        seconds,
+                        rounds,
+                        out,
+                    },
+                )?;
+                print_bench(&report, json);
+                Ok(0)
+            }
         },
+    }
+}
+
+/// `NAME=FILE` of `rlrt replay --program`.
+fn parse_named_program(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "--program {s:?}: expected NAME=FILE, such as reach=rewards/programs/reach.rhai"
+        )),
     }
 }

@@ -16,6 +16,7 @@ use rlrt_runtime::config::{RewardKind, MAX_ACTION};
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::RobotConfig;
 
+use crate::rerun_log::{Event, RerunHandle};
 use crate::telemetry_hub::TickConsumer;
 
 /// How often program files are looked at for edits.
@@ -72,6 +73,8 @@ pub struct ProgramSummary {
 struct Source {
     watcher: ProgramWatcher,
     summary: ProgramSummary,
+    /// The reward's name, as rerun's entity path segment.
+    label: Arc<str>,
 }
 
 /// The telemetry consumer; [`ProgramRewards::summaries`] is readable during and after a run.
@@ -81,6 +84,7 @@ pub struct ProgramRewards {
     previous_action: [f64; MAX_ACTION],
     action_len: usize,
     last_poll: Instant,
+    rerun: Option<RerunHandle>,
 }
 
 impl ProgramRewards {
@@ -106,6 +110,7 @@ impl ProgramRewards {
                 "reward program checked"
             );
             sources.push(Source {
+                label: Arc::from(reward.name.as_str()),
                 watcher,
                 summary: ProgramSummary {
                     name: reward.name.clone(),
@@ -133,7 +138,14 @@ impl ProgramRewards {
             previous_action: [0.0; MAX_ACTION],
             action_len: config.action.len(),
             last_poll: Instant::now(),
+            rerun: None,
         }))
+    }
+
+    /// Also sends every evaluation (each term and the total) to rerun.
+    pub fn with_rerun(mut self, handle: Option<RerunHandle>) -> Self {
+        self.rerun = handle;
+        self
     }
 
     /// The summaries, updated while the run goes and final after it.
@@ -165,6 +177,14 @@ impl TickConsumer for ProgramRewards {
                 let terms = match source.watcher.program().evaluate(&state) {
                     Ok(terms) => terms,
                     Err(e) => {
+                        if let Some(rerun) = &self.rerun {
+                            rerun.offer(Event::RewardInvalid {
+                                tick: record.tick,
+                                time_ns: record.start_ns,
+                                source: source.label.clone(),
+                                why: e.to_string(),
+                            });
+                        }
                         let summary = &mut source.summary;
                         summary.invalid += 1;
                         match summary
@@ -178,6 +198,16 @@ impl TickConsumer for ProgramRewards {
                         continue;
                     }
                 };
+                if let Some(rerun) = &self.rerun {
+                    rerun.offer(Event::Reward {
+                        tick: record.tick,
+                        time_ns: record.start_ns,
+                        source: source.label.clone(),
+                        names: terms.shared_names(),
+                        values: terms.values().to_vec(),
+                        total: terms.total(),
+                    });
+                }
                 {
                     let summary = &mut source.summary;
                     summary.total.add(terms.total());

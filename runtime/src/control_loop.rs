@@ -139,6 +139,30 @@ impl FeatureBuilder {
     }
 }
 
+impl FeatureBuilder {
+    /// The inverse of [`FeatureBuilder::write`]: puts `features` back into the parts of
+    /// `obs` they came from (for replaying recordings). Parts the features do not hold are
+    /// left as they are.
+    pub fn read(&self, features: &[f64], obs: &mut Observation) {
+        for field in &self.layout {
+            let src = &features[field.offset..field.offset + field.len];
+            match field.source {
+                FieldSource::JointPositions => {
+                    obs.joint_positions[..field.len].copy_from_slice(src)
+                }
+                FieldSource::JointVelocities => {
+                    obs.joint_velocities[..field.len].copy_from_slice(src)
+                }
+                FieldSource::JointEfforts => obs.joint_efforts[..field.len].copy_from_slice(src),
+                FieldSource::Sensor(index) => {
+                    let from = self.sensor_offsets[index];
+                    obs.sensors[from..from + field.len].copy_from_slice(src);
+                }
+            }
+        }
+    }
+}
+
 /// The control loop for one robot.
 pub struct ControlLoop<C: Clock> {
     clock: C,
@@ -217,6 +241,12 @@ impl<C: Clock> ControlLoop<C> {
     pub fn with_telemetry(mut self, telemetry: TelemetrySender) -> Self {
         self.telemetry = Some(telemetry);
         self
+    }
+
+    /// Attaches a telemetry sender to a loop already built (same as
+    /// [`ControlLoop::with_telemetry`]).
+    pub fn set_telemetry(&mut self, telemetry: TelemetrySender) {
+        self.telemetry = Some(telemetry);
     }
 
     /// Shares statistics with a telemetry channel made beforehand.

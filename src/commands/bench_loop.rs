@@ -180,7 +180,7 @@ fn measure(config: &RobotConfig, seconds: f64, tuned: bool) -> anyhow::Result<Me
     control = control.with_telemetry(telemetry);
     let log_thread = crate::telemetry_hub::spawn(
         receiver,
-        crate::telemetry_hub::standard_consumers(config.period_ns(), None),
+        crate::telemetry_hub::standard_consumers(config.period_ns(), None, None),
     )?;
     let scheduler = config.scheduler.clone();
     let rate = config.control_rate_hz;

@@ -16,11 +16,15 @@ use rlrt_runtime::link::{open_session, Frame};
 use rlrt_runtime::protocol::EpisodeOp;
 use rlrt_runtime::stats::LoopStats;
 use rlrt_runtime::telemetry::telemetry_channel;
+use rlrt_runtime::Clock;
 use rlrt_runtime::{realtime, Cause, RunLimit};
 use rlrt_sim::ServeMode;
 
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
+use crate::rerun_log::{
+    Destination, Event, RerunLogger, RerunSummary, WallTime, DEFAULT_QUEUE_LEN,
+};
 use crate::reward_programs::{write_summaries, ProgramRewards, ProgramSummary};
 
 /// The demo's robot when no `--config` is given.
@@ -38,6 +42,8 @@ pub struct DemoArgs {
     pub dropout_ms: f64,
     /// Render the config's cameras (off: no EGL needed).
     pub cameras: bool,
+    /// Log everything to rerun (`--rerun`).
+    pub rerun: Option<Destination>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -77,6 +83,8 @@ pub struct DemoOutcome {
     pub cameras: Vec<CameraReport>,
     /// The config's reward programs over the whole demo.
     pub rewards: Vec<ProgramSummary>,
+    /// What went to rerun, when asked.
+    pub rerun: Option<RerunSummary>,
 }
 
 impl DemoOutcome {
@@ -121,9 +129,29 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         waker,
     };
     let summaries = rewards.as_ref().map(|r| r.summaries());
+    let rerun = args
+        .rerun
+        .as_ref()
+        .map(|d| {
+            RerunLogger::start(
+                d,
+                &config,
+                &format!("rlrt demo {}", config.name),
+                WallTime::from_clock_now(rt.control.clock().now_ns()),
+                DEFAULT_QUEUE_LEN,
+            )
+        })
+        .transpose()?;
+    let rerun_handle = rerun.as_ref().map(RerunLogger::handle);
     let log_thread = crate::telemetry_hub::spawn(
         receiver,
-        crate::telemetry_hub::standard_consumers(config.period_ns(), rewards),
+        crate::telemetry_hub::standard_consumers(
+            config.period_ns(),
+            rewards,
+            rerun
+                .as_ref()
+                .map(|r| (r.handle(), Some(rt.link.cameras()))),
+        ),
     )?;
 
     // The robot's side: MuJoCo in free-run at the control rate, like hardware.
@@ -219,6 +247,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
             score = format!("{:.4}", result.score),
             "episode done"
         );
+        if let Some(rerun) = &rerun_handle {
+            rerun.offer(Event::Text {
+                tick: stats.ticks.load(Ordering::Relaxed),
+                time_ns: rt.control.clock().now_ns(),
+                level: if result.success { "INFO" } else { "WARN" },
+                text: format!(
+                    "episode {index} (seed {seed}) ended: {}, score {:.4}",
+                    if result.success { "success" } else { "failure" },
+                    result.score
+                ),
+            });
+        }
         episodes.push(result);
     }
     if let Some(server) = sim.take() {
@@ -245,6 +285,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
     let _ = log_thread.join();
+    drop(rerun_handle);
+    let rerun = rerun.map(RerunLogger::finish);
     let rewards = super::run::final_summaries(summaries);
     let successes = episodes.iter().filter(|e| e.success).count();
     Ok(DemoOutcome {
@@ -259,6 +301,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         link,
         cameras: camera_reports,
         rewards,
+        rerun,
     })
 }
 
@@ -334,6 +377,9 @@ impl std::fmt::Display for DemoOutcome {
         }
         let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(f, "link: {}", link.join(", "))?;
+        if let Some(rerun) = &self.rerun {
+            write!(f, "{rerun}")?;
+        }
         Ok(())
     }
 }

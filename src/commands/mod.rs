@@ -3,10 +3,12 @@
 pub mod bench_link;
 pub mod bench_loop;
 pub mod bench_policy;
+pub mod bench_rerun;
 pub mod bench_reward;
 pub mod check;
 pub mod demo;
 pub mod record;
+pub mod replay;
 pub mod reward;
 pub mod run;
 pub mod sim;

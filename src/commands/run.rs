@@ -15,6 +15,7 @@ use anyhow::Context;
 use rlrt_runtime::link::open_session;
 use rlrt_runtime::protocol::FLAG_LOCKSTEP_STEP;
 use rlrt_runtime::telemetry::telemetry_channel;
+use rlrt_runtime::Clock;
 use rlrt_runtime::{
     config, observation_mailbox, realtime, ControlLoop, ManualClock, RobotConfig, RunLimit,
     RunReport, WallClock,
@@ -23,8 +24,9 @@ use rlrt_sim::{LockstepPlant, ServeMode, ThreadedPlant};
 
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
+use crate::rerun_log::{Destination, RerunSummary, WallTime};
 use crate::reward_programs::{ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{self, standard_consumers};
+use crate::telemetry_hub::RunTelemetry;
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct RunArgs {
     pub plant_rate_hz: Option<f64>,
     /// How long to wait for the robot's first state over the link.
     pub wait_s: f64,
+    /// Log the run to rerun.
+    pub rerun: Option<Destination>,
 }
 
 /// The outcome of a run, for printing and for the exit code.
@@ -65,6 +69,8 @@ pub struct RunOutcome {
     /// The config's reward programs, evaluated on every tick with an observation (runs
     /// over the link).
     pub rewards: Vec<ProgramSummary>,
+    /// What went to rerun, when asked.
+    pub rerun: Option<RerunSummary>,
 }
 
 /// The reward summaries once the telemetry thread has finished.
@@ -78,6 +84,12 @@ pub(crate) fn final_summaries(
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
     let config = config::load(&args.config)?;
+    run_config(&config, args)
+}
+
+/// [`run`] with a config already loaded (`args.config` is not read).
+pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOutcome> {
+    let config = config.clone();
     warn_unrunnable(&config);
     let limit = RunLimit {
         max_ticks: args.ticks.or_else(|| {
@@ -85,19 +97,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
                 .map(|s| (s * config.control_rate_hz).round() as u64)
         }),
     };
+    let rerun = args.rerun.as_ref();
     match (args.robot, args.lockstep) {
-        (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit),
+        (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit, rerun),
         (Robot::Kinematic, false) => {
             let plant_rate = args
                 .plant_rate_hz
                 .unwrap_or(config.control_rate_hz.max(1000.0));
-            run_wall_clock(&config, args.seed, plant_rate, limit)
+            run_wall_clock(&config, args.seed, plant_rate, limit, rerun)
         }
         (Robot::Link, true) => anyhow::bail!(
             "--lockstep needs --sim or --kinematic (a robot on the link sets its own pace; \
              `rlrt sim --lockstep` serves a lockstep simulator)"
         ),
-        (Robot::Link, false) => run_link(&config, limit, args.wait_s),
+        (Robot::Link, false) => run_link(&config, limit, args.wait_s, rerun),
         (Robot::Sim, lockstep) => {
             let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
             let session = open_session(&robot_config.link)?;
@@ -110,9 +123,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
             };
             let sim = serve_mujoco(&session, &robot_config, args.seed, mode, true)?;
             let mut outcome = if lockstep {
-                run_link_lockstep(&runtime_config, args.seed, limit, args.wait_s)?
+                run_link_lockstep(&runtime_config, args.seed, limit, args.wait_s, rerun)?
             } else {
-                run_link(&runtime_config, limit, args.wait_s)?
+                run_link(&runtime_config, limit, args.wait_s, rerun)?
             };
             outcome.out_of_limit_commands =
                 Some(sim.stats().out_of_limit_commands.load(Ordering::Relaxed));
@@ -143,7 +156,12 @@ fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyh
 }
 
 /// Runs the loop on wall-clock time against the robot on the config's link.
-fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Result<RunOutcome> {
+fn run_link(
+    config: &RobotConfig,
+    limit: RunLimit,
+    wait_s: f64,
+    rerun: Option<&Destination>,
+) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let LinkedRuntime {
         control,
@@ -160,9 +178,14 @@ fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Resul
         waker,
     };
     wait_for_robot(&rt, config, wait_s)?;
-    let summaries = rewards.as_ref().map(|r| r.summaries());
-    let log_thread =
-        telemetry_hub::spawn(receiver, standard_consumers(config.period_ns(), rewards))?;
+    let telemetry = RunTelemetry::start(
+        config,
+        receiver,
+        rewards,
+        rerun,
+        WallTime::from_clock_now(rt.control.clock().now_ns()),
+        Some(rt.link.cameras()),
+    )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let control = &mut rt.control;
@@ -181,14 +204,15 @@ fn run_link(config: &RobotConfig, limit: RunLimit, wait_s: f64) -> anyhow::Resul
     })?;
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let _ = log_thread.join();
+    let (rewards, rerun) = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
         out_of_limit_commands: None,
         final_positions: Vec::new(),
         link,
-        rewards: final_summaries(summaries),
+        rewards,
+        rerun,
     })
 }
 
@@ -198,8 +222,13 @@ fn run_link_lockstep(
     seed: u64,
     limit: RunLimit,
     wait_s: f64,
+    rerun: Option<&Destination>,
 ) -> anyhow::Result<RunOutcome> {
+    let rewards = ProgramRewards::load(config)?;
     let mut rt = LinkedRuntime::connect(config, FLAG_LOCKSTEP_STEP)?;
+    let (sender, receiver) =
+        telemetry_channel(config.scheduler.telemetry_queue_len, rt.control.stats());
+    rt.control.set_telemetry(sender);
     // A lockstep simulator publishes its start state once, possibly before this session
     // has met it: ask for the seeded reset until a state arrives.
     let stats = rt.link.stats();
@@ -212,6 +241,14 @@ fn run_link_lockstep(
         std::thread::sleep(Duration::from_millis(50));
     }
     wait_for_robot(&rt, config, wait_s)?;
+    let telemetry = RunTelemetry::start(
+        config,
+        receiver,
+        rewards,
+        rerun,
+        WallTime::from_clock_now(rt.control.clock().now_ns()),
+        Some(rt.link.cameras()),
+    )?;
     let max_ticks = limit
         .max_ticks
         .unwrap_or(10 * config.control_rate_hz as u64);
@@ -228,13 +265,18 @@ fn run_link_lockstep(
         stop.store(true, Ordering::Relaxed);
         let _ = worker.join();
     });
+    let report = rt.control.report();
+    let link = rt.link.stats().snapshot();
+    drop(rt); // closes the telemetry channel
+    let (rewards, rerun) = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
-        report: rt.control.report(),
+        report,
         out_of_limit_commands: None,
         final_positions: Vec::new(),
-        link: rt.link.stats().snapshot(),
-        rewards: Vec::new(),
+        link,
+        rewards,
+        rerun,
     })
 }
 
@@ -258,8 +300,11 @@ pub(crate) fn run_wall_clock(
     seed: u64,
     plant_rate_hz: f64,
     limit: RunLimit,
+    rerun: Option<&Destination>,
 ) -> anyhow::Result<RunOutcome> {
+    let rewards = ProgramRewards::load(config)?;
     let clock = WallClock::new();
+    let wall = WallTime::from_clock_now(clock.now_ns());
     let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
     let (sink, plant) = ThreadedPlant::spawn(config, clock.clone(), writer, seed, plant_rate_hz)
         .context("starting the kinematic plant thread")?;
@@ -268,7 +313,7 @@ pub(crate) fn run_wall_clock(
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let log_thread = telemetry_hub::spawn(receiver, standard_consumers(config.period_ns(), None))?;
+    let telemetry = RunTelemetry::start(config, receiver, rewards, rerun, wall, None)?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
@@ -286,7 +331,7 @@ pub(crate) fn run_wall_clock(
             .join()
             .map_err(|_| anyhow::anyhow!("the control thread panicked"))
     })?;
-    let _ = log_thread.join();
+    let (rewards, rerun) = telemetry.finish();
     let shared = plant.shared();
     let _final_state = plant.stop();
     Ok(RunOutcome {
@@ -295,7 +340,8 @@ pub(crate) fn run_wall_clock(
         out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
         link: Vec::new(),
-        rewards: Vec::new(),
+        rewards,
+        rerun,
     })
 }
 
@@ -304,23 +350,33 @@ pub(crate) fn run_lockstep(
     config: &RobotConfig,
     seed: u64,
     limit: RunLimit,
+    rerun: Option<&Destination>,
 ) -> anyhow::Result<RunOutcome> {
+    let rewards = ProgramRewards::load(config)?;
     let clock = ManualClock::new(0);
     let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
     let plant = LockstepPlant::new(config, clock.clone(), writer, seed);
     let shared = plant.shared();
     let policy = rlrt_policies::build(config)?;
     let mut control = ControlLoop::new(config, clock, reader, policy, Box::new(plant))?;
+    let (sender, receiver) =
+        telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
+    control = control.with_telemetry(sender);
+    let telemetry =
+        RunTelemetry::start(config, receiver, rewards, rerun, WallTime::OnArrival, None)?;
     let limit = RunLimit {
         max_ticks: limit.max_ticks.or(Some(10 * config.control_rate_hz as u64)),
     };
     let report = control.run(crate::signals::stop_flag(), limit);
+    drop(control); // closes the telemetry channel
+    let (rewards, rerun) = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
         out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
         final_positions: shared.positions(),
         link: Vec::new(),
-        rewards: Vec::new(),
+        rewards,
+        rerun,
     })
 }

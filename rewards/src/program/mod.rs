@@ -69,6 +69,11 @@ impl Terms {
         &self.values
     }
 
+    /// The names, shared (the same allocation on every call of one program version).
+    pub fn shared_names(&self) -> Arc<[String]> {
+        self.names.clone()
+    }
+
     pub fn get(&self, name: &str) -> Option<f64> {
         self.names
             .iter()
@@ -195,6 +200,15 @@ impl RewardProgram {
             values,
             total,
         })
+    }
+
+    /// Names of the environment fields the program reads (such as `ee_position`).
+    pub fn fields_read(&self) -> Vec<&str> {
+        let fields = self.env.fields();
+        self.bound
+            .iter()
+            .map(|&i| fields[i].name.as_str())
+            .collect()
     }
 
     /// Names of the terms every call returns (sorted).

@@ -1,0 +1,313 @@
+//! `rlrt replay`: a recorded dataset into rerun, with its rewards recomputed by chosen
+//! reward programs, so that two programs (or two versions of one) can be compared side by
+//! side on the same episodes.
+//!
+//! Episodes are laid end to end on the `tick` timeline (one tick per recorded step) and on
+//! the `time` timeline at the dataset's control rate. Every program sees, at step `t`, the
+//! observation the policy saw before action `t` and, as `previous_action`, action `t - 1`
+//! (zeros at the start of an episode): what the same program sees in the loop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rlrt_rewards::program::{check_file, CheckOptions, Environment, Limits, ProgramState};
+use rlrt_runtime::config::{RewardKind, MAX_ACTION};
+use rlrt_runtime::recording::Dataset;
+use rlrt_runtime::telemetry::TickRecord;
+use rlrt_runtime::{FeatureBuilder, Observation};
+
+use crate::rerun_log::{Destination, Event, RerunLogger, RerunSummary, WallTime};
+
+#[derive(Clone, Debug)]
+pub struct ReplayArgs {
+    pub data: PathBuf,
+    /// Use this hw-config instead of the one saved in the dataset.
+    pub config: Option<PathBuf>,
+    /// `(name, program file)`; the config's own reward programs when empty.
+    pub programs: Vec<(String, PathBuf)>,
+    /// At most this many episodes (all when absent).
+    pub episodes: Option<usize>,
+    pub rerun: Destination,
+}
+
+/// What one program scored over the replayed episodes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProgramReplay {
+    pub name: String,
+    pub file: String,
+    pub evaluations: u64,
+    pub invalid: u64,
+    /// Mean per-episode return (the sum of the program's totals over an episode).
+    pub mean_return: f64,
+    /// Mean return over successful episodes minus over failed ones (how well the program
+    /// separates them; `None` when either group is empty).
+    pub success_gap: Option<f64>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplayOutcome {
+    pub dataset: String,
+    pub episodes: usize,
+    pub steps: u64,
+    pub programs: Vec<ProgramReplay>,
+    pub rerun: RerunSummary,
+}
+
+impl std::fmt::Display for ReplayOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "replayed {} episodes ({} steps) of {}",
+            self.episodes, self.steps, self.dataset
+        )?;
+        for p in &self.programs {
+            writeln!(
+                f,
+                "  reward {} ({}): {} evaluations, {} invalid, mean return {:.3}, success gap {}",
+                p.name,
+                p.file,
+                p.evaluations,
+                p.invalid,
+                p.mean_return,
+                p.success_gap
+                    .map_or_else(|| "n/a".to_owned(), |g| format!("{g:.3}"))
+            )?;
+        }
+        write!(f, "{}", self.rerun)
+    }
+}
+
+struct Source {
+    label: Arc<str>,
+    file: String,
+    program: rlrt_rewards::program::RewardProgram,
+    invalid: u64,
+    evaluations: u64,
+    returns: Vec<f64>,
+}
+
+/// Names a program may read from a replayed state: the recorded observation fields and
+/// what is derived from the config or the actions.
+fn replayable(dataset: &Dataset) -> Vec<String> {
+    let mut names: Vec<String> = dataset
+        .info
+        .observation_fields
+        .iter()
+        .map(|n| n.replace('-', "_"))
+        .collect();
+    names.extend(
+        [
+            "joint_position_min",
+            "joint_position_max",
+            "previous_action",
+            "dt",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    names
+}
+
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
+    let dataset = Dataset::open(&args.data)?;
+    let config = match &args.config {
+        Some(path) => rlrt_runtime::config::load(path)?,
+        None => rlrt_runtime::config::parse(
+            &dataset.config_text,
+            &PathBuf::from(&dataset.info.config_source),
+        )
+        .with_context(|| format!("the config saved in {}", args.data.display()))?,
+    };
+    let features = FeatureBuilder::new(&config);
+    anyhow::ensure!(
+        features.len() == dataset.info.observation_len
+            && config.action.len() == dataset.info.action_len,
+        "{}: the dataset holds {} observation and {} action values per step, the config {} \
+         describes {} and {}",
+        args.data.display(),
+        dataset.info.observation_len,
+        dataset.info.action_len,
+        config.source.display(),
+        features.len(),
+        config.action.len()
+    );
+
+    let programs: Vec<(String, PathBuf)> = if args.programs.is_empty() {
+        config
+            .rewards
+            .iter()
+            .filter(|r| r.kind == RewardKind::Program)
+            .filter_map(|r| Some((r.name.clone(), r.program_path.clone()?)))
+            .collect()
+    } else {
+        args.programs.clone()
+    };
+    let env = Environment::from_config(&config)?;
+    let allowed = replayable(&dataset);
+    let mut sources = Vec::new();
+    for (name, path) in &programs {
+        let (program, _) = check_file(&env, path, &Limits::default(), &CheckOptions::default())?;
+        let missing: Vec<&str> = program
+            .fields_read()
+            .into_iter()
+            .filter(|f| !allowed.iter().any(|a| a == f))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "reward program {} ({}) reads {:?}, which {} did not record (it holds {:?})",
+            name,
+            path.display(),
+            missing,
+            args.data.display(),
+            dataset.info.observation_fields
+        );
+        sources.push(Source {
+            label: Arc::from(name.as_str()),
+            file: path.display().to_string(),
+            program,
+            invalid: 0,
+            evaluations: 0,
+            returns: Vec::new(),
+        });
+    }
+
+    let rerun = RerunLogger::start(
+        &args.rerun,
+        &config,
+        &format!("rlrt replay {}", args.data.display()),
+        WallTime::OnArrival,
+        crate::rerun_log::DEFAULT_QUEUE_LEN,
+    )?;
+    let handle = rerun.handle();
+    let (obs_len, act_len) = (dataset.info.observation_len, dataset.info.action_len);
+    let period_ns = config.period_ns();
+    let episodes: Vec<_> = dataset
+        .episodes
+        .iter()
+        .take(args.episodes.unwrap_or(usize::MAX))
+        .collect();
+    let mut tick = 0u64;
+    let mut record = TickRecord::empty();
+    record.dof = config.dof() as u8;
+    record.action_len = act_len as u8;
+    record.published = true;
+    let mut obs = Observation::empty(config.dof(), config.observation.sensor_values);
+    for (index, episode) in episodes.iter().enumerate() {
+        let mut previous = [0.0; MAX_ACTION];
+        for s in &mut sources {
+            s.returns.push(0.0);
+        }
+        let mut recorded_return = 0.0;
+        for t in 0..episode.steps() {
+            tick += 1;
+            let time_ns = tick * period_ns;
+            features.read(
+                &episode.observations[t * obs_len..(t + 1) * obs_len],
+                &mut obs,
+            );
+            obs.seq = t as u64 + 1;
+            obs.stamp_ns = time_ns;
+            obs.received_ns = time_ns;
+            let action = &episode.actions[t * act_len..(t + 1) * act_len];
+            record.tick = tick;
+            record.deadline_ns = time_ns;
+            record.start_ns = time_ns;
+            record.observation = obs;
+            record.observation_seq = obs.seq;
+            record.proposed[..act_len].copy_from_slice(action);
+            record.command[..act_len].copy_from_slice(action);
+            handle.offer(Event::Replayed(Box::new(record)));
+            let reward = episode.rewards[t];
+            recorded_return += reward;
+            handle.offer(Event::Reward {
+                tick,
+                time_ns,
+                source: Arc::from("recorded"),
+                names: Arc::from(Vec::<String>::new()),
+                values: Vec::new(),
+                total: reward,
+            });
+            let state = ProgramState::new(obs, &previous[..act_len]);
+            for s in &mut sources {
+                s.evaluations += 1;
+                match s.program.evaluate(&state) {
+                    Ok(terms) => {
+                        *s.returns.last_mut().expect("pushed above") += terms.total();
+                        handle.offer(Event::Reward {
+                            tick,
+                            time_ns,
+                            source: s.label.clone(),
+                            names: terms.shared_names(),
+                            values: terms.values().to_vec(),
+                            total: terms.total(),
+                        });
+                    }
+                    Err(e) => {
+                        s.invalid += 1;
+                        handle.offer(Event::RewardInvalid {
+                            tick,
+                            time_ns,
+                            source: s.label.clone(),
+                            why: e.to_string(),
+                        });
+                    }
+                }
+            }
+            previous[..act_len].copy_from_slice(action);
+            // The queue is bounded; a replay has no deadline, so wait instead of dropping.
+            while handle_backlog(&handle) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        handle.offer(Event::Text {
+            tick,
+            time_ns: tick * period_ns,
+            level: if episode.success { "INFO" } else { "WARN" },
+            text: format!(
+                "episode {index} (seed {}) ended after {} steps: {}, recorded return {recorded_return:.3}",
+                episode.seed,
+                episode.steps(),
+                if episode.success { "success" } else { "failure" }
+            ),
+        });
+    }
+    drop(handle);
+    let rerun = rerun.finish();
+    let successes: Vec<bool> = episodes.iter().map(|e| e.success).collect();
+    let programs = sources
+        .into_iter()
+        .map(|s| {
+            let mean = |want: Option<bool>| {
+                let v: Vec<f64> = s
+                    .returns
+                    .iter()
+                    .zip(&successes)
+                    .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
+                    .map(|(r, _)| *r)
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            ProgramReplay {
+                name: s.label.to_string(),
+                file: s.file,
+                evaluations: s.evaluations,
+                invalid: s.invalid,
+                mean_return: mean(None).unwrap_or(0.0),
+                success_gap: mean(Some(true)).zip(mean(Some(false))).map(|(a, b)| a - b),
+            }
+        })
+        .collect();
+    Ok(ReplayOutcome {
+        dataset: args.data.display().to_string(),
+        episodes: episodes.len(),
+        steps: tick,
+        programs,
+        rerun,
+    })
+}
+
+/// True while the rerun queue is more than half full.
+fn handle_backlog(handle: &crate::rerun_log::RerunHandle) -> bool {
+    handle.backlog() > crate::rerun_log::DEFAULT_QUEUE_LEN / 2
+}
