@@ -344,6 +344,12 @@ enum Bench {
         /// Rounds of (off, on); medians over rounds are reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Pin the control thread to this core.
+        #[arg(long)]
+        cpu_core: Option<usize>,
+        /// Run the control thread under SCHED_FIFO at this priority (needs the privilege).
+        #[arg(long)]
+        realtime_priority: Option<i32>,
         /// Keep the recording of the logged run here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -836,6 +842,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 camera_size,
                 seconds,
                 rounds,
+                cpu_core,
+                realtime_priority,
                 out,
                 json,
             } => {
@@ -846,6 +854,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                         camera_size,
                         seconds,
                         rounds,
+                        cpu_core,
+                        realtime_priority,
                         out,
                     },
                 )?;

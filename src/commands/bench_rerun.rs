@@ -26,6 +26,10 @@ pub struct BenchRerunArgs {
     pub seconds: f64,
     /// Rounds of (off, on).
     pub rounds: usize,
+    /// Pin the control thread to this core.
+    pub cpu_core: Option<usize>,
+    /// Run the control thread under SCHED_FIFO at this priority.
+    pub realtime_priority: Option<i32>,
     /// Where the measured recording is written (a temporary file when absent).
     pub out: Option<PathBuf>,
 }
@@ -75,20 +79,29 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
         ("rate_hz".to_owned(), toml::Value::Float(args.camera_hz)),
         ("encoding".to_owned(), toml::Value::String("rgb8".into())),
     ]);
-    let config = super::parse_with_overrides(
-        CONFIG_TEXT,
-        &PathBuf::from(CONFIG_PATH),
-        &[
-            (
-                "robot.control_rate_hz",
-                Some(toml::Value::Float(args.rate_hz)),
-            ),
-            (
-                "observation.cameras",
-                Some(toml::Value::Array(vec![toml::Value::Table(camera)])),
-            ),
-        ],
-    )?;
+    let mut overrides = vec![
+        (
+            "robot.control_rate_hz",
+            Some(toml::Value::Float(args.rate_hz)),
+        ),
+        (
+            "observation.cameras",
+            Some(toml::Value::Array(vec![toml::Value::Table(camera)])),
+        ),
+    ];
+    if let Some(core) = args.cpu_core {
+        overrides.push((
+            "scheduler.cpu_core",
+            Some(toml::Value::Integer(core as i64)),
+        ));
+    }
+    if let Some(priority) = args.realtime_priority {
+        overrides.push((
+            "scheduler.realtime_priority",
+            Some(toml::Value::Integer(priority.into())),
+        ));
+    }
+    let config = super::parse_with_overrides(CONFIG_TEXT, &PathBuf::from(CONFIG_PATH), &overrides)?;
     let temp = tempfile_path();
     let out = args.out.clone().unwrap_or_else(|| temp.clone());
     let mut run_args = RunArgs {
@@ -128,6 +141,14 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
     let sum = |runs: &[RunOutcome], f: fn(&RunOutcome) -> u64| -> u64 { runs.iter().map(f).sum() };
     let extra = &mut report.extra;
     extra.insert("rate_hz".into(), args.rate_hz.into());
+    extra.insert(
+        "scheduler".into(),
+        format!(
+            "cpu_core {:?}, realtime_priority {:?}",
+            args.cpu_core, args.realtime_priority
+        )
+        .into(),
+    );
     extra.insert(
         "camera".into(),
         format!("{0}x{0} rgb8 at {1} Hz", args.camera_size, args.camera_hz).into(),
