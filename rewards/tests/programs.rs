@@ -306,6 +306,51 @@ fn a_program_that_misbehaves_only_at_run_time_is_contained_and_counted() {
 }
 
 #[test]
+fn calls_share_nothing_but_the_function_cache() {
+    // A program keeps Rhai's function-resolution cache between calls; the operation count,
+    // the variables and the outcome of one call must not leak into the next.
+    let env = reach_env();
+    let text = "fn half(v) { v / 2 }\n\
+                let x = if ee_position[0] > 0.0 { 3 } else { 3.0 };\n\
+                if ee_position[0] == 0.5 { half(\"text\") }\n\
+                #{ a: half(x) + max(x, 0.5) + tolerance(x, 0, 2, 1), b: type_of(half(x)) == \"f64\" }";
+    // A generous time budget: a call pre-empted by another process must not fail here.
+    let limits = Limits {
+        time_budget: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let options = CheckOptions::default();
+    let (mut program, _) = check(&env, text, Path::new("test.rhai"), &limits, &options).unwrap();
+    let at = |x: f64| state(&env, &[("ee_position", [x, 0.0, 0.0])]);
+    // Integer `x`: `half` does integer division and `max(int, float)` picks the helper's
+    // mixed form; float `x`: float division and Rhai's own `max`.
+    let int_terms = program.evaluate(&at(1.0)).unwrap();
+    let ops = program.last_operations();
+    let float_terms = program.evaluate(&at(-1.0)).unwrap();
+    assert_eq!(int_terms.get("b"), Some(0.0));
+    assert_eq!(float_terms.get("b"), Some(1.0));
+    // tolerance(3, 0, 2, 1) is 0.1: one margin outside the interval.
+    let close = |t: &rlrt_rewards::program::Terms, v: f64| (t.get("a").unwrap() - v).abs() < 1e-12;
+    assert!(close(&int_terms, 1.0 + 3.0 + 0.1), "{int_terms:?}");
+    assert!(close(&float_terms, 1.5 + 3.0 + 0.1), "{float_terms:?}");
+    // A call that fails half-way leaves the next one unaffected.
+    assert!(matches!(
+        program.evaluate(&at(0.5)),
+        Err(EvalError::Script { .. })
+    ));
+    // Far more calls than one call's operation limit allows in total: the count starts
+    // from zero on every call.
+    for i in 0..2_000 {
+        let x = if i % 2 == 0 { 1.0 } else { -1.0 };
+        let terms = program.evaluate(&at(x)).unwrap();
+        assert_eq!(terms.get("b"), Some(if x > 0.0 { 0.0 } else { 1.0 }));
+    }
+    program.evaluate(&at(1.0)).unwrap();
+    assert_eq!(program.last_operations(), ops);
+    assert_eq!(program.counters().invalid, 1);
+}
+
+#[test]
 fn the_time_budget_stops_a_call_that_stays_within_the_operation_limit() {
     let env = reach_env();
     // Each operation sorts a large array: few operations, much time.

@@ -245,6 +245,7 @@ fn compile(
         sandbox,
         ast,
         scope: rhai::Scope::new(),
+        caches: rhai::Caches::new(),
         bound,
         term_names: Arc::from(Vec::new()),
         source: source.to_owned(),

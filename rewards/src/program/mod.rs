@@ -36,7 +36,7 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Scope, AST};
+use rhai::{Caches, Scope, AST};
 
 pub use check::{check, check_file, CheckOptions, CheckReport, Problem, ProgramError, TermRange};
 pub use env::{Environment, EnvironmentError, ProgramState};
@@ -101,6 +101,8 @@ pub struct RewardProgram {
     sandbox: Sandbox,
     ast: AST,
     scope: Scope<'static>,
+    /// Rhai's function-resolution cache, kept between calls (see [`Sandbox::eval`]).
+    caches: Caches,
     /// Indices of the environment fields the program reads; only these are bound.
     bound: Vec<usize>,
     term_names: Arc<[String]>,
@@ -134,11 +136,9 @@ impl RewardProgram {
     /// One call, uncounted (the checker's dry run uses it too).
     fn run(&mut self, state: &ProgramState) -> Result<Terms, EvalError> {
         self.env.bind(state, &self.bound, &mut self.scope);
-        self.sandbox.arm();
         let value = self
             .sandbox
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.ast)
+            .eval(&mut self.caches, &mut self.scope, &self.ast)
             .map_err(|e| EvalError::from_rhai(&e, &self.sandbox.limits))?;
         let type_name = value.type_name();
         let Some(map) = value.try_cast::<rhai::Map>() else {
