@@ -60,6 +60,8 @@ fn reach_program_passes_and_rises_as_the_end_effector_approaches() {
         ["distance", "reach", "smooth", "success"]
     );
     assert_eq!(report.samples, 256);
+    // Straight-line: checked in Rhai, evaluated on the direct path.
+    assert!(report.direct_path && program.is_direct());
     let target = [0.3, 0.1, 0.2];
     let mut previous = f64::NEG_INFINITY;
     for gap in [0.5, 0.3, 0.1, 0.05, 0.02, 0.0] {
@@ -95,6 +97,8 @@ fn push_program_rewards_the_block_nearing_the_goal() {
         &CheckOptions::default(),
     )
     .unwrap();
+    // Straight-line, with an array literal of floats (`spot`): the direct path.
+    assert!(program.is_direct());
     let goal = [0.35, 0.1, 0.02];
     let at = |block: [f64; 3], ee: [f64; 3]| {
         state(
@@ -148,8 +152,23 @@ fn values_change_with_the_state_and_inputs_are_read_only() {
 }
 
 /// Checks that `text` is rejected and that the message contains each of `expected`.
+///
+/// The time budget is 100 ms instead of 1 ms so that the limit named is the deterministic
+/// one: an endless loop reaches 20,000 operations in well under 1 ms in a release build,
+/// but not in a debug build on a busy machine. The budget has its own test.
 fn rejected(env: &Environment, text: &str, expected: &[&str]) -> String {
-    match check_text(env, text) {
+    let limits = Limits {
+        time_budget: std::time::Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let checked = check(
+        env,
+        text,
+        Path::new("test.rhai"),
+        &limits,
+        &CheckOptions::default(),
+    );
+    match checked {
         Ok(_) => panic!(
             "accepted a hostile program:\n{}",
             &text[..text.len().min(300)]
@@ -303,6 +322,222 @@ fn a_program_that_misbehaves_only_at_run_time_is_contained_and_counted() {
     assert_eq!((c.evaluations, c.invalid), (4, 3));
     assert_eq!(c.by_kind.get("size_limit"), Some(&1));
     assert_eq!(c.by_kind.get("non_finite"), Some(&1));
+}
+
+#[test]
+fn calls_share_nothing_but_the_function_cache() {
+    // A program keeps Rhai's function-resolution cache between calls; the operation count,
+    // the variables and the outcome of one call must not leak into the next.
+    let env = reach_env();
+    let text = "fn half(v) { v / 2 }\n\
+                let x = if ee_position[0] > 0.0 { 3 } else { 3.0 };\n\
+                if ee_position[0] == 0.5 { half(\"text\") }\n\
+                #{ a: half(x) + max(x, 0.5) + tolerance(x, 0, 2, 1), b: type_of(half(x)) == \"f64\" }";
+    // A generous time budget: a call pre-empted by another process must not fail here.
+    let limits = Limits {
+        time_budget: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let options = CheckOptions::default();
+    let (mut program, _) = check(&env, text, Path::new("test.rhai"), &limits, &options).unwrap();
+    let at = |x: f64| state(&env, &[("ee_position", [x, 0.0, 0.0])]);
+    // Integer `x`: `half` does integer division and `max(int, float)` picks the helper's
+    // mixed form; float `x`: float division and Rhai's own `max`.
+    let int_terms = program.evaluate(&at(1.0)).unwrap();
+    let ops = program.last_operations();
+    let float_terms = program.evaluate(&at(-1.0)).unwrap();
+    assert_eq!(int_terms.get("b"), Some(0.0));
+    assert_eq!(float_terms.get("b"), Some(1.0));
+    // tolerance(3, 0, 2, 1) is 0.1: one margin outside the interval.
+    let close = |t: &rlrt_rewards::program::Terms, v: f64| (t.get("a").unwrap() - v).abs() < 1e-12;
+    assert!(close(&int_terms, 1.0 + 3.0 + 0.1), "{int_terms:?}");
+    assert!(close(&float_terms, 1.5 + 3.0 + 0.1), "{float_terms:?}");
+    // A call that fails half-way leaves the next one unaffected.
+    assert!(matches!(
+        program.evaluate(&at(0.5)),
+        Err(EvalError::Script { .. })
+    ));
+    // Far more calls than one call's operation limit allows in total: the count starts
+    // from zero on every call.
+    for i in 0..2_000 {
+        let x = if i % 2 == 0 { 1.0 } else { -1.0 };
+        let terms = program.evaluate(&at(x)).unwrap();
+        assert_eq!(terms.get("b"), Some(if x > 0.0 { 0.0 } else { 1.0 }));
+    }
+    program.evaluate(&at(1.0)).unwrap();
+    assert_eq!(program.last_operations(), ops);
+    assert_eq!(program.counters().invalid, 1);
+}
+
+/// `text` checked twice: once on the direct path, once with every call in Rhai.
+fn direct_and_rhai(
+    env: &Environment,
+    text: &str,
+) -> (
+    rlrt_rewards::program::RewardProgram,
+    rlrt_rewards::program::RewardProgram,
+) {
+    // A generous time budget: a Rhai call pre-empted by another process must not turn
+    // into a difference between the two.
+    let limits = Limits {
+        time_budget: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let checked = |text: &str| {
+        check(
+            env,
+            text,
+            Path::new("test.rhai"),
+            &limits,
+            &CheckOptions::default(),
+        )
+        .unwrap()
+        .0
+    };
+    let direct = checked(text);
+    let mut rhai = checked(text);
+    rhai.disable_direct_path();
+    assert!(direct.is_direct(), "not on the direct path:\n{text}");
+    assert!(!rhai.is_direct());
+    // A script function keeps a program off the direct path altogether.
+    assert!(!checked(&format!("fn unused() {{ 0 }} {text}")).is_direct());
+    (direct, rhai)
+}
+
+fn same_outcome(
+    a: &Result<rlrt_rewards::program::Terms, EvalError>,
+    b: &Result<rlrt_rewards::program::Terms, EvalError>,
+) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            let bits = |t: &rlrt_rewards::program::Terms| {
+                t.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            a.names() == b.names() && bits(a) == bits(b)
+        }
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[test]
+fn the_direct_path_gives_rhais_answers() {
+    let env = reach_env();
+    let shipped = std::fs::read_to_string(repo("rewards/programs/reach.rhai")).unwrap();
+    let spot = "let spot = [ee_position[0] - 0.06, -target_position[1] * 2.0, dt];\n\
+                let spot = [spot[2], spot[0], max(spot[1], 1e-6)];\n\
+                #{ a: distance(spot, target_position) + spot[1], b: norm(spot) }";
+    // Every construct the direct path translates, including Rhai's own semantics where
+    // they are easy to get wrong: comparisons within f64::EPSILON count as equal, integer
+    // literals mixed with floats, Rhai's `min`/`max` on floats against the helpers' forms
+    // for a float and an integer, short-circuit `&&`/`||`, shadowing, vector aliases.
+    let subset = "let p = ee_position;\n\
+        let d = distance(p, target_position);\n\
+        let dxy = distance_xy(ee_position, target_position);\n\
+        let same = ee_position[0] == target_position[0];\n\
+        let near = d < 0.3 && !(dxy > 0.2) || ee_position[2] >= 0.5;\n\
+        let k = 2;\n\
+        let d = d * k + 1 - dt / 4 % 3.0;\n\
+        #{\n\
+            z_arith: -d ** 2 + (d + 1.5) ** 0.5 - joint_positions[1] * 0.5,\n\
+            same: indicator(same) + indicator(ee_position[1] != target_position[1]),\n\
+            near: near,\n\
+            order: indicator(d <= dxy) - indicator(dxy >= d) + indicator(d > 0),\n\
+            helpers: tolerance(d, 0, 0.5, 1) + clamp(dxy, 0.1, 0.4) + dot(p, target_position)\n\
+                + norm(previous_action) + norm(joint_velocities),\n\
+            math: exp(-d) + sqrt(dxy) + ln(d + 1.0) + sin(d) + cos(2) + tanh(d) + abs(-d)\n\
+                + floor(d) + round(dxy * 10.0),\n\
+            min_max: min(d, dxy) + max(d, 0) + min(1, dxy) + max(d, dxy) + min(d, 0),\n\
+            flags: true,\n\
+            count: 3,\n\
+        }";
+    let mut states = env.sample_states(512, 11, 1.0);
+    // Coordinates equal, or a rounding error apart: only a relative-epsilon comparison
+    // calls the second pair equal.
+    for (i, x) in [0.25, 0.1 + 0.2, 0.3, 1e-300, 0.0].iter().enumerate() {
+        let mut s = env.zero_state();
+        env.set_sensor(&mut s, "ee_position", &[*x, 0.3, 0.1 * i as f64]);
+        env.set_sensor(&mut s, "target_position", &[0.3, 0.1 + 0.2, 0.0]);
+        states.push(s);
+    }
+    for text in [shipped.as_str(), subset, spot] {
+        let (mut direct, mut rhai) = direct_and_rhai(&env, text);
+        for s in &states {
+            let (a, b) = (direct.evaluate(s), rhai.evaluate(s));
+            assert!(same_outcome(&a, &b), "{text}\n{a:?}\n{b:?}");
+        }
+        assert_eq!(direct.last_operations(), rhai.last_operations());
+    }
+    let push_env = env_of("hw-configs/push-arm.toml");
+    let push = std::fs::read_to_string(repo("rewards/programs/push.rhai")).unwrap();
+    let (mut direct, mut rhai) = direct_and_rhai(&push_env, &push);
+    for s in &push_env.sample_states(512, 12, 1.0) {
+        let (a, b) = (direct.evaluate(s), rhai.evaluate(s));
+        assert!(same_outcome(&a, &b), "{push}\n{a:?}\n{b:?}");
+    }
+    // Near-equal coordinates really are compared the way Rhai compares them.
+    let (mut direct, _) = direct_and_rhai(&env, subset);
+    let terms = direct.evaluate(&states[513]).unwrap();
+    assert_eq!(terms.get("same"), Some(1.0), "{terms:?}");
+}
+
+#[test]
+fn the_direct_path_fails_where_rhai_fails_and_with_the_same_error() {
+    let env = reach_env();
+    // Fine on the checker's samples (sensors within a metre), wrong far away: there the
+    // helpers' argument checks fail, in program order.
+    let text = "let hi = ee_position[0] + 10.0;\n\
+                #{\n\
+                    b: clamp(1.0, 0.0, hi),\n\
+                    a: tolerance(0.5, 0.0, ee_position[1] + 10.0, 0.1),\n\
+                    c: 1.0 / (ee_position[2] + 10.0),\n\
+                }";
+    let (mut direct, mut rhai) = direct_and_rhai(&env, text);
+    let at = |x: [f64; 3]| state(&env, &[("ee_position", x)]);
+    for x in [
+        [-20.0, 0.0, 0.0],
+        [0.0, -20.0, 0.0],
+        [-20.0, -20.0, 0.0],
+        [0.0, 0.0, -10.0],
+        [0.0, 0.0, 0.0],
+    ] {
+        let (a, b) = (direct.evaluate(&at(x)), rhai.evaluate(&at(x)));
+        assert!(same_outcome(&a, &b), "{x:?}\n{a:?}\n{b:?}");
+    }
+    let err = direct.evaluate(&at([-20.0, -20.0, 0.0])).unwrap_err();
+    assert!(matches!(err, EvalError::Script { line: 3, .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("clamp: expected lo <= hi"),
+        "{err}"
+    );
+    assert!(matches!(
+        direct.evaluate(&at([0.0, 0.0, -10.0])),
+        Err(EvalError::NonFinite { .. })
+    ));
+    assert_eq!(direct.counters().invalid, 6);
+}
+
+#[test]
+fn programs_outside_the_direct_subset_run_on_rhai() {
+    let env = reach_env();
+    for text in [
+        // An array with an integer element, or used other than through `let`.
+        "let p = [ee_position[0], 0, 0.0];\n#{ a: distance(p, target_position) }",
+        "#{ a: distance([ee_position[0], 1.0, 0.0], target_position) }",
+        // Control flow, loops, integer arithmetic, methods, strings, output.
+        "let a = if dt > 0.0 { 1.0 } else { 2.0 };\n#{ a: a }",
+        "let s = 0.0;\nfor q in joint_positions { s += q; }\n#{ a: s }",
+        "#{ a: 7 / 2 }",
+        "#{ a: joint_positions.len() }",
+        "print(\"x\");\n#{ a: 1.0 }",
+        // An index outside the vector is Rhai's error to report.
+        "#{ a: dt, b: indicator(dt > 1.0) * ee_position[3] }",
+    ] {
+        match check_text(&env, text) {
+            Ok(program) => assert!(!program.is_direct(), "{text}"),
+            Err(e) => assert!(text.contains("ee_position[3]"), "{text}: {e}"),
+        }
+    }
 }
 
 #[test]

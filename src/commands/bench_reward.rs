@@ -1,8 +1,10 @@
 //! `rlrt bench reward-program`: how fast a checked reward program evaluates states.
 //!
-//! rlrt's side is `RewardProgram::evaluate` on the reach program (binding the state into
-//! the sandbox, running it under its limits, collecting the terms). The peer is the same
-//! reward written the way a Python RL stack would, with numpy, run by `python3` in the same
+//! rlrt's side is `RewardProgram::evaluate` on the reach program as the checker hands it
+//! out: a straight-line program, so on the direct path, which the checker verified against
+//! Rhai (`direct_path` in the report says so). The same program with every call in Rhai is
+//! measured too (`evaluate_rhai`, `rhai_evaluations_per_s`). The peer is the same reward
+//! written the way a Python RL stack would, with numpy, run by `python3` in the same
 //! bench on the same states; its totals are compared with rlrt's, so the two compute the
 //! same thing. Both report evaluations per second (a tight loop) and per-call latency
 //! (each call timed on its own).
@@ -110,17 +112,43 @@ pub fn run(args: &BenchRewardArgs) -> anyhow::Result<BenchReport> {
         "{invalid} evaluations of the reach program failed"
     );
     let ops = program.last_operations();
+    // The same program with every call in Rhai's interpreter, for comparison.
+    let (mut in_rhai, _) = check(
+        &env,
+        PROGRAM_TEXT,
+        Path::new(PROGRAM_PATH),
+        &Limits::default(),
+        &CheckOptions::default(),
+    )?;
+    in_rhai.disable_direct_path();
+    let rhai = measure(args.calls, |i| {
+        in_rhai
+            .evaluate(&states[i % STATES])
+            .map(|t| t.total())
+            .unwrap_or(f64::NAN)
+    });
 
     let mut report = BenchReport::new("reward-program");
     report
         .metrics
         .insert("evaluate".into(), Metric::from_ns_summary(&ours.latency));
+    report.metrics.insert(
+        "evaluate_rhai".into(),
+        Metric::from_ns_summary(&rhai.latency),
+    );
     let extra = &mut report.extra;
     extra.insert("program".into(), PROGRAM_PATH.into());
     extra.insert("config".into(), CONFIG_PATH.into());
     extra.insert("calls".into(), args.calls.into());
     extra.insert("evaluations_per_s".into(), ours.evaluations_per_s.into());
     extra.insert("operations_per_call".into(), ops.into());
+    extra.insert("direct_path".into(), program.is_direct().into());
+    extra.insert(
+        "rhai_evaluations_per_s".into(),
+        rhai.evaluations_per_s.into(),
+    );
+    // Calls in Rhai can end by the time limit when another process pre-empts them.
+    extra.insert("rhai_invalid".into(), in_rhai.counters().invalid.into());
     if args.no_peer {
         return Ok(report);
     }

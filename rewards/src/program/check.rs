@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use rhai::{ASTNode, Expr, ParseErrorType, Stmt};
 
+use super::direct::DirectProgram;
 use super::env::{Environment, DEFAULT_SENSOR_RANGE};
 use super::sandbox::{line_col, strip_position, EvalError, Limits, Sandbox};
-use super::{EvalCounters, RewardProgram};
+use super::{EvalCounters, RewardProgram, Terms};
 
 /// How the dry run samples and what it accepts.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,14 +124,25 @@ pub struct CheckReport {
     pub operation_limit: u64,
     /// Slowest call, in microseconds (for information; the limit is the time budget).
     pub slowest_call_us: f64,
+    /// Whether calls take the direct path (a straight-line program that returned Rhai's
+    /// terms on every sample) rather than Rhai's interpreter.
+    pub direct_path: bool,
 }
 
 impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "ok: {} sampled states, at most {} of {} operations per call, slowest call {:.1} us",
-            self.samples, self.max_operations, self.operation_limit, self.slowest_call_us
+            "ok: {} sampled states, at most {} of {} operations per call, slowest call {:.1} us{}",
+            self.samples,
+            self.max_operations,
+            self.operation_limit,
+            self.slowest_call_us,
+            if self.direct_path {
+                " (in Rhai; runs on the direct path)"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,
@@ -240,11 +252,15 @@ fn compile(
         return Err(problems);
     }
     let bound = env.field_indices(read.iter().map(String::as_str));
+    let direct = DirectProgram::translate(env, &ast, limits);
     Ok(RewardProgram {
         env: env.clone(),
         sandbox,
         ast,
         scope: rhai::Scope::new(),
+        caches: rhai::Caches::new(),
+        direct,
+        direct_operations: 0,
         bound,
         term_names: Arc::from(Vec::new()),
         source: source.to_owned(),
@@ -348,7 +364,7 @@ fn dry_run(program: &mut RewardProgram, options: &CheckOptions) -> Result<CheckR
         let mut tries = 0;
         let (terms, elapsed) = loop {
             let start = Instant::now();
-            let result = program.run(state);
+            let result = program.run_rhai(state);
             let elapsed = start.elapsed();
             let over_time = matches!(result, Err(EvalError::TimeLimit { .. }))
                 || (result.is_ok() && elapsed > budget);
@@ -377,6 +393,16 @@ fn dry_run(program: &mut RewardProgram, options: &CheckOptions) -> Result<CheckR
                 }
             }
         };
+        // The direct path is kept only if it agrees with Rhai on every sample.
+        if let Some(direct) = program.run_direct(state) {
+            let same_names = program
+                .direct
+                .as_ref()
+                .is_some_and(|d| d.names == terms.names());
+            if !same_names || !same_terms(&terms, &direct) {
+                program.direct = None;
+            }
+        }
         max_operations = max_operations.max(program.sandbox.operations());
         slowest = slowest.max(elapsed.as_secs_f64() * 1e6);
         if ranges.is_empty() {
@@ -411,6 +437,7 @@ fn dry_run(program: &mut RewardProgram, options: &CheckOptions) -> Result<CheckR
         total.max = total.max.max(terms.total());
         total.mean += terms.total();
     }
+    program.direct_operations = max_operations;
     let n = states.len() as f64;
     for range in &mut ranges {
         range.mean /= n;
@@ -423,5 +450,13 @@ fn dry_run(program: &mut RewardProgram, options: &CheckOptions) -> Result<CheckR
         max_operations,
         operation_limit: program.sandbox.limits.max_operations,
         slowest_call_us: slowest,
+        direct_path: program.direct.is_some(),
     })
+}
+
+/// Bit-for-bit the same values and total.
+fn same_terms(rhai: &Terms, direct: &Result<Terms, EvalError>) -> bool {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    matches!(direct, Ok(d) if bits(d.values()) == bits(rhai.values())
+        && d.total().to_bits() == rhai.total().to_bits())
 }

@@ -312,24 +312,14 @@ impl Environment {
     /// shapes are unchanged. A program cannot carry anything over: every field is
     /// rewritten, and a field whose shape the program changed is replaced.
     pub(crate) fn bind(&self, state: &ProgramState, used: &[usize], scope: &mut Scope<'static>) {
-        let obs = &state.observation;
-        let values = |source: &Source| -> Option<&[f64]> {
-            Some(match source {
-                Source::JointPositions => &obs.joint_positions[..self.dof],
-                Source::JointVelocities => &obs.joint_velocities[..self.dof],
-                Source::JointEfforts => &obs.joint_efforts[..self.dof],
-                Source::Sensor { offset, len } => &obs.sensors[*offset..offset + len],
-                Source::PreviousAction => &state.previous_action[..self.action_len],
-                Source::JointPositionMin => &self.joint_min,
-                Source::JointPositionMax => &self.joint_max,
-                Source::Dt => return None,
-            })
+        let value = |i: usize| -> Option<&[f64]> {
+            Some(self.field_values(state, i)).filter(|_| !self.field_is_scalar(i))
         };
         if scope.len() < used.len() {
             scope.clear();
             for &i in used {
                 let field = &self.fields[i];
-                let value = values(&field.source).map_or(Dynamic::from_float(self.dt_s), floats);
+                let value = value(i).map_or(Dynamic::from_float(self.dt_s), floats);
                 scope.push_dynamic(field.name.as_str(), value);
             }
             return;
@@ -340,10 +330,41 @@ impl Environment {
             let Some(slot) = scope.get_mut(&field.name) else {
                 continue;
             };
-            match values(&field.source) {
+            match value(i) {
                 None => *slot = Dynamic::from_float(self.dt_s),
                 Some(v) => write_floats(slot, v),
             }
+        }
+    }
+
+    /// The values of field `index` in `state`; one value for a scalar (`dt`).
+    pub(crate) fn field_values<'a>(&'a self, state: &'a ProgramState, index: usize) -> &'a [f64] {
+        let obs = &state.observation;
+        match &self.fields[index].source {
+            Source::JointPositions => &obs.joint_positions[..self.dof],
+            Source::JointVelocities => &obs.joint_velocities[..self.dof],
+            Source::JointEfforts => &obs.joint_efforts[..self.dof],
+            Source::Sensor { offset, len } => &obs.sensors[*offset..offset + len],
+            Source::PreviousAction => &state.previous_action[..self.action_len],
+            Source::JointPositionMin => &self.joint_min,
+            Source::JointPositionMax => &self.joint_max,
+            Source::Dt => std::slice::from_ref(&self.dt_s),
+        }
+    }
+
+    /// True when field `index` is a float rather than an array of floats.
+    pub(crate) fn field_is_scalar(&self, index: usize) -> bool {
+        self.fields[index].source == Source::Dt
+    }
+
+    /// Number of values of field `index` (1 for a scalar).
+    pub(crate) fn field_len(&self, index: usize) -> usize {
+        match &self.fields[index].source {
+            Source::JointPositions | Source::JointVelocities | Source::JointEfforts => self.dof,
+            Source::JointPositionMin | Source::JointPositionMax => self.dof,
+            Source::Sensor { len, .. } => *len,
+            Source::PreviousAction => self.action_len,
+            Source::Dt => 1,
         }
     }
 

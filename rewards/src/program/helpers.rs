@@ -136,6 +136,31 @@ fn dot(a: &Array, b: &Array) -> Result<f64> {
     })
 }
 
+/// Euclidean distance of two float slices of the same length (the direct path's
+/// `distance`; the same sums in the same order as [`distance_n`]).
+pub(crate) fn distance_of(a: &[f64], b: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        let d = x - y;
+        sum += d * d;
+    }
+    sum.sqrt()
+}
+
+/// Length of a float slice (the direct path's `norm`).
+pub(crate) fn norm_of(v: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for x in v {
+        sum += x * x;
+    }
+    sum.sqrt()
+}
+
+/// Dot product of two float slices of the same length (the direct path's `dot`).
+pub(crate) fn dot_of(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).fold(0.0, |acc, (x, y)| acc + x * y)
+}
+
 fn distance_n(a: &Array, b: &Array, n: Option<usize>, what: &str) -> Result<f64> {
     same_len(a, b, what)?;
     let len = match n {
@@ -277,7 +302,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("max", |a: INT, b: FLOAT| (a as f64).max(b));
 }
 
-fn clamp(x: f64, lo: f64, hi: f64) -> Result<f64> {
+pub(crate) fn clamp(x: f64, lo: f64, hi: f64) -> Result<f64> {
     if lo <= hi {
         Ok(x.max(lo).min(hi))
     } else {

@@ -21,10 +21,14 @@
 //! the sandbox do not know, dry-runs it on sampled states (every term finite, bounded and
 //! the same set of terms, every call within its limits) and only then hands out a
 //! [`RewardProgram`]. [`ProgramWatcher`] reloads a file when it changes, through the same
-//! check. [`prompt`] and [`generate`] write programs with a language model; [`feedback`]
-//! summarises recorded episodes for the next refinement.
+//! check. A straight-line program (the usual kind: `let`s of arithmetic and helper calls,
+//! then the map) is also translated for a direct path that skips Rhai's tree walk
+//! (`direct.rs`); the checker keeps it only if it returns Rhai's terms, bit for bit, on
+//! every sampled state. [`prompt`] and [`generate`] write programs with a language model;
+//! [`feedback`] summarises recorded episodes for the next refinement.
 
 mod check;
+mod direct;
 pub mod env;
 pub mod feedback;
 pub mod generate;
@@ -36,7 +40,7 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Scope, AST};
+use rhai::{Caches, Scope, AST};
 
 pub use check::{check, check_file, CheckOptions, CheckReport, Problem, ProgramError, TermRange};
 pub use env::{Environment, EnvironmentError, ProgramState};
@@ -44,6 +48,7 @@ pub use helpers::HELPERS;
 pub use sandbox::{EvalError, Limits};
 pub use watch::{ProgramWatcher, Reload};
 
+use direct::DirectProgram;
 use sandbox::Sandbox;
 
 /// The named terms of one evaluation and their sum.
@@ -106,6 +111,13 @@ pub struct RewardProgram {
     sandbox: Sandbox,
     ast: AST,
     scope: Scope<'static>,
+    /// Rhai's function-resolution cache, kept between calls (see [`Sandbox::eval`]).
+    caches: Caches,
+    /// The program translated for the direct path, when it is in the subset that path
+    /// runs and the checker found it to agree with Rhai on every sampled state.
+    direct: Option<DirectProgram>,
+    /// Most operations a Rhai call took in the dry run (what a direct call reports).
+    direct_operations: u64,
     /// Indices of the environment fields the program reads; only these are bound.
     bound: Vec<usize>,
     term_names: Arc<[String]>,
@@ -136,14 +148,46 @@ impl RewardProgram {
         result
     }
 
-    /// One call, uncounted (the checker's dry run uses it too).
+    /// One call, uncounted.
     fn run(&mut self, state: &ProgramState) -> Result<Terms, EvalError> {
+        match self.run_direct(state) {
+            Some(result) => result,
+            None => self.run_rhai(state),
+        }
+    }
+
+    /// One call on the direct path; `None` when the program does not have one.
+    fn run_direct(&mut self, state: &ProgramState) -> Option<Result<Terms, EvalError>> {
+        let direct = self.direct.as_mut()?;
+        let mut values = Vec::with_capacity(direct.names.len());
+        if let Err(e) = direct.evaluate(&self.env, state, &self.sandbox.limits, &mut values) {
+            return Some(Err(e));
+        }
+        if let Some((name, &value)) = direct
+            .names
+            .iter()
+            .zip(&values)
+            .find(|(_, v)| !v.is_finite())
+        {
+            return Some(Err(EvalError::NonFinite {
+                term: name.clone(),
+                value,
+            }));
+        }
+        let total = values.iter().sum();
+        Some(Ok(Terms {
+            names: self.term_names.clone(),
+            values,
+            total,
+        }))
+    }
+
+    /// One call in the Rhai engine (the checker's dry run uses it for every sample).
+    fn run_rhai(&mut self, state: &ProgramState) -> Result<Terms, EvalError> {
         self.env.bind(state, &self.bound, &mut self.scope);
-        self.sandbox.arm();
         let value = self
             .sandbox
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.ast)
+            .eval(&mut self.caches, &mut self.scope, &self.ast)
             .map_err(|e| EvalError::from_rhai(&e, &self.sandbox.limits))?;
         let type_name = value.type_name();
         let Some(map) = value.try_cast::<rhai::Map>() else {
@@ -242,8 +286,25 @@ impl RewardProgram {
         self.sandbox.prints()
     }
 
-    /// Operations the most recent call used.
+    /// Operations the most recent call used (for a program on the direct path: the most
+    /// that a Rhai call of it used in the checker's dry run).
     pub fn last_operations(&self) -> u64 {
-        self.sandbox.operations()
+        if self.direct.is_some() {
+            self.direct_operations
+        } else {
+            self.sandbox.operations()
+        }
+    }
+
+    /// True when calls take the direct path instead of Rhai's interpreter (see
+    /// `program/direct.rs`): same terms, a fraction of the time.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Drops the direct path: every later call runs in Rhai. For comparisons of the two
+    /// (the bench reports both; tests hold them to the same answers).
+    pub fn disable_direct_path(&mut self) {
+        self.direct = None;
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, Position};
+use rhai::{Caches, Dynamic, Engine, EvalAltResult, OptimizationLevel, Position, Scope, AST};
 
 use super::helpers;
 
@@ -70,7 +70,8 @@ pub(crate) struct Sandbox {
     pub limits: Limits,
     base: Instant,
     deadline_ns: Arc<AtomicU64>,
-    operations: Arc<AtomicU64>,
+    /// Operations the last call used, read from its runtime state when it returns.
+    operations: u64,
     prints: Arc<AtomicU64>,
     /// Every function name callable in the sandbox (helpers and Rhai's standard library).
     pub known_functions: HashSet<String>,
@@ -102,10 +103,8 @@ impl Sandbox {
         });
         let base = Instant::now();
         let deadline_ns = Arc::new(AtomicU64::new(u64::MAX));
-        let operations = Arc::new(AtomicU64::new(0));
-        let (deadline, ops) = (deadline_ns.clone(), operations.clone());
+        let deadline = deadline_ns.clone();
         engine.on_progress(move |count| {
-            ops.store(count, Ordering::Relaxed);
             if count % CLOCK_EVERY_OPS == 0
                 && base.elapsed().as_nanos() as u64 > deadline.load(Ordering::Relaxed)
             {
@@ -138,23 +137,44 @@ impl Sandbox {
             limits: limits.clone(),
             base,
             deadline_ns,
-            operations,
+            operations: 0,
             prints,
             known_functions,
         }
     }
 
-    /// Starts the clock of one call.
-    pub fn arm(&self) {
+    /// Runs `ast` in `scope` under the limits, with a function-resolution cache that the
+    /// caller keeps between calls of the same program.
+    ///
+    /// The same as `Engine::eval_ast_with_scope` except for the cache: that builds a fresh
+    /// runtime state and a fresh cache on every call, so every call site is resolved again
+    /// on every call (the largest single cost of a short program). The runtime state is
+    /// still fresh here, so the operation count, the call level and everything else a limit
+    /// reads start at zero. Cache entries depend only on the engine, the program's own
+    /// functions and the argument types, none of which change while a program is loaded.
+    pub fn eval(
+        &mut self,
+        caches: &mut Caches,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         let deadline = self.base.elapsed() + self.limits.time_budget;
         self.deadline_ns
             .store(deadline.as_nanos() as u64, Ordering::Relaxed);
-        self.operations.store(0, Ordering::Relaxed);
+        let mut global = self.engine.new_global_runtime_state();
+        global.lib.push(ast.shared_lib().clone());
+        // Deprecated only in favour of the `eval_ast_*` family, which cannot keep a cache.
+        #[allow(deprecated)]
+        let result = self
+            .engine
+            .eval_statements_raw(&mut global, caches, scope, ast.statements());
+        self.operations = global.num_operations;
+        result
     }
 
     /// Operations the last call used.
     pub fn operations(&self) -> u64 {
-        self.operations.load(Ordering::Relaxed)
+        self.operations
     }
 
     /// `print` and `debug` calls so far (their output is dropped).
