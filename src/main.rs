@@ -222,6 +222,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export a trained actor for other runtimes.
+    Export {
+        #[command(subcommand)]
+        what: Export,
+    },
     /// Replay a recorded dataset (`rlrt record`) into rerun with its rewards recomputed by
     /// reward programs, to compare programs side by side on the same episodes.
     Replay {
@@ -247,6 +252,21 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Export {
+    /// An `rlrt train` checkpoint's actor as one ONNX graph (normalisation, network, tanh,
+    /// scaling to the action bounds), checked with ONNX Runtime against the checkpoint.
+    Onnx {
+        /// The checkpoint folder (`rlrt train --out`).
+        checkpoint: PathBuf,
+        /// The .onnx file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -368,6 +388,11 @@ enum Bench {
         /// Timed calls per path (after a tenth as many warm-up calls).
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
+        /// Where the Python peers find torch and onnxruntime (added to PYTHONPATH; default
+        /// .deps/python, which has onnxruntime but not torch: pip install torch elsewhere
+        /// and point here to measure PyTorch eager).
+        #[arg(long)]
+        python_path: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -754,6 +779,25 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Export {
+            what:
+                Export::Onnx {
+                    checkpoint,
+                    out,
+                    json,
+                },
+        } => {
+            let outcome = rlrt::commands::export::onnx(&rlrt::commands::export::ExportArgs {
+                checkpoint,
+                out,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
         Command::Replay {
             data,
             rerun,
@@ -782,6 +826,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 outputs,
                 hidden,
                 calls,
+                python_path,
                 json,
             } => {
                 let report = bench_policy::run(&bench_policy::BenchPolicyArgs {
@@ -789,6 +834,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     outputs,
                     hidden,
                     calls,
+                    python_path,
                 })?;
                 print_bench(&report, json);
                 Ok(0)

@@ -95,7 +95,9 @@ fn free_running_mujoco_with_a_camera_for_1000_ticks() {
     let e = link.query_evaluation(Duration::from_secs(2)).unwrap();
     assert_eq!(e.seed, 5);
     assert!(e.success, "{e:?}");
-    assert!(e.steps >= 900, "{e:?}");
+    // It stepped in real time alongside the 1000 ticks (a loaded 2-core machine lets it fall
+    // behind by a second or so, hence not 1000).
+    assert!(e.steps >= 800, "{e:?}");
 }
 
 /// Runs `steps` lockstep steps from `seed` and returns every state the simulator

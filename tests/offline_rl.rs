@@ -203,6 +203,74 @@ fn record_train_eval_and_run_a_checkpoint() {
         .unwrap();
     assert!(action.iter().all(|a| a.abs() <= 0.01 + 1e-12), "{action:?}");
 
+    // The actor exported to ONNX, checked by ONNX Runtime against the checkpoint, then run
+    // as the config's policy (policy.kind = "onnx") with the same actions.
+    let onnx_file = tmp.path().join("bc.onnx");
+    let export = run_json(rlrt().args([
+        "export",
+        "onnx",
+        ckpt.to_str().unwrap(),
+        "--out",
+        onnx_file.to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(
+        export["max_abs_difference"].as_f64().unwrap() <= 1e-5,
+        "{export}"
+    );
+    let onnx_config = tmp.path().join("reach-onnx.toml");
+    std::fs::write(
+        &onnx_config,
+        text.replace(
+            "kind = \"checkpoint\"\ncheckpoint_path = \"bc\"",
+            "kind = \"onnx\"\nmodel_path = \"bc.onnx\"",
+        )
+        .replace(
+            "program_path = \"../rewards",
+            &format!("program_path = \"{}", common::repo("rewards").display()),
+        ),
+    )
+    .unwrap();
+    let mut onnx_policy =
+        rlrt_policies::build(&rlrt_runtime::config::load(&onnx_config).unwrap()).unwrap();
+    let mut onnx_action = [0.0; 3];
+    onnx_policy
+        .act(&dataset.episodes[0].observations[..12], &mut onnx_action)
+        .unwrap();
+    for (a, b) in action.iter().zip(&onnx_action) {
+        assert!((a - b).abs() <= 1e-5, "{action:?} vs {onnx_action:?}");
+    }
+    let run = run_json(rlrt().args([
+        "run",
+        "--sim",
+        "--lockstep",
+        "--ticks",
+        "200",
+        "--json",
+        onnx_config.to_str().unwrap(),
+    ]));
+    assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
+    assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+    // kind = "onnx" without a model, or a model key on another kind: located config errors.
+    let no_model = text.replace(
+        "kind = \"checkpoint\"\ncheckpoint_path = \"bc\"",
+        "kind = \"onnx\"",
+    );
+    let e = rlrt_runtime::config::parse(&no_model, &onnx_config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("policy.model_path"), "{e}");
+    let stray = text.replace(
+        "checkpoint_path = \"bc\"",
+        "checkpoint_path = \"bc\"\nmodel_path = \"bc.onnx\"",
+    );
+    let e = rlrt_runtime::config::parse(&stray, &onnx_config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("policy.model_path"), "{e}");
+
     // A config whose observation differs is refused at load, naming both sides.
     let wrong = text.replace(
         "state = [\"joint_positions\", \"joint_velocities\", \"ee_position\", \"target_position\"]",
@@ -301,9 +369,16 @@ fn bench_policy_prints_one_json_object_and_both_paths_agree() {
             .unwrap()
             > 0.0
     );
-    // The batch-1 path computes what burn computes.
-    assert!(
-        report["max_abs_difference"].as_f64().unwrap() < 1e-5,
-        "{report}"
-    );
+    // The batch-1 path computes what burn computes, and what ONNX Runtime computes on the
+    // exported actor (from .deps/python's onnxruntime wheel, in process and from Python).
+    let differences = &report["max_abs_difference_from_rlrt"];
+    for peer in ["burn_ndarray", "onnxruntime", "onnxruntime_python"] {
+        assert!(
+            differences[peer].as_f64().unwrap() < 1e-5,
+            "{peer}: {report}"
+        );
+        if peer != "burn_ndarray" {
+            assert!(report["peers"][peer]["act"]["p50"].as_f64().unwrap() > 0.0);
+        }
+    }
 }

@@ -1,11 +1,14 @@
 //! Policies the rlrt control loop runs: the scripted controllers used for bring-up, demos,
 //! data collection and tests ([`scripted`]), offline RL in burn ([`iql`]: IQL and behaviour
 //! cloning) and trained actors on the tick ([`checkpoint`]: a batch-1 MLP path that never
-//! allocates). ONNX and TorchScript policies will join behind the same
-//! [`rlrt_runtime::Policy`] interface.
+//! allocates) and ONNX models run by ONNX Runtime ([`onnx`], feature `onnx`), all behind
+//! the same [`rlrt_runtime::Policy`] interface. TorchScript will join them.
 
 pub mod checkpoint;
 pub mod iql;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+pub mod onnx_export;
 pub mod scripted;
 
 use rlrt_runtime::config::PolicyKind;
@@ -22,6 +25,13 @@ pub enum BuildError {
     NeedsCheckpoint { config: String },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("{config}: policy.kind = \"onnx\" needs policy.model_path")]
+    NeedsModel { config: String },
+    #[error("{config}: policy.kind = \"onnx\", but this build has no ONNX Runtime support (build rlrt-policies with the `onnx` feature)")]
+    NoOnnx { config: String },
+    #[cfg(feature = "onnx")]
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
 }
 
 /// Builds the policy a config names.
@@ -38,6 +48,27 @@ pub fn build(config: &RobotConfig) -> Result<Box<dyn Policy>, BuildError> {
                 }
             })?;
             Box::new(checkpoint::CheckpointPolicy::load_for(dir, config)?)
+        }
+        PolicyKind::Onnx => {
+            let config_name = || config.source.display().to_string();
+            let path = config
+                .policy
+                .model_path
+                .as_ref()
+                .ok_or_else(|| BuildError::NeedsModel {
+                    config: config_name(),
+                })?;
+            #[cfg(feature = "onnx")]
+            {
+                Box::new(onnx::OnnxPolicy::load_for(path, config)?)
+            }
+            #[cfg(not(feature = "onnx"))]
+            {
+                let _ = path;
+                return Err(BuildError::NoOnnx {
+                    config: config_name(),
+                });
+            }
         }
     })
 }

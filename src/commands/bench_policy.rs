@@ -1,14 +1,28 @@
 //! `rlrt bench policy`: per-call latency of a trained actor at batch 1 (2x256 MLP, 17
 //! inputs, 6 outputs by default) through the path the tick uses (`CheckpointPolicy::act`:
-//! plain arrays, no allocation) against burn's own forward pass on the same weights
-//! (NdArray, tensor in, data out). PyTorch and ONNX Runtime peers are not measured yet.
+//! plain arrays, no allocation) against, on the same weights and one thread each:
+//! - burn's own forward pass (NdArray, tensor in, data out);
+//! - ONNX Runtime in this process: the actor exported to ONNX (`onnx_export`) and run by
+//!   `OnnxPolicy`, the path an imported policy takes on the tick;
+//! - PyTorch eager and ONNX Runtime from Python (what a Python stack would call), when
+//!   `python3` can import torch (and onnxruntime) with `--python-path` on its path; their
+//!   absence is reported, not an error.
+//!
+//! Every peer's outputs are compared with rlrt's.
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use anyhow::Context;
 
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
 use rlrt_policies::checkpoint::{CheckpointPolicy, Normalisation};
 use rlrt_policies::iql::{cpu, seeded_actor};
+use rlrt_policies::onnx::OnnxPolicy;
+use rlrt_policies::onnx_export::export_actor;
 use rlrt_runtime::bench::{BenchReport, Metric};
 use rlrt_runtime::Policy;
 
@@ -17,7 +31,62 @@ pub struct BenchPolicyArgs {
     pub outputs: usize,
     pub hidden: Vec<usize>,
     pub calls: usize,
+    /// Added to PYTHONPATH for the Python peers (default `.deps/python`).
+    pub python_path: Option<PathBuf>,
 }
+
+/// The Python peers: the same actor (weights from a raw f32 file) in PyTorch eager and the
+/// exported ONNX file in ONNX Runtime, one thread each, timed call by call.
+const PYTHON_PEERS: &str = r#"
+import json, sys, time
+import numpy as np
+job = json.load(sys.stdin)
+x = np.array(job["observation"], dtype=np.float32).reshape(1, -1)
+flat = np.fromfile(job["weights"], dtype=np.float32)
+calls, warmup = job["calls"], job["warmup"]
+def timed(f):
+    for _ in range(warmup):
+        f()
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        f()
+        out.append(time.perf_counter_ns() - t0)
+    return out
+result = {}
+try:
+    import torch
+    torch.set_num_threads(1)
+    layers, at = [], 0
+    for (i, o) in job["shapes"]:
+        lin = torch.nn.Linear(i, o)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(flat[at:at + i * o].reshape(o, i).copy())); at += i * o
+            lin.bias.copy_(torch.from_numpy(flat[at:at + o].copy())); at += o
+        layers += [lin, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1], torch.nn.Tanh()).eval()
+    tx = torch.from_numpy(x)
+    def torch_call():
+        with torch.inference_mode():
+            return model(tx)
+    result["pytorch_eager"] = {"ns": timed(torch_call), "output": torch_call().numpy()[0].tolist(),
+                               "version": torch.__version__}
+except ImportError as e:
+    result["pytorch_eager"] = {"missing": str(e)}
+try:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    session = ort.InferenceSession(job["onnx"], so, providers=["CPUExecutionProvider"])
+    feed = {"observation": x}
+    run = lambda: session.run(None, feed)
+    result["onnxruntime_python"] = {"ns": timed(run), "output": run()[0][0].tolist(),
+                                    "version": ort.__version__}
+except ImportError as e:
+    result["onnxruntime_python"] = {"missing": str(e)}
+print(json.dumps(result))
+"#;
 
 fn summarise(mut ns: Vec<u64>) -> Metric {
     ns.sort_unstable();
@@ -90,12 +159,108 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     });
 
     let mut report = BenchReport::new("policy");
-    report
-        .metrics
-        .insert("batch1_act".to_owned(), summarise(batch_one));
+    let ours = summarise(batch_one);
+    let ours_p99 = ours.p99;
+    report.metrics.insert("batch1_act".to_owned(), ours);
     let mut peer = rlrt_runtime::bench::Metrics::new();
     peer.insert("forward".to_owned(), summarise(burn));
     report.peers.insert("burn_ndarray".to_owned(), peer);
+
+    // ONNX Runtime in this process, on the exported actor.
+    let dir = std::env::temp_dir().join(format!("rlrt-bench-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let onnx_path = dir.join("actor.onnx");
+    let weights = policy_weights(&actor);
+    std::fs::write(&onnx_path, export_actor(&weights, &identity(args))?)?;
+    let mut differences = serde_json::Map::new();
+    differences.insert("burn_ndarray".into(), serde_json::json!(max_difference));
+    match OnnxPolicy::load(&onnx_path, args.inputs, args.outputs, "inputs", "outputs") {
+        Ok(mut onnx) => {
+            let mut onnx_action = vec![0.0f64; args.outputs];
+            onnx.act(&observation, &mut onnx_action)
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e:?}"))?;
+            differences.insert(
+                "onnxruntime".into(),
+                serde_json::json!(max_abs(&action, &onnx_action)),
+            );
+            let ns = time(&mut || {
+                onnx.act(&observation, &mut onnx_action).expect("runs");
+                std::hint::black_box(&onnx_action);
+            });
+            let m = summarise(ns);
+            ratio(&mut report, "onnxruntime", ours_p99, m.p99);
+            report.peers.insert(
+                "onnxruntime".to_owned(),
+                rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
+            );
+        }
+        Err(e) => {
+            report
+                .extra
+                .insert("onnxruntime".into(), format!("not measured: {e}").into());
+        }
+    }
+
+    // PyTorch eager and ONNX Runtime from Python.
+    let raw = dir.join("weights.f32");
+    let mut flat = Vec::new();
+    for l in &weights.layers {
+        flat.extend(l.weight.iter().chain(&l.bias).flat_map(|v| v.to_le_bytes()));
+    }
+    std::fs::write(&raw, flat)?;
+    let job = serde_json::json!({
+        "observation": observation_f32,
+        "weights": raw,
+        "onnx": onnx_path,
+        "shapes": weights.shapes(),
+        "calls": args.calls,
+        "warmup": warmup,
+    });
+    let python_path = args
+        .python_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".deps/python"));
+    match python_peers(&job, &python_path) {
+        Ok(result) => {
+            for name in ["pytorch_eager", "onnxruntime_python"] {
+                let r = &result[name];
+                if let Some(missing) = r["missing"].as_str() {
+                    report
+                        .extra
+                        .insert(name.into(), format!("not measured: {missing}").into());
+                    continue;
+                }
+                let ns: Vec<u64> = r["ns"]
+                    .as_array()
+                    .context("ns")?
+                    .iter()
+                    .filter_map(|v| v.as_u64())
+                    .collect();
+                let output: Vec<f64> = r["output"]
+                    .as_array()
+                    .context("output")?
+                    .iter()
+                    .filter_map(|v| v.as_f64())
+                    .collect();
+                differences.insert(name.into(), serde_json::json!(max_abs(&action, &output)));
+                let m = summarise(ns);
+                ratio(&mut report, name, ours_p99, m.p99);
+                report
+                    .extra
+                    .insert(format!("{name}_version"), r["version"].clone());
+                report.peers.insert(
+                    name.to_owned(),
+                    rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
+                );
+            }
+        }
+        Err(e) => {
+            report
+                .extra
+                .insert("python_peers".into(), format!("not measured: {e}").into());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     let shape: Vec<usize> = std::iter::once(args.inputs)
         .chain(args.hidden.iter().copied())
         .chain(std::iter::once(args.outputs))
@@ -104,12 +269,75 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
         .extra
         .insert("layers".to_owned(), serde_json::json!(shape));
     report.extra.insert(
-        "max_abs_difference".to_owned(),
-        serde_json::json!(max_difference),
+        "max_abs_difference_from_rlrt".to_owned(),
+        serde_json::Value::Object(differences),
     );
     report.extra.insert(
         "threads".to_owned(),
         serde_json::json!("1 (NdArray built without rayon)"),
     );
     Ok(report)
+}
+
+/// rlrt's p99 over the peer's: `p99_ratio_rlrt_over_<peer>` (below 1: rlrt is faster).
+fn ratio(report: &mut BenchReport, peer: &str, ours_p99: f64, peer_p99: f64) {
+    if peer_p99 > 0.0 {
+        report.extra.insert(
+            format!("p99_ratio_rlrt_over_{peer}"),
+            serde_json::json!(ours_p99 / peer_p99),
+        );
+    }
+}
+
+fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Normalisation that changes nothing (the bench's actor works on raw values).
+fn identity(args: &BenchPolicyArgs) -> Normalisation {
+    Normalisation {
+        observation_mean: vec![0.0; args.inputs],
+        observation_std: vec![1.0; args.inputs],
+        action_mid: vec![0.0; args.outputs],
+        action_half_range: vec![1.0; args.outputs],
+    }
+}
+
+fn policy_weights<B: burn::tensor::backend::Backend>(
+    actor: &rlrt_policies::iql::Actor<B>,
+) -> rlrt_policies::checkpoint::MlpWeights {
+    actor.net.weights()
+}
+
+fn python_peers(
+    job: &serde_json::Value,
+    python_path: &std::path::Path,
+) -> anyhow::Result<serde_json::Value> {
+    let mut child = Command::new("python3")
+        .args(["-c", PYTHON_PEERS])
+        .env("PYTHONPATH", python_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running python3")?;
+    child
+        .stdin
+        .take()
+        .context("python3 stdin")?
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python peers failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

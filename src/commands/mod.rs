@@ -7,6 +7,7 @@ pub mod bench_rerun;
 pub mod bench_reward;
 pub mod check;
 pub mod demo;
+pub mod export;
 pub mod record;
 pub mod replay;
 pub mod reward;

@@ -14,7 +14,14 @@ use std::process::{Command, ExitCode};
 /// `rlrt bench reward-program` (2.2 is the newest line that still supports Python 3.10),
 /// rerun-sdk for the rerun viewer and command line (`rerun`, in `.deps/python/bin`) and the
 /// dataframe API the rerun tests read recordings back with; it must match the `rerun` crate.
-const PYTHON_WHEELS: &[&str] = &["eclipse-zenoh==1.10.2", "numpy==2.2.6", "rerun-sdk==0.36.3"];
+/// onnxruntime ships the libonnxruntime.so that ONNX policies load at run time (and is the
+/// ONNX Runtime peer of `rlrt bench policy`).
+const PYTHON_WHEELS: &[&str] = &[
+    "eclipse-zenoh==1.10.2",
+    "numpy==2.2.6",
+    "rerun-sdk==0.36.3",
+    "onnxruntime==1.23.2",
+];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs
 /// 7.0.0 targets MuJoCo 3.17.0 exactly and refuses any other version at run time.

@@ -230,6 +230,8 @@ pub struct RawPolicy {
     pub gain: Option<f64>,
     #[serde(default)]
     pub checkpoint_path: Option<String>,
+    #[serde(default)]
+    pub model_path: Option<String>,
 }
 
 /// Policies this build can run.
@@ -247,6 +249,8 @@ pub enum PolicyKind {
     EeServo,
     /// A trained actor from an `rlrt train` checkpoint folder.
     Checkpoint,
+    /// An ONNX model (observation in, action out) run by ONNX Runtime.
+    Onnx,
 }
 
 #[derive(Debug, Deserialize)]

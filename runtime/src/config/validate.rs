@@ -866,7 +866,10 @@ fn validate_policy(
     }
     let mode = config.action.mode;
     if mode == ActionMode::EeDelta
-        && !matches!(raw.kind, PolicyKind::EeServo | PolicyKind::Checkpoint)
+        && !matches!(
+            raw.kind,
+            PolicyKind::EeServo | PolicyKind::Checkpoint | PolicyKind::Onnx
+        )
     {
         c.fail(
             key.key("kind"),
@@ -944,6 +947,14 @@ fn validate_policy(
                 );
             }
         }
+        PolicyKind::Onnx => {
+            if raw.model_path.is_none() {
+                c.fail(
+                    key.key("model_path"),
+                    format!("missing: {kind} needs the .onnx file of the policy"),
+                );
+            }
+        }
         PolicyKind::EeServo => {
             if mode != ActionMode::EeDelta {
                 c.fail(
@@ -1002,6 +1013,13 @@ fn validate_policy(
             "policy.kind = \"checkpoint\"",
         );
     }
+    if raw.kind != PolicyKind::Onnx {
+        c.unused(
+            key.key("model_path"),
+            &raw.model_path,
+            "policy.kind = \"onnx\"",
+        );
+    }
     if raw.kind != PolicyKind::EeServo {
         c.unused(key.key("from"), &raw.from, "policy.kind = \"ee_servo\"");
         c.unused(key.key("to"), &raw.to, "policy.kind = \"ee_servo\"");
@@ -1049,5 +1067,6 @@ fn validate_policy(
         speed_fraction,
         servo,
         checkpoint_path: raw.checkpoint_path.as_deref().map(resolve),
+        model_path: raw.model_path.as_deref().map(resolve),
     })
 }

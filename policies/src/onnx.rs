@@ -1,0 +1,281 @@
+//! Policies trained elsewhere, as ONNX models run by ONNX Runtime through `ort`.
+//!
+//! ONNX Runtime is not linked: its shared library is loaded when the first model is
+//! (`load-dynamic`), from `ORT_DYLIB_PATH` if set, else from the `onnxruntime` wheel that
+//! `cargo xtask setup` installs into `.deps/python`. A model must have one float input shaped
+//! `[batch, observation length]` (batch may be symbolic) and one float output shaped `[batch,
+//! action length]`; both are checked at load against the hw-config, so a mismatch stops the
+//! runtime before the loop starts.
+//!
+//! On the tick the input and output tensors are allocated once and bound to the session
+//! (`IoBinding`): `act` converts the observation into the bound input in place, runs the
+//! session on one intra-op thread, and reads the bound output. ONNX Runtime's own arena may
+//! still allocate inside a run; `rlrt bench policy` reports allocations per call.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::memory::Allocator;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor, TensorElementType, ValueType};
+use rlrt_runtime::{Policy, PolicyError, RobotConfig};
+
+/// Why an ONNX policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error(
+        "cannot load ONNX Runtime from {}: {message} (set ORT_DYLIB_PATH to a \
+         libonnxruntime.so, or run `cargo xtask setup`, which installs the onnxruntime wheel)",
+        path.display()
+    )]
+    Runtime { path: PathBuf, message: String },
+    #[error(
+        "no ONNX Runtime library found: set ORT_DYLIB_PATH to a libonnxruntime.so, or run \
+         `cargo xtask setup` (it installs the onnxruntime wheel into .deps/python)"
+    )]
+    NoRuntime,
+    #[error("{}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+}
+
+fn model_error(path: &Path, message: impl Into<String>) -> OnnxError {
+    OnnxError::Model {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Where libonnxruntime is: `ORT_DYLIB_PATH`, else the wheel in `.deps/python` (searched
+/// from the working directory and from the executable's folder upwards).
+pub fn runtime_library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.into_iter().find_map(|root| {
+        let capi = root.join(".deps/python/onnxruntime/capi");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// The process's ONNX Runtime environment, loading the library on first use.
+fn environment() -> Result<&'static ort::environment::Environment, OnnxError> {
+    let path = runtime_library().ok_or(OnnxError::NoRuntime)?;
+    let env = ENVIRONMENT.get_or_init(|| {
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())?
+            .with_name("rlrt")
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    env.as_ref().map_err(|message| OnnxError::Runtime {
+        path,
+        message: message.clone(),
+    })
+}
+
+/// Opens a session on one intra-op thread (the tick's thread budget), fully optimised.
+pub fn open_session(path: &Path, threads: usize) -> Result<Session, OnnxError> {
+    let env = environment()?;
+    let bytes = std::fs::read(path).map_err(|e| model_error(path, format!("cannot read: {e}")))?;
+    let build = || -> ort::Result<Session> {
+        Session::builder(env)?
+            .with_optimization_level(GraphOptimizationLevel::All)?
+            .with_intra_threads(threads)?
+            .with_inter_threads(1)?
+            .commit_from_memory(&bytes)
+    };
+    build().map_err(|e| model_error(path, format!("not a model ONNX Runtime can run: {e}")))
+}
+
+/// Checks that `dtype` is a float tensor `[batch, len]`; returns its name for messages.
+fn check_outlet(
+    path: &Path,
+    what: &str,
+    name: &str,
+    dtype: &ValueType,
+    len: usize,
+    config_key: &str,
+) -> Result<(), OnnxError> {
+    let (ty, shape) = match dtype {
+        ValueType::Tensor { ty, shape, .. } => (*ty, shape),
+        other => {
+            return Err(model_error(
+                path,
+                format!("{what} {name:?} is {other:?}, expected a float tensor"),
+            ))
+        }
+    };
+    if ty != TensorElementType::Float32 {
+        return Err(model_error(
+            path,
+            format!("{what} {name:?} holds {ty:?}, expected float32"),
+        ));
+    }
+    let dims: &[i64] = shape;
+    let fits = match dims {
+        [batch, n] => (*batch == 1 || *batch < 0) && *n == len as i64,
+        [n] => *n == len as i64,
+        _ => false,
+    };
+    if !fits {
+        return Err(model_error(
+            path,
+            format!(
+                "{what} {name:?} has shape {dims:?}, expected [batch, {len}] ({config_key} of the \
+                 hw-config is {len})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An ONNX model on the tick.
+pub struct OnnxPolicy {
+    name: String,
+    session: Session,
+    binding: IoBinding,
+    input: Tensor<f32>,
+    output_name: String,
+    input_len: usize,
+    output_len: usize,
+}
+
+impl OnnxPolicy {
+    /// Loads `path` for `config`'s observation features and action.
+    pub fn load_for(path: &Path, config: &RobotConfig) -> Result<Self, OnnxError> {
+        Self::load(
+            path,
+            config.observation.feature_len,
+            config.action.len(),
+            "observation.state",
+            "the action",
+        )
+    }
+
+    /// Loads `path` as a policy of `input_len` observation values and `output_len` action
+    /// values; `*_key` name where the sizes come from (for messages).
+    pub fn load(
+        path: &Path,
+        input_len: usize,
+        output_len: usize,
+        input_key: &str,
+        output_key: &str,
+    ) -> Result<Self, OnnxError> {
+        let session = open_session(path, 1)?;
+        let (inputs, outputs) = (session.inputs(), session.outputs());
+        if inputs.len() != 1 || outputs.len() != 1 {
+            return Err(model_error(
+                path,
+                format!(
+                    "has {} inputs and {} outputs; a policy has one of each (observation in, \
+                     action out)",
+                    inputs.len(),
+                    outputs.len()
+                ),
+            ));
+        }
+        let (input_name, output_name) = (inputs[0].name().to_owned(), outputs[0].name().to_owned());
+        check_outlet(
+            path,
+            "input",
+            &input_name,
+            inputs[0].dtype(),
+            input_len,
+            input_key,
+        )?;
+        check_outlet(
+            path,
+            "output",
+            &output_name,
+            outputs[0].dtype(),
+            output_len,
+            output_key,
+        )?;
+        let backend = |e: ort::Error| model_error(path, format!("preparing the session: {e}"));
+        let allocator = Allocator::default();
+        let input = Tensor::<f32>::new(&allocator, [1_usize, input_len]).map_err(backend)?;
+        let output = Tensor::<f32>::new(&allocator, [1_usize, output_len]).map_err(backend)?;
+        let mut binding = session.create_binding().map_err(backend)?;
+        binding.bind_input(&input_name, &input).map_err(backend)?;
+        binding.bind_output(&output_name, output).map_err(backend)?;
+        let mut policy = Self {
+            name: format!(
+                "onnx:{}",
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ),
+            session,
+            binding,
+            input,
+            output_name,
+            input_len,
+            output_len,
+        };
+        // One run now: a model that loads but cannot run fails here, not on the tick.
+        let mut action = vec![0.0; output_len];
+        policy
+            .act(&vec![0.0; input_len], &mut action)
+            .map_err(|e| model_error(path, format!("a trial run failed: {e:?}")))?;
+        Ok(policy)
+    }
+}
+
+impl Policy for OnnxPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn input_len(&self) -> usize {
+        self.input_len
+    }
+
+    fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
+        let (_, input) = self
+            .input
+            .try_extract_tensor_mut::<f32>()
+            .map_err(|_| PolicyError::Backend(1))?;
+        for (dst, src) in input.iter_mut().zip(observation) {
+            *dst = *src as f32;
+        }
+        let outputs = self
+            .session
+            .run_binding(&self.binding)
+            .map_err(|_| PolicyError::Backend(2))?;
+        let (_, values) = outputs[self.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|_| PolicyError::Backend(3))?;
+        if values.len() != action.len() {
+            return Err(PolicyError::Backend(4));
+        }
+        for (dst, src) in action.iter_mut().zip(values) {
+            *dst = f64::from(*src);
+        }
+        Ok(())
+    }
+}
