@@ -54,6 +54,54 @@ pub enum ClipError {
     EmptyPrompt,
     #[error("image: {0}")]
     Image(String),
+    #[error(transparent)]
+    Score(#[from] crate::vlm_rm::ScoreError),
+}
+
+/// A VLM-RM reward of one frame and what it was computed from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClipReward {
+    /// 1 - 0.5 |P(s - g)|^2 (see `crate::vlm_rm`); the cosine similarity to the goal without a
+    /// baseline.
+    pub reward: f64,
+    /// Cosine similarity of the frame and the goal prompt.
+    pub goal_similarity: f64,
+    /// Cosine similarity of the frame and the baseline prompt, if one was given.
+    pub baseline_similarity: Option<f64>,
+    pub alpha: f64,
+}
+
+/// The reward of one frame for a goal prompt, optionally sharpened by a baseline prompt with
+/// weight `alpha` (Rocamonde et al., 2023, goal-baseline regularisation).
+pub fn reward<B: Backend>(
+    model: &ClipModel<B>,
+    frame: Rgb8<'_>,
+    mode: Resize,
+    goal: &str,
+    baseline: Option<&str>,
+    alpha: f64,
+) -> Result<ClipReward, ClipError> {
+    let image = model.embed_frames(&[frame], mode)?.remove(0);
+    let prompts: Vec<&str> = std::iter::once(goal).chain(baseline).collect();
+    let texts = model.embed_texts(&prompts)?;
+    let goal_similarity = crate::vlm_rm::cosine_reward(&image, &texts[0])?;
+    Ok(match baseline {
+        None => ClipReward {
+            reward: goal_similarity,
+            goal_similarity,
+            baseline_similarity: None,
+            alpha: 0.0,
+        },
+        Some(_) => {
+            let scorer = crate::vlm_rm::GoalBaselineReward::new(&texts[0], &texts[1], alpha)?;
+            ClipReward {
+                reward: scorer.score(&image)?,
+                goal_similarity,
+                baseline_similarity: Some(crate::vlm_rm::cosine_reward(&image, &texts[1])?),
+                alpha,
+            }
+        }
+    })
 }
 
 /// A loaded CLIP: both towers, the tokenizer and the input size.

@@ -379,6 +379,14 @@ fn vision<B: Backend, S: TensorSource<B>>(
 }
 
 impl<B: Backend> Clip<B> {
+    /// The vision tower alone (image embeddings, benchmarks).
+    pub fn build_vision<S: TensorSource<B>>(
+        config: &ClipConfig,
+        src: &mut S,
+    ) -> Result<VisionTransformer<B>, S::Error> {
+        vision(src, &config.vision, config.projection_dim)
+    }
+
     /// Builds both towers, asking `src` for every tensor by its HF name.
     pub fn build<S: TensorSource<B>>(config: &ClipConfig, src: &mut S) -> Result<Self, S::Error> {
         Ok(Self {

@@ -224,6 +224,41 @@ pub fn normalise(rgb: &[u8], size: usize) -> Vec<f32> {
     out
 }
 
+/// Reads a PNG file as an rgb8 frame: (bytes, width, height). Palette and grey images are
+/// expanded, 16-bit channels cut to 8 and alpha dropped, as PIL's `convert("RGB")` does.
+pub fn read_png(path: &std::path::Path) -> Result<(Vec<u8>, usize, usize), ClipError> {
+    let bad = |message: String| ClipError::Image(format!("{}: {message}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| bad(format!("not a readable PNG: {e}")))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| bad("the image is too large".into()))?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(format!("not a readable PNG: {e}")))?;
+    buf.truncate(info.buffer_size());
+    let (width, height) = (info.width as usize, info.height as usize);
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g]).collect(),
+        png::ColorType::GrayscaleAlpha => buf
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        other => return Err(bad(format!("unsupported PNG colour type {other:?}"))),
+    };
+    Ok((rgb, width, height))
+}
+
 /// A frame all the way to the model's input, [3, size, size] flattened.
 pub fn preprocess(frame: Rgb8<'_>, size: usize, mode: Resize) -> Result<Vec<f32>, ClipError> {
     Ok(normalise(&resize_frame(frame, size, mode)?, size))
