@@ -265,9 +265,10 @@ fn dense<B: Backend, S: TensorSource<B>>(
     bias: bool,
 ) -> Result<Dense<B>, S::Error> {
     // HF stores nn.Linear weights as [out, in].
-    let weight = src
-        .tensor(&format!("{name}.weight"), [outputs, inputs])?
-        .transpose();
+    let weight = contiguous(
+        src.tensor(&format!("{name}.weight"), [outputs, inputs])?
+            .transpose(),
+    );
     let bias = if bias {
         Some(Param::from_tensor(
             src.tensor(&format!("{name}.bias"), [outputs])?,
@@ -279,6 +280,13 @@ fn dense<B: Backend, S: TensorSource<B>>(
         weight: Param::from_tensor(weight),
         bias,
     })
+}
+
+/// A transposed view laid out in memory once, at load, so that no matmul has to deal with
+/// a strided weight on every call.
+fn contiguous<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
+    let device = t.device();
+    Tensor::from_data(t.into_data(), &device)
 }
 
 fn norm<B: Backend, S: TensorSource<B>>(
@@ -361,7 +369,9 @@ fn vision<B: Backend, S: TensorSource<B>>(
         [h, c.num_channels, p, p],
     )?;
     Ok(VisionTransformer {
-        patch_embedding: Param::from_tensor(conv.reshape([h, c.num_channels * p * p]).transpose()),
+        patch_embedding: Param::from_tensor(contiguous(
+            conv.reshape([h, c.num_channels * p * p]).transpose(),
+        )),
         class_embedding: Param::from_tensor(
             src.tensor("vision_model.embeddings.class_embedding", [h])?,
         ),
