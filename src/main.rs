@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rlrt::commands::{
-    bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward, run, sim,
-    train,
+    bench_clip, bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward,
+    run, sim, train,
 };
 use rlrt::rollout::Exploration;
 use rlrt_policies::checkpoint::Algorithm;
@@ -336,6 +336,32 @@ enum Reward {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Zero-shot reward of one camera frame with CLIP (VLM-RM): the cosine similarity of the
+    /// frame and a goal sentence, or with --baseline the goal-baseline projected reward.
+    /// Exit code 2 for a model folder, prompt or image that cannot be used.
+    Clip {
+        /// Hugging Face CLIP folder: config.json, model.safetensors, vocab.json, merges.txt.
+        #[arg(long)]
+        model: PathBuf,
+        /// The frame, a PNG file.
+        #[arg(long)]
+        image: PathBuf,
+        /// The task done, in one sentence ("a humanoid robot kneeling").
+        #[arg(long)]
+        goal: String,
+        /// The neutral sentence the goal is contrasted with ("a humanoid robot").
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Weight of the baseline-to-goal projection, in [0, 1]; needs --baseline.
+        #[arg(long, requires = "baseline")]
+        alpha: Option<f64>,
+        /// Resize the frame straight to 224 x 224 (as VLM-RM did) instead of shortest side
+        /// to 224 and a centre crop (Hugging Face's CLIPImageProcessor).
+        #[arg(long)]
+        plain_resize: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -348,6 +374,22 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1 and 16
+    /// (burn NdArray on the CPU), against PyTorch's transformers CLIP of the same config when
+    /// python3 can import torch and transformers.
+    Clip {
+        /// Timed calls at batch 1 (after two warm-up calls).
+        #[arg(long, default_value_t = 20)]
+        calls: usize,
+        /// Timed calls at batch 16.
+        #[arg(long, default_value_t = 5)]
+        batch_calls: usize,
+        /// Skip the PyTorch peer.
+        #[arg(long)]
+        no_peer: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Tick jitter with everything logged to rerun against the same run without rerun: the
     /// reach arm in MuJoCo over loopback zenoh, its reward program and one camera.
     Rerun {
@@ -489,6 +531,9 @@ fn main() -> ExitCode {
                 || error
                     .downcast_ref::<rlrt_rewards::program::ProgramError>()
                     .is_some()
+                || error
+                    .downcast_ref::<rlrt_rewards::clip::ClipError>()
+                    .is_some()
                 || matches!(
                     error.downcast_ref::<rlrt_rewards::program::generate::GenerateError>(),
                     Some(rlrt_rewards::program::generate::GenerateError::Rejected { .. })
@@ -624,6 +669,38 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             })
         }
         Command::Reward { what } => match what {
+            Reward::Clip {
+                model,
+                image,
+                goal,
+                baseline,
+                alpha,
+                plain_resize,
+                json,
+            } => {
+                let report = reward::clip(&reward::ClipArgs {
+                    model,
+                    image,
+                    goal,
+                    baseline,
+                    alpha: alpha.unwrap_or(0.5),
+                    plain_resize,
+                })?;
+                if json {
+                    print_json(&report)?;
+                } else {
+                    println!("reward {:.6}", report.reward.reward);
+                    println!("goal similarity {:.6}", report.reward.goal_similarity);
+                    if let Some(b) = report.reward.baseline_similarity {
+                        println!("baseline similarity {b:.6} (alpha {})", report.reward.alpha);
+                    }
+                    println!(
+                        "frame {} x {}, resize {}",
+                        report.width, report.height, report.resize
+                    );
+                }
+                Ok(0)
+            }
             Reward::Prompt { config, task } => {
                 print!("{}", reward::prompt(&config, &task)?);
                 Ok(0)
@@ -821,6 +898,20 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Bench { what } => match what {
+            Bench::Clip {
+                calls,
+                batch_calls,
+                no_peer,
+                json,
+            } => {
+                let report = bench_clip::run(&bench_clip::BenchClipArgs {
+                    calls,
+                    batch_calls,
+                    no_peer,
+                })?;
+                print_bench(&report, json);
+                Ok(0)
+            }
             Bench::Policy {
                 inputs,
                 outputs,

@@ -1,5 +1,6 @@
 //! One module per `rlrt` command.
 
+pub mod bench_clip;
 pub mod bench_link;
 pub mod bench_loop;
 pub mod bench_policy;

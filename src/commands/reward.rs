@@ -129,3 +129,61 @@ pub fn relabel(
     let invalid = relabel_records(&mut program, &records, out)?;
     Ok((records.len(), invalid))
 }
+
+/// `rlrt reward clip`: arguments.
+#[derive(Clone, Debug)]
+pub struct ClipArgs {
+    /// A Hugging Face CLIP folder (config.json, model.safetensors, vocab.json, merges.txt).
+    pub model: PathBuf,
+    /// A PNG frame.
+    pub image: PathBuf,
+    pub goal: String,
+    pub baseline: Option<String>,
+    pub alpha: f64,
+    pub plain_resize: bool,
+}
+
+/// What `rlrt reward clip` prints.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClipReport {
+    #[serde(flatten)]
+    pub reward: rlrt_rewards::clip::ClipReward,
+    pub resize: &'static str,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// `rlrt reward clip`: the VLM-RM reward of one PNG frame on the CPU (burn's NdArray).
+pub fn clip(args: &ClipArgs) -> anyhow::Result<ClipReport> {
+    use rlrt_rewards::clip::{preprocess, ClipModel, Resize, Rgb8};
+    let model = ClipModel::<burn::backend::NdArray<f32>>::load(&args.model, &Default::default())?;
+    let (rgb, width, height) = preprocess::read_png(&args.image)?;
+    let mode = if args.plain_resize {
+        Resize::Plain
+    } else {
+        Resize::CentreCrop
+    };
+    let frame = Rgb8 {
+        data: &rgb,
+        width,
+        height,
+    };
+    let reward = rlrt_rewards::clip::reward(
+        &model,
+        frame,
+        mode,
+        &args.goal,
+        args.baseline.as_deref(),
+        args.alpha,
+    )?;
+    Ok(ClipReport {
+        reward,
+        resize: if args.plain_resize {
+            "plain"
+        } else {
+            "centre_crop"
+        },
+        width,
+        height,
+    })
+}

@@ -1,0 +1,434 @@
+//! The CLIP text and vision transformers (Radford et al., 2021) as burn modules, generic over
+//! the backend. Layer for layer the Hugging Face `CLIPModel`: pre-LayerNorm residual blocks,
+//! scaled dot-product attention with a causal mask in the text tower, the text pooled at its end
+//! token, the image at its class token, both projected into the shared space without bias.
+//!
+//! Weights are stored the way the forward pass uses them (Linear weights as [in, out]); the
+//! loader in `weights.rs` transposes HF's [out, in] tensors once at load time.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid, softmax};
+
+use super::config::{Activation, ClipConfig, TextConfig, TowerConfig, VisionConfig};
+
+/// A linear layer, weight [in, out].
+#[derive(Module, Debug)]
+pub struct Dense<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Dense<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let [inputs, outputs] = self.weight.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let mut y = x.reshape([rows, inputs]).matmul(self.weight.val());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze::<2>();
+        }
+        let mut out = dims;
+        out[D - 1] = outputs;
+        y.reshape(out)
+    }
+}
+
+/// LayerNorm over the last dimension.
+#[derive(Module, Debug)]
+pub struct Norm<B: Backend> {
+    pub gamma: Param<Tensor<B, 1>>,
+    pub beta: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> Norm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mean = x.clone().mean_dim(D - 1);
+        let centred = x - mean;
+        let var = centred.clone().powi_scalar(2).mean_dim(D - 1);
+        let normed = centred / var.add_scalar(self.eps).sqrt();
+        normed * self.gamma.val().unsqueeze::<D>() + self.beta.val().unsqueeze::<D>()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q: Dense<B>,
+    pub k: Dense<B>,
+    pub v: Dense<B>,
+    pub out: Dense<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `x`: [batch, tokens, hidden]; `mask`: added to the scores, [tokens, tokens].
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+        let [batch, tokens, hidden] = x.dims();
+        let head_dim = hidden / self.heads;
+        let split = |t: Tensor<B, 3>| {
+            t.reshape([batch, tokens, self.heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let scale = (head_dim as f64).powf(-0.5);
+        let q = split(self.q.forward(x.clone()).mul_scalar(scale));
+        let k = split(self.k.forward(x.clone()));
+        let v = split(self.v.forward(x));
+        let mut scores = q.matmul(k.transpose());
+        if let Some(mask) = mask {
+            scores = scores + mask.unsqueeze::<4>();
+        }
+        let context = softmax(scores, 3).matmul(v);
+        self.out
+            .forward(context.swap_dims(1, 2).reshape([batch, tokens, hidden]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Layer<B: Backend> {
+    pub norm1: Norm<B>,
+    pub attention: Attention<B>,
+    pub norm2: Norm<B>,
+    pub fc1: Dense<B>,
+    pub fc2: Dense<B>,
+    pub quick_gelu: bool,
+}
+
+impl<B: Backend> Layer<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attention.forward(self.norm1.forward(x), mask);
+        let h = self.fc1.forward(self.norm2.forward(x.clone()));
+        let h = if self.quick_gelu {
+            h.clone() * sigmoid(h.mul_scalar(1.702))
+        } else {
+            gelu(h)
+        };
+        x + self.fc2.forward(h)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TextTransformer<B: Backend> {
+    /// [vocab, hidden]
+    pub token_embedding: Param<Tensor<B, 2>>,
+    /// [positions, hidden]
+    pub position_embedding: Param<Tensor<B, 2>>,
+    pub layers: Vec<Layer<B>>,
+    pub final_norm: Norm<B>,
+    /// [hidden, projection]
+    pub projection: Dense<B>,
+    pub eos_token_id: u32,
+}
+
+impl<B: Backend> TextTransformer<B> {
+    /// Unnormalised text embeddings, [batch, projection]. Every row of `ids` has the same
+    /// length (pad after the end token: the causal mask keeps padding out of the pooled
+    /// position, so its value does not matter).
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Tensor<B, 2> {
+        let device = self.token_embedding.device();
+        let batch = ids.len();
+        let tokens = ids[0].len();
+        let hidden = self.token_embedding.dims()[1];
+        let flat: Vec<i64> = ids.iter().flatten().map(|&t| t as i64).collect();
+        let index =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * tokens]), &device);
+        let x = self
+            .token_embedding
+            .val()
+            .select(0, index)
+            .reshape([batch, tokens, hidden]);
+        let positions = self.position_embedding.val().slice([0..tokens, 0..hidden]);
+        let mut x = x + positions.unsqueeze::<3>();
+        let mask = causal_mask::<B>(tokens, &device);
+        for layer in &self.layers {
+            x = layer.forward(x, Some(mask.clone()));
+        }
+        let x = self.final_norm.forward(x);
+        let pooled: Vec<Tensor<B, 2>> = ids
+            .iter()
+            .enumerate()
+            .map(|(row, seq)| {
+                let at = pooled_position(seq, self.eos_token_id);
+                x.clone()
+                    .slice([row..row + 1, at..at + 1, 0..hidden])
+                    .reshape([1, hidden])
+            })
+            .collect();
+        self.projection.forward(Tensor::cat(pooled, 0))
+    }
+}
+
+/// Where HF pools a token sequence: legacy configs (`eos_token_id == 2`) take the position of
+/// the highest id (the end token in the original vocabulary), newer ones the first end token.
+/// Falls back to the last position when the end token is absent.
+pub fn pooled_position(ids: &[u32], eos_token_id: u32) -> usize {
+    if eos_token_id == 2 {
+        // argmax, first occurrence on ties, like torch.
+        let mut best = 0;
+        for (i, &t) in ids.iter().enumerate() {
+            if t > ids[best] {
+                best = i;
+            }
+        }
+        best
+    } else {
+        ids.iter()
+            .position(|&t| t == eos_token_id)
+            .unwrap_or(ids.len() - 1)
+    }
+}
+
+fn causal_mask<B: Backend>(tokens: usize, device: &B::Device) -> Tensor<B, 2> {
+    let mut values = vec![0.0f32; tokens * tokens];
+    for row in 0..tokens {
+        for col in row + 1..tokens {
+            values[row * tokens + col] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [tokens, tokens]), device)
+}
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer<B: Backend> {
+    /// The patch convolution (kernel = stride = patch, no bias) as a matrix,
+    /// [channels * patch * patch, hidden], rows ordered channel, row, column.
+    pub patch_embedding: Param<Tensor<B, 2>>,
+    /// [hidden]
+    pub class_embedding: Param<Tensor<B, 1>>,
+    /// [1 + patches, hidden]
+    pub position_embedding: Param<Tensor<B, 2>>,
+    pub pre_norm: Norm<B>,
+    pub layers: Vec<Layer<B>>,
+    pub post_norm: Norm<B>,
+    /// [hidden, projection]
+    pub projection: Dense<B>,
+    pub patch_size: usize,
+}
+
+impl<B: Backend> VisionTransformer<B> {
+    /// Unnormalised image embeddings, [batch, projection], from preprocessed pixels
+    /// [batch, 3, size, size].
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [batch, channels, height, width] = pixels.dims();
+        let p = self.patch_size;
+        let (gh, gw) = (height / p, width / p);
+        let hidden = self.class_embedding.dims()[0];
+        // A stride-p convolution with a p x p kernel is a matmul over non-overlapping patches.
+        let patches = pixels
+            .reshape([batch, channels, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([batch * gh * gw, channels * p * p])
+            .matmul(self.patch_embedding.val())
+            .reshape([batch, gh * gw, hidden]);
+        let class = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, hidden])
+            .repeat_dim(0, batch);
+        let x =
+            Tensor::cat(vec![class, patches], 1) + self.position_embedding.val().unsqueeze::<3>();
+        let mut x = self.pre_norm.forward(x);
+        for layer in &self.layers {
+            x = layer.forward(x, None);
+        }
+        let cls = x
+            .slice([0..batch, 0..1, 0..hidden])
+            .reshape([batch, hidden]);
+        self.projection.forward(self.post_norm.forward(cls))
+    }
+}
+
+/// Both towers.
+#[derive(Module, Debug)]
+pub struct Clip<B: Backend> {
+    pub text: TextTransformer<B>,
+    pub vision: VisionTransformer<B>,
+}
+
+/// Tensors filled by a closure `init(shape)`; used to build a model from a config, either
+/// randomly (benchmarks) or from checkpoint tensors (`weights.rs`).
+pub trait TensorSource<B: Backend> {
+    type Error;
+    /// A tensor under its Hugging Face name, in HF's layout and shape.
+    fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, Self::Error>;
+}
+
+fn dense<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    name: &str,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+) -> Result<Dense<B>, S::Error> {
+    // HF stores nn.Linear weights as [out, in].
+    let weight = contiguous(
+        src.tensor(&format!("{name}.weight"), [outputs, inputs])?
+            .transpose(),
+    );
+    let bias = if bias {
+        Some(Param::from_tensor(
+            src.tensor(&format!("{name}.bias"), [outputs])?,
+        ))
+    } else {
+        None
+    };
+    Ok(Dense {
+        weight: Param::from_tensor(weight),
+        bias,
+    })
+}
+
+/// A transposed view laid out in memory once, at load, so that no matmul has to deal with
+/// a strided weight on every call.
+fn contiguous<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
+    let device = t.device();
+    Tensor::from_data(t.into_data(), &device)
+}
+
+fn norm<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    name: &str,
+    size: usize,
+    eps: f64,
+) -> Result<Norm<B>, S::Error> {
+    Ok(Norm {
+        gamma: Param::from_tensor(src.tensor(&format!("{name}.weight"), [size])?),
+        beta: Param::from_tensor(src.tensor(&format!("{name}.bias"), [size])?),
+        eps,
+    })
+}
+
+fn layers<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    prefix: &str,
+    t: &TowerConfig,
+) -> Result<Vec<Layer<B>>, S::Error> {
+    let (h, m) = (t.hidden_size, t.intermediate_size);
+    (0..t.num_layers)
+        .map(|i| {
+            let p = format!("{prefix}.encoder.layers.{i}");
+            Ok(Layer {
+                norm1: norm(src, &format!("{p}.layer_norm1"), h, t.layer_norm_eps)?,
+                attention: Attention {
+                    q: dense(src, &format!("{p}.self_attn.q_proj"), h, h, true)?,
+                    k: dense(src, &format!("{p}.self_attn.k_proj"), h, h, true)?,
+                    v: dense(src, &format!("{p}.self_attn.v_proj"), h, h, true)?,
+                    out: dense(src, &format!("{p}.self_attn.out_proj"), h, h, true)?,
+                    heads: t.num_heads,
+                },
+                norm2: norm(src, &format!("{p}.layer_norm2"), h, t.layer_norm_eps)?,
+                fc1: dense(src, &format!("{p}.mlp.fc1"), h, m, true)?,
+                fc2: dense(src, &format!("{p}.mlp.fc2"), m, h, true)?,
+                quick_gelu: t.activation == Activation::QuickGelu,
+            })
+        })
+        .collect()
+}
+
+fn text<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    c: &TextConfig,
+    projection: usize,
+) -> Result<TextTransformer<B>, S::Error> {
+    let h = c.tower.hidden_size;
+    Ok(TextTransformer {
+        token_embedding: Param::from_tensor(src.tensor(
+            "text_model.embeddings.token_embedding.weight",
+            [c.vocab_size, h],
+        )?),
+        position_embedding: Param::from_tensor(src.tensor(
+            "text_model.embeddings.position_embedding.weight",
+            [c.max_positions, h],
+        )?),
+        layers: layers(src, "text_model", &c.tower)?,
+        final_norm: norm(
+            src,
+            "text_model.final_layer_norm",
+            h,
+            c.tower.layer_norm_eps,
+        )?,
+        projection: dense(src, "text_projection", h, projection, false)?,
+        eos_token_id: c.eos_token_id,
+    })
+}
+
+fn vision<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    c: &VisionConfig,
+    projection: usize,
+) -> Result<VisionTransformer<B>, S::Error> {
+    let h = c.tower.hidden_size;
+    let p = c.patch_size;
+    let eps = c.tower.layer_norm_eps;
+    let conv = src.tensor(
+        "vision_model.embeddings.patch_embedding.weight",
+        [h, c.num_channels, p, p],
+    )?;
+    Ok(VisionTransformer {
+        patch_embedding: Param::from_tensor(contiguous(
+            conv.reshape([h, c.num_channels * p * p]).transpose(),
+        )),
+        class_embedding: Param::from_tensor(
+            src.tensor("vision_model.embeddings.class_embedding", [h])?,
+        ),
+        position_embedding: Param::from_tensor(src.tensor(
+            "vision_model.embeddings.position_embedding.weight",
+            [c.grid() * c.grid() + 1, h],
+        )?),
+        // HF's spelling.
+        pre_norm: norm(src, "vision_model.pre_layrnorm", h, eps)?,
+        layers: layers(src, "vision_model", &c.tower)?,
+        post_norm: norm(src, "vision_model.post_layernorm", h, eps)?,
+        projection: dense(src, "visual_projection", h, projection, false)?,
+        patch_size: p,
+    })
+}
+
+impl<B: Backend> Clip<B> {
+    /// The vision tower alone (image embeddings, benchmarks).
+    pub fn build_vision<S: TensorSource<B>>(
+        config: &ClipConfig,
+        src: &mut S,
+    ) -> Result<VisionTransformer<B>, S::Error> {
+        vision(src, &config.vision, config.projection_dim)
+    }
+
+    /// Builds both towers, asking `src` for every tensor by its HF name.
+    pub fn build<S: TensorSource<B>>(config: &ClipConfig, src: &mut S) -> Result<Self, S::Error> {
+        Ok(Self {
+            text: text(src, &config.text, config.projection_dim)?,
+            vision: vision(src, &config.vision, config.projection_dim)?,
+        })
+    }
+}
+
+/// Random weights (normal, std 0.02; LayerNorm gains near one), for benchmarks and shape
+/// tests: the cost of a forward pass does not depend on the values.
+pub struct RandomInit<'a, B: Backend> {
+    pub device: &'a B::Device,
+}
+
+impl<B: Backend> TensorSource<B> for RandomInit<'_, B> {
+    type Error = std::convert::Infallible;
+
+    fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, Self::Error> {
+        let t = Tensor::random(
+            shape,
+            burn::tensor::Distribution::Normal(0.0, 0.02),
+            self.device,
+        );
+        Ok(if name.contains("norm") && name.ends_with(".weight") {
+            t.add_scalar(1.0)
+        } else {
+            t
+        })
+    }
+}
