@@ -29,8 +29,13 @@ const MUJOCO_WHEEL: &str = "mujoco==3.17.0";
 const MUJOCO_LIBRARY: &str = "libmujoco.so.3.17.0";
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    // Read at run time: `cargo run` sets CARGO_MANIFEST_DIR to this checkout's xtask folder.
+    // The value baked in at compile time can name another checkout: cargo reuses a fresh
+    // artifact across checkouts that share a target directory.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent()
         .expect("xtask lives in the workspace")
         .to_owned()
 }
