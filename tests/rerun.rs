@@ -425,3 +425,45 @@ fn demo_recording_verifies_and_puts_frames_rewards_and_faults_on_one_timeline() 
         "{texts:?}"
     );
 }
+
+#[test]
+fn connect_streams_to_a_running_rerun_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = reach_config(dir.path(), "rlrt/test-rerun-connect");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // rerun's own command line as the receiving end: it saves what it is sent.
+    let received = dir.path().join("received.rrd");
+    let mut server = Command::new(common::repo(".deps/python/rerun_sdk/rerun_cli/rerun"))
+        .args(["--port", &port.to_string(), "--save"])
+        .arg(&received)
+        .env("RERUN_ANALYTICS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = rlrt()
+        .args(["run", "--sim", "--seconds", "2", "--json", "--rerun"])
+        .arg(format!("connect=127.0.0.1:{port}"))
+        .arg(&config)
+        .output()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = server.kill();
+    let _ = server.wait();
+    let run = json_stdout(&out);
+    assert_eq!(run["rerun"]["dropped"], 0, "{run}");
+    let file = read_rrd(&received);
+    let total = file["scalars"]["/rewards/reach-program/total"]["values"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    assert_eq!(total, run["rewards"][0]["evaluations"].as_u64().unwrap());
+    assert_eq!(
+        file["images"]["/camera/front"].as_u64().unwrap_or(0),
+        run["rerun"]["frames"].as_u64().unwrap()
+    );
+}
