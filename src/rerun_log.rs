@@ -667,14 +667,9 @@ impl Writer {
                 self.push(pos, tick, t, w, r.observation.joint_positions[j]);
                 self.push(vel, tick, t, w, r.observation.joint_velocities[j]);
             }
-            let layout_sensors = self.layout.sensors.clone();
-            let mut k = 0;
-            for (_, offset, size) in &layout_sensors {
-                for i in 0..*size {
-                    let series = self.sensors[k];
-                    self.push(series, tick, t, w, r.observation.sensors[offset + i]);
-                    k += 1;
-                }
+            // `sensors` holds one series per sensor value, in observation order.
+            for k in 0..self.sensors.len() {
+                self.push(self.sensors[k], tick, t, w, r.observation.sensors[k]);
             }
         }
         let len = (r.action_len as usize).min(self.actions.len());
