@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod fault_log;
+pub mod frame_rewards;
 pub mod linked;
 pub mod loopback;
 pub mod rerun_log;

@@ -597,6 +597,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 }
                 let mut rewards = String::new();
                 rlrt::reward_programs::write_summaries(&mut rewards, &outcome.rewards)?;
+                rlrt::frame_rewards::write_summaries(&mut rewards, &outcome.frame_rewards)?;
                 print!("{rewards}");
                 if !outcome.link.is_empty() {
                     let link: Vec<String> = outcome

@@ -35,7 +35,7 @@ pub struct SeriesSummary {
 }
 
 impl SeriesSummary {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
             min: f64::INFINITY,
@@ -44,7 +44,7 @@ impl SeriesSummary {
         }
     }
 
-    fn add(&mut self, v: f64) {
+    pub(crate) fn add(&mut self, v: f64) {
         self.count += 1;
         self.sum += v;
         self.min = self.min.min(v);

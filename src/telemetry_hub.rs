@@ -10,6 +10,7 @@ use std::time::Duration;
 use rlrt_runtime::link::CameraFrames;
 use rlrt_runtime::telemetry::{TelemetryReceiver, TickRecord};
 
+use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::rerun_log::{RerunConsumer, RerunHandle};
 
 /// Something that wants every tick's record.
@@ -70,19 +71,35 @@ pub fn standard_consumers(
 pub struct RunTelemetry {
     thread: JoinHandle<()>,
     summaries: Option<Arc<std::sync::Mutex<Vec<crate::reward_programs::ProgramSummary>>>>,
+    frame_summaries: Option<Arc<std::sync::Mutex<Vec<FrameRewardSummary>>>>,
     rerun: Option<crate::rerun_log::RerunLogger>,
+}
+
+/// What a run's telemetry reports once it has finished.
+pub struct TelemetryOutcome {
+    pub programs: Vec<crate::reward_programs::ProgramSummary>,
+    pub frame_rewards: Vec<FrameRewardSummary>,
+    pub rerun: Option<crate::rerun_log::RerunSummary>,
+}
+
+/// The link's camera frames and the clock they are stamped with, for frame-scored rewards.
+pub struct CameraFeed {
+    pub frames: Arc<CameraFrames>,
+    pub clock: rlrt_runtime::WallClock,
 }
 
 impl RunTelemetry {
     /// Starts the telemetry thread with the standard consumers, opening the rerun
-    /// destination first when one is given.
+    /// destination first when one is given, and the frame-reward scoring thread when the
+    /// config has frame-scored rewards (these need the camera feed of a link).
     pub fn start(
         config: &rlrt_runtime::RobotConfig,
         receiver: TelemetryReceiver,
         rewards: Option<crate::reward_programs::ProgramRewards>,
+        frame_rewards: Option<FrameRewards>,
         rerun: Option<&crate::rerun_log::Destination>,
         wall: crate::rerun_log::WallTime,
-        cameras: Option<Arc<CameraFrames>>,
+        cameras: Option<CameraFeed>,
     ) -> anyhow::Result<Self> {
         let rerun = rerun
             .map(|d| {
@@ -96,34 +113,47 @@ impl RunTelemetry {
             })
             .transpose()?;
         let summaries = rewards.as_ref().map(|r| r.summaries());
-        let consumers = standard_consumers(
+        let mut consumers = standard_consumers(
             config.period_ns(),
             rewards,
-            rerun.as_ref().map(|r| (r.handle(), cameras)),
+            rerun
+                .as_ref()
+                .map(|r| (r.handle(), cameras.as_ref().map(|c| c.frames.clone()))),
         );
+        let mut frame_summaries = None;
+        match (frame_rewards, cameras) {
+            (None, _) => {}
+            (Some(_), None) => anyhow::bail!(
+                "the config's clip and classifier rewards score camera frames, which only a \
+                 robot on the link sends (use the link or --sim, not --kinematic)"
+            ),
+            (Some(f), Some(feed)) => {
+                let consumer =
+                    f.start(feed.frames, feed.clock, rerun.as_ref().map(|r| r.handle()))?;
+                frame_summaries = Some(consumer.summaries());
+                consumers.push(Box::new(consumer));
+            }
+        }
         Ok(Self {
             thread: spawn(receiver, consumers)?,
             summaries,
+            frame_summaries,
             rerun,
         })
     }
 
-    /// Waits for the thread (the loop's telemetry sender must be dropped first) and the
-    /// rerun recording to finish.
-    pub fn finish(
-        self,
-    ) -> (
-        Vec<crate::reward_programs::ProgramSummary>,
-        Option<crate::rerun_log::RerunSummary>,
-    ) {
+    /// Waits for the thread (the loop's telemetry sender must be dropped first), the
+    /// frame-reward scoring thread and the rerun recording to finish.
+    pub fn finish(self) -> TelemetryOutcome {
         let _ = self.thread.join();
-        let rewards = self
-            .summaries
-            .and_then(|s| s.lock().ok().map(|s| s.clone()))
-            .unwrap_or_default();
-        (
-            rewards,
-            self.rerun.map(crate::rerun_log::RerunLogger::finish),
-        )
+        fn take<T: Clone>(s: Option<Arc<std::sync::Mutex<Vec<T>>>>) -> Vec<T> {
+            s.and_then(|s| s.lock().ok().map(|s| s.clone()))
+                .unwrap_or_default()
+        }
+        TelemetryOutcome {
+            programs: take(self.summaries),
+            frame_rewards: take(self.frame_summaries),
+            rerun: self.rerun.map(crate::rerun_log::RerunLogger::finish),
+        }
     }
 }

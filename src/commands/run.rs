@@ -22,11 +22,12 @@ use rlrt_runtime::{
 };
 use rlrt_sim::{LockstepPlant, ServeMode, ThreadedPlant};
 
+use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 use crate::rerun_log::{Destination, RerunSummary, WallTime};
 use crate::reward_programs::{ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::RunTelemetry;
+use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome};
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct RunOutcome {
     /// The config's reward programs, evaluated on every tick with an observation (runs
     /// over the link).
     pub rewards: Vec<ProgramSummary>,
+    /// The config's clip and classifier rewards, scored on the link's camera frames.
+    pub frame_rewards: Vec<FrameRewardSummary>,
     /// What went to rerun, when asked.
     pub rerun: Option<RerunSummary>,
 }
@@ -90,7 +93,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
 /// [`run`] with a config already loaded (`args.config` is not read).
 pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     let config = config.clone();
-    warn_unrunnable(&config);
+    warn_unrunnable(&config, args.robot);
     let limit = RunLimit {
         max_ticks: args.ticks.or_else(|| {
             args.seconds
@@ -163,6 +166,7 @@ fn run_link(
     rerun: Option<&Destination>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
+    let frame_rewards = FrameRewards::load(config)?;
     let LinkedRuntime {
         control,
         link,
@@ -182,9 +186,13 @@ fn run_link(
         config,
         receiver,
         rewards,
+        frame_rewards,
         rerun,
         WallTime::from_clock_now(rt.control.clock().now_ns()),
-        Some(rt.link.cameras()),
+        Some(CameraFeed {
+            frames: rt.link.cameras(),
+            clock: rt.control.clock().clone(),
+        }),
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -204,7 +212,11 @@ fn run_link(
     })?;
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let (rewards, rerun) = telemetry.finish();
+    let TelemetryOutcome {
+        programs: rewards,
+        frame_rewards,
+        rerun,
+    } = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
@@ -212,6 +224,7 @@ fn run_link(
         final_positions: Vec::new(),
         link,
         rewards,
+        frame_rewards,
         rerun,
     })
 }
@@ -225,6 +238,7 @@ fn run_link_lockstep(
     rerun: Option<&Destination>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
+    let frame_rewards = FrameRewards::load(config)?;
     let mut rt = LinkedRuntime::connect(config, FLAG_LOCKSTEP_STEP)?;
     let (sender, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, rt.control.stats());
@@ -245,9 +259,13 @@ fn run_link_lockstep(
         config,
         receiver,
         rewards,
+        frame_rewards,
         rerun,
         WallTime::from_clock_now(rt.control.clock().now_ns()),
-        Some(rt.link.cameras()),
+        Some(CameraFeed {
+            frames: rt.link.cameras(),
+            clock: rt.control.clock().clone(),
+        }),
     )?;
     let max_ticks = limit
         .max_ticks
@@ -268,7 +286,11 @@ fn run_link_lockstep(
     let report = rt.control.report();
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let (rewards, rerun) = telemetry.finish();
+    let TelemetryOutcome {
+        programs: rewards,
+        frame_rewards,
+        rerun,
+    } = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
@@ -276,21 +298,28 @@ fn run_link_lockstep(
         final_positions: Vec::new(),
         link,
         rewards,
+        frame_rewards,
         rerun,
     })
 }
 
-pub(crate) fn warn_unrunnable(config: &RobotConfig) {
-    for reward in config
-        .rewards
-        .iter()
-        .filter(|r| r.kind != rlrt_runtime::config::RewardKind::Program)
-    {
-        tracing::warn!(
-            reward = reward.name,
-            kind = ?reward.kind,
-            "this reward kind is validated but not evaluated by this build yet; ignored"
-        );
+pub(crate) fn warn_unrunnable(config: &RobotConfig, robot: Robot) {
+    use rlrt_runtime::config::RewardKind;
+    for reward in &config.rewards {
+        match reward.kind {
+            RewardKind::Program => {}
+            RewardKind::Clip | RewardKind::Classifier if robot != Robot::Kinematic => {}
+            RewardKind::Clip | RewardKind::Classifier => tracing::warn!(
+                reward = reward.name,
+                kind = ?reward.kind,
+                "the kinematic model has no cameras: this frame-scored reward is ignored"
+            ),
+            RewardKind::PreferenceModel => tracing::warn!(
+                reward = reward.name,
+                kind = ?reward.kind,
+                "this reward kind is validated but not evaluated by this build yet; ignored"
+            ),
+        }
     }
 }
 
@@ -313,7 +342,7 @@ pub(crate) fn run_wall_clock(
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let telemetry = RunTelemetry::start(config, receiver, rewards, rerun, wall, None)?;
+    let telemetry = RunTelemetry::start(config, receiver, rewards, None, rerun, wall, None)?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
@@ -331,7 +360,11 @@ pub(crate) fn run_wall_clock(
             .join()
             .map_err(|_| anyhow::anyhow!("the control thread panicked"))
     })?;
-    let (rewards, rerun) = telemetry.finish();
+    let TelemetryOutcome {
+        programs: rewards,
+        frame_rewards,
+        rerun,
+    } = telemetry.finish();
     let shared = plant.shared();
     let _final_state = plant.stop();
     Ok(RunOutcome {
@@ -341,6 +374,7 @@ pub(crate) fn run_wall_clock(
         final_positions: shared.positions(),
         link: Vec::new(),
         rewards,
+        frame_rewards,
         rerun,
     })
 }
@@ -362,14 +396,25 @@ pub(crate) fn run_lockstep(
     let (sender, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(sender);
-    let telemetry =
-        RunTelemetry::start(config, receiver, rewards, rerun, WallTime::OnArrival, None)?;
+    let telemetry = RunTelemetry::start(
+        config,
+        receiver,
+        rewards,
+        None,
+        rerun,
+        WallTime::OnArrival,
+        None,
+    )?;
     let limit = RunLimit {
         max_ticks: limit.max_ticks.or(Some(10 * config.control_rate_hz as u64)),
     };
     let report = control.run(crate::signals::stop_flag(), limit);
     drop(control); // closes the telemetry channel
-    let (rewards, rerun) = telemetry.finish();
+    let TelemetryOutcome {
+        programs: rewards,
+        frame_rewards,
+        rerun,
+    } = telemetry.finish();
     Ok(RunOutcome {
         robot: config.name.clone(),
         report,
@@ -377,6 +422,7 @@ pub(crate) fn run_lockstep(
         final_positions: shared.positions(),
         link: Vec::new(),
         rewards,
+        frame_rewards,
         rerun,
     })
 }

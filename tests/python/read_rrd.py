@@ -1,15 +1,17 @@
 """Reads an .rrd with rerun's own Python SDK (rerun-sdk) and prints what it holds as JSON.
 
-Usage: python3 read_rrd.py FILE.rrd
+Usage: python3 read_rrd.py FILE.rrd [--pixels]
 
 Output: {"scalars": {entity: {"ticks": [...], "values": [...]}},
          "images": {entity: rows}, "text": [{"tick": t, "level": l, "text": s}],
          "timelines": [...], "blueprints": n}
+With --pixels, also "pixels": {entity: [{"tick": t, "data": base64 of the image bytes}]}.
 
 Only rerun's reader is used (RrdReader -> chunks -> Arrow record batches), so a test that
 compares this with what rlrt computed checks the file as the viewer would see it.
 """
 
+import base64
 import json
 import sys
 
@@ -24,9 +26,11 @@ def column(batch, suffix):
     return None
 
 
-def main(path):
+def main(path, pixels=False):
     reader = rrx.RrdReader(path)
     out = {"scalars": {}, "images": {}, "text": [], "timelines": set(), "blueprints": 0}
+    if pixels:
+        out["pixels"] = {}
     out["blueprints"] = len(reader.blueprints())
     for chunk in reader.stream().to_chunks():
         if chunk.is_static:
@@ -47,8 +51,15 @@ def main(path):
         image = column(batch, "Image:buffer")
         depth = column(batch, "DepthImage:buffer")
         if image is not None or depth is not None:
-            rows = sum(1 for v in (image if image is not None else depth).to_pylist() if v)
+            values = (image if image is not None else depth).to_pylist()
+            rows = sum(1 for v in values if v)
             out["images"][entity] = out["images"].get(entity, 0) + rows
+            if pixels:
+                dump = out["pixels"].setdefault(entity, [])
+                for t, v in zip(ticks, values):
+                    if v:
+                        data = bytes(v[0])
+                        dump.append({"tick": t, "data": base64.b64encode(data).decode()})
             continue
         text = column(batch, "TextLog:text")
         if text is not None:
@@ -66,4 +77,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--pixels" in sys.argv[2:])

@@ -81,27 +81,64 @@ pub fn reward<B: Backend>(
     baseline: Option<&str>,
     alpha: f64,
 ) -> Result<ClipReward, ClipError> {
+    let goal = ClipGoal::new(model, goal, baseline, alpha)?;
     let image = model.embed_frames(&[frame], mode)?.remove(0);
-    let prompts: Vec<&str> = std::iter::once(goal).chain(baseline).collect();
-    let texts = model.embed_texts(&prompts)?;
-    let goal_similarity = crate::vlm_rm::cosine_reward(&image, &texts[0])?;
-    Ok(match baseline {
-        None => ClipReward {
-            reward: goal_similarity,
-            goal_similarity,
-            baseline_similarity: None,
-            alpha: 0.0,
-        },
-        Some(_) => {
-            let scorer = crate::vlm_rm::GoalBaselineReward::new(&texts[0], &texts[1], alpha)?;
-            ClipReward {
-                reward: scorer.score(&image)?,
-                goal_similarity,
-                baseline_similarity: Some(crate::vlm_rm::cosine_reward(&image, &texts[1])?),
-                alpha,
+    goal.score(&image)
+}
+
+/// A goal (and optional baseline) sentence embedded once, scoring any number of image
+/// embeddings of the same model.
+#[derive(Clone, Debug)]
+pub struct ClipGoal {
+    goal: Vec<f32>,
+    baseline: Option<(Vec<f32>, crate::vlm_rm::GoalBaselineReward)>,
+    alpha: f64,
+}
+
+impl ClipGoal {
+    /// Embeds the prompts with `model`'s text tower.
+    pub fn new<B: Backend>(
+        model: &ClipModel<B>,
+        goal: &str,
+        baseline: Option<&str>,
+        alpha: f64,
+    ) -> Result<Self, ClipError> {
+        let prompts: Vec<&str> = std::iter::once(goal).chain(baseline).collect();
+        let mut texts = model.embed_texts(&prompts)?;
+        let baseline = match baseline {
+            None => None,
+            Some(_) => {
+                let b = texts.pop().expect("two prompts embedded");
+                let scorer = crate::vlm_rm::GoalBaselineReward::new(&texts[0], &b, alpha)?;
+                Some((b, scorer))
             }
-        }
-    })
+        };
+        let alpha = if baseline.is_some() { alpha } else { 0.0 };
+        Ok(Self {
+            goal: texts.swap_remove(0),
+            baseline,
+            alpha,
+        })
+    }
+
+    /// The reward of one image embedding.
+    pub fn score(&self, image: &[f32]) -> Result<ClipReward, ClipError> {
+        let goal_similarity = crate::vlm_rm::cosine_reward(image, &self.goal)?;
+        Ok(match &self.baseline {
+            None => ClipReward {
+                reward: goal_similarity,
+                goal_similarity,
+                baseline_similarity: None,
+                alpha: 0.0,
+            },
+            Some((baseline, scorer)) => ClipReward {
+                reward: scorer.score(image)?,
+                goal_similarity,
+                baseline_similarity: Some(crate::vlm_rm::cosine_reward(image, baseline)?),
+                alpha: self.alpha,
+            },
+        })
+    }
 }
 
 /// A loaded CLIP: both towers, the tokenizer and the input size.

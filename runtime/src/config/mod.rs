@@ -11,7 +11,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ActionMode, FaultAction, ImageEncoding, LinkMode, PolicyKind, RewardKind, RobotKind,
+    ActionMode, FaultAction, FrameResize, ImageEncoding, LinkMode, PolicyKind, RewardKind,
+    RobotKind,
 };
 pub use source_map::{KeyPath, PathSegment, SourceMap};
 
@@ -221,6 +222,8 @@ pub struct RewardSourceConfig {
     pub baseline: Option<String>,
     pub alpha: f64,
     pub threshold: f64,
+    /// CLIP only: how frames are brought to the model's input size.
+    pub resize: FrameResize,
 }
 
 #[derive(Clone, Debug, PartialEq)]

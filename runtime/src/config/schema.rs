@@ -274,6 +274,20 @@ pub struct RawReward {
     pub alpha: Option<f64>,
     #[serde(default)]
     pub threshold: Option<f64>,
+    #[serde(default)]
+    pub resize: Option<FrameResize>,
+}
+
+/// How a CLIP reward brings a camera frame to the model's square input.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameResize {
+    /// Shortest side to the input size with bicubic resampling, then a centre crop (CLIP's
+    /// own preprocessing).
+    #[default]
+    CentreCrop,
+    /// Straight to the input size, aspect ratio not kept (what VLM-RM used).
+    Plain,
 }
 
 /// Reward sources (see MISSION.md).

@@ -580,6 +580,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             c.unused(key.key("goal"), &r.goal, "kind = \"clip\"");
             c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
             c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
+            c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
         }
         if r.kind == RewardKind::Classifier {
             if let Some(t) = r.threshold {
@@ -605,6 +606,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             baseline: r.baseline.clone(),
             alpha: r.alpha.unwrap_or(0.0),
             threshold: r.threshold.unwrap_or(0.5),
+            resize: r.resize.unwrap_or_default(),
         });
     }
 

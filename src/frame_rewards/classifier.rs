@@ -1,0 +1,183 @@
+//! `kind = "classifier"`: any ONNX model that maps a camera frame to a success probability,
+//! thresholded to a sparse reward. The model's one input is either
+//!
+//! - float32 `[1 or batch, C, H, W]` (channels first), pixel values scaled to [0, 1], or
+//! - uint8 `[1 or batch, H, W, C]` (channels last), the frame's bytes as they are,
+//!
+//! with C = 3 for an `rgb8` camera and 1 for `mono8`; H and W are the camera's (or symbolic).
+//! Its one output is float32 with one value per frame (`[1]`, `[1, 1]`, `[batch]`, ...): the
+//! probability that the frame shows success. Everything is checked at load against the
+//! hw-config's camera, so a mismatch stops the run before it starts.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::value::{Tensor, TensorElementType, ValueType};
+use rlrt_runtime::config::{CameraSpec, ImageEncoding};
+
+/// How the model wants its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// float32, channels first, values in [0, 1].
+    NchwF32,
+    /// uint8, channels last, raw bytes.
+    NhwcU8,
+}
+
+/// A loaded classifier for one camera.
+pub struct OnnxClassifier {
+    session: Session,
+    input_name: String,
+    layout: Layout,
+    channels: usize,
+    width: usize,
+    height: usize,
+}
+
+fn model_error(path: &Path, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {message}", path.display())
+}
+
+impl OnnxClassifier {
+    /// Loads `path` for frames of `camera`; runs it once on a black frame.
+    pub fn load(path: &Path, camera: &CameraSpec) -> anyhow::Result<Self> {
+        let channels = match camera.encoding {
+            ImageEncoding::Rgb8 => 3,
+            ImageEncoding::Mono8 => 1,
+            other => anyhow::bail!(
+                "camera {:?} sends {} frames; a classifier reward reads rgb8 or mono8",
+                camera.name,
+                other.as_str()
+            ),
+        };
+        let session = rlrt_policies::onnx::open_session(path, 1)?;
+        let (inputs, outputs) = (session.inputs(), session.outputs());
+        if inputs.len() != 1 || outputs.len() != 1 {
+            return Err(model_error(
+                path,
+                format!(
+                    "has {} inputs and {} outputs; a classifier has one image input and one \
+                     probability output",
+                    inputs.len(),
+                    outputs.len()
+                ),
+            ));
+        }
+        let input_name = inputs[0].name().to_owned();
+        let (ty, dims) = match inputs[0].dtype() {
+            ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+            other => {
+                return Err(model_error(
+                    path,
+                    format!("input {input_name:?} is {other:?}, expected an image tensor"),
+                ))
+            }
+        };
+        let (w, h) = (camera.width as i64, camera.height as i64);
+        let c = channels as i64;
+        let fits = |got: i64, want: i64| got < 0 || got == want;
+        let layout = match (ty, dims.as_slice()) {
+            (TensorElementType::Float32, [n, dc, dh, dw])
+                if fits(*n, 1) && fits(*dc, c) && fits(*dh, h) && fits(*dw, w) =>
+            {
+                Layout::NchwF32
+            }
+            (TensorElementType::Uint8, [n, dh, dw, dc])
+                if fits(*n, 1) && fits(*dh, h) && fits(*dw, w) && fits(*dc, c) =>
+            {
+                Layout::NhwcU8
+            }
+            _ => {
+                return Err(model_error(
+                    path,
+                    format!(
+                        "input {input_name:?} is {ty:?} {dims:?}; camera {:?} ({} x {} {}) needs \
+                         float32 [1, {c}, {h}, {w}] (values in [0, 1]) or uint8 [1, {h}, {w}, {c}]",
+                        camera.name,
+                        camera.width,
+                        camera.height,
+                        camera.encoding.as_str()
+                    ),
+                ))
+            }
+        };
+        match outputs[0].dtype() {
+            ValueType::Tensor {
+                ty: TensorElementType::Float32,
+                shape,
+                ..
+            } if shape.iter().all(|d| *d == 1 || *d < 0) => {}
+            other => {
+                return Err(model_error(
+                    path,
+                    format!(
+                        "output {:?} is {other:?}; expected float32 with one probability per \
+                         frame, such as [1, 1]",
+                        outputs[0].name()
+                    ),
+                ))
+            }
+        }
+        let mut classifier = Self {
+            session,
+            input_name,
+            layout,
+            channels,
+            width: camera.width as usize,
+            height: camera.height as usize,
+        };
+        let black = vec![0u8; classifier.frame_len()];
+        classifier
+            .probability(&black)
+            .map_err(|e| model_error(path, format!("a trial run on a black frame failed: {e}")))?;
+        Ok(classifier)
+    }
+
+    fn frame_len(&self) -> usize {
+        self.width * self.height * self.channels
+    }
+
+    /// The success probability of one frame (the camera's bytes, rows top first).
+    pub fn probability(&mut self, frame: &[u8]) -> Result<f64, String> {
+        if frame.len() != self.frame_len() {
+            return Err(format!(
+                "frame has {} bytes, expected {}",
+                frame.len(),
+                self.frame_len()
+            ));
+        }
+        let (h, w, c) = (self.height, self.width, self.channels);
+        let run = |e: ort::Error| e.to_string();
+        let outputs = match self.layout {
+            Layout::NchwF32 => {
+                let mut planes = vec![0.0f32; frame.len()];
+                for (i, px) in frame.chunks_exact(c).enumerate() {
+                    for (ch, v) in px.iter().enumerate() {
+                        planes[ch * h * w + i] = f32::from(*v) / 255.0;
+                    }
+                }
+                let tensor = Tensor::from_array(([1, c, h, w], planes)).map_err(run)?;
+                self.session
+                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                    .map_err(run)?
+            }
+            Layout::NhwcU8 => {
+                let tensor = Tensor::from_array(([1, h, w, c], frame.to_vec())).map_err(run)?;
+                self.session
+                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                    .map_err(run)?
+            }
+        };
+        let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run)?;
+        match values {
+            [p] if (0.0..=1.0).contains(p) => Ok(f64::from(*p)),
+            [p] => Err(format!(
+                "the model gave {p}, not a probability in [0, 1] (end the model with a sigmoid)"
+            )),
+            other => Err(format!(
+                "the model gave {} values for one frame, expected 1",
+                other.len()
+            )),
+        }
+    }
+}

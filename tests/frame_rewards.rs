@@ -1,0 +1,364 @@
+//! Rewards scored from camera frames in the runtime: CLIP (VLM-RM) and ONNX success
+//! classifiers on the reach arm's camera, with MuJoCo serving over loopback zenoh.
+//!
+//! The end-to-end test runs `rlrt run --sim` with three frame-scored sources and a rerun
+//! recording, then reads the recording back with rerun's own SDK: every reward row must equal
+//! what the model computes, offline, on the frame rerun logged at the same tick (the tick that
+//! could first see that frame). The classifier fixtures are made by
+//! `tests/fixtures/classifier/make_classifier.py` (PyTorch); rlrt must match PyTorch's
+//! probabilities within 1e-5.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rlrt::frame_rewards::classifier::OnnxClassifier;
+use rlrt_rewards::clip::{ClipGoal, ClipModel, Resize, Rgb8};
+use rlrt_runtime::config::{CameraSpec, ImageEncoding};
+use serde_json::Value;
+
+const CLIP: &str = "rewards/tests/fixtures/clip";
+const CLASSIFIER: &str = "tests/fixtures/classifier";
+
+type B = burn::backend::NdArray<f32>;
+
+fn camera(width: u32, height: u32, encoding: ImageEncoding) -> CameraSpec {
+    CameraSpec {
+        name: "front".into(),
+        width,
+        height,
+        rate_hz: 30.0,
+        encoding,
+    }
+}
+
+/// `frame(k)` of make_classifier.py, byte for byte.
+fn pattern(k: usize) -> Vec<u8> {
+    let size = 84;
+    let mut out = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        for x in 0..size {
+            for c in 0..3 {
+                out.push(
+                    (((x * 3 + y * 5 + (x * y) % 17) % 64 + k * 60 * (c + 1) / 3) % 256) as u8,
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn onnx_classifiers_match_pytorch_in_both_input_layouts() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo(&format!("{CLASSIFIER}/reference.json"))).unwrap(),
+    )
+    .unwrap();
+    for file in ["nchw_f32.onnx", "nhwc_u8.onnx"] {
+        let path = common::repo(&format!("{CLASSIFIER}/{file}"));
+        let mut model = OnnxClassifier::load(&path, &camera(84, 84, ImageEncoding::Rgb8))
+            .unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        for f in reference["frames"].as_array().unwrap() {
+            let k = f["k"].as_u64().unwrap() as usize;
+            let expected = f["probability"].as_f64().unwrap();
+            let p = model.probability(&pattern(k)).unwrap();
+            assert!(
+                (p - expected).abs() <= 1e-5,
+                "{file} frame {k}: rlrt {p}, PyTorch {expected}"
+            );
+        }
+        let err = model.probability(&[0u8; 10]).unwrap_err();
+        assert!(err.contains("expected 21168"), "{err}");
+    }
+}
+
+#[test]
+fn a_classifier_that_does_not_fit_the_camera_is_refused_at_load() {
+    let path = common::repo(&format!("{CLASSIFIER}/nchw_f32.onnx"));
+    for (cam, expect) in [
+        (
+            camera(64, 48, ImageEncoding::Rgb8),
+            "float32 [1, 3, 48, 64]",
+        ),
+        (
+            camera(84, 84, ImageEncoding::Mono8),
+            "float32 [1, 1, 84, 84]",
+        ),
+        (
+            camera(84, 84, ImageEncoding::Depth16),
+            "reads rgb8 or mono8",
+        ),
+    ] {
+        let err = match OnnxClassifier::load(&path, &cam) {
+            Ok(_) => panic!("{cam:?} accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(expect), "{cam:?}: {err}");
+    }
+    let garbage = tempfile::tempdir().unwrap();
+    let bad = garbage.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let err = format!(
+        "{:#}",
+        OnnxClassifier::load(&bad, &camera(84, 84, ImageEncoding::Rgb8))
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("bad.onnx"), "{err}");
+}
+
+/// The reach arm on its own link prefix with its program and three frame-scored sources.
+fn config(dir: &Path, prefix: &str, extra: &str) -> PathBuf {
+    let text = common::shipped_text("reach-arm.toml").replace("rlrt/reach-arm", prefix);
+    let path = dir.join("arm.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+fn sources() -> String {
+    format!(
+        r#"
+[[rewards]]
+name = "touch"
+kind = "clip"
+model_path = "{clip}"
+camera = "front"
+goal = "a robot arm touching the red ball"
+baseline = "a robot arm"
+alpha = 0.5
+
+[[rewards]]
+name = "near"
+kind = "clip"
+model_path = "{clip}"
+camera = "front"
+goal = "the gripper next to the ball"
+
+[[rewards]]
+name = "success"
+kind = "classifier"
+model_path = "{onnx}"
+camera = "front"
+threshold = 0.55
+"#,
+        clip = common::repo(CLIP).display(),
+        onnx = common::repo(&format!("{CLASSIFIER}/nhwc_u8.onnx")).display(),
+    )
+}
+
+fn read_rrd(path: &Path) -> Value {
+    let deps = common::repo(".deps/python");
+    let out = Command::new("python3")
+        .arg(common::repo("tests/python/read_rrd.py"))
+        .arg(path)
+        .arg("--pixels")
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", deps.display(), deps.join("rerun_sdk").display()),
+        )
+        .env("RERUN_ANALYTICS", "0")
+        .output()
+        .expect("python3 runs (cargo xtask setup installs rerun-sdk into .deps/python)");
+    assert!(
+        out.status.success(),
+        "read_rrd.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let n = chunk.iter().filter(|c| **c != b'=').count();
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = if *c == b'=' { 0 } else { value(*c) as u32 };
+            acc |= v << (18 - 6 * i);
+        }
+        out.extend_from_slice(&acc.to_be_bytes()[1..n]);
+    }
+    out
+}
+
+/// (tick, value) rows of a scalar entity.
+fn series(rrd: &Value, entity: &str) -> Vec<(u64, f64)> {
+    let s = &rrd["scalars"][entity];
+    assert!(!s.is_null(), "no series {entity}");
+    s["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(s["values"].as_array().unwrap())
+        .map(|(t, v)| (t.as_u64().unwrap(), v.as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_saw_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "rlrt/test-frame-rewards", &sources());
+    let rrd = dir.path().join("run.rrd");
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args(["-q", "run"])
+        .arg(&path)
+        .args(["--sim", "--seconds", "3", "--json", "--rerun"])
+        .arg(format!("save={}", rrd.display()))
+        .env("RERUN_ANALYTICS", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summaries = outcome["frame_rewards"].as_array().unwrap();
+    assert_eq!(summaries.len(), 3);
+    for s in summaries {
+        let name = s["name"].as_str().unwrap();
+        let scored = s["scored"].as_u64().unwrap();
+        // 3 s of a 30 Hz camera: the scoring thread keeps up with this small model.
+        assert!(scored >= 30, "{name}: {s}");
+        assert_eq!(s["invalid"], 0, "{name}: {s}");
+        assert_eq!(s["results_dropped"], 0, "{name}: {s}");
+        let accounted =
+            scored + s["superseded"].as_u64().unwrap() + s["unmatched"].as_u64().unwrap();
+        let received = s["frames_received"].as_u64().unwrap();
+        assert!(
+            accounted <= received && accounted + 2 >= received,
+            "{name}: {s}"
+        );
+        assert!(
+            s["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+            "{name}: {s}"
+        );
+    }
+
+    // Offline: the same models on the frames rerun logged.
+    let rrd = read_rrd(&rrd);
+    let frames = rrd["pixels"]["/camera/front"].as_array().unwrap();
+    let frames_at = |tick: u64| -> Vec<Vec<u8>> {
+        frames
+            .iter()
+            .filter(|f| f["tick"].as_u64() == Some(tick))
+            .map(|f| base64(f["data"].as_str().unwrap()))
+            .collect()
+    };
+    let clip = ClipModel::<B>::load(&common::repo(CLIP), &Default::default()).unwrap();
+    let touch = ClipGoal::new(
+        &clip,
+        "a robot arm touching the red ball",
+        Some("a robot arm"),
+        0.5,
+    )
+    .unwrap();
+    let near = ClipGoal::new(&clip, "the gripper next to the ball", None, 0.0).unwrap();
+    let mut classifier = OnnxClassifier::load(
+        &common::repo(&format!("{CLASSIFIER}/nhwc_u8.onnx")),
+        &camera(84, 84, ImageEncoding::Rgb8),
+    )
+    .unwrap();
+    let score_clip = |goal: &ClipGoal, frame: &[u8]| {
+        let e = clip
+            .embed_frames(
+                &[Rgb8 {
+                    data: frame,
+                    width: 84,
+                    height: 84,
+                }],
+                Resize::CentreCrop,
+            )
+            .unwrap();
+        goal.score(&e[0]).unwrap()
+    };
+    let mut checked = 0;
+    for (source, summary) in ["touch", "near", "success"].iter().zip(summaries) {
+        let total = series(&rrd, &format!("/rewards/{source}/total"));
+        assert_eq!(
+            total.len() as u64,
+            summary["scored"].as_u64().unwrap(),
+            "{source}: one row per scored frame"
+        );
+        let term = if *source == "success" {
+            series(&rrd, "/rewards/success/probability")
+        } else {
+            series(&rrd, &format!("/rewards/{source}/goal_similarity"))
+        };
+        for ((tick, value), (_, term_value)) in total.iter().zip(&term) {
+            let candidates = frames_at(*tick);
+            assert!(
+                !candidates.is_empty(),
+                "{source}: reward at tick {tick}, but rerun logged no frame there"
+            );
+            let fits = candidates.iter().any(|frame| match *source {
+                "success" => {
+                    let p = classifier.probability(frame).unwrap();
+                    let sparse = if p >= 0.55 { 1.0 } else { 0.0 };
+                    (p - term_value).abs() <= 1e-9 && sparse == *value
+                }
+                _ => {
+                    let r = score_clip(if *source == "touch" { &touch } else { &near }, frame);
+                    (r.reward - value).abs() <= 1e-9
+                        && (r.goal_similarity - term_value).abs() <= 1e-9
+                }
+            });
+            assert!(fits, "{source} at tick {tick}: {value} is not the model's value for the frame rerun logged there");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 90);
+}
+
+#[test]
+fn a_frame_reward_that_cannot_load_stops_the_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-model");
+    std::fs::create_dir(&empty).unwrap();
+    let cases = [
+        (
+            format!(
+                "[[rewards]]\nname = \"c\"\nkind = \"clip\"\nmodel_path = \"{}\"\ncamera = \"front\"\ngoal = \"a red ball\"\n",
+                empty.display()
+            ),
+            vec!["rewards[1].model_path", "config.json"],
+        ),
+        (
+            format!(
+                "[[rewards]]\nname = \"c\"\nkind = \"classifier\"\nmodel_path = \"{}\"\ncamera = \"front\"\n",
+                common::repo(&format!("{CLASSIFIER}/nchw_f32.onnx"))
+                    .display()
+            ),
+            vec!["rewards[1].model_path", "[1, 3, 32, 48]"],
+        ),
+    ];
+    for (extra, expect) in cases {
+        let text = common::shipped_text("reach-arm.toml")
+            .replace("rlrt/reach-arm", "rlrt/test-frame-rewards-bad")
+            .replace("width = 84\nheight = 84", "width = 48\nheight = 32");
+        let path = dir.path().join("arm.toml");
+        std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+            .args(["-q", "run"])
+            .arg(&path)
+            .args(["--sim", "--seconds", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: started");
+        for e in expect {
+            assert!(stderr.contains(e), "{extra}: {e:?} not in {stderr}");
+        }
+        assert!(stderr.contains("arm.toml"), "{stderr}");
+    }
+}
