@@ -161,6 +161,10 @@ enum Command {
         /// The dataset folder (created, or continued if it holds a matching dataset).
         #[arg(long)]
         out: PathBuf,
+        /// Also record every camera of the config, rendered offscreen at its rate, each frame
+        /// with the task's ground-truth success (labels for `rlrt reward train-classifier`).
+        #[arg(long)]
+        frames: bool,
         #[arg(long)]
         json: bool,
     },
@@ -335,6 +339,43 @@ enum Reward {
         episodes: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Train a success classifier for one camera on a dataset recorded with `rlrt record
+    /// --frames` (labels: the task's ground-truth success at each frame), in burn on the CPU;
+    /// held-out episodes validate it. Writes an ONNX model for a `kind = "classifier"` reward,
+    /// checked with ONNX Runtime against burn.
+    TrainClassifier {
+        /// The dataset folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// Which recorded camera (default: the only one).
+        #[arg(long)]
+        camera: Option<String>,
+        /// The ONNX file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Side of the first convolution's patches, pixels.
+        #[arg(long, default_value_t = 8)]
+        patch: usize,
+        /// Stride of the first convolution, pixels.
+        #[arg(long, default_value_t = 4)]
+        stride: usize,
+        /// Channels of the first convolution, then of each 1 x 1 convolution.
+        #[arg(long, value_delimiter = ',', default_value = "32,32")]
+        channels: Vec<usize>,
+        #[arg(long, default_value_t = 2e-3)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Every round(1 / fraction)-th episode is held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        #[arg(long)]
+        json: bool,
     },
     /// Zero-shot reward of one camera frame with CLIP (VLM-RM): the cosine similarity of the
     /// frame and a goal sentence, or with --baseline the goal-baseline projected reward.
@@ -702,6 +743,51 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 }
                 Ok(0)
             }
+            Reward::TrainClassifier {
+                data,
+                camera,
+                out,
+                epochs,
+                seed,
+                patch,
+                stride,
+                channels,
+                learning_rate,
+                batch_size,
+                validation_fraction,
+                json,
+            } => {
+                let config = rlrt_rewards::classifier::ClassifierConfig {
+                    patch,
+                    stride,
+                    channels,
+                    epochs,
+                    batch_size: batch_size.max(1),
+                    learning_rate,
+                    seed,
+                };
+                let bar = indicatif::ProgressBar::new(epochs as u64);
+                let outcome = rlrt::commands::train_classifier::run(
+                    &rlrt::commands::train_classifier::TrainClassifierArgs {
+                        data,
+                        camera,
+                        out,
+                        validation_fraction,
+                        config,
+                    },
+                    |epoch, loss| {
+                        bar.set_position(epoch as u64);
+                        bar.set_message(format!("loss {loss:.4}"));
+                    },
+                )?;
+                bar.finish_and_clear();
+                if json {
+                    print_json(&outcome)?;
+                } else {
+                    print!("{outcome}");
+                }
+                Ok(0)
+            }
             Reward::Prompt { config, task } => {
                 print!("{}", reward::prompt(&config, &task)?);
                 Ok(0)
@@ -771,6 +857,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             uniform,
             seed,
             out,
+            frames,
             json,
         } => {
             let exploration = if uniform {
@@ -788,6 +875,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     exploration,
                     seed,
                     out,
+                    frames,
                 },
                 |done| bar.set_position(done as u64),
             )?;

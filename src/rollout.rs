@@ -7,9 +7,12 @@
 //! [`FeatureBuilder`], the policy (plus optional exploration noise) proposes an action and
 //! the safety layer's command is what the simulator gets and what a recording stores.
 //! The reward is the task's negative distance (`-verdict().score`) after the step; success
-//! is the task's verdict at the end of the episode.
+//! is the task's verdict at the end of the episode. With frames on
+//! ([`EpisodeRunner::with_frames`]), every camera of the config is rendered at its rate in
+//! simulated time, each frame with the observation row it shows and the task's ground-truth
+//! success at that state.
 
-use rlrt_runtime::recording::Episode;
+use rlrt_runtime::recording::{CameraInfo, Episode, FrameTrack};
 use rlrt_runtime::rng::uniform01;
 use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
 use rlrt_sim::mujoco::task::{TaskError, TaskSource};
@@ -23,6 +26,8 @@ pub enum RolloutError {
     NoSim(String),
     #[error(transparent)]
     Task(#[from] TaskError),
+    #[error("rendering camera frames: {0}")]
+    Render(String),
 }
 
 /// How actions are perturbed while recording.
@@ -51,17 +56,55 @@ pub struct EpisodeRunner {
     current: Vec<f64>,
     proposed: Vec<f64>,
     command: Command,
+    /// Per camera: its period in s and when its next frame is due; empty without frames.
+    cameras: Vec<(f64, f64)>,
+}
+
+/// The cameras of a config, as a dataset lists them.
+pub fn camera_infos(config: &RobotConfig) -> Vec<CameraInfo> {
+    config
+        .observation
+        .cameras
+        .iter()
+        .map(|c| CameraInfo {
+            name: c.name.clone(),
+            width: c.width,
+            height: c.height,
+            encoding: c.encoding.as_str().to_owned(),
+            rate_hz: c.rate_hz,
+        })
+        .collect()
 }
 
 impl EpisodeRunner {
     pub fn new(config: &RobotConfig) -> Result<Self, RolloutError> {
+        Self::build(config, false)
+    }
+
+    /// Also renders every camera of the config into each episode's frames (offscreen,
+    /// through EGL; this thread must be the one that runs the episodes).
+    pub fn with_frames(config: &RobotConfig) -> Result<Self, RolloutError> {
+        Self::build(config, true)
+    }
+
+    fn build(config: &RobotConfig, frames: bool) -> Result<Self, RolloutError> {
         let sim_config = config
             .sim
             .as_ref()
             .ok_or_else(|| RolloutError::NoSim(config.source.display().to_string()))?;
         let task = TaskSource::resolve(&sim_config.task, sim_config.task_path.as_deref())?;
         let steps = (task.file.episode_seconds * config.control_rate_hz).round() as usize;
-        let sim = MujocoSim::new(config, &task, false)?;
+        let sim = MujocoSim::new(config, &task, frames)?;
+        let cameras = if frames {
+            config
+                .observation
+                .cameras
+                .iter()
+                .map(|c| (1.0 / c.rate_hz, 0.0))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let len = config.action.len();
         Ok(Self {
             sim,
@@ -76,7 +119,25 @@ impl EpisodeRunner {
             current: vec![0.0; config.observation.feature_len],
             proposed: vec![0.0; len],
             command: Command::new(config.action.mode, len),
+            cameras,
         })
+    }
+
+    /// Renders the cameras whose frame is due at `time_s` into `episode` as row `row`.
+    fn render_due(&mut self, time_s: f64, row: usize, episode: &mut Episode) -> Result<(), String> {
+        for (c, (period, next)) in self.cameras.iter_mut().enumerate() {
+            if time_s + 1e-9 < *next {
+                continue;
+            }
+            *next += *period;
+            if *next <= time_s {
+                *next = time_s + *period;
+            }
+            let success = self.sim.verdict().is_some_and(|v| v.success);
+            let pixels = self.sim.render(c)?;
+            episode.frames[c].push(row as u32, success, pixels);
+        }
+        Ok(())
     }
 
     fn observe(&mut self, now_ns: u64, seq: u64) {
@@ -94,7 +155,7 @@ impl EpisodeRunner {
         exploration: Exploration,
         seed: u64,
         noise_seed: u64,
-    ) -> Episode {
+    ) -> Result<Episode, RolloutError> {
         self.sim.reset(seed);
         self.safety.reset_episode();
         policy.reset();
@@ -102,6 +163,12 @@ impl EpisodeRunner {
         let mut now_ns = 0u64;
         self.observe(now_ns, 1);
         let mut episode = Episode::start(seed, &self.current);
+        episode.frames = vec![FrameTrack::default(); self.cameras.len()];
+        for camera in &mut self.cameras {
+            camera.1 = 0.0;
+        }
+        self.render_due(0.0, 0, &mut episode)
+            .map_err(RolloutError::Render)?;
         let len = self.proposed.len();
         for t in 0..self.steps {
             let mut fault = self
@@ -143,6 +210,8 @@ impl EpisodeRunner {
             now_ns += self.period_ns;
             let reward = -self.sim.verdict().map_or(0.0, |v| v.score);
             self.observe(now_ns, t as u64 + 2);
+            self.render_due((t + 1) as f64 * self.period_s, t + 1, &mut episode)
+                .map_err(RolloutError::Render)?;
             // The reach and push tasks never end early: every episode ends by its time limit.
             let action = if verdict.publish {
                 self.command.values[..len].to_vec()
@@ -152,7 +221,7 @@ impl EpisodeRunner {
             episode.push(&action, reward, false, t + 1 == self.steps, &self.current);
         }
         episode.success = self.sim.verdict().is_some_and(|v| v.success);
-        episode
+        Ok(episode)
     }
 }
 

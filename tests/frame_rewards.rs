@@ -362,3 +362,145 @@ fn a_frame_reward_that_cannot_load_stops_the_run_before_it_starts() {
         assert!(stderr.contains("arm.toml"), "{stderr}");
     }
 }
+
+fn rlrt_ok(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .arg("-q")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rlrt {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn recorded_frames_train_a_classifier_that_runs_as_a_reward_in_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "rlrt/test-train-classifier", "");
+    let data = dir.path().join("data");
+    let (c, d) = (config.to_str().unwrap(), data.to_str().unwrap());
+    rlrt_ok(&[
+        "record",
+        c,
+        "--episodes",
+        "6",
+        "--noise-std",
+        "0.01",
+        "--frames",
+        "--out",
+        d,
+        "--json",
+    ]);
+
+    // The dataset: one track per camera, a frame at row 0 and then every 3 or 4 rows (30 Hz
+    // at 100 Hz), labels of both kinds.
+    let dataset = rlrt_runtime::recording::Dataset::open(&data).unwrap();
+    assert_eq!(dataset.info.cameras.len(), 1);
+    assert_eq!(dataset.info.cameras[0].name, "front");
+    let (mut successes, mut frames) = (0, 0);
+    for e in 0..dataset.episodes.len() {
+        let tracks = dataset.frames(e).unwrap();
+        let t = &tracks[0];
+        assert_eq!(t.rows[0], 0);
+        assert!(
+            t.rows.windows(2).all(|w| (3..=4).contains(&(w[1] - w[0]))),
+            "{:?}",
+            t.rows
+        );
+        assert_eq!(
+            *t.rows.last().unwrap() as usize,
+            dataset.episodes[e].steps()
+        );
+        assert_eq!(t.frame(0).len(), 84 * 84 * 3);
+        successes += t.success.iter().filter(|s| **s).count();
+        frames += t.len();
+        // The episode's last frame shows the state its success verdict was taken in.
+        assert_eq!(*t.success.last().unwrap(), dataset.episodes[e].success);
+    }
+    assert!(
+        successes > 0 && successes < frames,
+        "{successes} of {frames}"
+    );
+
+    let model = dir.path().join("success.onnx");
+    let m = model.to_str().unwrap();
+    let outcome = rlrt_ok(&[
+        "reward",
+        "train-classifier",
+        "--data",
+        d,
+        "--out",
+        m,
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        outcome["onnx_max_difference"].as_f64().unwrap() <= 1e-4,
+        "{outcome}"
+    );
+    assert_eq!(outcome["validation_episodes"], 1);
+    assert_eq!(
+        outcome["train"]["frames"].as_u64().unwrap()
+            + outcome["validation"]["frames"].as_u64().unwrap(),
+        frames as u64
+    );
+
+    // The trained model as a classifier reward in a run against the simulator.
+    let with_reward = config_with(
+        dir.path(),
+        "rlrt/test-train-classifier-run",
+        &format!(
+            "[[rewards]]\nname = \"learned\"\nkind = \"classifier\"\nmodel_path = \"{m}\"\ncamera = \"front\"\n"
+        ),
+    );
+    let run = rlrt_ok(&[
+        "run",
+        with_reward.to_str().unwrap(),
+        "--sim",
+        "--seconds",
+        "2",
+        "--json",
+    ]);
+    let s = &run["frame_rewards"][0];
+    assert_eq!(s["name"], "learned");
+    assert!(s["scored"].as_u64().unwrap() >= 20, "{s}");
+    assert_eq!(s["invalid"], 0, "{s}");
+
+    // A dataset without frames is refused with what to do.
+    let plain = dir.path().join("plain");
+    rlrt_ok(&[
+        "record",
+        c,
+        "--episodes",
+        "1",
+        "--out",
+        plain.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args(["-q", "reward", "train-classifier", "--data"])
+        .arg(&plain)
+        .args(["--out", m])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rlrt record --frames"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Like [`config`], in a file of its own name.
+fn config_with(dir: &Path, prefix: &str, extra: &str) -> PathBuf {
+    let text = common::shipped_text("reach-arm.toml").replace("rlrt/reach-arm", prefix);
+    let path = dir.join(format!("{}.toml", prefix.replace('/', "-")));
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}

@@ -961,6 +961,7 @@ mod tests {
             eps.push(ep);
         }
         Dataset {
+            files: Vec::new(),
             dir: PathBuf::from("toy"),
             info: DatasetInfo {
                 format: FORMAT.into(),
@@ -973,6 +974,7 @@ mod tests {
                 reward: "-|x|".into(),
                 controller: "test".into(),
                 config_source: "toy.toml".into(),
+                cameras: Vec::new(),
             },
             config_text: String::new(),
             episodes: eps,

@@ -3,6 +3,7 @@
 //! (`ensemble`). The CLIP encoders, reward classifiers and sandboxed reward programs that
 //! produce the inputs build on them.
 
+pub mod classifier;
 pub mod clip;
 pub mod ensemble;
 pub mod program;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control_loop;
 pub mod link;
 pub mod messages;
+pub mod onnx_proto;
 pub mod policy;
 pub mod protocol;
 pub mod realtime;

@@ -8,6 +8,7 @@
 //!                         control rate, names of the observation fields
 //!   config.toml           the resolved hw-config text the episodes were recorded with
 //!   episode-000000.rlep   one file per finished episode
+//!   episode-000000.frames camera frames of that episode (only if dataset.json lists cameras)
 //!   episode-000001.rlep
 //! ```
 //!
@@ -34,12 +35,30 @@
 //! magic, the version, the sizes against `dataset.json`, the file length, the hash, every
 //! flag and every float (NaN and infinities are rejected); each error names the file, the
 //! episode and the field.
+//!
+//! Camera frames go to a second file per episode, written (the same atomic way) before the
+//! `.rlep`, so an episode whose `.rlep` exists has its frames. Layout, little-endian, for the
+//! `K` cameras of `dataset.json` in order:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `RLRTFRM1` |
+//! | 2 × u32 | format version (1), `K` |
+//! | K × (2 × u32) | per camera: frame count `N`, bytes per frame `B` (width × height × bytes per pixel) |
+//! | per camera | `N` × u32 observation rows, `N` × u8 success labels, `N` × `B` pixel bytes |
+//! | u64 | FNV-1a hash of every byte before it |
+//!
+//! A frame belongs to observation row `t`: it was rendered from the same simulator state. Its
+//! success label is the task's ground truth at that state: for training success classifiers,
+//! never part of an observation. Frames are read per episode ([`Dataset::frames`]), since a
+//! dataset's frames rarely fit in memory at once.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RLRTEPI1";
+const FRAMES_MAGIC: &[u8; 8] = b"RLRTFRM1";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 * 4 + 8 + 8;
 /// The format name in `dataset.json`.
@@ -92,6 +111,67 @@ pub struct DatasetInfo {
     /// Where the config was read from: relative paths inside `config.toml` (a task file)
     /// resolve against this file's folder.
     pub config_source: String,
+    /// Cameras whose frames were recorded (`episode-NNNNNN.frames`); empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<CameraInfo>,
+}
+
+/// A recorded camera, as the hw-config declared it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraInfo {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// `rgb8`, `mono8`, `16UC1` or `32FC1`.
+    pub encoding: String,
+    pub rate_hz: f64,
+}
+
+impl CameraInfo {
+    /// Bytes of one frame.
+    pub fn frame_bytes(&self) -> usize {
+        let per_pixel = match self.encoding.as_str() {
+            "mono8" => 1,
+            "16UC1" => 2,
+            "32FC1" => 4,
+            _ => 3,
+        };
+        self.width as usize * self.height as usize * per_pixel
+    }
+}
+
+/// One camera's frames of one episode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FrameTrack {
+    /// The observation row each frame was rendered with.
+    pub rows: Vec<u32>,
+    /// The task's ground-truth success at that row (labels, never observations).
+    pub success: Vec<bool>,
+    /// The frames back to back, [`CameraInfo::frame_bytes`] each, rows of pixels top first.
+    pub pixels: Vec<u8>,
+}
+
+impl FrameTrack {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Frame `i`'s bytes.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let b = self.pixels.len() / self.rows.len().max(1);
+        &self.pixels[i * b..(i + 1) * b]
+    }
+
+    pub fn push(&mut self, row: u32, success: bool, pixels: &[u8]) {
+        self.rows.push(row);
+        self.success.push(success);
+        self.pixels.extend_from_slice(pixels);
+    }
 }
 
 /// One recorded episode.
@@ -106,6 +186,9 @@ pub struct Episode {
     pub rewards: Vec<f64>,
     pub terminals: Vec<bool>,
     pub timeouts: Vec<bool>,
+    /// One track per camera of the dataset (empty when it records none). Not filled by
+    /// [`Dataset::open`]: read them per episode with [`Dataset::frames`].
+    pub frames: Vec<FrameTrack>,
 }
 
 impl Episode {
@@ -189,6 +272,161 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 fn episode_path(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("episode-{index:06}.rlep"))
+}
+
+fn frames_path(episode: &Path) -> PathBuf {
+    episode.with_extension("frames")
+}
+
+fn encode_frames(tracks: &[FrameTrack]) -> Vec<u8> {
+    let body: usize = tracks
+        .iter()
+        .map(|t| 5 * t.rows.len() + t.pixels.len() + 8)
+        .sum();
+    let mut out = Vec::with_capacity(16 + body + 8);
+    out.extend_from_slice(FRAMES_MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(tracks.len() as u32).to_le_bytes());
+    for t in tracks {
+        let per_frame = t.pixels.len() / t.rows.len().max(1);
+        out.extend_from_slice(&(t.rows.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(per_frame as u32).to_le_bytes());
+    }
+    for t in tracks {
+        for r in &t.rows {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend(t.success.iter().map(|&s| s as u8));
+        out.extend_from_slice(&t.pixels);
+    }
+    let hash = fnv1a(&out);
+    out.extend_from_slice(&hash.to_le_bytes());
+    out
+}
+
+/// The length a frames file must have, from its header; an error if the header is wrong.
+fn frames_layout(
+    head: &[u8],
+    info: &DatasetInfo,
+    bad: &dyn Fn(&'static str, String) -> RecordingError,
+) -> Result<(usize, Vec<(usize, usize)>), RecordingError> {
+    let k = info.cameras.len();
+    let header = 16 + 8 * k;
+    if head.len() < header {
+        return Err(bad(
+            "frames",
+            format!("{} bytes: truncated header", head.len()),
+        ));
+    }
+    if &head[..8] != FRAMES_MAGIC {
+        return Err(bad(
+            "frames",
+            "not an rlrt frames file (expected RLRTFRM1)".into(),
+        ));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    if u32_at(8) != VERSION {
+        return Err(bad(
+            "frames",
+            format!("version {}, expected {VERSION}", u32_at(8)),
+        ));
+    }
+    if u32_at(12) as usize != k {
+        return Err(bad(
+            "frames",
+            format!("{} cameras, dataset.json lists {k}", u32_at(12)),
+        ));
+    }
+    let mut counts = Vec::with_capacity(k);
+    let mut len = header + 8;
+    for (c, camera) in info.cameras.iter().enumerate() {
+        let (n, b) = (u32_at(16 + 8 * c) as usize, u32_at(20 + 8 * c) as usize);
+        if n > 0 && b != camera.frame_bytes() {
+            return Err(bad(
+                "frames",
+                format!(
+                    "camera {:?}: {b} bytes per frame, expected {} ({} x {} {})",
+                    camera.name,
+                    camera.frame_bytes(),
+                    camera.width,
+                    camera.height,
+                    camera.encoding
+                ),
+            ));
+        }
+        len += n * (5 + b);
+        counts.push((n, b));
+    }
+    Ok((len, counts))
+}
+
+/// Reads and validates one episode's frames file; `steps` is the episode's step count.
+pub fn decode_frames(
+    bytes: &[u8],
+    path: &Path,
+    episode: usize,
+    steps: usize,
+    info: &DatasetInfo,
+) -> Result<Vec<FrameTrack>, RecordingError> {
+    let bad = |field: &'static str, message: String| RecordingError::Episode {
+        path: path.to_owned(),
+        episode,
+        field,
+        message,
+    };
+    let (len, counts) = frames_layout(bytes, info, &bad)?;
+    if bytes.len() != len {
+        return Err(bad(
+            "frames",
+            format!(
+                "{} bytes, expected {len} (truncated or corrupt)",
+                bytes.len()
+            ),
+        ));
+    }
+    let stored = u64::from_le_bytes(bytes[len - 8..].try_into().expect("8 bytes"));
+    if fnv1a(&bytes[..len - 8]) != stored {
+        return Err(bad(
+            "frames",
+            "content does not match its hash (corrupt)".into(),
+        ));
+    }
+    let mut at = 16 + 8 * counts.len();
+    let mut tracks = Vec::with_capacity(counts.len());
+    for (c, (n, b)) in counts.into_iter().enumerate() {
+        let mut track = FrameTrack::default();
+        for i in 0..n {
+            let row = u32::from_le_bytes(bytes[at + 4 * i..at + 4 * i + 4].try_into().expect("4"));
+            if row as usize > steps {
+                return Err(bad(
+                    "frames",
+                    format!(
+                        "camera {:?} frame {i}: observation row {row}, the episode has {} rows",
+                        info.cameras[c].name,
+                        steps + 1
+                    ),
+                ));
+            }
+            track.rows.push(row);
+        }
+        at += 4 * n;
+        for (i, s) in bytes[at..at + n].iter().enumerate() {
+            match s {
+                0 | 1 => track.success.push(*s == 1),
+                other => {
+                    return Err(bad(
+                        "frames",
+                        format!("success label {other} at frame {i}, expected 0 or 1"),
+                    ))
+                }
+            }
+        }
+        at += n;
+        track.pixels = bytes[at..at + n * b].to_vec();
+        at += n * b;
+        tracks.push(track);
+    }
+    Ok(tracks)
 }
 
 /// Writes the episodes of one dataset, one file per episode.
@@ -278,6 +516,41 @@ impl DatasetWriter {
         if episode.terminals.len() != t || episode.timeouts.len() != t {
             return Err(bad("terminals", format!("flags for {t} steps expected")));
         }
+        let cameras = &self.info.cameras;
+        if episode.frames.len() != cameras.len() {
+            return Err(bad(
+                "frames",
+                format!(
+                    "{} frame tracks, dataset.json lists {} cameras",
+                    episode.frames.len(),
+                    cameras.len()
+                ),
+            ));
+        }
+        for (track, camera) in episode.frames.iter().zip(cameras) {
+            let fits = track.success.len() == track.rows.len()
+                && track.pixels.len() == track.rows.len() * camera.frame_bytes()
+                && track.rows.iter().all(|r| *r as usize <= t);
+            if !fits {
+                return Err(bad(
+                    "frames",
+                    format!(
+                        "camera {:?}: {} rows, {} labels and {} bytes do not make frames of {} \
+                         bytes within {} observation rows",
+                        camera.name,
+                        track.rows.len(),
+                        track.success.len(),
+                        track.pixels.len(),
+                        camera.frame_bytes(),
+                        t + 1
+                    ),
+                ));
+            }
+        }
+        // Frames first: an episode whose .rlep exists always has its frames.
+        if !cameras.is_empty() {
+            write_atomic(&frames_path(&path), &encode_frames(&episode.frames))?;
+        }
         write_atomic(&path, &episode.encode(o, a))?;
         self.next_index += 1;
         Ok(path)
@@ -345,6 +618,8 @@ fn episode_files(dir: &Path) -> Result<Vec<PathBuf>, RecordingError> {
 /// A whole dataset in memory.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// The episode files, in order.
+    pub files: Vec<PathBuf>,
     pub dir: PathBuf,
     pub info: DatasetInfo,
     /// The resolved hw-config text the episodes were recorded with.
@@ -369,13 +644,34 @@ impl Dataset {
         for (index, path) in files.iter().enumerate() {
             let bytes = fs::read(path).map_err(io(path))?;
             episodes.push(decode(&bytes, path, index, &info)?);
+            if !info.cameras.is_empty() {
+                check_frames_file(&frames_path(path), index, &info)?;
+            }
         }
         Ok(Self {
+            files,
             dir: dir.to_owned(),
             info,
             config_text,
             episodes,
         })
+    }
+
+    /// Reads and validates the camera frames of episode `index` (one track per camera of
+    /// `dataset.json`; none when it lists no cameras).
+    pub fn frames(&self, index: usize) -> Result<Vec<FrameTrack>, RecordingError> {
+        if self.info.cameras.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = frames_path(&self.files[index]);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        decode_frames(
+            &bytes,
+            &path,
+            index,
+            self.episodes[index].steps(),
+            &self.info,
+        )
     }
 
     /// Number of transitions over all episodes.
@@ -388,6 +684,39 @@ impl Dataset {
         let n = self.episodes.iter().filter(|e| e.success).count();
         n as f64 / self.episodes.len().max(1) as f64
     }
+}
+
+/// Checks that an episode's frames file exists and that its length fits its header (the
+/// hash is checked when the frames are read).
+fn check_frames_file(
+    path: &Path,
+    episode: usize,
+    info: &DatasetInfo,
+) -> Result<(), RecordingError> {
+    use std::io::Read;
+    let bad = |field: &'static str, message: String| RecordingError::Episode {
+        path: path.to_owned(),
+        episode,
+        field,
+        message,
+    };
+    let mut file = File::open(path).map_err(|e| {
+        bad(
+            "frames",
+            format!("cannot open ({e}); dataset.json lists cameras, so every episode has frames"),
+        )
+    })?;
+    let len = file.metadata().map_err(io(path))?.len() as usize;
+    let mut head = vec![0u8; (16 + 8 * info.cameras.len()).min(len)];
+    file.read_exact(&mut head).map_err(io(path))?;
+    let (expected, _) = frames_layout(&head, info, &bad)?;
+    if len != expected {
+        return Err(bad(
+            "frames",
+            format!("{len} bytes, expected {expected} (truncated or corrupt)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes and validates one episode file.
@@ -515,6 +844,7 @@ pub fn decode(
         rewards,
         terminals,
         timeouts,
+        frames: Vec::new(),
     })
 }
 
@@ -534,6 +864,7 @@ mod tests {
             reward: "test".into(),
             controller: "test".into(),
             config_source: "test.toml".into(),
+            cameras: Vec::new(),
         }
     }
 
@@ -602,5 +933,65 @@ mod tests {
             err.contains("`observation_len`: 2, dataset.json says 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn frames_round_trip_and_damage_is_located() {
+        let dir = std::env::temp_dir().join(format!("rlrt-frames-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut with_camera = info();
+        with_camera.cameras = vec![CameraInfo {
+            name: "front".into(),
+            width: 2,
+            height: 2,
+            encoding: "rgb8".into(),
+            rate_hz: 30.0,
+        }];
+        let mut w = DatasetWriter::create(&dir, with_camera.clone(), "cfg").unwrap();
+        let mut e = episode(2, 5);
+        // A frame without its track is refused before anything is written.
+        assert!(w
+            .write(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("0 frame tracks"));
+        let mut track = FrameTrack::default();
+        track.push(0, false, &[1; 12]);
+        track.push(3, true, &[2; 12]);
+        e.frames = vec![track.clone()];
+        let path = w.write(&e).unwrap();
+        let d = Dataset::open(&dir).unwrap();
+        assert!(d.episodes[0].frames.is_empty(), "frames are read on demand");
+        assert_eq!(d.frames(0).unwrap(), vec![track.clone()]);
+        assert_eq!(d.frames(0).unwrap()[0].frame(1), &[2; 12]);
+
+        let frames = frames_path(&path);
+        let good = fs::read(&frames).unwrap();
+        let mut flipped = good.clone();
+        let last = flipped.len() - 9;
+        flipped[last] ^= 1;
+        fs::write(&frames, &flipped).unwrap();
+        let err = Dataset::open(&dir)
+            .unwrap()
+            .frames(0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "episode-000000.frames (episode 0), field `frames`: content does not match"
+            ),
+            "{err}"
+        );
+        fs::write(&frames, &good[..good.len() - 4]).unwrap();
+        let err = Dataset::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("truncated or corrupt"), "{err}");
+        fs::remove_file(&frames).unwrap();
+        let err = Dataset::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("cannot open"), "{err}");
+        // An old dataset.json without `cameras` still reads.
+        let json = serde_json::to_string(&info()).unwrap();
+        assert!(!json.contains("cameras"));
+        assert_eq!(serde_json::from_str::<DatasetInfo>(&json).unwrap(), info());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

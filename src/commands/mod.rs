@@ -15,6 +15,7 @@ pub mod reward;
 pub mod run;
 pub mod sim;
 pub mod train;
+pub mod train_classifier;
 
 use std::path::Path;
 

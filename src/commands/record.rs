@@ -16,6 +16,8 @@ pub struct RecordArgs {
     pub exploration: Exploration,
     pub seed: u64,
     pub out: PathBuf,
+    /// Also record every camera of the config (rendered offscreen), with success labels.
+    pub frames: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -49,7 +51,17 @@ pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
 pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result<RecordOutcome> {
     let (config, text) = load_config(&args.config)?;
     let mut policy = rlrt_policies::build(&config)?;
-    let mut runner = EpisodeRunner::new(&config)?;
+    let mut runner = if args.frames {
+        if config.observation.cameras.is_empty() {
+            anyhow::bail!(
+                "{}: --frames records camera frames, but the config has no [[observation.cameras]]",
+                args.config.display()
+            );
+        }
+        EpisodeRunner::with_frames(&config)?
+    } else {
+        EpisodeRunner::new(&config)?
+    };
     let controller = match args.exploration {
         Exploration::None => policy.name().to_owned(),
         Exploration::Gaussian { std } => format!("{} + gaussian(std {std})", policy.name()),
@@ -69,6 +81,11 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
             .unwrap_or_else(|_| args.config.clone())
             .display()
             .to_string(),
+        cameras: if args.frames {
+            crate::rollout::camera_infos(&config)
+        } else {
+            Vec::new()
+        },
     };
     let mut writer = DatasetWriter::create(&args.out, info, &text)?;
     let first = writer.episodes();
@@ -80,12 +97,13 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
             args.exploration,
             args.seed.wrapping_add(index),
             args.seed.wrapping_mul(31).wrapping_add(index),
-        );
+        )?;
         writer.write(&episode)?;
         // Keep only what the summary needs.
         episodes.push(rlrt_runtime::recording::Episode {
             observations: Vec::new(),
             actions: Vec::new(),
+            frames: Vec::new(),
             ..episode
         });
         progress(i + 1);

@@ -96,11 +96,11 @@ pub fn evaluate(
     policy: &mut CheckpointPolicy,
     episodes: usize,
     seed: u64,
-) -> Evaluation {
+) -> Result<Evaluation, crate::rollout::RolloutError> {
     let done: Vec<Episode> = (0..episodes)
         .map(|i| runner.run(policy, Exploration::None, eval_seed(seed, i), 0))
-        .collect();
-    Evaluation::of(&done)
+        .collect::<Result<_, _>>()?;
+    Ok(Evaluation::of(&done))
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
@@ -204,7 +204,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         let last = step == args.steps;
         if (args.eval_every > 0 && step % args.eval_every == 0) || last {
             let mut policy = CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
-            let eval = evaluate(&mut runner, &mut policy, args.eval_episodes, args.seed);
+            let eval = evaluate(&mut runner, &mut policy, args.eval_episodes, args.seed)?;
             let record = EvalRecord {
                 step,
                 seconds: elapsed_before + start.elapsed().as_secs_f64(),
@@ -292,7 +292,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<EvalOutcome> {
     check_fits(dir, &meta, &config)?;
     let mut policy = CheckpointPolicy::load(dir)?;
     let mut runner = EpisodeRunner::new(&config)?;
-    let evaluation = evaluate(&mut runner, &mut policy, args.episodes, args.seed);
+    let evaluation = evaluate(&mut runner, &mut policy, args.episodes, args.seed)?;
     Ok(EvalOutcome {
         checkpoint: dir.clone(),
         algorithm: meta.algorithm,
