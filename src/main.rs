@@ -168,6 +168,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a Minari dataset (folder or HDF5 file) or a D4RL HDF5 file into an rlrt
+    /// dataset, described by a hw-config whose observation and action sizes match the file.
+    Import {
+        /// Minari dataset folder (data/main_data.hdf5) or HDF5 file; D4RL HDF5 file.
+        source: PathBuf,
+        /// The hw-config describing the observations and actions (stored with the dataset).
+        #[arg(long)]
+        config: PathBuf,
+        /// The rlrt dataset folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a policy offline on an rlrt dataset (IQL or behaviour cloning), evaluating it
     /// in the dataset's sim task as it goes; writes a checkpoint folder.
     Train {
@@ -850,6 +864,24 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 Ok(0)
             }
         },
+        Command::Import {
+            source,
+            config,
+            out,
+            json,
+        } => {
+            let outcome = rlrt::commands::import::run(&rlrt::commands::import::ImportArgs {
+                source,
+                config,
+                out,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
         Command::Record {
             config,
             episodes,

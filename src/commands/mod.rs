@@ -9,6 +9,7 @@ pub mod bench_reward;
 pub mod check;
 pub mod demo;
 pub mod export;
+pub mod import;
 pub mod record;
 pub mod replay;
 pub mod reward;

@@ -21,6 +21,7 @@ const PYTHON_WHEELS: &[&str] = &[
     "numpy==2.2.6",
     "rerun-sdk==0.36.3",
     "onnxruntime==1.23.2",
+    "h5py==3.13.0",
 ];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs

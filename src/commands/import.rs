@@ -1,0 +1,397 @@
+//! `rlrt import`: offline-RL datasets made elsewhere, as rlrt datasets that `rlrt train`,
+//! `replay` and `reward feedback` read.
+//!
+//! Two HDF5 layouts (libhdf5 from Debian, through the `hdf5-metno` crate):
+//!
+//! - **Minari** (the successor of D4RL): a dataset folder with `data/main_data.hdf5`, or the
+//!   file itself. One group per episode (`episode_0`, `episode_1`, ...) holding
+//!   `observations` [T + 1, O], `actions` [T, A], `rewards`, `terminations` and `truncations`
+//!   [T]; an optional `infos/success` [T + 1] gives the episode's success at its end. The
+//!   group's `seed` attribute, when present, is kept.
+//! - **D4RL**: one file with flat `observations` [N, O], `actions` [N, A], `rewards`,
+//!   `terminals` and `timeouts` [N], optionally `next_observations` [N, O]. Episodes end at
+//!   every terminal or timeout. Without `next_observations` the last transition of each
+//!   episode has no next observation and is dropped (as D4RL's own `qlearning_dataset`
+//!   does); the step before it is marked as the time limit.
+//!
+//! Observations must be flat vectors (dictionary observations are refused, naming the
+//! group). A hw-config must describe them: its `observation.state` length and action length
+//! must equal the file's, and it is stored as the dataset's `config.toml`. Floats of any width
+//! and integer or boolean flags are read; NaN, infinities and flags other than 0 or 1 are
+//! errors naming the file, the episode, the field and the step.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hdf5::types::TypeDescriptor;
+use rlrt_runtime::recording::{DatasetInfo, DatasetWriter, Episode, FORMAT};
+
+/// The layouts `rlrt import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    Minari,
+    D4rl,
+}
+
+pub struct ImportArgs {
+    /// A Minari dataset folder or HDF5 file, or a D4RL HDF5 file.
+    pub source: PathBuf,
+    /// The hw-config describing the observations and actions.
+    pub config: PathBuf,
+    pub out: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImportOutcome {
+    pub file: PathBuf,
+    pub layout: Layout,
+    pub out: PathBuf,
+    pub episodes: usize,
+    pub transitions: usize,
+    /// D4RL without `next_observations`: the last transition of each episode.
+    pub dropped_transitions: usize,
+}
+
+impl std::fmt::Display for ImportOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "imported {} ({:?} layout) into {}: {} episodes, {} transitions",
+            self.file.display(),
+            self.layout,
+            self.out.display(),
+            self.episodes,
+            self.transitions
+        )?;
+        if self.dropped_transitions > 0 {
+            writeln!(
+                f,
+                "dropped {} transitions: the last of each episode has no next observation \
+                 (the file has no next_observations)",
+                self.dropped_transitions
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an error is: the file and what in it.
+struct Place<'a> {
+    file: &'a Path,
+}
+
+impl Place<'_> {
+    fn err(&self, what: &str, message: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("{}: {what}: {message}", self.file.display())
+    }
+}
+
+/// A dataset's values as f64, with its shape.
+fn read(
+    place: &Place<'_>,
+    ds: &hdf5::Dataset,
+    what: &str,
+) -> anyhow::Result<(Vec<f64>, Vec<usize>)> {
+    let shape = ds.shape();
+    let dtype = ds.dtype().map_err(|e| place.err(what, e))?;
+    let descriptor = dtype.to_descriptor().map_err(|e| place.err(what, e))?;
+    let values = match descriptor {
+        TypeDescriptor::Float(_) => ds.read_raw::<f64>(),
+        TypeDescriptor::Integer(_) => ds
+            .read_raw::<i64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        TypeDescriptor::Unsigned(_) => ds
+            .read_raw::<u64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        TypeDescriptor::Boolean => ds
+            .read_raw::<bool>()
+            .map(|v| v.into_iter().map(|x| if x { 1.0 } else { 0.0 }).collect()),
+        other => {
+            return Err(place.err(
+                what,
+                format!("holds {other:?}; expected numbers or booleans"),
+            ))
+        }
+    }
+    .map_err(|e| place.err(what, e))?;
+    Ok((values, shape))
+}
+
+/// A [rows, cols] (or [rows] when `cols` is 1) dataset as rows of finite values.
+fn matrix(
+    place: &Place<'_>,
+    group: &hdf5::Group,
+    name: &str,
+    where_: &str,
+    rows: Option<usize>,
+    cols: usize,
+    config_key: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let what = format!("{where_}/{name}");
+    if !group.link_exists(name) {
+        return Err(place.err(&what, "missing"));
+    }
+    let ds = match group.dataset(name) {
+        Ok(ds) => ds,
+        Err(_) => {
+            return Err(place.err(
+                &what,
+                "is a group (dictionary observations); rlrt reads flat observation vectors",
+            ))
+        }
+    };
+    let (values, shape) = read(place, &ds, &what)?;
+    let fits = match shape.as_slice() {
+        [r] => cols == 1 && rows.is_none_or(|n| n == *r),
+        [r, c] => *c == cols && rows.is_none_or(|n| n == *r),
+        _ => false,
+    };
+    if !fits {
+        let rows = rows.map_or("N".to_owned(), |n| n.to_string());
+        return Err(place.err(
+            &what,
+            format!("shape {shape:?}, expected [{rows}, {cols}] ({config_key} of the hw-config)"),
+        ));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(place.err(
+            &what,
+            format!(
+                "{} at step {}, value {} (must be finite)",
+                values[i],
+                i / cols,
+                i % cols
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+fn flags(place: &Place<'_>, values: Vec<f64>, what: &str) -> anyhow::Result<Vec<bool>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            0.0 => Ok(false),
+            1.0 => Ok(true),
+            other => Err(place.err(what, format!("{other} at step {i}, expected 0 or 1"))),
+        })
+        .collect()
+}
+
+fn hdf5_file(source: &Path) -> PathBuf {
+    if source.is_dir() {
+        let minari = source.join("data").join("main_data.hdf5");
+        if minari.exists() {
+            return minari;
+        }
+        return source.join("main_data.hdf5");
+    }
+    source.to_owned()
+}
+
+pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
+    let (config, text) = super::record::load_config(&args.config)?;
+    let file_path = hdf5_file(&args.source);
+    let place = Place { file: &file_path };
+    let file = hdf5::File::open(&file_path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot open as HDF5: {e}", file_path.display()))?;
+    let (o, a) = (config.observation.feature_len, config.action.len());
+    let mut episode_names: Vec<(u64, String)> = file
+        .member_names()
+        .map_err(|e| place.err("/", e))?
+        .into_iter()
+        .filter_map(|n| {
+            n.strip_prefix("episode_")
+                .and_then(|id| id.parse().ok())
+                .map(|id| (id, n.clone()))
+        })
+        .collect();
+    episode_names.sort();
+    let layout = if !episode_names.is_empty() {
+        Layout::Minari
+    } else if file.link_exists("observations") {
+        Layout::D4rl
+    } else {
+        anyhow::bail!(
+            "{}: neither Minari (episode_N groups) nor D4RL (observations, actions, ... at the \
+             top) layout",
+            file_path.display()
+        );
+    };
+    let mut episodes = Vec::new();
+    let mut dropped = 0;
+    match layout {
+        Layout::Minari => {
+            for (id, name) in &episode_names {
+                let g = file.group(name).map_err(|e| place.err(name, e))?;
+                let actions = matrix(&place, &g, "actions", name, None, a, "the action length")?;
+                let t = actions.len() / a;
+                let observations = matrix(
+                    &place,
+                    &g,
+                    "observations",
+                    name,
+                    Some(t + 1),
+                    o,
+                    "observation.state length",
+                )?;
+                let rewards = matrix(&place, &g, "rewards", name, Some(t), 1, "one per step")?;
+                let flag = |n: &str| -> anyhow::Result<Vec<bool>> {
+                    let v = matrix(&place, &g, n, name, Some(t), 1, "one per step")?;
+                    flags(&place, v, &format!("{name}/{n}"))
+                };
+                let (terminals, timeouts) = (flag("terminations")?, flag("truncations")?);
+                let success = if g.link_exists("infos") {
+                    let infos = g.group("infos").map_err(|e| place.err(name, e))?;
+                    if infos.link_exists("success") {
+                        let v = matrix(
+                            &place,
+                            &infos,
+                            "success",
+                            &format!("{name}/infos"),
+                            None,
+                            1,
+                            "one per observation",
+                        )?;
+                        v.last().is_some_and(|x| *x != 0.0)
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                };
+                let seed = g
+                    .attr("seed")
+                    .ok()
+                    .and_then(|s| s.read_scalar::<i64>().ok())
+                    .map_or(*id, |s| s as u64);
+                episodes.push(Episode {
+                    seed,
+                    success,
+                    observations,
+                    actions,
+                    rewards,
+                    terminals,
+                    timeouts,
+                    frames: Vec::new(),
+                });
+            }
+        }
+        Layout::D4rl => {
+            let root: &hdf5::Group = &file;
+            let actions = matrix(&place, root, "actions", "", None, a, "the action length")?;
+            let n = actions.len() / a;
+            let observations = matrix(
+                &place,
+                root,
+                "observations",
+                "",
+                Some(n),
+                o,
+                "observation.state length",
+            )?;
+            let next = if root.link_exists("next_observations") {
+                Some(matrix(
+                    &place,
+                    root,
+                    "next_observations",
+                    "",
+                    Some(n),
+                    o,
+                    "observation.state length",
+                )?)
+            } else {
+                None
+            };
+            let rewards = matrix(&place, root, "rewards", "", Some(n), 1, "one per step")?;
+            let terminals = flags(
+                &place,
+                matrix(&place, root, "terminals", "", Some(n), 1, "one per step")?,
+                "terminals",
+            )?;
+            let timeouts = if root.link_exists("timeouts") {
+                flags(
+                    &place,
+                    matrix(&place, root, "timeouts", "", Some(n), 1, "one per step")?,
+                    "timeouts",
+                )?
+            } else {
+                vec![false; n]
+            };
+            let mut start = 0;
+            for end in 0..n {
+                if !(terminals[end] || timeouts[end] || end + 1 == n) {
+                    continue;
+                }
+                let row = |v: &[f64], i: usize, w: usize| v[i * w..(i + 1) * w].to_vec();
+                let mut e = Episode::start(episodes.len() as u64, &row(&observations, start, o));
+                match &next {
+                    Some(nx) => {
+                        for i in start..=end {
+                            e.push(
+                                &row(&actions, i, a),
+                                rewards[i],
+                                terminals[i],
+                                timeouts[i],
+                                &row(nx, i, o),
+                            );
+                        }
+                    }
+                    None => {
+                        // Step `end` has no next observation: it is dropped, and the step
+                        // before it becomes the cut.
+                        dropped += 1;
+                        for (i, reward) in rewards.iter().enumerate().take(end).skip(start) {
+                            e.push(
+                                &row(&actions, i, a),
+                                *reward,
+                                false,
+                                i + 1 == end,
+                                &row(&observations, i + 1, o),
+                            );
+                        }
+                    }
+                }
+                if e.steps() > 0 {
+                    episodes.push(e);
+                }
+                start = end + 1;
+            }
+        }
+    }
+    if episodes.is_empty() {
+        anyhow::bail!("{}: no episodes with a step", file_path.display());
+    }
+    let info = DatasetInfo {
+        format: FORMAT.to_owned(),
+        version: 1,
+        observation_len: o,
+        action_len: a,
+        action_mode: rlrt_policies::checkpoint::action_mode_name(&config),
+        control_rate_hz: config.control_rate_hz,
+        observation_fields: rlrt_policies::checkpoint::observation_fields(&config),
+        reward: format!("imported ({layout:?} rewards)"),
+        controller: format!("imported from {}", file_path.display()),
+        config_source: std::path::absolute(&args.config)
+            .unwrap_or_else(|_| args.config.clone())
+            .display()
+            .to_string(),
+        cameras: Vec::new(),
+    };
+    let mut writer = DatasetWriter::create(&args.out, info, &text)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let transitions = episodes.iter().map(Episode::steps).sum();
+    for e in &episodes {
+        writer.write(e)?;
+    }
+    Ok(ImportOutcome {
+        file: file_path,
+        layout,
+        out: args.out.clone(),
+        episodes: episodes.len(),
+        transitions,
+        dropped_transitions: dropped,
+    })
+}
