@@ -88,6 +88,20 @@ pub struct CameraFeed {
     pub clock: rlrt_runtime::WallClock,
 }
 
+/// What a run's telemetry thread serves.
+pub struct TelemetrySetup<'a> {
+    /// The config's reward programs, loaded and checked.
+    pub programs: Option<crate::reward_programs::ProgramRewards>,
+    /// The config's clip and classifier rewards, loaded; they need `cameras`.
+    pub frame_rewards: Option<FrameRewards>,
+    pub rerun: Option<&'a crate::rerun_log::Destination>,
+    /// The recording's name in rerun, such as "rlrt run reach-arm".
+    pub title: String,
+    pub wall: crate::rerun_log::WallTime,
+    /// The link's camera frames (runs over a link).
+    pub cameras: Option<CameraFeed>,
+}
+
 impl RunTelemetry {
     /// Starts the telemetry thread with the standard consumers, opening the rerun
     /// destination first when one is given, and the frame-reward scoring thread when the
@@ -95,27 +109,31 @@ impl RunTelemetry {
     pub fn start(
         config: &rlrt_runtime::RobotConfig,
         receiver: TelemetryReceiver,
-        rewards: Option<crate::reward_programs::ProgramRewards>,
-        frame_rewards: Option<FrameRewards>,
-        rerun: Option<&crate::rerun_log::Destination>,
-        wall: crate::rerun_log::WallTime,
-        cameras: Option<CameraFeed>,
+        setup: TelemetrySetup<'_>,
     ) -> anyhow::Result<Self> {
+        let TelemetrySetup {
+            programs,
+            frame_rewards,
+            rerun,
+            title,
+            wall,
+            cameras,
+        } = setup;
         let rerun = rerun
             .map(|d| {
                 crate::rerun_log::RerunLogger::start(
                     d,
                     config,
-                    &format!("rlrt run {}", config.name),
+                    &title,
                     wall,
                     crate::rerun_log::DEFAULT_QUEUE_LEN,
                 )
             })
             .transpose()?;
-        let summaries = rewards.as_ref().map(|r| r.summaries());
+        let summaries = programs.as_ref().map(|r| r.summaries());
         let mut consumers = standard_consumers(
             config.period_ns(),
-            rewards,
+            programs,
             rerun
                 .as_ref()
                 .map(|r| (r.handle(), cameras.as_ref().map(|c| c.frames.clone()))),
@@ -140,6 +158,12 @@ impl RunTelemetry {
             frame_summaries,
             rerun,
         })
+    }
+
+    /// A handle for logging more events (such as episode ends) to this run's recording.
+    /// Drop it before [`RunTelemetry::finish`], which waits for the recording to close.
+    pub fn rerun_handle(&self) -> Option<RerunHandle> {
+        self.rerun.as_ref().map(|r| r.handle())
     }
 
     /// Waits for the thread (the loop's telemetry sender must be dropped first), the

@@ -20,12 +20,12 @@ use rlrt_runtime::Clock;
 use rlrt_runtime::{realtime, Cause, RunLimit};
 use rlrt_sim::ServeMode;
 
+use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
-use crate::rerun_log::{
-    Destination, Event, RerunLogger, RerunSummary, WallTime, DEFAULT_QUEUE_LEN,
-};
+use crate::rerun_log::{Destination, Event, RerunSummary, WallTime};
 use crate::reward_programs::{write_summaries, ProgramRewards, ProgramSummary};
+use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome, TelemetrySetup};
 
 /// The demo's robot when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
@@ -83,6 +83,8 @@ pub struct DemoOutcome {
     pub cameras: Vec<CameraReport>,
     /// The config's reward programs over the whole demo.
     pub rewards: Vec<ProgramSummary>,
+    /// The config's clip and classifier rewards over the whole demo.
+    pub frame_rewards: Vec<FrameRewardSummary>,
     /// What went to rerun, when asked.
     pub rerun: Option<RerunSummary>,
 }
@@ -113,6 +115,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         .with_context(|| format!("{}: the demo needs a [sim] table", path.display()))?;
     let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
     let rewards = ProgramRewards::load(&config)?;
+    let frame_rewards = FrameRewards::load(&config)?;
 
     // The runtime's side, with loop statistics and the fault log.
     let LinkedRuntime {
@@ -128,31 +131,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         link,
         waker,
     };
-    let summaries = rewards.as_ref().map(|r| r.summaries());
-    let rerun = args
-        .rerun
-        .as_ref()
-        .map(|d| {
-            RerunLogger::start(
-                d,
-                &config,
-                &format!("rlrt demo {}", config.name),
-                WallTime::from_clock_now(rt.control.clock().now_ns()),
-                DEFAULT_QUEUE_LEN,
-            )
-        })
-        .transpose()?;
-    let rerun_handle = rerun.as_ref().map(RerunLogger::handle);
-    let log_thread = crate::telemetry_hub::spawn(
+    let telemetry = RunTelemetry::start(
+        &config,
         receiver,
-        crate::telemetry_hub::standard_consumers(
-            config.period_ns(),
-            rewards,
-            rerun
-                .as_ref()
-                .map(|r| (r.handle(), Some(rt.link.cameras()))),
-        ),
+        TelemetrySetup {
+            programs: rewards,
+            frame_rewards,
+            rerun: args.rerun.as_ref(),
+            title: format!("rlrt demo {}", config.name),
+            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
+            cameras: Some(CameraFeed {
+                frames: rt.link.cameras(),
+                clock: rt.control.clock().clone(),
+            }),
+        },
     )?;
+    let rerun_handle = telemetry.rerun_handle();
 
     // The robot's side: MuJoCo in free-run at the control rate, like hardware.
     let sim_session = open_session(&robot_config.link)?;
@@ -284,10 +278,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         .collect();
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let _ = log_thread.join();
     drop(rerun_handle);
-    let rerun = rerun.map(RerunLogger::finish);
-    let rewards = super::run::final_summaries(summaries);
+    let TelemetryOutcome {
+        programs: rewards,
+        frame_rewards,
+        rerun,
+    } = telemetry.finish();
     let successes = episodes.iter().filter(|e| e.success).count();
     Ok(DemoOutcome {
         robot: config.name.clone(),
@@ -301,6 +297,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         link,
         cameras: camera_reports,
         rewards,
+        frame_rewards,
         rerun,
     })
 }
@@ -366,6 +363,7 @@ impl std::fmt::Display for DemoOutcome {
             )?;
         }
         write_summaries(f, &self.rewards)?;
+        crate::frame_rewards::write_summaries(f, &self.frame_rewards)?;
         write!(f, "{}", self.loop_stats)?;
         if self.interventions.is_empty() {
             writeln!(f, "safety interventions: none")?;

@@ -27,7 +27,7 @@ use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 use crate::rerun_log::{Destination, RerunSummary, WallTime};
 use crate::reward_programs::{ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome};
+use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome, TelemetrySetup};
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,15 +74,6 @@ pub struct RunOutcome {
     pub frame_rewards: Vec<FrameRewardSummary>,
     /// What went to rerun, when asked.
     pub rerun: Option<RerunSummary>,
-}
-
-/// The reward summaries once the telemetry thread has finished.
-pub(crate) fn final_summaries(
-    summaries: Option<std::sync::Arc<std::sync::Mutex<Vec<ProgramSummary>>>>,
-) -> Vec<ProgramSummary> {
-    summaries
-        .and_then(|s| s.lock().ok().map(|s| s.clone()))
-        .unwrap_or_default()
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
@@ -185,14 +176,17 @@ fn run_link(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        rewards,
-        frame_rewards,
-        rerun,
-        WallTime::from_clock_now(rt.control.clock().now_ns()),
-        Some(CameraFeed {
-            frames: rt.link.cameras(),
-            clock: rt.control.clock().clone(),
-        }),
+        TelemetrySetup {
+            programs: rewards,
+            frame_rewards,
+            rerun,
+            title: format!("rlrt run {}", config.name),
+            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
+            cameras: Some(CameraFeed {
+                frames: rt.link.cameras(),
+                clock: rt.control.clock().clone(),
+            }),
+        },
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -258,14 +252,17 @@ fn run_link_lockstep(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        rewards,
-        frame_rewards,
-        rerun,
-        WallTime::from_clock_now(rt.control.clock().now_ns()),
-        Some(CameraFeed {
-            frames: rt.link.cameras(),
-            clock: rt.control.clock().clone(),
-        }),
+        TelemetrySetup {
+            programs: rewards,
+            frame_rewards,
+            rerun,
+            title: format!("rlrt run {}", config.name),
+            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
+            cameras: Some(CameraFeed {
+                frames: rt.link.cameras(),
+                clock: rt.control.clock().clone(),
+            }),
+        },
     )?;
     let max_ticks = limit
         .max_ticks
@@ -342,7 +339,18 @@ pub(crate) fn run_wall_clock(
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let telemetry = RunTelemetry::start(config, receiver, rewards, None, rerun, wall, None)?;
+    let telemetry = RunTelemetry::start(
+        config,
+        receiver,
+        TelemetrySetup {
+            programs: rewards,
+            frame_rewards: None,
+            rerun,
+            title: format!("rlrt run {}", config.name),
+            wall,
+            cameras: None,
+        },
+    )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
     let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
@@ -399,11 +407,14 @@ pub(crate) fn run_lockstep(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        rewards,
-        None,
-        rerun,
-        WallTime::OnArrival,
-        None,
+        TelemetrySetup {
+            programs: rewards,
+            frame_rewards: None,
+            rerun,
+            title: format!("rlrt run {}", config.name),
+            wall: WallTime::OnArrival,
+            cameras: None,
+        },
     )?;
     let limit = RunLimit {
         max_ticks: limit.max_ticks.or(Some(10 * config.control_rate_hz as u64)),
