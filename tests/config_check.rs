@@ -116,6 +116,7 @@ const CASES: &[Case] = &[
     Case { what: "schema version", from: "schema_version = 1", to: "schema_version = 2", key: "schema_version", line_at: Some("schema_version") },
     Case { what: "realtime priority out of range", from: "[policy]", to: "[scheduler]\nrealtime_priority = 120\n[policy]", key: "scheduler.realtime_priority", line_at: Some("= 120") },
     Case { what: "reward on a missing camera", from: "[policy]", to: "[[rewards]]\nname = \"g\"\nkind = \"clip\"\nmodel_path = \"m\"\ncamera = \"wrist\"\ngoal = \"touch\"\n[policy]", key: "rewards[0].camera", line_at: Some("\"wrist\"") },
+    Case { what: "empty classifier sentence", from: "[policy]", to: "[[rewards]]\nname = \"g\"\nkind = \"classifier\"\nmodel_path = \"m.onnx\"\ncamera = \"front\"\ngoal = \" \"\n[policy]", key: "rewards[0].goal", line_at: Some("goal = \" \"") },
     Case { what: "alpha out of range", from: "[policy]", to: "[[rewards]]\nname = \"g\"\nkind = \"clip\"\nmodel_path = \"m\"\ncamera = \"front\"\ngoal = \"touch\"\nbaseline = \"arm\"\nalpha = 1.5\n[policy]", key: "rewards[0].alpha", line_at: Some("alpha = 1.5") },
     Case { what: "checkpoint without a path", from: "kind = \"joint_target\"", to: "kind = \"checkpoint\"", key: "policy.checkpoint_path", line_at: None },
     Case { what: "checkpoint path for another kind", from: "speed_fraction = 0.8", to: "speed_fraction = 0.8\ncheckpoint_path = \"runs/x\"", key: "policy.checkpoint_path", line_at: Some("checkpoint_path") },

@@ -57,7 +57,7 @@ fn onnx_classifiers_match_pytorch_in_both_input_layouts() {
     .unwrap();
     for file in ["nchw_f32.onnx", "nhwc_u8.onnx"] {
         let path = common::repo(&format!("{CLASSIFIER}/{file}"));
-        let mut model = OnnxClassifier::load(&path, &camera(84, 84, ImageEncoding::Rgb8))
+        let mut model = OnnxClassifier::load(&path, &camera(84, 84, ImageEncoding::Rgb8), None)
             .unwrap_or_else(|e| panic!("{file}: {e:#}"));
         for f in reference["frames"].as_array().unwrap() {
             let k = f["k"].as_u64().unwrap() as usize;
@@ -71,6 +71,44 @@ fn onnx_classifiers_match_pytorch_in_both_input_layouts() {
         let err = model.probability(&[0u8; 10]).unwrap_err();
         assert!(err.contains("expected 21168"), "{err}");
     }
+}
+
+#[test]
+fn a_classifier_reading_a_sentence_gets_clip_token_ids_and_matches_pytorch() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo(&format!("{CLASSIFIER}/reference.json"))).unwrap(),
+    )
+    .unwrap();
+    let path = common::repo(&format!("{CLASSIFIER}/text_u8.onnx"));
+    let cam = camera(84, 84, ImageEncoding::Rgb8);
+    for t in reference["text"].as_array().unwrap() {
+        let prompt = t["prompt"].as_str().unwrap();
+        let mut model = OnnxClassifier::load(&path, &cam, Some(prompt)).unwrap();
+        for (k, expected) in t["probabilities"].as_array().unwrap().iter().enumerate() {
+            let p = model.probability(&pattern(k)).unwrap();
+            let expected = expected.as_f64().unwrap();
+            assert!(
+                (p - expected).abs() <= 1e-5,
+                "{prompt:?} frame {k}: rlrt {p}, PyTorch {expected}"
+            );
+        }
+    }
+    // The sentence matters: the two prompts give different probabilities for frame 0.
+    let first = |i: usize| reference["text"][i]["probabilities"][0].as_f64().unwrap();
+    assert!((first(0) - first(1)).abs() > 1e-3);
+    let err = format!(
+        "{:#}",
+        OnnxClassifier::load(&path, &cam, None).err().unwrap()
+    );
+    assert!(err.contains("give the source a `goal`"), "{err}");
+    let image_only = common::repo(&format!("{CLASSIFIER}/nhwc_u8.onnx"));
+    let err = format!(
+        "{:#}",
+        OnnxClassifier::load(&image_only, &cam, Some("a ball"))
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("reads no text"), "{err}");
 }
 
 #[test]
@@ -90,7 +128,7 @@ fn a_classifier_that_does_not_fit_the_camera_is_refused_at_load() {
             "reads rgb8 or mono8",
         ),
     ] {
-        let err = match OnnxClassifier::load(&path, &cam) {
+        let err = match OnnxClassifier::load(&path, &cam, None) {
             Ok(_) => panic!("{cam:?} accepted"),
             Err(e) => format!("{e:#}"),
         };
@@ -101,7 +139,7 @@ fn a_classifier_that_does_not_fit_the_camera_is_refused_at_load() {
     std::fs::write(&bad, b"not a model").unwrap();
     let err = format!(
         "{:#}",
-        OnnxClassifier::load(&bad, &camera(84, 84, ImageEncoding::Rgb8))
+        OnnxClassifier::load(&bad, &camera(84, 84, ImageEncoding::Rgb8), None)
             .err()
             .unwrap()
     );
@@ -267,6 +305,7 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
     let mut classifier = OnnxClassifier::load(
         &common::repo(&format!("{CLASSIFIER}/nhwc_u8.onnx")),
         &camera(84, 84, ImageEncoding::Rgb8),
+        None,
     )
     .unwrap();
     let score_clip = |goal: &ClipGoal, frame: &[u8]| {

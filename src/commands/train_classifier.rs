@@ -181,7 +181,7 @@ pub fn run(
     let bytes = classifier::export_onnx(&trained);
     write_file(&args.out, &bytes)?;
     // The exported file, through ONNX Runtime as the runtime will run it, against burn.
-    let mut onnx = OnnxClassifier::load(&args.out, &spec)
+    let mut onnx = OnnxClassifier::load(&args.out, &spec, None)
         .with_context(|| format!("checking the exported {}", args.out.display()))?;
     let burn = classifier::probabilities(
         &trained.model,

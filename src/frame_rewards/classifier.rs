@@ -8,10 +8,17 @@
 //! Its one output is float32 with one value per frame (`[1]`, `[1, 1]`, `[batch]`, ...): the
 //! probability that the frame shows success. Everything is checked at load against the
 //! hw-config's camera, so a mismatch stops the run before it starts.
+//!
+//! A model may also read a sentence (the source's `goal`): an int64 (or int32) input
+//! `[1, L]` of token ids, and optionally a second one whose name contains `mask` (1 for each
+//! token, 0 for padding). Ids come from CLIP's byte-level BPE tokenizer, read from
+//! `vocab.json` and `merges.txt` beside the model, with start and end tokens, truncated to
+//! L and padded with the end token (as transformers' `CLIPTokenizer` pads); with a symbolic
+//! L they are not padded. They are computed once, at load.
 
 use std::path::Path;
 
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use rlrt_runtime::config::{CameraSpec, ImageEncoding};
 
@@ -28,6 +35,8 @@ pub enum Layout {
 pub struct OnnxClassifier {
     session: Session,
     input_name: String,
+    /// The sentence's inputs: (name, element type, values), fed with every frame.
+    text: Vec<(String, TensorElementType, Vec<i64>)>,
     layout: Layout,
     channels: usize,
     width: usize,
@@ -39,8 +48,9 @@ fn model_error(path: &Path, message: impl std::fmt::Display) -> anyhow::Error {
 }
 
 impl OnnxClassifier {
-    /// Loads `path` for frames of `camera`; runs it once on a black frame.
-    pub fn load(path: &Path, camera: &CameraSpec) -> anyhow::Result<Self> {
+    /// Loads `path` for frames of `camera`, with `text` for a model that reads a sentence;
+    /// runs it once on a black frame.
+    pub fn load(path: &Path, camera: &CameraSpec, text: Option<&str>) -> anyhow::Result<Self> {
         let channels = match camera.encoding {
             ImageEncoding::Rgb8 => 3,
             ImageEncoding::Mono8 => 1,
@@ -52,19 +62,91 @@ impl OnnxClassifier {
         };
         let session = rlrt_policies::onnx::open_session(path, 1)?;
         let (inputs, outputs) = (session.inputs(), session.outputs());
-        if inputs.len() != 1 || outputs.len() != 1 {
+        let int_type = |ty: &ValueType| match ty {
+            ValueType::Tensor { ty, shape, .. }
+                if matches!(ty, TensorElementType::Int64 | TensorElementType::Int32)
+                    && shape.len() == 2 =>
+            {
+                Some((*ty, shape[1]))
+            }
+            _ => None,
+        };
+        let images: Vec<_> = inputs
+            .iter()
+            .filter(|i| int_type(i.dtype()).is_none())
+            .collect();
+        let texts: Vec<_> = inputs
+            .iter()
+            .filter(|i| int_type(i.dtype()).is_some())
+            .collect();
+        let masks = texts.iter().filter(|i| i.name().contains("mask")).count();
+        if images.len() != 1
+            || outputs.len() != 1
+            || texts.len() > 2
+            || texts.len() - masks > 1
+            || masks > 1
+        {
             return Err(model_error(
                 path,
                 format!(
-                    "has {} inputs and {} outputs; a classifier has one image input and one \
-                     probability output",
-                    inputs.len(),
+                    "has inputs {:?} and {} outputs; a classifier has one image input, optionally \
+                     token ids [1, L] (int64) and an attention mask, and one probability output",
+                    inputs.iter().map(|i| i.name()).collect::<Vec<_>>(),
                     outputs.len()
                 ),
             ));
         }
-        let input_name = inputs[0].name().to_owned();
-        let (ty, dims) = match inputs[0].dtype() {
+        let text = match (texts.is_empty(), text) {
+            (true, None) => Vec::new(),
+            (true, Some(_)) => {
+                return Err(model_error(
+                    path,
+                    "the source has a goal sentence, but the model reads no text (no int64 \
+                     [1, L] input); remove `goal`",
+                ))
+            }
+            (false, None) => {
+                return Err(model_error(
+                    path,
+                    "the model reads a sentence (token ids); give the source a `goal`",
+                ))
+            }
+            (false, Some(sentence)) => {
+                let ids_input = texts
+                    .iter()
+                    .find(|i| !i.name().contains("mask"))
+                    .ok_or_else(|| model_error(path, "an attention mask without token ids"))?;
+                let (_, len) = int_type(ids_input.dtype()).expect("an int input");
+                let folder = path.parent().unwrap_or(Path::new("."));
+                let context = if len > 0 { len as usize } else { 77 };
+                let tokenizer = rlrt_rewards::clip::Tokenizer::from_folder(folder, context)
+                    .map_err(|e| model_error(path, format!("the model reads text: {e}")))?;
+                let ids = if len > 0 {
+                    tokenizer.encode_padded(sentence)
+                } else {
+                    tokenizer.encode(sentence)
+                }
+                .map_err(|e| model_error(path, e))?;
+                let real = tokenizer
+                    .encode(sentence)
+                    .map_err(|e| model_error(path, e))?
+                    .len();
+                texts
+                    .iter()
+                    .map(|i| {
+                        let (ty, _) = int_type(i.dtype()).expect("an int input");
+                        let values: Vec<i64> = if i.name().contains("mask") {
+                            (0..ids.len()).map(|k| i64::from(k < real)).collect()
+                        } else {
+                            ids.iter().map(|v| i64::from(*v)).collect()
+                        };
+                        (i.name().to_owned(), ty, values)
+                    })
+                    .collect()
+            }
+        };
+        let input_name = images[0].name().to_owned();
+        let (ty, dims) = match images[0].dtype() {
             ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
             other => {
                 return Err(model_error(
@@ -121,6 +203,7 @@ impl OnnxClassifier {
         let mut classifier = Self {
             session,
             input_name,
+            text,
             layout,
             channels,
             width: camera.width as usize,
@@ -148,7 +231,7 @@ impl OnnxClassifier {
         }
         let (h, w, c) = (self.height, self.width, self.channels);
         let run = |e: ort::Error| e.to_string();
-        let outputs = match self.layout {
+        let image: SessionInputValue<'_> = match self.layout {
             Layout::NchwF32 => {
                 let mut planes = vec![0.0f32; frame.len()];
                 for (i, px) in frame.chunks_exact(c).enumerate() {
@@ -156,18 +239,29 @@ impl OnnxClassifier {
                         planes[ch * h * w + i] = f32::from(*v) / 255.0;
                     }
                 }
-                let tensor = Tensor::from_array(([1, c, h, w], planes)).map_err(run)?;
-                self.session
-                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                Tensor::from_array(([1, c, h, w], planes))
                     .map_err(run)?
+                    .into()
             }
-            Layout::NhwcU8 => {
-                let tensor = Tensor::from_array(([1, h, w, c], frame.to_vec())).map_err(run)?;
-                self.session
-                    .run(ort::inputs![self.input_name.as_str() => tensor])
-                    .map_err(run)?
-            }
+            Layout::NhwcU8 => Tensor::from_array(([1, h, w, c], frame.to_vec()))
+                .map_err(run)?
+                .into(),
         };
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> =
+            vec![(self.input_name.clone(), image)];
+        for (name, ty, values) in &self.text {
+            let shape = [1, values.len()];
+            let value: SessionInputValue<'_> = if *ty == TensorElementType::Int32 {
+                let v: Vec<i32> = values.iter().map(|x| *x as i32).collect();
+                Tensor::from_array((shape, v)).map_err(run)?.into()
+            } else {
+                Tensor::from_array((shape, values.clone()))
+                    .map_err(run)?
+                    .into()
+            };
+            inputs.push((name.clone(), value));
+        }
+        let outputs = self.session.run(inputs).map_err(run)?;
         let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run)?;
         match values {
             [p] if (0.0..=1.0).contains(p) => Ok(f64::from(*p)),

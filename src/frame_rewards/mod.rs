@@ -187,7 +187,7 @@ impl FrameRewards {
                     names
                 }
                 _ => {
-                    let model = OnnxClassifier::load(&model_path, spec)
+                    let model = OnnxClassifier::load(&model_path, spec, reward.goal.as_deref())
                         .with_context(|| located(config, i, "model_path"))?;
                     scorers.push(Scorer::Classifier {
                         model: Box::new(model),

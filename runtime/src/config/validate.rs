@@ -576,8 +576,16 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                     );
                 }
             }
+        } else if r.kind == RewardKind::Classifier {
+            // The sentence of a classifier that reads text; the model decides at load.
+            if r.goal.as_ref().is_some_and(|g| g.trim().is_empty()) {
+                c.fail(key.key("goal"), "empty sentence; remove it or write one");
+            }
+            c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
+            c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
+            c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
         } else {
-            c.unused(key.key("goal"), &r.goal, "kind = \"clip\"");
+            c.unused(key.key("goal"), &r.goal, "kind is clip or classifier");
             c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
             c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
             c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
