@@ -388,6 +388,10 @@ enum Reward {
         /// Every round(1 / fraction)-th episode is held out for validation.
         #[arg(long, default_value_t = 0.2)]
         validation_fraction: f64,
+        /// LOW,HIGH: leave out frames whose task score (such as the reach distance in m)
+        /// lies in this band around the success threshold, where frames look alike.
+        #[arg(long, value_parser = parse_band)]
+        drop_scores: Option<(f64, f64)>,
         #[arg(long)]
         json: bool,
     },
@@ -417,6 +421,19 @@ enum Reward {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_band(s: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("{s:?}: expected LOW,HIGH with LOW <= HIGH, such as 0.015,0.06");
+    let (low, high) = s.split_once(',').ok_or_else(bad)?;
+    let (low, high): (f64, f64) = (
+        low.trim().parse().map_err(|_| bad())?,
+        high.trim().parse().map_err(|_| bad())?,
+    );
+    if !(low.is_finite() && high.is_finite() && low <= high) {
+        return Err(bad());
+    }
+    Ok((low, high))
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -769,6 +786,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 learning_rate,
                 batch_size,
                 validation_fraction,
+                drop_scores,
                 json,
             } => {
                 let config = rlrt_rewards::classifier::ClassifierConfig {
@@ -787,6 +805,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                         camera,
                         out,
                         validation_fraction,
+                        drop_scores,
                         config,
                     },
                     |epoch, loss| {

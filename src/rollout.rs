@@ -133,9 +133,9 @@ impl EpisodeRunner {
             if *next <= time_s {
                 *next = time_s + *period;
             }
-            let success = self.sim.verdict().is_some_and(|v| v.success);
+            let verdict = self.sim.verdict().unwrap_or_default();
             let pixels = self.sim.render(c)?;
-            episode.frames[c].push(row as u32, success, pixels);
+            episode.frames[c].push(row as u32, verdict.success, verdict.score, pixels);
         }
         Ok(())
     }

@@ -457,6 +457,10 @@ fn recorded_frames_train_a_classifier_that_runs_as_a_reward_in_the_loop() {
         );
         assert_eq!(t.frame(0).len(), 84 * 84 * 3);
         successes += t.success.iter().filter(|s| **s).count();
+        // Labels agree with the scores: reach succeeds below 3 cm.
+        for (ok, score) in t.success.iter().zip(&t.scores) {
+            assert_eq!(*ok, *score < 0.03, "score {score}");
+        }
         frames += t.len();
         // The episode's last frame shows the state its success verdict was taken in.
         assert_eq!(*t.success.last().unwrap(), dataset.episodes[e].success);
@@ -484,11 +488,35 @@ fn recorded_frames_train_a_classifier_that_runs_as_a_reward_in_the_loop() {
         "{outcome}"
     );
     assert_eq!(outcome["validation_episodes"], 1);
-    assert_eq!(
-        outcome["train"]["frames"].as_u64().unwrap()
-            + outcome["validation"]["frames"].as_u64().unwrap(),
-        frames as u64
-    );
+    let used = |o: &Value| {
+        o["train"]["frames"].as_u64().unwrap() + o["validation"]["frames"].as_u64().unwrap()
+    };
+    assert_eq!(used(&outcome), frames as u64);
+    // Leaving out the frames near the 3 cm threshold: exactly those whose score is inside.
+    let near: usize = (0..dataset.episodes.len())
+        .map(|e| {
+            dataset.frames(e).unwrap()[0]
+                .scores
+                .iter()
+                .filter(|s| (0.015..=0.06).contains(*s))
+                .count()
+        })
+        .sum();
+    let banded = rlrt_ok(&[
+        "reward",
+        "train-classifier",
+        "--data",
+        d,
+        "--out",
+        m,
+        "--epochs",
+        "1",
+        "--drop-scores",
+        "0.015,0.06",
+        "--json",
+    ]);
+    assert_eq!(banded["dropped_frames"].as_u64().unwrap(), near as u64);
+    assert_eq!(used(&banded) + near as u64, frames as u64);
 
     // The trained model as a classifier reward in a run against the simulator.
     let with_reward = config_with(

@@ -45,11 +45,12 @@
 //! | 8 | magic `RLRTFRM1` |
 //! | 2 × u32 | format version (1), `K` |
 //! | K × (2 × u32) | per camera: frame count `N`, bytes per frame `B` (width × height × bytes per pixel) |
-//! | per camera | `N` × u32 observation rows, `N` × u8 success labels, `N` × `B` pixel bytes |
+//! | per camera | `N` × u32 observation rows, `N` × u8 success labels, `N` × f64 task scores, `N` × `B` pixel bytes |
 //! | u64 | FNV-1a hash of every byte before it |
 //!
 //! A frame belongs to observation row `t`: it was rendered from the same simulator state. Its
-//! success label is the task's ground truth at that state: for training success classifiers,
+//! success label is the task's ground truth at that state, and its score the quantity the
+//! task's success test thresholds (such as a distance): for training success classifiers,
 //! never part of an observation. Frames are read per episode ([`Dataset::frames`]), since a
 //! dataset's frames rarely fit in memory at once.
 
@@ -148,6 +149,9 @@ pub struct FrameTrack {
     pub rows: Vec<u32>,
     /// The task's ground-truth success at that row (labels, never observations).
     pub success: Vec<bool>,
+    /// The quantity the task's success test thresholds at that row (such as a distance in
+    /// m; 0 when the task has no test).
+    pub scores: Vec<f64>,
     /// The frames back to back, [`CameraInfo::frame_bytes`] each, rows of pixels top first.
     pub pixels: Vec<u8>,
 }
@@ -167,9 +171,10 @@ impl FrameTrack {
         &self.pixels[i * b..(i + 1) * b]
     }
 
-    pub fn push(&mut self, row: u32, success: bool, pixels: &[u8]) {
+    pub fn push(&mut self, row: u32, success: bool, score: f64, pixels: &[u8]) {
         self.rows.push(row);
         self.success.push(success);
+        self.scores.push(score);
         self.pixels.extend_from_slice(pixels);
     }
 }
@@ -281,7 +286,7 @@ fn frames_path(episode: &Path) -> PathBuf {
 fn encode_frames(tracks: &[FrameTrack]) -> Vec<u8> {
     let body: usize = tracks
         .iter()
-        .map(|t| 5 * t.rows.len() + t.pixels.len() + 8)
+        .map(|t| 13 * t.rows.len() + t.pixels.len() + 8)
         .sum();
     let mut out = Vec::with_capacity(16 + body + 8);
     out.extend_from_slice(FRAMES_MAGIC);
@@ -297,6 +302,9 @@ fn encode_frames(tracks: &[FrameTrack]) -> Vec<u8> {
             out.extend_from_slice(&r.to_le_bytes());
         }
         out.extend(t.success.iter().map(|&s| s as u8));
+        for v in &t.scores {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         out.extend_from_slice(&t.pixels);
     }
     let hash = fnv1a(&out);
@@ -354,7 +362,7 @@ fn frames_layout(
                 ),
             ));
         }
-        len += n * (5 + b);
+        len += n * (13 + b);
         counts.push((n, b));
     }
     Ok((len, counts))
@@ -422,6 +430,17 @@ pub fn decode_frames(
             }
         }
         at += n;
+        for i in 0..n {
+            let v = f64::from_le_bytes(bytes[at + 8 * i..at + 8 * i + 8].try_into().expect("8"));
+            if !v.is_finite() {
+                return Err(bad(
+                    "frames",
+                    format!("score {v} at frame {i} (must be finite)"),
+                ));
+            }
+            track.scores.push(v);
+        }
+        at += 8 * n;
         track.pixels = bytes[at..at + n * b].to_vec();
         at += n * b;
         tracks.push(track);
@@ -529,6 +548,8 @@ impl DatasetWriter {
         }
         for (track, camera) in episode.frames.iter().zip(cameras) {
             let fits = track.success.len() == track.rows.len()
+                && track.scores.len() == track.rows.len()
+                && track.scores.iter().all(|v| v.is_finite())
                 && track.pixels.len() == track.rows.len() * camera.frame_bytes()
                 && track.rows.iter().all(|r| *r as usize <= t);
             if !fits {
@@ -956,8 +977,8 @@ mod tests {
             .to_string()
             .contains("0 frame tracks"));
         let mut track = FrameTrack::default();
-        track.push(0, false, &[1; 12]);
-        track.push(3, true, &[2; 12]);
+        track.push(0, false, 0.5, &[1; 12]);
+        track.push(3, true, 0.01, &[2; 12]);
         e.frames = vec![track.clone()];
         let path = w.write(&e).unwrap();
         let d = Dataset::open(&dir).unwrap();

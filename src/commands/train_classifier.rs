@@ -20,6 +20,9 @@ pub struct TrainClassifierArgs {
     pub out: PathBuf,
     /// Every n-th episode (n = round(1 / fraction)) is held out for validation.
     pub validation_fraction: f64,
+    /// Frames whose task score lies in [low, high] are left out of training and validation
+    /// (the band around the success threshold where frames look alike).
+    pub drop_scores: Option<(f64, f64)>,
     pub config: ClassifierConfig,
 }
 
@@ -29,6 +32,8 @@ pub struct TrainClassifierOutcome {
     pub camera: String,
     pub train_episodes: usize,
     pub validation_episodes: usize,
+    /// Frames left out by `drop_scores`.
+    pub dropped_frames: usize,
     pub train: Scores,
     pub validation: Scores,
     pub losses: Vec<f64>,
@@ -149,6 +154,7 @@ pub fn run(
     let (w, h) = (camera.width as usize, camera.height as usize);
     let (mut train, mut validation) = (Frames::new(w, h, channels), Frames::new(w, h, channels));
     let (mut train_episodes, mut validation_episodes) = (0, 0);
+    let mut dropped = 0;
     for e in 0..dataset.episodes.len() {
         let tracks = dataset.frames(e)?;
         let track = &tracks[index];
@@ -161,6 +167,13 @@ pub fn run(
             &mut train
         };
         for i in 0..track.len() {
+            if args
+                .drop_scores
+                .is_some_and(|(low, high)| (low..=high).contains(&track.scores[i]))
+            {
+                dropped += 1;
+                continue;
+            }
             into.push(track.frame(i), track.success[i]);
         }
     }
@@ -208,6 +221,7 @@ pub fn run(
         camera: camera.name.clone(),
         train_episodes,
         validation_episodes,
+        dropped_frames: dropped,
         train: trained.train,
         validation: trained.validation,
         losses: trained.losses,
