@@ -102,6 +102,31 @@ pub struct TelemetrySetup<'a> {
     pub cameras: Option<CameraFeed>,
 }
 
+impl<'a> TelemetrySetup<'a> {
+    /// The setup of a run over a link: the link's cameras and the loop's clock, wall time
+    /// from now.
+    pub fn on_link(
+        rt: &crate::linked::LinkedRuntime,
+        title: String,
+        programs: Option<crate::reward_programs::ProgramRewards>,
+        frame_rewards: Option<FrameRewards>,
+        rerun: Option<&'a crate::rerun_log::Destination>,
+    ) -> Self {
+        let clock = rt.control.clock();
+        Self {
+            programs,
+            frame_rewards,
+            rerun,
+            title,
+            wall: crate::rerun_log::WallTime::from_clock_now(rlrt_runtime::Clock::now_ns(clock)),
+            cameras: Some(CameraFeed {
+                frames: rt.link.cameras(),
+                clock: clock.clone(),
+            }),
+        }
+    }
+}
+
 impl RunTelemetry {
     /// Starts the telemetry thread with the standard consumers, opening the rerun
     /// destination first when one is given, and the frame-reward scoring thread when the

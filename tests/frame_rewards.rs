@@ -186,24 +186,7 @@ threshold = 0.55
 }
 
 fn read_rrd(path: &Path) -> Value {
-    let deps = common::repo(".deps/python");
-    let out = Command::new("python3")
-        .arg(common::repo("tests/python/read_rrd.py"))
-        .arg(path)
-        .arg("--pixels")
-        .env(
-            "PYTHONPATH",
-            format!("{}:{}", deps.display(), deps.join("rerun_sdk").display()),
-        )
-        .env("RERUN_ANALYTICS", "0")
-        .output()
-        .expect("python3 runs (cargo xtask setup installs rerun-sdk into .deps/python)");
-    assert!(
-        out.status.success(),
-        "read_rrd.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::read_rrd(path, true)
 }
 
 fn base64(text: &str) -> Vec<u8> {

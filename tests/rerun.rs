@@ -17,25 +17,8 @@ fn rlrt() -> Command {
     cmd
 }
 
-/// Reads an `.rrd` with `tests/python/read_rrd.py` (rerun-sdk from `.deps/python`).
 fn read_rrd(path: &Path) -> Value {
-    let deps = common::repo(".deps/python");
-    let out = Command::new("python3")
-        .arg(common::repo("tests/python/read_rrd.py"))
-        .arg(path)
-        .env(
-            "PYTHONPATH",
-            format!("{}:{}", deps.display(), deps.join("rerun_sdk").display()),
-        )
-        .env("RERUN_ANALYTICS", "0")
-        .output()
-        .expect("python3 runs (cargo xtask setup installs rerun-sdk into .deps/python)");
-    assert!(
-        out.status.success(),
-        "read_rrd.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::read_rrd(path, false)
 }
 
 /// The reach arm with its reward program, on a link prefix of its own, written to `dir`.

@@ -23,9 +23,9 @@ use rlrt_sim::ServeMode;
 use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
-use crate::rerun_log::{Destination, Event, RerunSummary, WallTime};
+use crate::rerun_log::{Destination, Event, RerunSummary};
 use crate::reward_programs::{write_summaries, ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::telemetry_hub::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
 
 /// The demo's robot when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
@@ -134,17 +134,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let telemetry = RunTelemetry::start(
         &config,
         receiver,
-        TelemetrySetup {
-            programs: rewards,
+        TelemetrySetup::on_link(
+            &rt,
+            format!("rlrt demo {}", config.name),
+            rewards,
             frame_rewards,
-            rerun: args.rerun.as_ref(),
-            title: format!("rlrt demo {}", config.name),
-            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
-            cameras: Some(CameraFeed {
-                frames: rt.link.cameras(),
-                clock: rt.control.clock().clone(),
-            }),
-        },
+            args.rerun.as_ref(),
+        ),
     )?;
     let rerun_handle = telemetry.rerun_handle();
 

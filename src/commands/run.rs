@@ -27,7 +27,7 @@ use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 use crate::rerun_log::{Destination, RerunSummary, WallTime};
 use crate::reward_programs::{ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{CameraFeed, RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::telemetry_hub::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,17 +176,13 @@ fn run_link(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        TelemetrySetup {
-            programs: rewards,
+        TelemetrySetup::on_link(
+            &rt,
+            format!("rlrt run {}", config.name),
+            rewards,
             frame_rewards,
             rerun,
-            title: format!("rlrt run {}", config.name),
-            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
-            cameras: Some(CameraFeed {
-                frames: rt.link.cameras(),
-                clock: rt.control.clock().clone(),
-            }),
-        },
+        ),
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -252,17 +248,13 @@ fn run_link_lockstep(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        TelemetrySetup {
-            programs: rewards,
+        TelemetrySetup::on_link(
+            &rt,
+            format!("rlrt run {}", config.name),
+            rewards,
             frame_rewards,
             rerun,
-            title: format!("rlrt run {}", config.name),
-            wall: WallTime::from_clock_now(rt.control.clock().now_ns()),
-            cameras: Some(CameraFeed {
-                frames: rt.link.cameras(),
-                clock: rt.control.clock().clone(),
-            }),
-        },
+        ),
     )?;
     let max_ticks = limit
         .max_ticks

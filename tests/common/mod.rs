@@ -74,3 +74,26 @@ pub fn assert_commands_safe(config: &RobotConfig, records: &[TickRecord]) -> usi
     }
     checked
 }
+
+/// Reads an `.rrd` with `tests/python/read_rrd.py` (rerun-sdk from `.deps/python`); with
+/// `pixels`, image bytes too.
+pub fn read_rrd(path: &Path, pixels: bool) -> serde_json::Value {
+    let deps = repo(".deps/python");
+    let out = std::process::Command::new("python3")
+        .arg(repo("tests/python/read_rrd.py"))
+        .arg(path)
+        .args(pixels.then_some("--pixels"))
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", deps.display(), deps.join("rerun_sdk").display()),
+        )
+        .env("RERUN_ANALYTICS", "0")
+        .output()
+        .expect("python3 runs (cargo xtask setup installs rerun-sdk into .deps/python)");
+    assert!(
+        out.status.success(),
+        "read_rrd.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
