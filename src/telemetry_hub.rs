@@ -127,6 +127,26 @@ impl<'a> TelemetrySetup<'a> {
     }
 }
 
+impl<'a> TelemetrySetup<'a> {
+    /// The setup of a run without a link (the kinematic model): no cameras, so no frame
+    /// rewards.
+    pub fn without_link(
+        title: String,
+        programs: Option<crate::reward_programs::ProgramRewards>,
+        rerun: Option<&'a crate::rerun_log::Destination>,
+        wall: crate::rerun_log::WallTime,
+    ) -> Self {
+        Self {
+            programs,
+            frame_rewards: None,
+            rerun,
+            title,
+            wall,
+            cameras: None,
+        }
+    }
+}
+
 impl RunTelemetry {
     /// Starts the telemetry thread with the standard consumers, opening the rerun
     /// destination first when one is given, and the frame-reward scoring thread when the

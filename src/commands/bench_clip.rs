@@ -9,8 +9,6 @@
 //! rlrt's NdArray backend is built without its rayon feature (see DEPENDENCIES notes), so it
 //! runs on one thread whatever the machine has; the report states that.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -72,24 +70,16 @@ print(json.dumps(out))
 "#;
 
 fn run_peer(args: &BenchClipArgs) -> anyhow::Result<serde_json::Value> {
-    let mut child = Command::new("python3")
-        .args([
+    let output = super::run_python(
+        &[
             "-",
             &args.calls.to_string(),
             &args.batch_calls.to_string(),
             &BATCH.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3 (is Python 3 installed?)")?;
-    child
-        .stdin
-        .take()
-        .context("python3 stdin")?
-        .write_all(PEER.as_bytes())?;
-    let output = child.wait_with_output()?;
+        ],
+        None,
+        PEER.as_bytes(),
+    )?;
     anyhow::ensure!(
         output.status.success(),
         "the PyTorch peer failed (it needs torch and transformers importable by python3): {}",

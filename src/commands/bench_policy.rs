@@ -10,9 +10,7 @@
 //!
 //! Every peer's outputs are compared with rlrt's.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -319,20 +317,11 @@ fn python_peers(
     job: &serde_json::Value,
     python_path: &std::path::Path,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut child = Command::new("python3")
-        .args(["-c", PYTHON_PEERS])
-        .env("PYTHONPATH", python_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3")?;
-    child
-        .stdin
-        .take()
-        .context("python3 stdin")?
-        .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = super::run_python(
+        &["-c", PYTHON_PEERS],
+        Some(python_path),
+        job.to_string().as_bytes(),
+    )?;
     anyhow::ensure!(
         out.status.success(),
         "the Python peers failed ({}): {}",

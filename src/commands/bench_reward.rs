@@ -9,9 +9,7 @@
 //! same thing. Both report evaluations per second (a tight loop) and per-call latency
 //! (each call timed on its own).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -240,20 +238,11 @@ fn run_peer(env: &Environment, states: &[ProgramState], calls: usize) -> anyhow:
     let job = serde_json::json!({
         "states": rows, "calls": calls, "warmup": WARMUP_CALLS, "compared": COMPARED,
     });
-    let mut child = Command::new("python3")
-        .args(["-c", PEER])
-        .env("PYTHONPATH", python_path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running python3 (is Python 3 installed?)")?;
-    child
-        .stdin
-        .take()
-        .context("python3 stdin")?
-        .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = super::run_python(
+        &["-c", PEER],
+        Some(&python_path()),
+        job.to_string().as_bytes(),
+    )?;
     anyhow::ensure!(
         out.status.success(),
         "the Python peer failed ({}); numpy comes from `cargo xtask setup` into {}:\n{}",

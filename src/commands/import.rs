@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hdf5::types::TypeDescriptor;
-use rlrt_runtime::recording::{DatasetInfo, DatasetWriter, Episode, FORMAT};
+use rlrt_runtime::recording::{DatasetWriter, Episode};
 
 /// The layouts `rlrt import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -364,22 +364,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
     if episodes.is_empty() {
         anyhow::bail!("{}: no episodes with a step", file_path.display());
     }
-    let info = DatasetInfo {
-        format: FORMAT.to_owned(),
-        version: 1,
-        observation_len: o,
-        action_len: a,
-        action_mode: rlrt_policies::checkpoint::action_mode_name(&config),
-        control_rate_hz: config.control_rate_hz,
-        observation_fields: rlrt_policies::checkpoint::observation_fields(&config),
-        reward: format!("imported ({layout:?} rewards)"),
-        controller: format!("imported from {}", file_path.display()),
-        config_source: std::path::absolute(&args.config)
-            .unwrap_or_else(|_| args.config.clone())
-            .display()
-            .to_string(),
-        cameras: Vec::new(),
-    };
+    let info = super::record::dataset_info(
+        &config,
+        &args.config,
+        format!("imported ({layout:?} rewards)"),
+        format!("imported from {}", file_path.display()),
+        Vec::new(),
+    );
     let mut writer = DatasetWriter::create(&args.out, info, &text)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let transitions = episodes.iter().map(Episode::steps).sum();

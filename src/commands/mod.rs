@@ -67,3 +67,33 @@ fn set_key(table: &mut toml::Table, parts: &[&str], value: Option<&toml::Value>)
         }
     }
 }
+
+/// Runs `python3` with `args` (and `PYTHONPATH` when given), writes `stdin` to it and returns
+/// its output once it has ended: the one way the benchmarks start their Python peers.
+pub(crate) fn run_python(
+    args: &[&str],
+    pythonpath: Option<&std::path::Path>,
+    stdin: &[u8],
+) -> anyhow::Result<std::process::Output> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new("python3");
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = pythonpath {
+        command.env("PYTHONPATH", path);
+    }
+    let mut child = command
+        .spawn()
+        .context("running python3 (is Python 3 installed?)")?;
+    child
+        .stdin
+        .take()
+        .context("python3 stdin")?
+        .write_all(stdin)?;
+    Ok(child.wait_with_output()?)
+}

@@ -48,6 +48,32 @@ pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
     Ok((config, text))
 }
 
+/// `dataset.json` of episodes of `config`, read from `config_path`.
+pub fn dataset_info(
+    config: &RobotConfig,
+    config_path: &Path,
+    reward: String,
+    controller: String,
+    cameras: Vec<rlrt_runtime::recording::CameraInfo>,
+) -> DatasetInfo {
+    DatasetInfo {
+        format: FORMAT.to_owned(),
+        version: 1,
+        observation_len: config.observation.feature_len,
+        action_len: config.action.len(),
+        action_mode: rlrt_policies::checkpoint::action_mode_name(config),
+        control_rate_hz: config.control_rate_hz,
+        observation_fields: rlrt_policies::checkpoint::observation_fields(config),
+        reward,
+        controller,
+        config_source: std::path::absolute(config_path)
+            .unwrap_or_else(|_| config_path.to_owned())
+            .display()
+            .to_string(),
+        cameras,
+    }
+}
+
 pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result<RecordOutcome> {
     let (config, text) = load_config(&args.config)?;
     let mut policy = rlrt_policies::build(&config)?;
@@ -67,26 +93,18 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
         Exploration::Gaussian { std } => format!("{} + gaussian(std {std})", policy.name()),
         Exploration::Uniform => "uniform random".to_owned(),
     };
-    let info = DatasetInfo {
-        format: FORMAT.to_owned(),
-        version: 1,
-        observation_len: config.observation.feature_len,
-        action_len: config.action.len(),
-        action_mode: rlrt_policies::checkpoint::action_mode_name(&config),
-        control_rate_hz: config.control_rate_hz,
-        observation_fields: rlrt_policies::checkpoint::observation_fields(&config),
-        reward: "negative_task_distance".to_owned(),
-        controller,
-        config_source: std::path::absolute(&args.config)
-            .unwrap_or_else(|_| args.config.clone())
-            .display()
-            .to_string(),
-        cameras: if args.frames {
-            crate::rollout::camera_infos(&config)
-        } else {
-            Vec::new()
-        },
+    let cameras = if args.frames {
+        crate::rollout::camera_infos(&config)
+    } else {
+        Vec::new()
     };
+    let info = dataset_info(
+        &config,
+        &args.config,
+        "negative_task_distance".to_owned(),
+        controller,
+        cameras,
+    );
     let mut writer = DatasetWriter::create(&args.out, info, &text)?;
     let first = writer.episodes();
     let mut episodes = Vec::with_capacity(args.episodes);

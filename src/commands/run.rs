@@ -334,14 +334,7 @@ pub(crate) fn run_wall_clock(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        TelemetrySetup {
-            programs: rewards,
-            frame_rewards: None,
-            rerun,
-            title: format!("rlrt run {}", config.name),
-            wall,
-            cameras: None,
-        },
+        TelemetrySetup::without_link(format!("rlrt run {}", config.name), rewards, rerun, wall),
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -399,14 +392,12 @@ pub(crate) fn run_lockstep(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        TelemetrySetup {
-            programs: rewards,
-            frame_rewards: None,
+        TelemetrySetup::without_link(
+            format!("rlrt run {}", config.name),
+            rewards,
             rerun,
-            title: format!("rlrt run {}", config.name),
-            wall: WallTime::OnArrival,
-            cameras: None,
-        },
+            WallTime::OnArrival,
+        ),
     )?;
     let limit = RunLimit {
         max_ticks: limit.max_ticks.or(Some(10 * config.control_rate_hz as u64)),
