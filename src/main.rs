@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rlrt::commands::{
-    bench_clip, bench_link, bench_loop, bench_policy, bench_reward, check, demo, record, reward,
-    run, sim, train,
+    bench_clip, bench_iql, bench_link, bench_loop, bench_policy, bench_reward, check, demo, record,
+    reward, run, sim, train,
 };
 use rlrt::rollout::Exploration;
 use rlrt_policies::checkpoint::Algorithm;
@@ -447,8 +447,8 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 #[derive(Subcommand)]
 enum Bench {
     /// Image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1 and 16
-    /// (burn NdArray on the CPU), against PyTorch's transformers CLIP of the same config when
-    /// python3 can import torch and transformers.
+    /// (burn Flex on the CPU, and NdArray at batch 1), against PyTorch's transformers CLIP
+    /// of the same config when python3 can import torch and transformers.
     Clip {
         /// Timed calls at batch 1 (after two warm-up calls).
         #[arg(long, default_value_t = 20)]
@@ -459,6 +459,30 @@ enum Bench {
         /// Skip the PyTorch peer.
         #[arg(long)]
         no_peer: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// IQL update steps per second at batch 256 on the CPU (burn Flex, and NdArray), against
+    /// the same update in PyTorch eager when python3 can import torch.
+    Iql {
+        #[arg(long, default_value_t = 17)]
+        observations: usize,
+        #[arg(long, default_value_t = 6)]
+        actions: usize,
+        #[arg(long, value_delimiter = ',', default_value = "256,256")]
+        hidden: Vec<usize>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed update steps per run (after a tenth as many warm-up steps).
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Skip the PyTorch peer.
+        #[arg(long)]
+        no_peer: bool,
+        /// Where the PyTorch peer finds torch (added to PYTHONPATH; default .deps/python,
+        /// which has no torch: pip install torch elsewhere and point here).
+        #[arg(long)]
+        python_path: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -1048,6 +1072,28 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     calls,
                     batch_calls,
                     no_peer,
+                })?;
+                print_bench(&report, json);
+                Ok(0)
+            }
+            Bench::Iql {
+                observations,
+                actions,
+                hidden,
+                batch,
+                steps,
+                no_peer,
+                python_path,
+                json,
+            } => {
+                let report = bench_iql::run(&bench_iql::BenchIqlArgs {
+                    observations,
+                    actions,
+                    hidden,
+                    batch,
+                    steps,
+                    no_peer,
+                    python_path,
                 })?;
                 print_bench(&report, json);
                 Ok(0)

@@ -21,7 +21,7 @@ use serde_json::Value;
 const CLIP: &str = "rewards/tests/fixtures/clip";
 const CLASSIFIER: &str = "tests/fixtures/classifier";
 
-type B = burn::backend::NdArray<f32>;
+type B = rlrt_rewards::clip::CpuBackend;
 
 fn camera(width: u32, height: u32, encoding: ImageEncoding) -> CameraSpec {
     CameraSpec {

@@ -364,7 +364,7 @@ fn bench_policy_prints_one_json_object_and_both_paths_agree() {
     assert_eq!(report["layers"], serde_json::json!([17, 256, 256, 6]));
     assert!(report["metrics"]["batch1_act"]["p99"].as_f64().unwrap() > 0.0);
     assert!(
-        report["peers"]["burn_ndarray"]["forward"]["p50"]
+        report["peers"]["burn_flex"]["forward"]["p50"]
             .as_f64()
             .unwrap()
             > 0.0
@@ -372,13 +372,50 @@ fn bench_policy_prints_one_json_object_and_both_paths_agree() {
     // The batch-1 path computes what burn computes, and what ONNX Runtime computes on the
     // exported actor (from .deps/python's onnxruntime wheel, in process and from Python).
     let differences = &report["max_abs_difference_from_rlrt"];
-    for peer in ["burn_ndarray", "onnxruntime", "onnxruntime_python"] {
+    for peer in ["burn_flex", "onnxruntime", "onnxruntime_python"] {
         assert!(
             differences[peer].as_f64().unwrap() < 1e-5,
             "{peer}: {report}"
         );
-        if peer != "burn_ndarray" {
+        if peer != "burn_flex" {
             assert!(report["peers"][peer]["act"]["p50"].as_f64().unwrap() > 0.0);
         }
     }
+}
+
+#[test]
+fn bench_iql_times_both_backends_and_they_compute_the_same_update() {
+    let report = run_json(rlrt().args([
+        "bench",
+        "iql",
+        "--steps",
+        "20",
+        "--batch",
+        "64",
+        "--no-peer",
+        "--json",
+    ]));
+    assert_eq!(report["bench"], "iql");
+    assert_eq!(report["metrics"]["update_step"]["count"], 20);
+    assert!(report["rlrt_steps_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["peers"]["burn_ndarray_1thread"]["update_step"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The same seed, data and first minibatch on Flex and NdArray: the first update's losses
+    // agree to float rounding.
+    let losses = &report["first_update_losses"];
+    for key in ["value", "q", "actor", "advantage"] {
+        let (a, b) = (
+            losses["rlrt"][key].as_f64().unwrap(),
+            losses["burn_ndarray"][key].as_f64().unwrap(),
+        );
+        assert!(
+            a.is_finite() && (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+            "{key}: {a} vs {b}"
+        );
+    }
+    assert!(report["peer"].as_str().unwrap().starts_with("skipped"));
 }

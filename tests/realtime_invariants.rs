@@ -186,7 +186,7 @@ fn trained_actor_ticks_do_not_allocate() {
     let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     let (inputs, outputs) = (config.observation.feature_len, config.action.len());
     // A 2x256 actor with seeded weights, copied out of burn into the batch-1 path.
-    let actor = rlrt_policies::iql::seeded_actor::<burn::backend::NdArray<f32>>(
+    let actor = rlrt_policies::iql::seeded_actor::<burn::backend::Flex>(
         inputs,
         outputs,
         &[256, 256],

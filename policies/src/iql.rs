@@ -10,13 +10,14 @@
 //! Layout of this file: hyperparameters and presets; the replay buffer with observation
 //! normalisation and reward scaling; the networks (MLP, twin Q, V, actor); the learner with
 //! its update step; saving and resuming. Everything runs on any burn autodiff backend;
-//! [`CpuBackend`] (NdArray, one thread) is the default and is deterministic for a seed.
+//! [`CpuBackend`] (Flex, one thread) is the default and is deterministic for a seed.
 //! Parameters are initialised from our own seeded generator, not the backend's, so two runs
 //! with one seed start from the same weights on every backend.
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{ndarray::NdArrayDevice, Autodiff, NdArray};
+use burn::backend::flex::FlexDevice;
+use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -29,13 +30,14 @@ use rlrt_runtime::rng::{splitmix64, uniform01};
 
 use crate::checkpoint::{Algorithm, CheckpointMeta, MlpWeights, Normalisation};
 
-/// The CPU training backend: burn's NdArray (single-threaded here: deterministic) with
-/// reverse-mode autodiff.
-pub type CpuBackend = Autodiff<NdArray<f32>>;
+/// The CPU training backend: burn's Flex (matrix products through the `gemm` crate, AVX-512,
+/// AVX2 or NEON picked at run time; built without rayon, so one thread and deterministic)
+/// with reverse-mode autodiff. `rlrt bench iql` times it against NdArray and PyTorch.
+pub type CpuBackend = Autodiff<Flex>;
 
 /// The default device of [`CpuBackend`].
-pub fn cpu() -> NdArrayDevice {
-    NdArrayDevice::Cpu
+pub fn cpu() -> FlexDevice {
+    FlexDevice
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,6 +293,48 @@ impl Replay {
             }
         }
         Ok(replay)
+    }
+
+    /// `transitions` random transitions (observations and rewards standard-normal-ish,
+    /// actions in [-1, 1], one in fifty terminal) with identity normalisation: data for
+    /// timing updates (`rlrt bench iql`), where the values do not matter but the shapes do.
+    pub fn random(
+        observation_len: usize,
+        action_len: usize,
+        transitions: usize,
+        seed: u64,
+    ) -> Self {
+        let mut rng = seed;
+        let mut draw = |n: usize, scale: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| ((2.0 * uniform01(&mut rng) - 1.0) * scale) as f32)
+                .collect()
+        };
+        let observations = draw(transitions * observation_len, 2.0);
+        let next_observations = draw(transitions * observation_len, 2.0);
+        let actions = draw(transitions * action_len, 1.0);
+        let rewards = draw(transitions, 1.0);
+        let not_done = (0..transitions)
+            .map(|i| if i % 50 == 49 { 0.0 } else { 1.0 })
+            .collect();
+        Self {
+            observation_len,
+            action_len,
+            observations,
+            actions,
+            rewards,
+            next_observations,
+            not_done,
+            normalisation: Normalisation {
+                observation_mean: vec![0.0; observation_len],
+                observation_std: vec![1.0; observation_len],
+                action_mid: vec![0.0; action_len],
+                action_half_range: vec![1.0; action_len],
+            },
+            reward_scale: 1.0,
+            observation_fields: Vec::new(),
+            action_mode: "joint_position".into(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -907,7 +951,7 @@ pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeight
     let mut sizes = vec![meta.observation_len];
     sizes.extend_from_slice(&meta.hidden);
     sizes.push(meta.action_len);
-    let skeleton: Actor<NdArray<f32>> = seeded_actor(
+    let skeleton: Actor<Flex> = seeded_actor(
         meta.observation_len,
         meta.action_len,
         &meta.hidden,

@@ -20,7 +20,7 @@
 //! minibatches drawn from the crate's seeded generator, so a run on the CPU is repeatable.
 //! Weights start from the same seeded generator (uniform, PyTorch's default bounds).
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -30,8 +30,8 @@ use burn::tensor::{Tensor, TensorData};
 use rlrt_runtime::onnx_proto::{self, model, node, tensor, value_info, Attr, Dim};
 use rlrt_runtime::rng::{splitmix64, uniform01};
 
-/// Training backend (CPU).
-pub type TrainBackend = Autodiff<NdArray<f32>>;
+/// Training backend: burn's Flex on the CPU (one thread, deterministic for a seed).
+pub type TrainBackend = Autodiff<Flex>;
 
 /// Labelled frames of one camera, back to back.
 #[derive(Clone, Debug, Default)]
@@ -295,7 +295,7 @@ impl Scores {
 
 /// A trained classifier and how it did.
 pub struct Trained {
-    pub model: SuccessCnn<NdArray<f32>>,
+    pub model: SuccessCnn<Flex>,
     pub patch: usize,
     pub stride: usize,
     pub channels: usize,
@@ -437,45 +437,44 @@ pub fn export_onnx(trained: &Trained) -> Vec<u8> {
     ];
     // Conv weights [out, in, k, k] are burn's [in features, out] transposed (features are
     // ordered channel, row, column in both).
-    let mut conv =
-        |index: usize, layer: &Linear<NdArray<f32>>, input: &str, k: usize, stride: usize| {
-            let weight = layer.weight.val();
-            let [features, outputs] = weight.dims();
-            let w = values(weight);
-            let mut transposed = vec![0.0f32; w.len()];
-            for f in 0..features {
-                for o in 0..outputs {
-                    transposed[o * features + f] = w[f * outputs + o];
-                }
+    let mut conv = |index: usize, layer: &Linear<Flex>, input: &str, k: usize, stride: usize| {
+        let weight = layer.weight.val();
+        let [features, outputs] = weight.dims();
+        let w = values(weight);
+        let mut transposed = vec![0.0f32; w.len()];
+        for f in 0..features {
+            for o in 0..outputs {
+                transposed[o * features + f] = w[f * outputs + o];
             }
-            let (wn, bn) = (format!("conv{index}_w"), format!("conv{index}_b"));
-            inits.push(tensor(
-                &wn,
-                &[outputs, features / (k * k), k, k],
-                &transposed,
-            ));
-            let bias = layer
-                .bias
-                .as_ref()
-                .map(|b| values(b.val()))
-                .unwrap_or_default();
-            inits.push(tensor(&bn, &[outputs], &bias));
-            let out = format!("conv{index}");
-            nodes.push(node(
-                "Conv",
-                &out,
-                &[input, &wn, &bn],
-                &out,
-                &[
-                    Attr::Ints("kernel_shape", &[k as i64, k as i64]),
-                    Attr::Ints("strides", &[stride as i64, stride as i64]),
-                    Attr::Ints("pads", &[0, 0, 0, 0]),
-                ],
-            ));
-            let relu_out = format!("relu{index}");
-            nodes.push(node("Relu", &relu_out, &[&out], &relu_out, &[]));
-            relu_out
-        };
+        }
+        let (wn, bn) = (format!("conv{index}_w"), format!("conv{index}_b"));
+        inits.push(tensor(
+            &wn,
+            &[outputs, features / (k * k), k, k],
+            &transposed,
+        ));
+        let bias = layer
+            .bias
+            .as_ref()
+            .map(|b| values(b.val()))
+            .unwrap_or_default();
+        inits.push(tensor(&bn, &[outputs], &bias));
+        let out = format!("conv{index}");
+        nodes.push(node(
+            "Conv",
+            &out,
+            &[input, &wn, &bn],
+            &out,
+            &[
+                Attr::Ints("kernel_shape", &[k as i64, k as i64]),
+                Attr::Ints("strides", &[stride as i64, stride as i64]),
+                Attr::Ints("pads", &[0, 0, 0, 0]),
+            ],
+        ));
+        let relu_out = format!("relu{index}");
+        nodes.push(node("Relu", &relu_out, &[&out], &relu_out, &[]));
+        relu_out
+    };
     let mut x = conv(0, &model_.patch, "x0", trained.patch, trained.stride);
     for (i, layer) in model_.mix.iter().enumerate() {
         x = conv(i + 1, layer, &x, 1, 1);

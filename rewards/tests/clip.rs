@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
 use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipError, ClipModel, Resize, Rgb8};
 use serde_json::Value;
 
-type B = NdArray<f32>;
+type B = rlrt_rewards::clip::CpuBackend;
 
 /// The bar the issue sets for embeddings (f32, unit vectors).
 const EMBEDDING_TOLERANCE: f32 = 1e-4;

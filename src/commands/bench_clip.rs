@@ -1,18 +1,18 @@
 //! `rlrt bench clip`: image-embedding latency of a randomly initialised, full-size CLIP
 //! ViT-B/32 vision tower (built from the preset; no download), preprocessed 224 x 224 input to
-//! projected embedding, at batch 1 and batch 16, in burn's NdArray backend on the CPU. The peer
-//! is Hugging Face's `CLIPVisionModelWithProjection` of the same config in PyTorch
+//! projected embedding, at batch 1 and batch 16, in burn's Flex backend on the CPU (the one
+//! rlrt's CLIP rewards use). Peers: the same tower in burn's NdArray backend (batch 1), and
+//! Hugging Face's `CLIPVisionModelWithProjection` of the same config in PyTorch
 //! (`torch.inference_mode`, `torch.set_num_threads` at one thread and at all cores), run by
 //! `python3` with the caller's environment; when torch or transformers cannot be imported the
 //! report says so and carries rlrt's numbers alone.
 //!
-//! rlrt's NdArray backend is built without its rayon feature (see DEPENDENCIES notes), so it
-//! runs on one thread whatever the machine has; the report states that.
+//! Both burn backends are built without rayon, so they run on one thread whatever the machine
+//! has; the report states that.
 
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::backend::NdArray;
 use burn::tensor::{Distribution, Tensor};
 use rlrt_rewards::clip::model::{Clip, RandomInit};
 use rlrt_rewards::clip::{ClipConfig, Preset};
@@ -91,16 +91,19 @@ fn run_peer(args: &BenchClipArgs) -> anyhow::Result<serde_json::Value> {
     serde_json::from_slice(&output.stdout).context("the PyTorch peer's output")
 }
 
-pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
-    anyhow::ensure!(
-        args.calls > 0 && args.batch_calls > 0,
-        "--calls and --batch-calls must be above zero"
-    );
-    type B = NdArray<f32>;
+/// Batch-1 and batch-16 latencies (ms) of a random ViT-B/32 vision tower on backend `B`, after
+/// two warm-up calls each; `batch_calls` 0 skips batch 16 (an empty series).
+fn time_vision<B: burn::tensor::backend::Backend>(
+    calls: usize,
+    batch_calls: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let device = Default::default();
     let config = ClipConfig::preset(Preset::VitB32);
     let Ok(vision) = Clip::<B>::build_vision(&config, &mut RandomInit::<B> { device: &device });
     let time = |batch: usize, calls: usize| -> Vec<f64> {
+        if calls == 0 {
+            return Vec::new();
+        }
         let x = Tensor::<B, 4>::random(
             [batch, 3, 224, 224],
             Distribution::Normal(0.0, 1.0),
@@ -116,8 +119,16 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
             .skip(2)
             .collect()
     };
-    let b1 = summarise(time(1, args.calls));
-    let b16 = summarise(time(BATCH, args.batch_calls));
+    (time(1, calls), time(BATCH, batch_calls))
+}
+
+pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(
+        args.calls > 0 && args.batch_calls > 0,
+        "--calls and --batch-calls must be above zero"
+    );
+    let (b1, b16) = time_vision::<rlrt_rewards::clip::CpuBackend>(args.calls, args.batch_calls);
+    let (b1, b16) = (summarise(b1), summarise(b16));
 
     let mut report = BenchReport::new("clip");
     report
@@ -125,16 +136,24 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
         .insert("model".into(), "ViT-B/32 vision tower, random init".into());
     report
         .extra
-        .insert("rlrt_backend".into(), "burn 0.21 NdArray f32".into());
+        .insert("rlrt_backend".into(), "burn 0.21 Flex f32 (gemm)".into());
     report.extra.insert(
         "rlrt_threads".into(),
-        "1 (NdArray built without rayon: the same number for 1 and all threads)".into(),
+        "1 (Flex built without rayon: the same number for 1 and all threads)".into(),
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
     let (r1, r16) = (b1.p50, b16.p50);
     report.metrics.insert("batch1_image_embedding".into(), b1);
     report.metrics.insert("batch16_image_embedding".into(), b16);
+    let nd1 = summarise(time_vision::<burn::backend::NdArray<f32>>(args.calls, 0).0);
+    report.extra.insert(
+        "ratio_rlrt_over_ndarray_batch1_p50".into(),
+        (r1 / nd1.p50).into(),
+    );
+    let mut ndarray = Metrics::new();
+    ndarray.insert("batch1_image_embedding".into(), nd1);
+    report.peers.insert("burn_ndarray_1thread".into(), ndarray);
 
     if args.no_peer {
         report

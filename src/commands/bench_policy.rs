@@ -1,7 +1,7 @@
 //! `rlrt bench policy`: per-call latency of a trained actor at batch 1 (2x256 MLP, 17
 //! inputs, 6 outputs by default) through the path the tick uses (`CheckpointPolicy::act`:
 //! plain arrays, no allocation) against, on the same weights and one thread each:
-//! - burn's own forward pass (NdArray, tensor in, data out);
+//! - burn's own forward pass (Flex, tensor in, data out);
 //! - ONNX Runtime in this process: the actor exported to ONNX (`onnx_export`) and run by
 //!   `OnnxPolicy`, the path an imported policy takes on the tick;
 //! - PyTorch eager and ONNX Runtime from Python (what a Python stack would call), when
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use rlrt_policies::checkpoint::{CheckpointPolicy, Normalisation};
 use rlrt_policies::iql::{cpu, seeded_actor};
@@ -100,7 +100,7 @@ fn summarise(mut ns: Vec<u64>) -> Metric {
 
 pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     let device = cpu();
-    let actor = seeded_actor::<NdArray<f32>>(args.inputs, args.outputs, &args.hidden, 42, &device);
+    let actor = seeded_actor::<Flex>(args.inputs, args.outputs, &args.hidden, 42, &device);
     let normalisation = Normalisation {
         observation_mean: vec![0.0; args.inputs],
         observation_std: vec![1.0; args.inputs],
@@ -113,10 +113,8 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     let mut action = vec![0.0f64; args.outputs];
 
     let burn_forward = |x: &[f32]| -> Vec<f32> {
-        let input = Tensor::<NdArray<f32>, 2>::from_data(
-            TensorData::new(x.to_vec(), [1, x.len()]),
-            &device,
-        );
+        let input =
+            Tensor::<Flex, 2>::from_data(TensorData::new(x.to_vec(), [1, x.len()]), &device);
         actor
             .mean(input)
             .into_data()
@@ -162,7 +160,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     report.metrics.insert("batch1_act".to_owned(), ours);
     let mut peer = rlrt_runtime::bench::Metrics::new();
     peer.insert("forward".to_owned(), summarise(burn));
-    report.peers.insert("burn_ndarray".to_owned(), peer);
+    report.peers.insert("burn_flex".to_owned(), peer);
 
     // ONNX Runtime in this process, on the exported actor.
     let dir = std::env::temp_dir().join(format!("rlrt-bench-policy-{}", std::process::id()));
@@ -171,7 +169,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     let weights = policy_weights(&actor);
     std::fs::write(&onnx_path, export_actor(&weights, &identity(args))?)?;
     let mut differences = serde_json::Map::new();
-    differences.insert("burn_ndarray".into(), serde_json::json!(max_difference));
+    differences.insert("burn_flex".into(), serde_json::json!(max_difference));
     match OnnxPolicy::load(&onnx_path, args.inputs, args.outputs, "inputs", "outputs") {
         Ok(mut onnx) => {
             let mut onnx_action = vec![0.0f64; args.outputs];
@@ -272,7 +270,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     );
     report.extra.insert(
         "threads".to_owned(),
-        serde_json::json!("1 (NdArray built without rayon)"),
+        serde_json::json!("1 (burn built without rayon)"),
     );
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! One module per `rlrt` command.
 
 pub mod bench_clip;
+pub mod bench_iql;
 pub mod bench_link;
 pub mod bench_loop;
 pub mod bench_policy;

@@ -153,10 +153,11 @@ pub struct ClipReport {
     pub height: usize,
 }
 
-/// `rlrt reward clip`: the VLM-RM reward of one PNG frame on the CPU (burn's NdArray).
+/// `rlrt reward clip`: the VLM-RM reward of one PNG frame on the CPU (burn's Flex backend).
 pub fn clip(args: &ClipArgs) -> anyhow::Result<ClipReport> {
     use rlrt_rewards::clip::{preprocess, ClipModel, Resize, Rgb8};
-    let model = ClipModel::<burn::backend::NdArray<f32>>::load(&args.model, &Default::default())?;
+    let model =
+        ClipModel::<rlrt_rewards::clip::CpuBackend>::load(&args.model, &Default::default())?;
     let (rgb, width, height) = preprocess::read_png(&args.image)?;
     let mode = if args.plain_resize {
         Resize::Plain

@@ -28,7 +28,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use burn::backend::NdArray;
 use crossbeam_channel::{Receiver, Sender};
 use rlrt_rewards::clip::{ClipGoal, ClipModel, Resize, Rgb8};
 use rlrt_runtime::config::{FrameResize, ImageEncoding, RewardKind};
@@ -48,7 +47,7 @@ const TICK_HISTORY: usize = 1 << 16;
 /// Results waiting for the telemetry thread.
 const RESULT_QUEUE: usize = 1024;
 
-type Backend = NdArray<f32>;
+type Backend = rlrt_rewards::clip::CpuBackend;
 
 /// One frame-scored reward source of the hw-config.
 #[derive(Clone, Debug)]
