@@ -259,7 +259,7 @@ impl Layout {
                 .take(config.action.len())
                 .map(|s| (*s).to_owned())
                 .collect(),
-            ActionMode::JointPosition | ActionMode::JointVelocity => {
+            ActionMode::JointPosition | ActionMode::JointVelocity | ActionMode::JointEffort => {
                 config.joints.iter().map(|j| j.name.clone()).collect()
             }
         };

@@ -6,8 +6,10 @@
 //! checked by the real [`SafetyLayer`], turned into features by the loop's own
 //! [`FeatureBuilder`], the policy (plus optional exploration noise) proposes an action and
 //! the safety layer's command is what the simulator gets and what a recording stores.
-//! The reward is the task's negative distance (`-verdict().score`) after the step; success
-//! is the task's verdict at the end of the episode. With frames on
+//! The reward is the task's own (Gymnasium's tasks) or else its negative distance
+//! (`-verdict().score`) after the step; success is the task's verdict at the end of the
+//! episode. An episode ends at the task's time limit, or earlier when the task says it has
+//! terminated (Gymnasium's Hopper and Walker2d falling over). With frames on
 //! ([`EpisodeRunner::with_frames`]), every camera of the config is rendered at its rate in
 //! simulated time, each frame with the observation row it shows and the task's ground-truth
 //! success at that state.
@@ -77,6 +79,16 @@ pub fn camera_infos(config: &RobotConfig) -> Vec<CameraInfo> {
 }
 
 impl EpisodeRunner {
+    /// Whether the task has a ground-truth success test.
+    pub fn has_success_test(&self) -> bool {
+        self.sim.has_success_test()
+    }
+
+    /// The task's name (such as `reach` or `hopper`).
+    pub fn task_name(&self) -> &str {
+        self.sim.task_name()
+    }
+
     pub fn new(config: &RobotConfig) -> Result<Self, RolloutError> {
         Self::build(config, false)
     }
@@ -93,8 +105,8 @@ impl EpisodeRunner {
             .as_ref()
             .ok_or_else(|| RolloutError::NoSim(config.source.display().to_string()))?;
         let task = TaskSource::resolve(&sim_config.task, sim_config.task_path.as_deref())?;
-        let steps = (task.file.episode_seconds * config.control_rate_hz).round() as usize;
         let sim = MujocoSim::new(config, &task, frames)?;
+        let steps = (sim.episode_seconds() * config.control_rate_hz).round() as usize;
         let cameras = if frames {
             config
                 .observation
@@ -208,17 +220,22 @@ impl EpisodeRunner {
             }
             self.sim.step(self.period_s);
             now_ns += self.period_ns;
-            let reward = -self.sim.verdict().map_or(0.0, |v| v.score);
+            let outcome = self.sim.verdict().unwrap_or_default();
+            let reward = outcome.reward.unwrap_or(-outcome.score);
             self.observe(now_ns, t as u64 + 2);
             self.render_due((t + 1) as f64 * self.period_s, t + 1, &mut episode)
                 .map_err(RolloutError::Render)?;
-            // The reach and push tasks never end early: every episode ends by its time limit.
             let action = if verdict.publish {
                 self.command.values[..len].to_vec()
             } else {
                 vec![0.0; len]
             };
-            episode.push(&action, reward, false, t + 1 == self.steps, &self.current);
+            let terminal = outcome.terminated;
+            let timeout = !terminal && t + 1 == self.steps;
+            episode.push(&action, reward, terminal, timeout, &self.current);
+            if terminal {
+                break;
+            }
         }
         episode.success = self.sim.verdict().is_some_and(|v| v.success);
         Ok(episode)
@@ -229,41 +246,69 @@ impl EpisodeRunner {
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Evaluation {
     pub episodes: usize,
+    /// Whether the task has a success test (Gymnasium's tasks do not: their successes are
+    /// always 0 and only the return counts).
+    pub success_test: bool,
     pub successes: usize,
     pub success_rate: f64,
     /// Wilson score interval (95%) of the success rate.
     pub success_low: f64,
     pub success_high: f64,
     pub mean_return: f64,
+    /// Normal-approximation 95% interval of the mean return (mean +/- 1.96 standard errors).
+    pub return_low: f64,
+    pub return_high: f64,
+    /// Mean number of steps per episode (below the time limit when episodes terminate).
+    pub mean_steps: f64,
 }
 
 impl Evaluation {
-    pub fn of(episodes: &[Episode]) -> Self {
+    pub fn of(episodes: &[Episode], success_test: bool) -> Self {
         let n = episodes.len();
         let successes = episodes.iter().filter(|e| e.success).count();
         let (low, high) = wilson(successes, n);
+        let returns: Vec<f64> = episodes.iter().map(Episode::total_reward).collect();
+        let mean = returns.iter().sum::<f64>() / n.max(1) as f64;
+        let half = if n > 1 {
+            let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            1.959_963_984_540_054 * (var / n as f64).sqrt()
+        } else {
+            0.0
+        };
         Self {
             episodes: n,
+            success_test,
             successes,
             success_rate: successes as f64 / n.max(1) as f64,
             success_low: low,
             success_high: high,
-            mean_return: episodes.iter().map(Episode::total_reward).sum::<f64>() / n.max(1) as f64,
+            mean_return: mean,
+            return_low: mean - half,
+            return_high: mean + half,
+            mean_steps: episodes.iter().map(|e| e.steps() as f64).sum::<f64>() / n.max(1) as f64,
         }
     }
 }
 
 impl std::fmt::Display for Evaluation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.success_test {
+            write!(
+                f,
+                "success {}/{} = {:.0}% (95% CI {:.0}-{:.0}%), ",
+                self.successes,
+                self.episodes,
+                self.success_rate * 100.0,
+                self.success_low * 100.0,
+                self.success_high * 100.0,
+            )?;
+        } else {
+            write!(f, "{} episodes, ", self.episodes)?;
+        }
         write!(
             f,
-            "success {}/{} = {:.0}% (95% CI {:.0}-{:.0}%), mean return {:.2}",
-            self.successes,
-            self.episodes,
-            self.success_rate * 100.0,
-            self.success_low * 100.0,
-            self.success_high * 100.0,
-            self.mean_return
+            "mean return {:.2} (95% CI {:.2} to {:.2}), mean length {:.0} steps",
+            self.mean_return, self.return_low, self.return_high, self.mean_steps
         )
     }
 }

@@ -451,6 +451,7 @@ pub fn action_mode_name(config: &RobotConfig) -> String {
         ActionMode::JointPosition => "joint_position",
         ActionMode::JointVelocity => "joint_velocity",
         ActionMode::EeDelta => "ee_delta",
+        ActionMode::JointEffort => "joint_effort",
     }
     .to_owned()
 }

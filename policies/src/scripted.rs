@@ -62,10 +62,12 @@ fn copy_limits(j: &JointLimits) -> JointLimitsCopy {
     }
 }
 
-/// Holds the joint positions observed on the first tick (zero velocity in velocity mode).
+/// Holds the joint positions observed on the first tick (zero velocity in velocity mode,
+/// zero effort in effort mode, zero displacement in end-effector mode).
 pub struct Hold {
     common: Common,
-    positions_at: usize,
+    /// Where the joint positions are in the observation (position mode only).
+    positions_at: Option<usize>,
     target: [f64; MAX_JOINTS],
     latched: bool,
 }
@@ -74,7 +76,11 @@ impl Hold {
     pub fn new(config: &RobotConfig) -> Result<Self, BuildError> {
         Ok(Self {
             common: Common::new(config),
-            positions_at: positions_offset(config)?,
+            positions_at: if config.action.mode == ActionMode::JointPosition {
+                Some(positions_offset(config)?)
+            } else {
+                None
+            },
             target: [0.0; MAX_JOINTS],
             latched: false,
         })
@@ -96,13 +102,14 @@ impl Policy for Hold {
     }
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
         let dof = self.common.dof;
-        if !self.latched {
-            self.target[..dof]
-                .copy_from_slice(&observation[self.positions_at..self.positions_at + dof]);
-            self.latched = true;
-        }
-        match self.common.mode {
-            ActionMode::JointPosition => action.copy_from_slice(&self.target[..dof]),
+        match (self.common.mode, self.positions_at) {
+            (ActionMode::JointPosition, Some(at)) => {
+                if !self.latched {
+                    self.target[..dof].copy_from_slice(&observation[at..at + dof]);
+                    self.latched = true;
+                }
+                action.copy_from_slice(&self.target[..dof]);
+            }
             _ => action.fill(0.0),
         }
         Ok(())

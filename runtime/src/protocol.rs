@@ -381,6 +381,7 @@ fn mode_code(mode: ActionMode) -> u8 {
         ActionMode::JointPosition => 0,
         ActionMode::JointVelocity => 1,
         ActionMode::EeDelta => 2,
+        ActionMode::JointEffort => 3,
     }
 }
 
@@ -411,6 +412,7 @@ pub fn decode_command(data: &[u8], cmd: &mut Command) -> Result<u8, DecodeError>
         0 => ActionMode::JointPosition,
         1 => ActionMode::JointVelocity,
         2 => ActionMode::EeDelta,
+        3 => ActionMode::JointEffort,
         value => {
             return Err(DecodeError::BadEnum {
                 field: "mode",

@@ -400,7 +400,8 @@ impl SafetyLayer {
                     }
                 }
             }
-            ActionMode::EeDelta => {}
+            // Efforts are bounded and rate limited above; no position model is assumed.
+            ActionMode::EeDelta | ActionMode::JointEffort => {}
         }
         hit
     }

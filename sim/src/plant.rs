@@ -6,8 +6,14 @@ use rlrt_runtime::{Command, Observation};
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Verdict {
     pub success: bool,
-    /// The quantity the success test thresholds (such as a distance in m).
+    /// The quantity the success test thresholds (such as a distance in m); for Gymnasium
+    /// tasks, the x position of the root.
     pub score: f64,
+    /// The task's own reward for the last control step (Gymnasium tasks); `None` where the
+    /// task only has a success test.
+    pub reward: Option<f64>,
+    /// The episode has ended in this state (Gymnasium's `terminated`: the robot fell).
+    pub terminated: bool,
 }
 
 /// A simulated robot. Implementations live on the serving thread, so they need not be

@@ -98,13 +98,12 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
     } else {
         Vec::new()
     };
-    let info = dataset_info(
-        &config,
-        &args.config,
-        "negative_task_distance".to_owned(),
-        controller,
-        cameras,
-    );
+    let reward = if runner.has_success_test() {
+        "negative_task_distance".to_owned()
+    } else {
+        format!("task_reward ({})", runner.task_name())
+    };
+    let info = dataset_info(&config, &args.config, reward, controller, cameras);
     let mut writer = DatasetWriter::create(&args.out, info, &text)?;
     let first = writer.episodes();
     let mut episodes = Vec::with_capacity(args.episodes);
@@ -129,6 +128,6 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
     Ok(RecordOutcome {
         out: args.out.clone(),
         episodes_in_dataset: writer.episodes(),
-        behaviour: Evaluation::of(&episodes),
+        behaviour: Evaluation::of(&episodes, runner.has_success_test()),
     })
 }

@@ -92,6 +92,15 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
         }),
     };
     let rerun = args.rerun.as_ref();
+    if args.robot == Robot::Kinematic
+        && config.action.mode == rlrt_runtime::config::ActionMode::JointEffort
+    {
+        anyhow::bail!(
+            "{}: the kinematic model takes joint positions or velocities, not action.mode = \
+             \"joint_effort\"; use --sim (MuJoCo) or a robot on the link",
+            config.source.display()
+        );
+    }
     match (args.robot, args.lockstep) {
         (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit, rerun),
         (Robot::Kinematic, false) => {

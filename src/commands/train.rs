@@ -57,6 +57,8 @@ pub struct TrainOutcome {
     pub steps: usize,
     pub train_seconds: f64,
     pub dataset_success_rate: f64,
+    /// Mean return of the dataset's episodes (in the dataset's own reward).
+    pub dataset_mean_return: f64,
     /// The actor's error to the dataset's actions before this run's first step.
     pub initial_actor_mse: f32,
     pub final_eval: Option<Evaluation>,
@@ -72,10 +74,18 @@ impl std::fmt::Display for TrainOutcome {
             self.train_seconds,
             self.out.display()
         )?;
+        // Tasks without a success test (Gymnasium's) are judged by return alone.
+        if self.final_eval.is_none_or(|e| e.success_test) {
+            writeln!(
+                f,
+                "dataset (behaviour) success rate: {:.0}%",
+                self.dataset_success_rate * 100.0
+            )?;
+        }
         writeln!(
             f,
-            "dataset (behaviour) success rate: {:.0}%",
-            self.dataset_success_rate * 100.0
+            "dataset (behaviour) mean return: {:.2}",
+            self.dataset_mean_return
         )?;
         if let Some(e) = &self.final_eval {
             writeln!(f, "final evaluation: {e}")?;
@@ -100,7 +110,7 @@ pub fn evaluate(
     let done: Vec<Episode> = (0..episodes)
         .map(|i| runner.run(policy, Exploration::None, eval_seed(seed, i), 0))
         .collect::<Result<_, _>>()?;
-    Ok(Evaluation::of(&done))
+    Ok(Evaluation::of(&done, runner.has_success_test()))
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
@@ -234,6 +244,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         steps: learner.step(),
         train_seconds: elapsed_before + start.elapsed().as_secs_f64(),
         dataset_success_rate: dataset.success_rate(),
+        dataset_mean_return: dataset
+            .episodes
+            .iter()
+            .map(|e| e.total_reward())
+            .sum::<f64>()
+            / dataset.episodes.len().max(1) as f64,
         initial_actor_mse,
         final_eval,
         log,

@@ -22,6 +22,11 @@ const PYTHON_WHEELS: &[&str] = &[
     "rerun-sdk==0.36.3",
     "onnxruntime==1.23.2",
     "h5py==3.13.0",
+    // Gymnasium's MuJoCo models (Hopper, Walker2d, HalfCheetah) for the sim, and the
+    // MuJoCo Python bindings the Gymnasium conformance test runs them with.
+    "gymnasium==1.4.0",
+    "imageio==2.38.1",
+    "mujoco==3.17.0",
 ];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs

@@ -154,6 +154,7 @@ impl Environment {
                 "m",
                 "end-effector displacement per tick: x, y, z (then rotation in rad, gripper)",
             ),
+            ActionMode::JointEffort => ("N m", "joint efforts, one per joint"),
         };
         fields.push(Field {
             name: "previous_action".into(),
@@ -458,6 +459,7 @@ impl Environment {
                 ActionMode::JointPosition => "joint_position",
                 ActionMode::JointVelocity => "joint_velocity",
                 ActionMode::EeDelta => "ee_delta",
+                ActionMode::JointEffort => "joint_effort",
             },
             self.dt_s
         );

@@ -142,6 +142,10 @@ pub enum ActionMode {
     /// End-effector displacement per tick: x, y, z in metres, then optionally roll, pitch,
     /// yaw in radians, then optionally a gripper command.
     EeDelta,
+    /// Joint efforts (torques or forces), in the robot's effort units, one per joint. The
+    /// simulator writes them to each joint's motor actuator as its control (for
+    /// Gymnasium's tasks: the environment's action, scaled by the motor's gear).
+    JointEffort,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,8 +208,11 @@ pub enum FaultAction {
     HoldPosition,
     /// Command zero velocity, or a zero displacement (joint_velocity, ee_delta).
     ZeroVelocity,
-    /// Let the last velocity command decay exponentially to zero (joint_velocity).
+    /// Let the last velocity (or effort) command decay exponentially to zero
+    /// (joint_velocity, joint_effort).
     Damp,
+    /// Command zero effort: the joints go limp (joint_effort).
+    ZeroEffort,
 }
 
 #[derive(Debug, Deserialize)]

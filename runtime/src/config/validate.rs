@@ -432,12 +432,17 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                 ActionMode::EeDelta,
                 FaultAction::ZeroVelocity | FaultAction::HoldPosition
             )
+            | (
+                ActionMode::JointEffort,
+                FaultAction::ZeroEffort | FaultAction::Damp
+            )
     );
     if !compatible {
         let expected = match raw.action.mode {
             ActionMode::JointPosition => "\"hold_position\"",
             ActionMode::JointVelocity => "\"zero_velocity\" or \"damp\"",
             ActionMode::EeDelta => "\"zero_velocity\" or \"hold_position\"",
+            ActionMode::JointEffort => "\"zero_effort\" or \"damp\"",
         };
         c.fail(
             safety_key.key("fault_action"),
@@ -746,6 +751,14 @@ fn validate_action(
             None,
         ),
         ActionMode::EeDelta => (None, None, None, None),
+        // Efforts may jump within their bounds from one tick to the next unless
+        // max_delta_per_tick says otherwise (set it on hardware).
+        ActionMode::JointEffort => (
+            Some(dof),
+            Some(joints.iter().map(|j| -j.max_effort_nm).collect()),
+            Some(joints.iter().map(|j| j.max_effort_nm).collect()),
+            Some(joints.iter().map(|j| 2.0 * j.max_effort_nm).collect()),
+        ),
     };
     let mode_name = format!("{:?}", raw.mode);
     let mut take =
@@ -839,6 +852,18 @@ fn validate_action(
                         key.key(if min[i] < -v { "min" } else { "max" }).index(i),
                         format!(
                             "velocity bounds [{}, {}] exceed joints[{i}].max_velocity_rad_s = {v}",
+                            min[i], max[i]
+                        ),
+                    );
+                }
+            }
+            ActionMode::JointEffort => {
+                let e = joint.max_effort_nm;
+                if min[i] < -e || max[i] > e {
+                    c.fail(
+                        key.key(if min[i] < -e { "min" } else { "max" }).index(i),
+                        format!(
+                            "effort bounds [{}, {}] exceed joints[{i}].max_effort_nm = {e}",
                             min[i], max[i]
                         ),
                     );
@@ -1035,7 +1060,13 @@ fn validate_policy(
         c.unused(key.key("to"), &raw.to, "policy.kind = \"ee_servo\"");
         c.unused(key.key("gain"), &raw.gain, "policy.kind = \"ee_servo\"");
     }
-    if matches!(raw.kind, PolicyKind::Hold | PolicyKind::JointTarget) && !observes_positions {
+    // Hold needs positions only to hold them: in the other modes it commands zero.
+    let needs_positions = match raw.kind {
+        PolicyKind::JointTarget => true,
+        PolicyKind::Hold => mode == ActionMode::JointPosition,
+        _ => false,
+    };
+    if needs_positions && !observes_positions {
         c.fail(
             root("observation").key("state"),
             format!("{kind} starts from the measured joint positions; add \"joint_positions\""),

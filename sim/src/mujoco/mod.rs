@@ -10,6 +10,7 @@
 //! ahead, and `ee_delta` (x, y, z) moves the task's end-effector site by damped least
 //! squares on its Jacobian, within the joint limits.
 
+pub mod gymnasium;
 pub mod task;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use rlrt_runtime::{Command, Observation, RobotConfig};
 use rlrt_runtime::rng::uniform;
 
 use crate::plant::{Plant, Verdict};
+use gymnasium::GymEnv;
 use task::{Axes, ModelSource, PointRef, TaskError, TaskSource};
 
 /// A point of the model, resolved to an id.
@@ -59,6 +61,25 @@ struct Camera {
     renderer: MjRenderer,
 }
 
+/// Where a sensor of the hw-config comes from.
+#[derive(Clone, Copy, Debug)]
+enum SensorSource {
+    /// The world position of a site or body (3 values).
+    Point(Point),
+    /// Gymnasium's observation vector.
+    Gym,
+}
+
+/// The state of a Gymnasium task between control steps.
+#[derive(Clone, Debug)]
+struct Gym {
+    env: GymEnv,
+    /// The last command, in hw-config joint order (Gymnasium's action).
+    action: Vec<f64>,
+    reward: f64,
+    terminated: bool,
+}
+
 /// A MuJoCo model serving as the robot of a hw-config.
 pub struct MujocoSim {
     model: Arc<MjModel>,
@@ -73,8 +94,9 @@ pub struct MujocoSim {
     ee: Option<(usize, f64)>,
     joint_noise_rad: f64,
     placements: Vec<Placement>,
-    sensors: Vec<Point>,
-    success: (Point, Point, Axes, f64),
+    sensors: Vec<SensorSource>,
+    success: Option<(Point, Point, Axes, f64)>,
+    gym: Option<Gym>,
     cameras: Vec<Camera>,
     jacobian: Vec<f64>,
     out_of_limit: u64,
@@ -159,10 +181,25 @@ impl MujocoSim {
                 })
                 .ok_or_else(|| {
                     bad(format!(
-                        "joint {:?} has no actuator; add a <position> actuator on it",
-                        joint.name
+                        "joint {:?} has no actuator; add a <{}> actuator on it",
+                        joint.name,
+                        if config.action.mode == ActionMode::JointEffort {
+                            "motor"
+                        } else {
+                            "position"
+                        }
                     ))
                 })?;
+            let motor = model.actuator_gaintype()[actuator] == MjtGain::mjGAIN_FIXED
+                && model.actuator_biastype()[actuator] == MjtBias::mjBIAS_NONE;
+            if config.action.mode == ActionMode::JointEffort && !motor {
+                return Err(bad(format!(
+                    "{} commands joint efforts (action.mode = \"joint_effort\"), but the actuator \
+                     of joint {:?} is not a <motor> (fixed gain, no bias)",
+                    config.source.display(),
+                    joint.name
+                )));
+            }
             joints.push(JointMap {
                 qpos: model.jnt_qposadr()[id] as usize,
                 dof: model.jnt_dofadr()[id] as usize,
@@ -194,24 +231,66 @@ impl MujocoSim {
             }
         };
 
+        let gym_env = task.gymnasium.as_ref().map(|g| g.env);
+        if let Some(env) = gym_env {
+            let frame_skip = substeps as usize;
+            if frame_skip != env.frame_skip() {
+                let rate = 1.0 / (env.frame_skip() as f64 * timestep_s);
+                return Err(bad(format!(
+                    "{} runs {} physics steps per control step at {} Hz; {} takes {} \
+                     (robot.control_rate_hz = {rate})",
+                    config.source.display(),
+                    frame_skip,
+                    config.control_rate_hz,
+                    env.id(),
+                    env.frame_skip()
+                )));
+            }
+            if config.action.mode != ActionMode::JointEffort || config.dof() != nu {
+                return Err(bad(format!(
+                    "{} must command every motor of {} as action.mode = \"joint_effort\" \
+                     (the model has {nu} motors; the config has {} joints in mode {:?})",
+                    config.source.display(),
+                    env.id(),
+                    config.dof(),
+                    config.action.mode
+                )));
+            }
+        }
+
         // Sensors, in hw-config order.
         let mut sensors = Vec::new();
         for spec in &config.observation.sensors {
+            if let (Some(_), gymnasium::OBSERVATION_SENSOR) = (gym_env, spec.name.as_str()) {
+                let len = GymEnv::observation_len(ffi.nq as usize, ffi.nv as usize);
+                if spec.size != len {
+                    return Err(bad(format!(
+                        "sensor {:?} is Gymnasium's observation, {len} values for this model; {} \
+                         declares size {}",
+                        spec.name,
+                        config.source.display(),
+                        spec.size
+                    )));
+                }
+                sensors.push(SensorSource::Gym);
+                continue;
+            }
             let (index, sensor) = task
                 .sensors
                 .iter()
                 .enumerate()
                 .find(|(_, s)| s.name == spec.name)
                 .ok_or_else(|| {
+                    let mut provided: Vec<&str> =
+                        task.sensors.iter().map(|s| s.name.as_str()).collect();
+                    if gym_env.is_some() {
+                        provided.push(gymnasium::OBSERVATION_SENSOR);
+                    }
                     bad(format!(
                         "{} declares sensor {:?}, which this task does not provide (task sensors: {})",
                         config.source.display(),
                         spec.name,
-                        task.sensors
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        if provided.is_empty() { "none".to_owned() } else { provided.join(", ") }
                     ))
                 })?;
             if spec.size != 3 {
@@ -222,21 +301,24 @@ impl MujocoSim {
                     spec.size
                 )));
             }
-            sensors.push(point(
+            sensors.push(SensorSource::Point(point(
                 &format!("sensors[{index}]"),
                 &PointRef {
                     site: sensor.site.clone(),
                     body: sensor.body.clone(),
                 },
-            )?);
+            )?));
         }
 
-        let success = (
-            point("success.from", &task.success.from)?,
-            point("success.to", &task.success.to)?,
-            task.success.axes,
-            task.success.below_m,
-        );
+        let success = match &task.success {
+            Some(s) => Some((
+                point("success.from", &s.from)?,
+                point("success.to", &s.to)?,
+                s.axes,
+                s.below_m,
+            )),
+            None => None,
+        };
 
         // The end effector, for ee_delta.
         let ee = match &task.end_effector {
@@ -386,7 +468,10 @@ impl MujocoSim {
             data,
             model,
             task_name: task.name.clone(),
-            episode_seconds: task.episode_seconds,
+            episode_seconds: match gym_env {
+                Some(env) => env.episode_steps() as f64 * period_s,
+                None => task.episode_seconds(),
+            },
             keyframe,
             joints,
             mode: config.action.mode,
@@ -397,6 +482,12 @@ impl MujocoSim {
             placements,
             sensors,
             success,
+            gym: gym_env.map(|env| Gym {
+                env,
+                action: vec![0.0; config.dof()],
+                reward: 0.0,
+                terminated: false,
+            }),
             cameras,
             jacobian: vec![0.0; 3 * nv],
             out_of_limit: 0,
@@ -409,9 +500,20 @@ impl MujocoSim {
         &self.task_name
     }
 
+    /// Whether the task has a ground-truth success test (Gymnasium's tasks have rewards
+    /// instead).
+    pub fn has_success_test(&self) -> bool {
+        self.success.is_some()
+    }
+
     /// The episode length the task suggests for evaluation.
     pub fn episode_seconds(&self) -> f64 {
         self.episode_seconds
+    }
+
+    /// The whole physics state: every `qpos` and `qvel` of the model (tests and tools).
+    pub fn state(&self) -> (Vec<f64>, Vec<f64>) {
+        (self.data.qpos().to_vec(), self.data.qvel().to_vec())
     }
 
     /// Simulated time since the last reset, in s.
@@ -513,6 +615,21 @@ fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
 
 impl Plant for MujocoSim {
     fn reset(&mut self, seed: u64) {
+        if let Some(gym) = &mut self.gym {
+            self.data.reset();
+            let mut rng = seed ^ 0x6779_6D6E_6173_0001;
+            let mut qpos = self.data.qpos().to_vec();
+            let mut qvel = self.data.qvel().to_vec();
+            gym.env.reset_noise(&mut rng, &mut qpos, &mut qvel);
+            self.data.qpos_mut().copy_from_slice(&qpos);
+            self.data.qvel_mut().copy_from_slice(&qvel);
+            self.data.ctrl_mut().fill(0.0);
+            gym.action.fill(0.0);
+            gym.reward = 0.0;
+            gym.terminated = !gym.env.is_healthy(&qpos, &qvel);
+            self.data.forward();
+            return;
+        }
         match self.keyframe {
             Some(key) => {
                 let _ = self.data.reset_keyframe(key);
@@ -528,7 +645,12 @@ impl Plant for MujocoSim {
                     (qpos[j.qpos] + uniform(&mut rng, -noise, noise)).clamp(j.min, j.max);
                 qpos[j.qpos]
             };
-            self.data.ctrl_mut()[j.actuator] = q;
+            // Position actuators start at where the joint is; motors start at zero effort.
+            self.data.ctrl_mut()[j.actuator] = if self.mode == ActionMode::JointEffort {
+                0.0
+            } else {
+                q
+            };
         }
         let mut placed: Vec<[f64; 3]> = Vec::with_capacity(self.placements.len());
         for place in &self.placements {
@@ -592,6 +714,18 @@ impl Plant for MujocoSim {
                 }
                 self.out_of_limit += outside as u64;
             }
+            ActionMode::JointEffort => {
+                let ctrl = self.data.ctrl_mut();
+                for (i, (j, &v)) in self.joints.iter().zip(values).enumerate() {
+                    // A non-finite effort (the safety layer never sends one) leaves the
+                    // joint limp rather than poisoning the simulation.
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    ctrl[j.actuator] = v;
+                    if let Some(gym) = &mut self.gym {
+                        gym.action[i] = v;
+                    }
+                }
+            }
             ActionMode::EeDelta => {
                 if values.len() >= 3 && values[..3].iter().all(|v| v.is_finite()) {
                     let mut delta = [0.0; 3];
@@ -604,11 +738,19 @@ impl Plant for MujocoSim {
 
     fn step(&mut self, dt_s: f64) {
         let steps = (dt_s / self.timestep_s).round().max(1.0) as usize;
+        let x_before = self.data.qpos()[0];
         for _ in 0..steps {
             self.data.step();
         }
         // Positions, sites and Jacobians of the new state (mj_step leaves them one step old).
         self.data.forward();
+        if let Some(gym) = &mut self.gym {
+            let (qpos, qvel) = (self.data.qpos(), self.data.qvel());
+            let healthy = gym.env.is_healthy(qpos, qvel);
+            let dt = steps as f64 * self.timestep_s;
+            gym.reward = gym.env.reward(x_before, qpos[0], dt, &gym.action, healthy);
+            gym.terminated = gym.env.terminated(healthy);
+        }
     }
 
     fn observe(&self, observation: &mut Observation) {
@@ -623,9 +765,20 @@ impl Plant for MujocoSim {
             observation.joint_efforts[i] = force[j.actuator];
         }
         let mut at = 0;
-        for &p in &self.sensors {
-            observation.sensors[at..at + 3].copy_from_slice(&self.point(p));
-            at += 3;
+        for &source in &self.sensors {
+            match (source, &self.gym) {
+                (SensorSource::Point(p), _) => {
+                    observation.sensors[at..at + 3].copy_from_slice(&self.point(p));
+                    at += 3;
+                }
+                (SensorSource::Gym, Some(gym)) => {
+                    let len = qpos.len() - 1 + qvel.len();
+                    gym.env
+                        .observe(qpos, qvel, &mut observation.sensors[at..at + len]);
+                    at += len;
+                }
+                (SensorSource::Gym, None) => unreachable!("checked at load"),
+            }
         }
     }
 
@@ -634,13 +787,23 @@ impl Plant for MujocoSim {
     }
 
     fn verdict(&self) -> Option<Verdict> {
-        let (from, to, axes, below) = self.success;
+        if let Some(gym) = &self.gym {
+            return Some(Verdict {
+                success: false,
+                score: self.data.qpos()[0],
+                reward: Some(gym.reward),
+                terminated: gym.terminated,
+            });
+        }
+        let (from, to, axes, below) = self.success?;
         let (a, b) = (self.point(from), self.point(to));
         let n = if axes == Axes::Xy { 2 } else { 3 };
         let score = (0..n).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
         Some(Verdict {
             success: score < below,
             score,
+            reward: None,
+            terminated: false,
         })
     }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::gymnasium::{self, GymEnv};
+
 /// A task file as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,23 +15,44 @@ pub struct TaskFile {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// MJCF file, relative to the task file.
-    pub model: String,
+    /// MJCF file, relative to the task file (absent for Gymnasium tasks: their model comes
+    /// from the installed gymnasium package).
+    #[serde(default)]
+    pub model: Option<String>,
     #[serde(default)]
     pub keyframe: Option<String>,
-    #[serde(default = "default_episode_seconds")]
-    pub episode_seconds: f64,
+    /// Episode length; default 5 s (Gymnasium tasks: 1000 control steps, not settable).
+    #[serde(default)]
+    pub episode_seconds: Option<f64>,
     #[serde(default)]
     pub end_effector: Option<EndEffector>,
     #[serde(default)]
     pub reset: Reset,
     #[serde(default)]
     pub sensors: Vec<Sensor>,
-    pub success: Success,
+    /// The ground-truth success test (absent for Gymnasium tasks, which have rewards and
+    /// terminations instead).
+    #[serde(default)]
+    pub success: Option<Success>,
+    /// One of Gymnasium's MuJoCo locomotion tasks: its model, observation, reward,
+    /// termination and reset distribution (see `gymnasium.rs`).
+    #[serde(default)]
+    pub gymnasium: Option<GymnasiumTask>,
 }
 
-fn default_episode_seconds() -> f64 {
-    5.0
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GymnasiumTask {
+    pub env: GymEnv,
+}
+
+const DEFAULT_EPISODE_SECONDS: f64 = 5.0;
+
+impl TaskFile {
+    /// The episode length in s, for tasks that are not Gymnasium's.
+    pub fn episode_seconds(&self) -> f64 {
+        self.episode_seconds.unwrap_or(DEFAULT_EPISODE_SECONDS)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -146,6 +169,14 @@ pub enum TaskError {
     UnknownBuiltin(String),
 }
 
+/// Gymnasium's tasks, by the names rlrt gives them (their models come from the installed
+/// gymnasium package).
+const GYMNASIUM_BUILTIN: [(&str, GymEnv); 3] = [
+    ("hopper", GymEnv::Hopper),
+    ("walker2d", GymEnv::Walker2d),
+    ("half_cheetah", GymEnv::HalfCheetah),
+];
+
 /// The tasks shipped with rlrt: (name, task file, model file name, MJCF text).
 const BUILTIN: [(&str, &str, &str, &str); 2] = [
     (
@@ -162,11 +193,32 @@ const BUILTIN: [(&str, &str, &str, &str); 2] = [
     ),
 ];
 
-pub const BUILTIN_NAMES: [&str; 2] = ["reach", "push"];
+pub const BUILTIN_NAMES: [&str; 5] = ["reach", "push", "hopper", "walker2d", "half_cheetah"];
 
 impl TaskSource {
     /// One of the built-in tasks by name.
     pub fn builtin(name: &str) -> Result<Self, TaskError> {
+        if let Some((_, env)) = GYMNASIUM_BUILTIN.iter().find(|(n, _)| *n == name) {
+            let origin = format!("builtin:{name}");
+            let file = TaskFile {
+                name: name.to_owned(),
+                description: Some(format!("Gymnasium's {}", env.id())),
+                model: None,
+                keyframe: None,
+                episode_seconds: None,
+                end_effector: None,
+                reset: Reset::default(),
+                sensors: Vec::new(),
+                success: None,
+                gymnasium: Some(GymnasiumTask { env: *env }),
+            };
+            let model = gymnasium_model(*env, &origin)?;
+            return Ok(Self {
+                origin,
+                file,
+                model,
+            });
+        }
         let (_, text, model_name, xml) = BUILTIN
             .iter()
             .find(|(n, ..)| *n == name)
@@ -192,7 +244,11 @@ impl TaskSource {
         let origin = path.display().to_string();
         let file = parse(&text, &origin)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let model = ModelSource::Path(dir.join(&file.model));
+        let model = match (&file.model, &file.gymnasium) {
+            (Some(model), None) => ModelSource::Path(dir.join(model)),
+            (None, Some(gym)) => gymnasium_model(gym.env, &origin)?,
+            _ => unreachable!("parse checks that exactly one of model and gymnasium is given"),
+        };
         Ok(Self {
             origin,
             file,
@@ -216,6 +272,15 @@ impl TaskSource {
     }
 }
 
+/// Gymnasium's model file of `env`, from the installed package.
+fn gymnasium_model(env: GymEnv, origin: &str) -> Result<ModelSource, TaskError> {
+    let dir = gymnasium::assets_dir().map_err(|message| TaskError::Invalid {
+        origin: origin.to_owned(),
+        message: format!("{}: {message}", env.id()),
+    })?;
+    Ok(ModelSource::Path(dir.join(env.xml())))
+}
+
 fn parse(text: &str, origin: &str) -> Result<TaskFile, TaskError> {
     let file: TaskFile = toml::from_str(text).map_err(|e| TaskError::Invalid {
         origin: origin.to_owned(),
@@ -227,11 +292,39 @@ fn parse(text: &str, origin: &str) -> Result<TaskFile, TaskError> {
             message,
         })
     };
-    if !(file.episode_seconds > 0.0 && file.episode_seconds.is_finite()) {
-        return fail(format!(
-            "`episode_seconds`: got {}, expected a positive number of seconds",
-            file.episode_seconds
-        ));
+    if file.gymnasium.is_some() {
+        for (key, given) in [
+            ("model", file.model.is_some()),
+            ("success", file.success.is_some()),
+            ("episode_seconds", file.episode_seconds.is_some()),
+            ("keyframe", file.keyframe.is_some()),
+            ("end_effector", file.end_effector.is_some()),
+            (
+                "reset",
+                file.reset.joint_noise_rad != 0.0 || !file.reset.place.is_empty(),
+            ),
+        ] {
+            if given {
+                return fail(format!(
+                    "`{key}` does not go with [gymnasium]: the environment defines its model, \
+                     reset, rewards, terminations and episode length (1000 steps)"
+                ));
+            }
+        }
+    } else {
+        if file.model.is_none() {
+            return fail("missing `model` (the MJCF file, relative to the task file)".into());
+        }
+        if file.success.is_none() {
+            return fail("missing [success] (the ground-truth success test)".into());
+        }
+    }
+    if let Some(seconds) = file.episode_seconds {
+        if !(seconds > 0.0 && seconds.is_finite()) {
+            return fail(format!(
+                "`episode_seconds`: got {seconds}, expected a positive number of seconds"
+            ));
+        }
     }
     if !(file.reset.joint_noise_rad >= 0.0 && file.reset.joint_noise_rad.is_finite()) {
         return fail(format!(
@@ -271,19 +364,18 @@ fn parse(text: &str, origin: &str) -> Result<TaskFile, TaskError> {
             ));
         }
     }
-    for (key, point) in [
-        ("success.from", &file.success.from),
-        ("success.to", &file.success.to),
-    ] {
-        if point.site.is_some() == point.body.is_some() {
-            return fail(format!("`{key}`: give exactly one of site or body"));
+    if let Some(success) = &file.success {
+        for (key, point) in [("success.from", &success.from), ("success.to", &success.to)] {
+            if point.site.is_some() == point.body.is_some() {
+                return fail(format!("`{key}`: give exactly one of site or body"));
+            }
         }
-    }
-    if !(file.success.below_m > 0.0 && file.success.below_m.is_finite()) {
-        return fail(format!(
-            "`success.below_m`: got {}, expected a positive distance in m",
-            file.success.below_m
-        ));
+        if !(success.below_m > 0.0 && success.below_m.is_finite()) {
+            return fail(format!(
+                "`success.below_m`: got {}, expected a positive distance in m",
+                success.below_m
+            ));
+        }
     }
     Ok(file)
 }
