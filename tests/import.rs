@@ -250,3 +250,84 @@ fn files_that_do_not_fit_are_refused_naming_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("garbage.hdf5: cannot open as HDF5"), "{err}");
 }
+
+/// The Minari workflow end to end: episodes collected by Gymnasium's own Hopper-v5 (random
+/// actions, as Minari's random datasets are made) in Minari's layout, imported with
+/// `hw-configs/hopper.toml`, trained on with IQL and evaluated in rlrt's Hopper task.
+#[test]
+fn gymnasium_hopper_episodes_import_train_and_evaluate_in_rlrt() {
+    let dir = tempfile::tempdir().unwrap();
+    let minari = dir.path().join("hopper-random");
+    let out = Command::new("python3")
+        .arg(common::repo("tests/python/gymnasium_minari.py"))
+        .args(["Hopper-v5", minari.to_str().unwrap(), "12", "5", "0.5"])
+        .env("PYTHONPATH", common::repo(".deps/python"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gymnasium_minari.py (gymnasium, mujoco and h5py from cargo xtask setup): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let collected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = common::repo("hw-configs/hopper.toml");
+    let data = dir.path().join("data");
+    ok(rlrt(&[
+        "import",
+        minari.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+        "--json",
+    ]));
+    // Gymnasium's rewards and terminations arrive as they were: returns and lengths match,
+    // and each random episode ends by falling over (terminal), not by the time limit.
+    let dataset = Dataset::open(&data).unwrap();
+    assert_eq!(dataset.info.observation_len, 11);
+    assert_eq!(dataset.episodes.len(), 12);
+    for (i, e) in dataset.episodes.iter().enumerate() {
+        let r = collected["returns"][i].as_f64().unwrap();
+        assert!(
+            (e.total_reward() - r).abs() < 1e-9,
+            "episode {i}: {} vs {r}",
+            e.total_reward()
+        );
+        assert_eq!(e.steps() as u64, collected["lengths"][i].as_u64().unwrap());
+        assert!(
+            e.terminals[e.steps() - 1] && e.steps() < 1000,
+            "episode {i}"
+        );
+    }
+    let checkpoint = dir.path().join("ck");
+    let trained = ok(rlrt(&[
+        "train",
+        "iql",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        checkpoint.to_str().unwrap(),
+        "--steps",
+        "300",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(trained["steps"], 300);
+    let eval = ok(rlrt(&[
+        "eval",
+        checkpoint.to_str().unwrap(),
+        "--episodes",
+        "4",
+        "--json",
+    ]));
+    let e = &eval["evaluation"];
+    assert_eq!(e["success_test"], false, "{eval}");
+    assert_eq!(e["episodes"], 4);
+    assert!(e["mean_return"].as_f64().unwrap().is_finite(), "{eval}");
+    // Every evaluation episode ends by falling over or at Gymnasium's 1000 steps.
+    let steps = e["mean_steps"].as_f64().unwrap();
+    assert!((1.0..=1000.0).contains(&steps), "{eval}");
+}
