@@ -555,6 +555,10 @@ enum Bench {
         /// Seconds of lockstep stepping to measure.
         #[arg(long, default_value_t = 3.0)]
         lockstep_seconds: f64,
+        /// Camera frames timed per size (84x84, 640x480) and transport (zenoh shared memory,
+        /// bytes).
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
         #[arg(long)]
         json: bool,
     },
@@ -1128,10 +1132,12 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             Bench::Link {
                 round_trips,
                 lockstep_seconds,
+                frames,
                 json,
             } => {
                 let report = bench_link::run(&bench_link::BenchLinkArgs {
                     round_trips,
+                    frames,
                     lockstep_seconds,
                 })?;
                 print_bench(&report, json);

@@ -85,6 +85,14 @@ fn free_running_mujoco_with_a_camera_for_1000_ticks() {
     let received = slot.received.load(Ordering::Relaxed);
     assert!((40..=80).contains(&received), "{received} frames");
     assert_eq!(slot.rejected.load(Ordering::Relaxed), 0);
+    // Both sessions have shared memory on (the default) and share this host: every frame
+    // was published from, and arrived in, zenoh shared memory.
+    assert_eq!(
+        slot.received_shared.load(Ordering::Relaxed),
+        received,
+        "frames not in shared memory"
+    );
+    assert!(stats.frames_shared.load(Ordering::Relaxed) >= received);
     let mut frame = Frame::default();
     assert!(cameras.latest(0, &mut frame));
     assert_eq!(frame.data.len(), 84 * 84 * 3);
@@ -231,6 +239,39 @@ fn sim_and_run_as_two_processes() {
     assert_eq!(sim["out_of_limit_commands"], 0);
     assert_eq!(sim["malformed_commands"], 0);
     assert!(sim["frames_published"].as_u64().unwrap() > 0);
+    // Two processes on one host: the simulator's frames went out from shared memory.
+    assert_eq!(sim["frames_shared"], sim["frames_published"], "{sim}");
+}
+
+#[test]
+fn camera_frames_travel_as_bytes_with_shared_memory_off() {
+    let config = reach(
+        "rlrt/test-mj-no-shm",
+        &[(
+            "key_prefix = \"rlrt/reach-arm\"",
+            "key_prefix = \"rlrt/reach-arm\"\nshared_memory = false",
+        )],
+    );
+    assert!(!config.link.shared_memory);
+    let (rc, sc) = loopback_configs(&config, free_port().unwrap());
+    let LinkedRuntime { link, .. } = LinkedRuntime::connect(&rc, 0).unwrap();
+    let session = open_session(&sc.link).unwrap();
+    let sim = serve_mujoco(
+        &session,
+        &sc,
+        1,
+        ServeMode::FreeRun { rate_hz: 100.0 },
+        true,
+    )
+    .unwrap();
+    let cameras = link.cameras();
+    let slot = &cameras.slots()[0];
+    wait_for("10 camera frames", Duration::from_secs(20), || {
+        slot.received.load(Ordering::Relaxed) >= 10
+    });
+    assert_eq!(slot.received_shared.load(Ordering::Relaxed), 0);
+    assert_eq!(slot.rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(sim.stats().frames_shared.load(Ordering::Relaxed), 0);
 }
 
 #[test]

@@ -54,6 +54,8 @@ pub enum LinkError {
     Thread(#[from] std::io::Error),
     #[error("querying {key}: {message}")]
     Query { key: String, message: String },
+    #[error("publishing: {0}")]
+    Publish(String),
 }
 
 /// The keys of one robot.
@@ -174,6 +176,12 @@ pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
         set("listen/endpoints", list(&link.listen))?;
         set("scouting/multicast/enabled", "false".into())?;
     }
+    // Shared memory: negotiated per transport, used only when both ends enable it and can
+    // map each other's segments (one host); otherwise payloads travel as bytes.
+    set(
+        "transport/shared_memory/enabled",
+        link.shared_memory.to_string(),
+    )?;
     // zenoh's "lowlatency" transport was measured (bench link: p50 126 us instead of 141)
     // but it cannot fragment, so camera frames above one batch would be lost: not enabled.
     if let Some(tls) = &link.tls {
@@ -275,6 +283,103 @@ pub fn query_evaluation(
     }
 }
 
+/// Publishes camera frames (`sensor_msgs/Image`) on one key. With shared memory on (the
+/// hw-config's `link.shared_memory`), each frame is written once, header then pixels, into a
+/// buffer of zenoh's POSIX shared-memory provider and published from there: a subscriber on
+/// the same host maps it instead of receiving it through the socket (zenoh falls back to
+/// sending the bytes to peers that cannot map it). When the provider cannot be created or
+/// is full (subscribers still hold every buffer), the frame goes out as ordinary bytes and
+/// the fallback is counted.
+pub struct FramePublisher {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    provider: Option<zenoh::shm::ShmProvider<zenoh::shm::PosixShmProviderBackend>>,
+    header: Vec<u8>,
+    bytes: Vec<u8>,
+    /// Frames published from shared memory.
+    pub shared: u64,
+    /// Frames published as bytes although shared memory was on (provider full or absent).
+    pub fallbacks: u64,
+}
+
+/// Frames of this many bytes fit in the provider at once (subscribers hold a frame until
+/// they have copied it; a few in flight is plenty).
+const SHM_FRAMES_IN_FLIGHT: usize = 8;
+
+impl FramePublisher {
+    /// A publisher for frames of at most `max_frame_bytes` pixels on `key`.
+    pub fn new(
+        session: &Session,
+        key: &str,
+        shared_memory: bool,
+        max_frame_bytes: usize,
+    ) -> Result<Self, LinkError> {
+        let publisher = session
+            .declare_publisher(key.to_owned())
+            .encoding(Encoding::APPLICATION_CDR.with_schema("sensor_msgs/Image"))
+            .wait()
+            .map_err(|e| LinkError::declare("a camera publisher", key, e))?;
+        let provider = if shared_memory {
+            // Header (stamp, names, sizes) plus pixels, rounded up to whole pages.
+            let frame = (max_frame_bytes + 1024).next_multiple_of(4096);
+            match zenoh::shm::ShmProviderBuilder::default_backend(frame * SHM_FRAMES_IN_FLIGHT)
+                .wait()
+            {
+                Ok(provider) => Some(provider),
+                Err(e) => {
+                    tracing::warn!(
+                        key,
+                        "no zenoh shared memory for camera frames ({e}); sending them as bytes"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Self {
+            publisher,
+            provider,
+            header: Vec::with_capacity(128),
+            bytes: Vec::new(),
+            shared: 0,
+            fallbacks: 0,
+        })
+    }
+
+    /// Whether frames go out from shared memory (when the provider has room).
+    pub fn uses_shared_memory(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Publishes one frame.
+    pub fn put(&mut self, image: &protocol::ImageView<'_>) -> Result<(), LinkError> {
+        let fail = |e: zenoh::Error| LinkError::Publish(e.to_string());
+        if let Some(provider) = &self.provider {
+            protocol::encode_image_header(image, &mut self.header);
+            let len = self.header.len() + image.data.len();
+            match provider
+                .alloc(len)
+                .with_policy::<zenoh::shm::GarbageCollect>()
+                .wait()
+            {
+                Ok(mut buffer) => {
+                    buffer[..self.header.len()].copy_from_slice(&self.header);
+                    buffer[self.header.len()..].copy_from_slice(image.data);
+                    self.publisher.put(buffer).wait().map_err(fail)?;
+                    self.shared += 1;
+                    return Ok(());
+                }
+                Err(_) => self.fallbacks += 1,
+            }
+        }
+        protocol::encode_image(image, &mut self.bytes);
+        self.publisher
+            .put(self.bytes.as_slice())
+            .wait()
+            .map_err(fail)
+    }
+}
+
 /// One camera's newest frame, as received over the link.
 #[derive(Clone, Debug, Default)]
 pub struct Frame {
@@ -292,6 +397,8 @@ pub struct Frame {
 pub struct CameraSlot {
     pub spec: CameraSpec,
     pub received: AtomicU64,
+    /// Of the frames received, those that arrived in zenoh shared memory.
+    pub received_shared: AtomicU64,
     /// Could not be decoded, or size or encoding differ from the hw-config.
     pub rejected: AtomicU64,
     frame: Mutex<Frame>,
@@ -311,6 +418,7 @@ impl CameraFrames {
                 .map(|spec| CameraSlot {
                     spec: spec.clone(),
                     received: AtomicU64::new(0),
+                    received_shared: AtomicU64::new(0),
                     rejected: AtomicU64::new(0),
                     frame: Mutex::new(Frame::default()),
                 })
@@ -552,7 +660,13 @@ impl RobotLink {
             let sub = session
                 .declare_subscriber(&key)
                 .callback(move |sample| {
-                    cameras.receive(index, &sample.payload().to_bytes(), clock.now_ns())
+                    let payload = sample.payload();
+                    if payload.as_shm().is_some() {
+                        cameras.slots()[index]
+                            .received_shared
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    cameras.receive(index, &payload.to_bytes(), clock.now_ns())
                 })
                 .wait()
                 .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;

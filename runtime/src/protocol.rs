@@ -443,6 +443,14 @@ pub struct ImageView<'a> {
 /// sensor_msgs/Image: header (stamp, frame_id = camera name), height, width, encoding,
 /// is_bigendian, step, data.
 pub fn encode_image(image: &ImageView<'_>, buf: &mut Vec<u8>) {
+    encode_image_header(image, buf);
+    buf.extend_from_slice(image.data);
+}
+
+/// Everything of [`encode_image`] but the pixels, which follow it byte for byte (no
+/// padding): a publisher can write the header and then the pixels straight into a
+/// shared-memory buffer of `header.len() + image.data.len()` bytes.
+pub fn encode_image_header(image: &ImageView<'_>, buf: &mut Vec<u8>) {
     let mut w = CdrWriter::new(buf);
     w.time(image.stamp_ns);
     w.string(image.camera);
@@ -451,7 +459,7 @@ pub fn encode_image(image: &ImageView<'_>, buf: &mut Vec<u8>) {
     w.string(image.encoding.as_str());
     w.u8(0);
     w.u32(image.step);
-    w.bytes(image.data);
+    w.u32(image.data.len() as u32);
 }
 
 /// Decodes a frame without copying its pixels.

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use rlrt_runtime::link::{Keys, LinkError};
+use rlrt_runtime::link::{FramePublisher, Keys, LinkError};
 use rlrt_runtime::protocol::{self, EpisodeOp, Evaluation, ImageEncodingName, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::{Clock, Command, Observation, RobotConfig, WallClock};
 use zenoh::bytes::Encoding;
@@ -43,6 +43,8 @@ pub struct ServeStats {
     pub out_of_limit_commands: AtomicU64,
     pub states_published: AtomicU64,
     pub frames_published: AtomicU64,
+    /// Of the frames published, those that went out from zenoh shared memory.
+    pub frames_shared: AtomicU64,
     pub render_failures: AtomicU64,
     pub resets: AtomicU64,
     pub steps: AtomicU64,
@@ -73,7 +75,6 @@ struct Served<P: Plant> {
     plant: P,
     observation: Observation,
     state_buf: Vec<u8>,
-    frame_buf: Vec<u8>,
     state: zenoh::pubsub::Publisher<'static>,
     cameras: Vec<ServedCamera>,
     clock: WallClock,
@@ -90,7 +91,7 @@ struct ServedCamera {
     height: u32,
     period_s: f64,
     next_due_s: f64,
-    publisher: zenoh::pubsub::Publisher<'static>,
+    publisher: FramePublisher,
 }
 
 impl<P: Plant> Served<P> {
@@ -129,26 +130,22 @@ impl<P: Plant> Served<P> {
             let (width, height) = (camera.width, camera.height);
             match self.plant.render(index) {
                 Ok(pixels) => {
-                    let camera = &self.cameras[index];
-                    protocol::encode_image(
-                        &protocol::ImageView {
-                            stamp_ns,
-                            camera: &camera.name,
-                            height,
-                            width,
-                            encoding: ImageEncodingName::Rgb8,
-                            step: width * 3,
-                            data: pixels,
-                        },
-                        &mut self.frame_buf,
-                    );
-                    if camera
-                        .publisher
-                        .put(self.frame_buf.as_slice())
-                        .wait()
-                        .is_ok()
-                    {
+                    let camera = &mut self.cameras[index];
+                    let shared_before = camera.publisher.shared;
+                    let view = protocol::ImageView {
+                        stamp_ns,
+                        camera: &camera.name,
+                        height,
+                        width,
+                        encoding: ImageEncodingName::Rgb8,
+                        step: width * 3,
+                        data: pixels,
+                    };
+                    if camera.publisher.put(&view).is_ok() {
                         self.stats.frames_published.fetch_add(1, Ordering::Relaxed);
+                        if camera.publisher.shared > shared_before {
+                            self.stats.frames_shared.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Err(e) => {
@@ -223,11 +220,8 @@ impl SimServer {
         let mut cameras = Vec::new();
         for spec in &config.observation.cameras {
             let key = keys.camera(&spec.name);
-            let publisher = session
-                .declare_publisher(key.clone())
-                .encoding(Encoding::APPLICATION_CDR.with_schema("sensor_msgs/Image"))
-                .wait()
-                .map_err(|e| LinkError::declare("a camera publisher", &key, e))?;
+            let bytes = spec.width as usize * spec.height as usize * 3;
+            let publisher = FramePublisher::new(session, &key, config.link.shared_memory, bytes)?;
             cameras.push(ServedCamera {
                 name: spec.name.clone(),
                 width: spec.width,
@@ -324,7 +318,6 @@ impl SimServer {
                         plant,
                         observation,
                         state_buf: Vec::with_capacity(1024),
-                        frame_buf: Vec::new(),
                         state,
                         cameras,
                         clock: WallClock::new(),

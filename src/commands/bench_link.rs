@@ -28,6 +28,8 @@ const REACH_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 #[derive(Clone, Debug)]
 pub struct BenchLinkArgs {
     pub round_trips: u32,
+    /// Camera frames timed per size and transport.
+    pub frames: usize,
     pub lockstep_seconds: f64,
 }
 
@@ -194,6 +196,15 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     }
     drop(_commands);
 
+    // Camera frames, from shared memory and as bytes, at two sizes.
+    let mut frames = Vec::new();
+    for (w, h) in [(84u32, 84u32), (640, 480)] {
+        for shared_memory in [true, false] {
+            let (latency, shared) = frame_latency(w, h, shared_memory, args.frames)?;
+            frames.push((w, h, shared_memory, latency.summary(), shared));
+        }
+    }
+
     // Lockstep: simulator steps once per command, runtime ticks once per state.
     let lockstep_rate = lockstep(args.lockstep_seconds, None)?;
     let render_84 = lockstep(args.lockstep_seconds, Some((84, 84)))?;
@@ -210,6 +221,40 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         Metric::from_ns_summary(&peer.summary()),
     );
     report.peers.insert("zenoh_ping_pong".into(), peer_metrics);
+    let mut as_bytes = Metrics::new();
+    for (w, h, shared_memory, summary, shared) in &frames {
+        let name = format!("camera_frame_{w}x{h}");
+        if *shared_memory {
+            report
+                .metrics
+                .insert(name.clone(), Metric::from_ns_summary(summary));
+            report
+                .extra
+                .insert(format!("{name}_frames_in_shared_memory"), (*shared).into());
+        } else {
+            as_bytes.insert(name, Metric::from_ns_summary(summary));
+        }
+    }
+    for (w, h) in [(84, 84), (640, 480)] {
+        let find = |shm: bool| {
+            frames
+                .iter()
+                .find(|f| f.0 == w && f.1 == h && f.2 == shm)
+                .map(|f| f.3.p50_ns)
+        };
+        if let (Some(s), Some(b)) = (find(true), find(false)) {
+            report.extra.insert(
+                format!("camera_frame_{w}x{h}_p50_shared_over_bytes"),
+                (s as f64 / b.max(1) as f64).into(),
+            );
+        }
+    }
+    report
+        .peers
+        .insert("camera_frames_as_bytes".into(), as_bytes);
+    report
+        .extra
+        .insert("camera_frames".into(), args.frames.into());
     let extra = &mut report.extra;
     extra.insert("round_trips".into(), args.round_trips.into());
     extra.insert("lockstep_steps_per_s".into(), lockstep_rate.into());
@@ -235,6 +280,100 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     }
     extra.insert("transport".into(), "zenoh peer, tcp/127.0.0.1".into());
     Ok(report)
+}
+
+/// Camera frame latency: a `width` x `height` rgb8 frame published by `FramePublisher` on one
+/// session until the other session's subscriber has decoded it and copied its pixels into
+/// `CameraFrames` (the runtime's receive path), one frame at a time. Returns the latencies
+/// (ns) and how many frames arrived in shared memory.
+fn frame_latency(
+    width: u32,
+    height: u32,
+    shared_memory: bool,
+    frames: usize,
+) -> anyhow::Result<(Histogram, u64)> {
+    use rlrt_runtime::config::{CameraSpec, ImageEncoding};
+    use rlrt_runtime::link::{CameraFrames, FramePublisher};
+    use rlrt_runtime::{Clock, WallClock};
+    use std::sync::Arc;
+
+    let port = free_port()?;
+    let prefix = format!("rlrt/bench-frames-{}", u8::from(shared_memory));
+    let mut a = config(port, &prefix, true)?;
+    let mut b = config(port, &prefix, false)?;
+    a.link.shared_memory = shared_memory;
+    b.link.shared_memory = shared_memory;
+    let (publisher_session, subscriber_session) = (open_session(&a.link)?, open_session(&b.link)?);
+    let key = format!("{prefix}/camera/front");
+    let spec = CameraSpec {
+        name: "front".into(),
+        width,
+        height,
+        rate_hz: 30.0,
+        encoding: ImageEncoding::Rgb8,
+    };
+    let cameras = Arc::new(CameraFrames::new(std::slice::from_ref(&spec)));
+    let clock = WallClock::new();
+    let (tx, rx) = bounded::<u64>(16);
+    let _sub = {
+        let (cameras, clock) = (cameras.clone(), clock.clone());
+        subscriber_session
+            .declare_subscriber(&key)
+            .callback(move |sample| {
+                let payload = sample.payload();
+                if payload.as_shm().is_some() {
+                    cameras.slots()[0]
+                        .received_shared
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let bytes = payload.to_bytes();
+                cameras.receive(0, &bytes, clock.now_ns());
+                if let Ok(image) = protocol::decode_image(&bytes) {
+                    let _ = tx.try_send(clock.now_ns().saturating_sub(image.stamp_ns));
+                }
+            })
+            .wait()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let bytes = width as usize * height as usize * 3;
+    let mut publisher = FramePublisher::new(&publisher_session, &key, shared_memory, bytes)?;
+    let pixels: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+    let put = |publisher: &mut FramePublisher| -> anyhow::Result<()> {
+        let view = protocol::ImageView {
+            stamp_ns: clock.now_ns(),
+            camera: "front",
+            height,
+            width,
+            encoding: protocol::ImageEncodingName::Rgb8,
+            step: width * 3,
+            data: &pixels,
+        };
+        publisher.put(&view).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    // Declarations take a moment to reach the other session: publish until one arrives.
+    let start = Instant::now();
+    loop {
+        put(&mut publisher)?;
+        if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "no camera frame arrived within 10 s"
+        );
+    }
+    while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+    let shared_before = cameras.slots()[0].received_shared.load(Ordering::Relaxed);
+    let latencies = Histogram::new();
+    for i in 0..frames {
+        put(&mut publisher)?;
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(ns) => latencies.record(ns),
+            Err(_) => anyhow::bail!("frame {i} did not arrive within 2 s"),
+        }
+    }
+    let shared = cameras.slots()[0].received_shared.load(Ordering::Relaxed) - shared_before;
+    Ok((latencies, shared))
 }
 
 fn buf_len_of_state(dof: usize) -> usize {

@@ -65,6 +65,8 @@ pub struct CameraReport {
     pub width: u32,
     pub height: u32,
     pub frames: u64,
+    /// Of the frames, those that arrived in zenoh shared memory.
+    pub shared: u64,
     pub rejected: u64,
 }
 
@@ -268,6 +270,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
                 width: slot.spec.width,
                 height: slot.spec.height,
                 frames: slot.received.load(Ordering::Relaxed),
+                shared: slot.received_shared.load(Ordering::Relaxed),
                 rejected: slot.rejected.load(Ordering::Relaxed),
             }
         })
@@ -357,8 +360,8 @@ impl std::fmt::Display for DemoOutcome {
         for c in &self.cameras {
             writeln!(
                 f,
-                "camera {} {}x{}: {} frames received over the link, {} rejected",
-                c.name, c.width, c.height, c.frames, c.rejected
+                "camera {} {}x{}: {} frames received over the link ({} in shared memory), {} rejected",
+                c.name, c.width, c.height, c.frames, c.shared, c.rejected
             )?;
         }
         write_summaries(f, &self.rewards)?;

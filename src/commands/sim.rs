@@ -35,6 +35,8 @@ pub struct SimOutcome {
     pub out_of_limit_commands: u64,
     pub states_published: u64,
     pub frames_published: u64,
+    /// Of the frames, those published from zenoh shared memory.
+    pub frames_shared: u64,
     pub render_failures: u64,
     pub resets: u64,
 }
@@ -101,6 +103,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<SimOutcome> {
         out_of_limit_commands: load(&stats.out_of_limit_commands),
         states_published: load(&stats.states_published),
         frames_published: load(&stats.frames_published),
+        frames_shared: load(&stats.frames_shared),
         render_failures: load(&stats.render_failures),
         resets: load(&stats.resets),
     })
@@ -110,8 +113,14 @@ impl std::fmt::Display for SimOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "simulated {} ({:?} task) for {:.1} s: {} steps, {} states and {} camera frames published",
-            self.robot, self.task, self.seconds, self.steps, self.states_published, self.frames_published
+            "simulated {} ({:?} task) for {:.1} s: {} steps, {} states and {} camera frames published ({} from shared memory)",
+            self.robot,
+            self.task,
+            self.seconds,
+            self.steps,
+            self.states_published,
+            self.frames_published,
+            self.frames_shared
         )?;
         writeln!(
             f,

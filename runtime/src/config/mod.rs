@@ -162,6 +162,9 @@ pub struct LinkConfig {
     pub connect: Vec<String>,
     pub listen: Vec<String>,
     pub key_prefix: String,
+    /// zenoh shared memory on this session: camera frames are published from shared memory
+    /// and received without a network copy when both ends are on one host.
+    pub shared_memory: bool,
     pub tls: Option<TlsConfig>,
     /// When set, only peers whose TLS certificate has one of these common names may
     /// exchange messages on `<key_prefix>/**` with this session, and nothing else passes.

@@ -157,6 +157,10 @@ pub struct RawLink {
     #[serde(default)]
     pub listen: Vec<String>,
     pub key_prefix: String,
+    /// Camera frames through zenoh shared memory between processes on one host (default
+    /// true; peers elsewhere, or without shared memory, get the bytes over the network).
+    #[serde(default)]
+    pub shared_memory: Option<bool>,
     #[serde(default)]
     pub tls: Option<RawTls>,
     #[serde(default)]

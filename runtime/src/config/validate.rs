@@ -391,6 +391,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         connect: raw.link.connect.clone(),
         listen: raw.link.listen.clone(),
         key_prefix: raw.link.key_prefix.clone(),
+        shared_memory: raw.link.shared_memory.unwrap_or(true),
         tls: raw.link.tls.as_ref().map(|t| TlsConfig {
             root_ca_path: resolve(&t.root_ca_path),
             cert_path: t.cert_path.as_deref().map(resolve),
