@@ -218,3 +218,26 @@ fn check_also_checks_the_reward_programs_a_config_names() {
         "{stderr}"
     );
 }
+
+#[test]
+fn effort_configs_refuse_position_controllers_fault_actions_and_bounds() {
+    let base = std::fs::read_to_string(repo("hw-configs/hopper.toml")).unwrap();
+    for (from, to, key) in [
+        ("kind = \"hold\"", "kind = \"sine\"", "policy.kind"),
+        (
+            "fault_action = \"zero_effort\"",
+            "fault_action = \"hold_position\"",
+            "safety.fault_action",
+        ),
+        (
+            "mode = \"joint_effort\"",
+            "mode = \"joint_effort\"\nmax = [1.0, 1.0, 2.0]",
+            "action.max[2]",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let (code, stderr, _, _dir) = check_text("hopper.toml", &base.replacen(from, to, 1));
+        assert_eq!(code, 2, "{to}: {stderr}");
+        assert!(stderr.contains(&format!("`{key}`")), "{to}: {stderr}");
+    }
+}

@@ -915,6 +915,22 @@ fn validate_policy(
             ),
         );
     }
+    // The scripted sweeps and targets compute positions or velocities; sent as efforts they
+    // would mean something else entirely.
+    if mode == ActionMode::JointEffort
+        && matches!(
+            raw.kind,
+            PolicyKind::Sine | PolicyKind::JointTarget | PolicyKind::EeServo
+        )
+    {
+        c.fail(
+            key.key("kind"),
+            format!(
+                "{:?} commands joint positions or velocities, not efforts; with action.mode = \"joint_effort\" use \"hold\" (zero effort), \"checkpoint\" or \"onnx\"",
+                raw.kind
+            ),
+        );
+    }
     let observes_positions = observation
         .offset_of(&FieldSource::JointPositions)
         .is_some();
