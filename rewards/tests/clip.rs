@@ -296,3 +296,68 @@ fn empty_prompt_and_wrong_frame_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("needs 15000 bytes"), "{err}");
 }
+
+/// Pillow 13's bicubic resize, run by `python3` with `.deps/python` (pillow comes with the
+/// imageio wheel `cargo xtask setup` installs): every case is resized by Pillow and by rlrt,
+/// and the bytes must be identical. The size pairs cover all four directions, both sides
+/// shrinking included, where Pillow 13 picks the order of its two passes by how many pixels
+/// each side loses.
+#[test]
+fn bicubic_resize_matches_pillow_in_every_direction() {
+    use rlrt_rewards::clip::preprocess::resize_bicubic;
+    use rlrt_runtime::rng::splitmix64;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = 0x5EED_u64;
+    let mut draw = |lo: u64, hi: u64| lo + splitmix64(&mut rng) % (hi - lo);
+    let mut cases = Vec::new();
+    for i in 0..48usize {
+        let (w, h) = (draw(8, 160) as usize, draw(8, 160) as usize);
+        // Quarter by quarter: both shrink, width only, height only, both grow.
+        let (ow, oh) = match i % 4 {
+            0 => (draw(2, w as u64) as usize, draw(2, h as u64) as usize),
+            1 => (draw(2, w as u64) as usize, draw(h as u64 + 1, 220) as usize),
+            2 => (draw(w as u64 + 1, 220) as usize, draw(2, h as u64) as usize),
+            _ => (
+                draw(w as u64 + 1, 220) as usize,
+                draw(h as u64 + 1, 220) as usize,
+            ),
+        };
+        let pixels: Vec<u8> = (0..w * h * 3).map(|_| draw(0, 256) as u8).collect();
+        std::fs::write(dir.path().join(format!("in-{i}.raw")), &pixels).unwrap();
+        cases.push((w, h, ow, oh, pixels));
+    }
+    let job: Vec<[usize; 4]> = cases.iter().map(|c| [c.0, c.1, c.2, c.3]).collect();
+    let script = r#"
+import json, os, sys
+from PIL import Image
+folder, cases = sys.argv[1], json.loads(sys.argv[2])
+for i, (w, h, ow, oh) in enumerate(cases):
+    with open(os.path.join(folder, f"in-{i}.raw"), "rb") as f:
+        image = Image.frombytes("RGB", (w, h), f.read())
+    with open(os.path.join(folder, f"out-{i}.raw"), "wb") as f:
+        f.write(image.resize((ow, oh), Image.Resampling.BICUBIC).tobytes())
+"#;
+    let deps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/python");
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(serde_json::to_string(&job).unwrap())
+        .env("PYTHONPATH", deps)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Pillow (from cargo xtask setup): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut wrong = Vec::new();
+    for (i, (w, h, ow, oh, pixels)) in cases.iter().enumerate() {
+        let pillow = std::fs::read(dir.path().join(format!("out-{i}.raw"))).unwrap();
+        let ours = resize_bicubic(pixels, *w, *h, *ow, *oh);
+        if ours != pillow {
+            let differing = ours.iter().zip(&pillow).filter(|(a, b)| a != b).count();
+            wrong.push(format!("{w}x{h} -> {ow}x{oh}: {differing} bytes differ"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -26,6 +26,8 @@ const PYTHON_WHEELS: &[&str] = &[
     // MuJoCo Python bindings the Gymnasium conformance test runs them with.
     "gymnasium==1.4.0",
     "imageio==2.38.1",
+    // Pillow's bicubic resize is the reference for CLIP preprocessing (tests/clip.rs).
+    "pillow==13.0.0",
     "mujoco==3.17.0",
 ];
 
