@@ -26,6 +26,22 @@ pub fn loopback_configs(config: &RobotConfig, port: u16) -> (RobotConfig, RobotC
 }
 
 /// Serves `config`'s `[sim]` task in MuJoCo on `session`.
+/// The simulation task a config names in `[sim]` (a built-in task, a task file, or one of
+/// Gymnasium's, whose model must be installed). Commands call it before they open a zenoh
+/// session, so a missing task is the first and only thing the user reads.
+pub fn sim_task(config: &RobotConfig) -> anyhow::Result<rlrt_sim::mujoco::task::TaskSource> {
+    let sim = config.sim.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no [sim] table: add one naming the task, such as [sim] task = \"reach\"",
+            config.source.display()
+        )
+    })?;
+    Ok(rlrt_sim::mujoco::task::TaskSource::resolve(
+        &sim.task,
+        sim.task_path.as_deref(),
+    )?)
+}
+
 pub fn serve_mujoco(
     session: &zenoh::Session,
     config: &RobotConfig,
@@ -33,14 +49,8 @@ pub fn serve_mujoco(
     mode: rlrt_sim::ServeMode,
     render: bool,
 ) -> anyhow::Result<rlrt_sim::SimServer> {
-    use rlrt_sim::mujoco::{task::TaskSource, MujocoSim};
-    let sim = config.sim.as_ref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} has no [sim] table: add one naming the task, such as [sim] task = \"reach\"",
-            config.source.display()
-        )
-    })?;
-    let task = TaskSource::resolve(&sim.task, sim.task_path.as_deref())?;
+    use rlrt_sim::mujoco::MujocoSim;
+    let task = sim_task(config)?;
     let for_plant = config.clone();
     Ok(rlrt_sim::SimServer::start_with(
         session,

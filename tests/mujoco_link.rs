@@ -329,3 +329,24 @@ fn run_sim_lockstep_from_the_command_line() {
     assert_eq!(v["out_of_limit_commands"], 0);
     assert_eq!(v["report"]["fault_ticks"], 0, "{v}");
 }
+
+#[test]
+fn a_missing_gymnasium_model_is_the_first_and_only_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args(["run", "--sim", "--seconds", "1"])
+        .arg(common::repo("hw-configs/hopper.toml"))
+        .env("RLRT_GYMNASIUM_ASSETS", "/nonexistent/gymnasium-assets")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The task is resolved before any zenoh session opens: no link chatter before it.
+    assert!(
+        stderr.contains("Hopper-v5") && stderr.contains("RLRT_GYMNASIUM_ASSETS"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("zenoh") && !stderr.contains("Scouting"),
+        "{stderr}"
+    );
+}

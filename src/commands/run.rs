@@ -115,6 +115,7 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
         ),
         (Robot::Link, false) => run_link(&config, limit, args.wait_s, rerun),
         (Robot::Sim, lockstep) => {
+            crate::loopback::sim_task(&config)?;
             let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
             let session = open_session(&robot_config.link)?;
             let mode = if lockstep {

@@ -48,6 +48,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<SimOutcome> {
         .as_ref()
         .map(|s| s.task.clone())
         .unwrap_or_default();
+    crate::loopback::sim_task(&config)?;
     let session = open_session(&config.link)?;
     let mode = if args.lockstep {
         ServeMode::Lockstep
