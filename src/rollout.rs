@@ -15,7 +15,7 @@
 //! success at that state.
 
 use rlrt_runtime::recording::{CameraInfo, Episode, FrameTrack};
-use rlrt_runtime::rng::uniform01;
+use rlrt_runtime::rng::{gaussian, uniform01};
 use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
 use rlrt_sim::mujoco::task::{TaskError, TaskSource};
 use rlrt_sim::mujoco::MujocoSim;
@@ -331,13 +331,6 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 pub fn eval_seed(base: u64, episode: usize) -> u64 {
     base.wrapping_mul(0x9E37_79B9)
         .wrapping_add(1_000_000 + episode as u64)
-}
-
-/// A standard normal draw (Box-Muller).
-fn gaussian(state: &mut u64) -> f64 {
-    let u1 = uniform01(state).max(f64::MIN_POSITIVE);
-    let u2 = uniform01(state);
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 #[cfg(test)]

@@ -52,27 +52,22 @@ pub fn runtime_library() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         return Some(PathBuf::from(p));
     }
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    roots.into_iter().find_map(|root| {
-        let capi = root.join(".deps/python/onnxruntime/capi");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        found.sort();
-        found.pop()
-    })
+    rlrt_runtime::deps::search_roots()
+        .into_iter()
+        .find_map(|root| {
+            let capi = root.join(".deps/python/onnxruntime/capi");
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+                })
+                .collect();
+            found.sort();
+            found.pop()
+        })
 }
 
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();

@@ -21,6 +21,25 @@ pub struct Metric {
 }
 
 impl Metric {
+    /// Median, 99th percentile (nearest rank) and maximum of raw samples, already in
+    /// `unit`. No samples give NaN figures and a count of 0.
+    pub fn from_samples(unit: &str, mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            samples
+                .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Self {
+            unit: unit.to_owned(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+            count: Some(samples.len() as u64),
+        }
+    }
+
     /// A nanosecond summary in microseconds.
     pub fn from_ns_summary(summary: &Summary) -> Self {
         let (p50, p99, max) = summary.to_us();

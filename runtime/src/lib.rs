@@ -9,6 +9,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod control_loop;
+pub mod deps;
 pub mod link;
 pub mod messages;
 pub mod onnx_proto;

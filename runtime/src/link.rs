@@ -288,17 +288,13 @@ pub fn query_evaluation(
 /// buffer of zenoh's POSIX shared-memory provider and published from there: a subscriber on
 /// the same host maps it instead of receiving it through the socket (zenoh falls back to
 /// sending the bytes to peers that cannot map it). When the provider cannot be created or
-/// is full (subscribers still hold every buffer), the frame goes out as ordinary bytes and
-/// the fallback is counted.
+/// is full (subscribers still hold every buffer), the frame goes out as ordinary bytes;
+/// [`FramePublisher::put`] says which way each frame went.
 pub struct FramePublisher {
     publisher: zenoh::pubsub::Publisher<'static>,
     provider: Option<zenoh::shm::ShmProvider<zenoh::shm::PosixShmProviderBackend>>,
     header: Vec<u8>,
     bytes: Vec<u8>,
-    /// Frames published from shared memory.
-    pub shared: u64,
-    /// Frames published as bytes although shared memory was on (provider full or absent).
-    pub fallbacks: u64,
 }
 
 /// Frames of this many bytes fit in the provider at once (subscribers hold a frame until
@@ -341,42 +337,34 @@ impl FramePublisher {
             provider,
             header: Vec::with_capacity(128),
             bytes: Vec::new(),
-            shared: 0,
-            fallbacks: 0,
         })
     }
 
-    /// Whether frames go out from shared memory (when the provider has room).
-    pub fn uses_shared_memory(&self) -> bool {
-        self.provider.is_some()
-    }
-
-    /// Publishes one frame.
-    pub fn put(&mut self, image: &protocol::ImageView<'_>) -> Result<(), LinkError> {
+    /// Publishes one frame; true when it went out from shared memory.
+    pub fn put(&mut self, image: &protocol::ImageView<'_>) -> Result<bool, LinkError> {
         let fail = |e: zenoh::Error| LinkError::Publish(e.to_string());
         if let Some(provider) = &self.provider {
             protocol::encode_image_header(image, &mut self.header);
             let len = self.header.len() + image.data.len();
-            match provider
+            // An allocation fails when subscribers still hold every buffer: then this frame
+            // goes as bytes.
+            if let Ok(mut buffer) = provider
                 .alloc(len)
                 .with_policy::<zenoh::shm::GarbageCollect>()
                 .wait()
             {
-                Ok(mut buffer) => {
-                    buffer[..self.header.len()].copy_from_slice(&self.header);
-                    buffer[self.header.len()..].copy_from_slice(image.data);
-                    self.publisher.put(buffer).wait().map_err(fail)?;
-                    self.shared += 1;
-                    return Ok(());
-                }
-                Err(_) => self.fallbacks += 1,
+                buffer[..self.header.len()].copy_from_slice(&self.header);
+                buffer[self.header.len()..].copy_from_slice(image.data);
+                self.publisher.put(buffer).wait().map_err(fail)?;
+                return Ok(true);
             }
         }
         protocol::encode_image(image, &mut self.bytes);
         self.publisher
             .put(self.bytes.as_slice())
             .wait()
-            .map_err(fail)
+            .map_err(fail)?;
+        Ok(false)
     }
 }
 
@@ -435,8 +423,20 @@ impl CameraFrames {
         self.slots.iter().position(|s| s.spec.name == name)
     }
 
-    /// Checks a payload against camera `index`'s spec and keeps it as its newest frame.
-    pub fn receive(&self, index: usize, payload: &[u8], received_ns: u64) {
+    /// [`Self::receive`] on a zenoh payload, counting an accepted frame that arrived in
+    /// shared memory in `received_shared` (the pixels are read in place either way).
+    pub fn receive_payload(&self, index: usize, payload: &zenoh::bytes::ZBytes, received_ns: u64) {
+        let shared = payload.as_shm().is_some();
+        if self.receive(index, &payload.to_bytes(), received_ns) && shared {
+            self.slots[index]
+                .received_shared
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Checks a payload against camera `index`'s spec and keeps it as its newest frame;
+    /// false when it was rejected.
+    pub fn receive(&self, index: usize, payload: &[u8], received_ns: u64) -> bool {
         let slot = &self.slots[index];
         let fits = match protocol::decode_image(payload) {
             Ok(image)
@@ -446,7 +446,7 @@ impl CameraFrames {
                     && image.camera == slot.spec.name =>
             {
                 let Ok(mut frame) = slot.frame.lock() else {
-                    return;
+                    return false;
                 };
                 frame.stamp_ns = image.stamp_ns;
                 frame.received_ns = received_ns;
@@ -462,6 +462,7 @@ impl CameraFrames {
         } else {
             slot.rejected.fetch_add(1, Ordering::Relaxed);
         }
+        fits
     }
 
     /// Copies camera `index`'s newest frame into `out` (reusing its buffer); false when
@@ -660,13 +661,7 @@ impl RobotLink {
             let sub = session
                 .declare_subscriber(&key)
                 .callback(move |sample| {
-                    let payload = sample.payload();
-                    if payload.as_shm().is_some() {
-                        cameras.slots()[index]
-                            .received_shared
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    cameras.receive(index, &payload.to_bytes(), clock.now_ns())
+                    cameras.receive_payload(index, sample.payload(), clock.now_ns());
                 })
                 .wait()
                 .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;

@@ -20,3 +20,10 @@ pub fn uniform01(state: &mut u64) -> f64 {
 pub fn uniform(state: &mut u64, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * uniform01(state)
 }
+
+/// A standard normal draw (Box-Muller, two uniform draws per value).
+pub fn gaussian(state: &mut u64) -> f64 {
+    let u1 = uniform01(state).max(f64::MIN_POSITIVE);
+    let u2 = uniform01(state);
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}

@@ -131,7 +131,6 @@ impl<P: Plant> Served<P> {
             match self.plant.render(index) {
                 Ok(pixels) => {
                     let camera = &mut self.cameras[index];
-                    let shared_before = camera.publisher.shared;
                     let view = protocol::ImageView {
                         stamp_ns,
                         camera: &camera.name,
@@ -141,9 +140,9 @@ impl<P: Plant> Served<P> {
                         step: width * 3,
                         data: pixels,
                     };
-                    if camera.publisher.put(&view).is_ok() {
+                    if let Ok(shared) = camera.publisher.put(&view) {
                         self.stats.frames_published.fetch_add(1, Ordering::Relaxed);
-                        if camera.publisher.shared > shared_before {
+                        if shared {
                             self.stats.frames_shared.fetch_add(1, Ordering::Relaxed);
                         }
                     }

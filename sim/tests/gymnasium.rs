@@ -7,7 +7,6 @@
 #![cfg(feature = "mujoco")]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use rlrt_runtime::config::ActionMode;
@@ -17,21 +16,9 @@ use rlrt_sim::mujoco::task::TaskSource;
 use rlrt_sim::mujoco::MujocoSim;
 use rlrt_sim::Plant;
 
-fn workspace(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
+mod common;
 
-fn config(name: &str) -> RobotConfig {
-    rlrt_runtime::config::load(workspace(&format!("hw-configs/{name}")))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sim(config: &RobotConfig) -> MujocoSim {
-    let sim = config.sim.as_ref().expect("the config has a [sim] table");
-    let task =
-        TaskSource::resolve(&sim.task, sim.task_path.as_deref()).unwrap_or_else(|e| panic!("{e}"));
-    MujocoSim::new(config, &task, false).unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{config, sim, workspace};
 
 fn observation(config: &RobotConfig, plant: &impl Plant) -> Vec<f64> {
     let mut o = Observation::empty(config.dof(), config.observation.sensor_values);
@@ -82,7 +69,7 @@ fn max_difference(a: &[f64], b: &serde_json::Value) -> f64 {
 /// from the same state, until the episode terminates.
 fn conforms(file: &str, env: &str, steps: usize, seed: u64, scale: f64) -> usize {
     let config = config(file);
-    let mut plant = sim(&config);
+    let mut plant = sim(&config, false);
     plant.reset(seed);
     let (qpos, qvel) = plant.state();
     let start = observation(&config, &plant);
@@ -171,7 +158,7 @@ fn half_cheetah_matches_gymnasium() {
 fn resets_follow_gymnasium_noise_and_differ_by_seed() {
     for (file, scale) in [("hopper.toml", 5e-3), ("half-cheetah.toml", 0.1)] {
         let config = config(file);
-        let mut plant = sim(&config);
+        let mut plant = sim(&config, false);
         plant.reset(0);
         let (q0, _) = plant.state();
         plant.reset(1);

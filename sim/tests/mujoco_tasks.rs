@@ -2,28 +2,15 @@
 //! controller, ground-truth success, offscreen rendering, determinism and bad task files.
 #![cfg(feature = "mujoco")]
 
-use std::path::{Path, PathBuf};
-
 use rlrt_runtime::config::ActionMode;
 use rlrt_runtime::{Command, Observation, RobotConfig};
 use rlrt_sim::mujoco::task::TaskSource;
 use rlrt_sim::mujoco::MujocoSim;
 use rlrt_sim::Plant;
 
-fn workspace(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
+mod common;
 
-fn config(name: &str) -> RobotConfig {
-    rlrt_runtime::config::load(workspace(&format!("hw-configs/{name}")))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sim(config: &RobotConfig, render: bool) -> MujocoSim {
-    let sim = config.sim.as_ref().expect("the config has a [sim] table");
-    let task = TaskSource::resolve(&sim.task, sim.task_path.as_deref()).unwrap();
-    MujocoSim::new(config, &task, render).unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{config, sim, workspace};
 
 fn observe(config: &RobotConfig, plant: &impl Plant) -> Observation {
     let mut o = Observation::empty(config.dof(), config.observation.sensor_values);

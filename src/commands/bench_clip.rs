@@ -12,7 +12,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::tensor::{Distribution, Tensor};
 use rlrt_rewards::clip::model::{Clip, RandomInit};
 use rlrt_rewards::clip::{ClipConfig, Preset};
@@ -27,18 +26,6 @@ pub struct BenchClipArgs {
 }
 
 const BATCH: usize = 16;
-
-fn summarise(mut ms: Vec<f64>) -> Metric {
-    ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    Metric {
-        unit: "ms".to_owned(),
-        p50: at(0.5),
-        p99: at(0.99),
-        max: at(1.0),
-        count: Some(ms.len() as u64),
-    }
-}
 
 /// The peer: prints one JSON object {"threads": {"1": {"b1": [...ms], "b16": [...]}, ...}}.
 const PEER: &str = r#"
@@ -70,7 +57,7 @@ print(json.dumps(out))
 "#;
 
 fn run_peer(args: &BenchClipArgs) -> anyhow::Result<serde_json::Value> {
-    let output = super::run_python(
+    super::python_json(
         &[
             "-",
             &args.calls.to_string(),
@@ -79,16 +66,8 @@ fn run_peer(args: &BenchClipArgs) -> anyhow::Result<serde_json::Value> {
         ],
         None,
         PEER.as_bytes(),
-    )?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the PyTorch peer failed (it needs torch and transformers importable by python3): {}",
-        String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-    );
-    serde_json::from_slice(&output.stdout).context("the PyTorch peer's output")
+        "torch and transformers importable by python3",
+    )
 }
 
 /// Batch-1 and batch-16 latencies (ms) of a random ViT-B/32 vision tower on backend `B`, after
@@ -128,7 +107,10 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
         "--calls and --batch-calls must be above zero"
     );
     let (b1, b16) = time_vision::<rlrt_rewards::clip::CpuBackend>(args.calls, args.batch_calls);
-    let (b1, b16) = (summarise(b1), summarise(b16));
+    let (b1, b16) = (
+        Metric::from_samples("ms", b1),
+        Metric::from_samples("ms", b16),
+    );
 
     let mut report = BenchReport::new("clip");
     report
@@ -146,7 +128,10 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
     let (r1, r16) = (b1.p50, b16.p50);
     report.metrics.insert("batch1_image_embedding".into(), b1);
     report.metrics.insert("batch16_image_embedding".into(), b16);
-    let nd1 = summarise(time_vision::<burn::backend::NdArray<f32>>(args.calls, 0).0);
+    let nd1 = Metric::from_samples(
+        "ms",
+        time_vision::<burn::backend::NdArray<f32>>(args.calls, 0).0,
+    );
     report.extra.insert(
         "ratio_rlrt_over_ndarray_batch1_p50".into(),
         (r1 / nd1.p50).into(),
@@ -178,7 +163,10 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
                         .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
                         .unwrap_or_default()
                 };
-                let (p1, p16) = (summarise(series("b1")), summarise(series("b16")));
+                let (p1, p16) = (
+                    Metric::from_samples("ms", series("b1")),
+                    Metric::from_samples("ms", series("b16")),
+                );
                 report.extra.insert(
                     format!("ratio_rlrt_over_pytorch_{n}thread_batch1_p50"),
                     (r1 / p1.p50).into(),

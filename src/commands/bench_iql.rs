@@ -11,7 +11,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use rlrt_policies::iql::{IqlConfig, Learner, Replay};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
@@ -104,18 +103,6 @@ for threads in sorted({1, cores}):
 print(json.dumps(out))
 "#;
 
-fn summarise(mut ms: Vec<f64>) -> Metric {
-    ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    Metric {
-        unit: "ms".to_owned(),
-        p50: at(0.5),
-        p99: at(0.99),
-        max: at(1.0),
-        count: Some(ms.len() as u64),
-    }
-}
-
 fn steps_per_second(ms: &[f64]) -> f64 {
     1e3 * ms.len() as f64 / ms.iter().sum::<f64>()
 }
@@ -165,7 +152,7 @@ fn run_peer(args: &BenchIqlArgs) -> anyhow::Result<serde_json::Value> {
         .python_path
         .clone()
         .unwrap_or_else(|| PathBuf::from(".deps/python"));
-    let output = super::run_python(
+    super::python_json(
         &[
             "-",
             &args.observations.to_string(),
@@ -177,16 +164,8 @@ fn run_peer(args: &BenchIqlArgs) -> anyhow::Result<serde_json::Value> {
         ],
         Some(&python_path),
         PEER.as_bytes(),
-    )?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the PyTorch peer failed (it needs torch importable by python3): {}",
-        String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-    );
-    serde_json::from_slice(&output.stdout).context("the PyTorch peer's output")
+        "torch importable by python3",
+    )
 }
 
 pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
@@ -227,9 +206,11 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
-    report.metrics.insert("update_step".into(), summarise(flex));
+    report
+        .metrics
+        .insert("update_step".into(), Metric::from_samples("ms", flex));
     let mut peer = Metrics::new();
-    peer.insert("update_step".into(), summarise(ndarray));
+    peer.insert("update_step".into(), Metric::from_samples("ms", ndarray));
     report.peers.insert("burn_ndarray_1thread".into(), peer);
 
     if args.no_peer {
@@ -264,7 +245,7 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
                     (rate / peer_rate).into(),
                 );
                 let mut metrics = Metrics::new();
-                metrics.insert("update_step".into(), summarise(ms));
+                metrics.insert("update_step".into(), Metric::from_samples("ms", ms));
                 report.peers.insert(format!("pytorch_{n}thread"), metrics);
             }
         }

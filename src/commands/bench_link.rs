@@ -321,14 +321,8 @@ fn frame_latency(
             .declare_subscriber(&key)
             .callback(move |sample| {
                 let payload = sample.payload();
-                if payload.as_shm().is_some() {
-                    cameras.slots()[0]
-                        .received_shared
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                let bytes = payload.to_bytes();
-                cameras.receive(0, &bytes, clock.now_ns());
-                if let Ok(image) = protocol::decode_image(&bytes) {
+                cameras.receive_payload(0, payload, clock.now_ns());
+                if let Ok(image) = protocol::decode_image(&payload.to_bytes()) {
                     let _ = tx.try_send(clock.now_ns().saturating_sub(image.stamp_ns));
                 }
             })
@@ -348,7 +342,10 @@ fn frame_latency(
             step: width * 3,
             data: &pixels,
         };
-        publisher.put(&view).map_err(|e| anyhow::anyhow!("{e}"))
+        publisher
+            .put(&view)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
     };
     // Declarations take a moment to reach the other session: publish until one arrives.
     let start = Instant::now();

@@ -238,19 +238,15 @@ fn run_peer(env: &Environment, states: &[ProgramState], calls: usize) -> anyhow:
     let job = serde_json::json!({
         "states": rows, "calls": calls, "warmup": WARMUP_CALLS, "compared": COMPARED,
     });
-    let out = super::run_python(
+    let result = super::python_json(
         &["-c", PEER],
         Some(&python_path()),
         job.to_string().as_bytes(),
+        &format!(
+            "numpy, which `cargo xtask setup` installs into {}",
+            python_path().display()
+        ),
     )?;
-    anyhow::ensure!(
-        out.status.success(),
-        "the Python peer failed ({}); numpy comes from `cargo xtask setup` into {}:\n{}",
-        out.status,
-        python_path().display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let histogram = Histogram::new();
     for v in result["per_call_ns"].as_array().context("per_call_ns")? {
         histogram.record(v.as_u64().unwrap_or(0));

@@ -302,12 +302,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
 }
 
 fn task_episode_seconds(config: &rlrt_runtime::RobotConfig) -> anyhow::Result<f64> {
-    let sim = config.sim.as_ref().context("no [sim] table")?;
-    let task = rlrt_sim::mujoco::task::TaskSource::resolve(&sim.task, sim.task_path.as_deref())?;
-    Ok(match &task.file.gymnasium {
-        Some(gym) => gym.env.episode_steps() as f64 / config.control_rate_hz,
-        None => task.file.episode_seconds(),
-    })
+    let task = crate::loopback::sim_task(config)?;
+    Ok(task.file.episode_seconds(config.period_s()))
 }
 
 fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {

@@ -98,3 +98,28 @@ pub(crate) fn run_python(
         .write_all(stdin)?;
     Ok(child.wait_with_output()?)
 }
+
+/// Runs a Python peer with [`run_python`] and parses the one JSON object it prints. A failed
+/// peer is an error that says what it `needs` and ends with its last line of stderr (the
+/// exception).
+pub(crate) fn python_json(
+    args: &[&str],
+    pythonpath: Option<&std::path::Path>,
+    stdin: &[u8],
+    needs: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let out = run_python(args, pythonpath, stdin)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python peer failed ({}; it needs {needs}): {}",
+        out.status,
+        stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+    );
+    serde_json::from_slice(&out.stdout).context("the Python peer's output")
+}

@@ -19,9 +19,9 @@
 //!   Gaussian velocity noise), drawn from rlrt's seeded generator: the distribution is
 //!   Gymnasium's, the draws are not numpy's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rlrt_runtime::rng::uniform;
+use rlrt_runtime::rng::{gaussian, uniform};
 
 /// One of the supported Gymnasium environments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -47,8 +47,6 @@ struct Health {
 pub const OBSERVATION_SENSOR: &str = "gym_observation";
 
 impl GymEnv {
-    pub const ALL: [GymEnv; 3] = [GymEnv::Hopper, GymEnv::Walker2d, GymEnv::HalfCheetah];
-
     pub fn id(self) -> &'static str {
         match self {
             GymEnv::Hopper => "Hopper-v5",
@@ -185,13 +183,6 @@ impl GymEnv {
     }
 }
 
-/// A standard normal draw (Box-Muller).
-fn gaussian(rng: &mut u64) -> f64 {
-    let u1 = rlrt_runtime::rng::uniform01(rng).max(f64::MIN_POSITIVE);
-    let u2 = rlrt_runtime::rng::uniform01(rng);
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 /// The folder of Gymnasium's MuJoCo models (see the module docs for the search order).
 pub fn assets_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("RLRT_GYMNASIUM_ASSETS") {
@@ -206,14 +197,7 @@ pub fn assets_dir() -> Result<PathBuf, String> {
         };
     }
     const LOCAL: &str = ".deps/python/gymnasium/envs/mujoco/assets";
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    if let Some(dir) = roots
+    if let Some(dir) = rlrt_runtime::deps::search_roots()
         .into_iter()
         .map(|r| r.join(LOCAL))
         .find(|d| d.is_dir())

@@ -468,10 +468,7 @@ impl MujocoSim {
             data,
             model,
             task_name: task.name.clone(),
-            episode_seconds: match gym_env {
-                Some(env) => env.episode_steps() as f64 * period_s,
-                None => task.episode_seconds(),
-            },
+            episode_seconds: task.episode_seconds(period_s),
             keyframe,
             joints,
             mode: config.action.mode,

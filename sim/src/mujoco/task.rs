@@ -49,9 +49,13 @@ pub struct GymnasiumTask {
 const DEFAULT_EPISODE_SECONDS: f64 = 5.0;
 
 impl TaskFile {
-    /// The episode length in s, for tasks that are not Gymnasium's.
-    pub fn episode_seconds(&self) -> f64 {
-        self.episode_seconds.unwrap_or(DEFAULT_EPISODE_SECONDS)
+    /// The episode length in s at a control period of `period_s`: Gymnasium's episode
+    /// length in control steps for its tasks, else `episode_seconds` (default 5 s).
+    pub fn episode_seconds(&self, period_s: f64) -> f64 {
+        match &self.gymnasium {
+            Some(gym) => gym.env.episode_steps() as f64 * period_s,
+            None => self.episode_seconds.unwrap_or(DEFAULT_EPISODE_SECONDS),
+        }
     }
 }
 
