@@ -12,6 +12,7 @@ use rlrt::commands::{
 use rlrt::rollout::Exploration;
 use rlrt_policies::checkpoint::Algorithm;
 use rlrt_runtime::alloc_count::CountingAllocator;
+use rlrt_runtime::compute::{ComputeDevice, Precision};
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
 #[global_allocator]
@@ -222,6 +223,10 @@ enum Command {
         /// IQL inverse temperature beta (default 3).
         #[arg(long)]
         temperature: Option<f64>,
+        /// Where the updates run: cpu, cuda or cuda:N (CUDA needs rlrt built with `--features
+        /// cuda`). Evaluation episodes run the actor on the CPU either way.
+        #[arg(long, default_value = "cpu")]
+        device: ComputeDevice,
         #[arg(long)]
         json: bool,
     },
@@ -283,6 +288,21 @@ enum Export {
         /// The .onnx file to write.
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An rlrt dataset (`rlrt record`, `rlrt import`) in LeRobot's dataset layout v3.0:
+    /// parquet steps (state, action, reward, done flags), info, stats, tasks and episodes
+    /// metadata. Camera frames are not exported.
+    Lerobot {
+        /// The dataset folder.
+        data: PathBuf,
+        /// The folder to write (must not hold a LeRobot dataset yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// The task sentence of every episode (default: the robot's name in the config).
+        #[arg(long)]
+        task: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -418,6 +438,12 @@ enum Reward {
         /// to 224 and a centre crop (Hugging Face's CLIPImageProcessor).
         #[arg(long)]
         plain_resize: bool,
+        /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: ComputeDevice,
+        /// f32, or f16 on CUDA.
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -446,24 +472,38 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1 and 16
-    /// (burn Flex on the CPU, and NdArray at batch 1), against PyTorch's transformers CLIP
-    /// of the same config when python3 can import torch and transformers.
+    /// Image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1 and a larger
+    /// batch: burn Flex on the CPU (and NdArray at batch 1), or burn CUDA with --device cuda;
+    /// against PyTorch's transformers CLIP of the same config (CPU threads, or the same GPU
+    /// eager and from a CUDA graph) when python3 can import torch and transformers.
     Clip {
-        /// Timed calls at batch 1 (after two warm-up calls).
+        /// Timed calls at batch 1 (after the warm-up calls).
         #[arg(long, default_value_t = 20)]
         calls: usize,
-        /// Timed calls at batch 16.
+        /// Timed calls at the larger batch.
         #[arg(long, default_value_t = 5)]
         batch_calls: usize,
+        /// The larger batch (default 16 on the CPU, 64 on CUDA).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: ComputeDevice,
+        /// f32 or f16 (default f32 on the CPU, f16 on CUDA).
+        #[arg(long)]
+        precision: Option<Precision>,
         /// Skip the PyTorch peer.
         #[arg(long)]
         no_peer: bool,
+        /// Added to PYTHONPATH for the PyTorch peer.
+        #[arg(long)]
+        python_path: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
-    /// IQL update steps per second at batch 256 on the CPU (burn Flex, and NdArray), against
-    /// the same update in PyTorch eager when python3 can import torch.
+    /// IQL update steps per second at batch 256: burn Flex and NdArray on the CPU, or burn
+    /// CUDA with --device cuda; against the same update in PyTorch eager (and, on CUDA, JAX
+    /// jit) when python3 can import them.
     Iql {
         #[arg(long, default_value_t = 17)]
         observations: usize,
@@ -476,11 +516,18 @@ enum Bench {
         /// Timed update steps per run (after a tenth as many warm-up steps).
         #[arg(long, default_value_t = 300)]
         steps: usize,
-        /// Skip the PyTorch peer.
+        /// Read the losses back every this many steps (a synchronisation on a GPU), in rlrt
+        /// and the peers alike.
+        #[arg(long, default_value_t = 10)]
+        readback_every: usize,
+        /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: ComputeDevice,
+        /// Skip the peers.
         #[arg(long)]
         no_peer: bool,
-        /// Where the PyTorch peer finds torch (added to PYTHONPATH; default .deps/python,
-        /// which has no torch: pip install torch elsewhere and point here).
+        /// Where the peers find torch (and jax, optax): added to PYTHONPATH; default
+        /// .deps/python, which has no torch: pip install torch elsewhere and point here.
         #[arg(long)]
         python_path: Option<PathBuf>,
         #[arg(long)]
@@ -777,6 +824,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 baseline,
                 alpha,
                 plain_resize,
+                device,
+                precision,
                 json,
             } => {
                 let report = reward::clip(&reward::ClipArgs {
@@ -786,6 +835,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     baseline,
                     alpha: alpha.unwrap_or(0.5),
                     plain_resize,
+                    device,
+                    precision,
                 })?;
                 if json {
                     print_json(&report)?;
@@ -799,6 +850,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                         "frame {} x {}, resize {}",
                         report.width, report.height, report.resize
                     );
+                    println!("computed with {}", report.backend);
                 }
                 Ok(0)
             }
@@ -980,6 +1032,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             hidden,
             expectile,
             temperature,
+            device,
             json,
         } => {
             let outcome = train::train(&train::TrainArgs {
@@ -996,6 +1049,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 hidden,
                 expectile,
                 temperature,
+                device,
             })?;
             if json {
                 print_json(&outcome)?;
@@ -1043,6 +1097,27 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Export {
+            what:
+                Export::Lerobot {
+                    data,
+                    out,
+                    task,
+                    json,
+                },
+        } => {
+            let outcome = rlrt::commands::lerobot::export(&rlrt::commands::lerobot::LeRobotArgs {
+                data,
+                out,
+                task,
+            })?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print!("{outcome}");
+            }
+            Ok(0)
+        }
         Command::Replay {
             data,
             rerun,
@@ -1069,13 +1144,21 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             Bench::Clip {
                 calls,
                 batch_calls,
+                batch,
+                device,
+                precision,
                 no_peer,
+                python_path,
                 json,
             } => {
                 let report = bench_clip::run(&bench_clip::BenchClipArgs {
                     calls,
                     batch_calls,
+                    batch,
+                    device,
+                    precision,
                     no_peer,
+                    python_path,
                 })?;
                 print_bench(&report, json);
                 Ok(0)
@@ -1086,6 +1169,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 hidden,
                 batch,
                 steps,
+                readback_every,
+                device,
                 no_peer,
                 python_path,
                 json,
@@ -1096,6 +1181,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     hidden,
                     batch,
                     steps,
+                    readback_every,
+                    device,
                     no_peer,
                     python_path,
                 })?;

@@ -392,11 +392,15 @@ fn bench_iql_times_both_backends_and_they_compute_the_same_update() {
         "20",
         "--batch",
         "64",
+        "--readback-every",
+        "5",
         "--no-peer",
         "--json",
     ]));
     assert_eq!(report["bench"], "iql");
-    assert_eq!(report["metrics"]["update_step"]["count"], 20);
+    // One sample per block of five updates ending with the losses read back.
+    assert_eq!(report["metrics"]["update_step"]["count"], 4);
+    assert_eq!(report["readback_every"], 5);
     assert!(report["rlrt_steps_per_s"].as_f64().unwrap() > 0.0);
     assert!(
         report["peers"]["burn_ndarray_1thread"]["update_step"]["p50"]
@@ -418,4 +422,148 @@ fn bench_iql_times_both_backends_and_they_compute_the_same_update() {
         );
     }
     assert!(report["peer"].as_str().unwrap().starts_with("skipped"));
+}
+
+/// Without the `cuda` feature, every `--device cuda` says how to get CUDA instead of failing
+/// somewhere inside burn; half precision off the GPU is refused with the reason.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    for args in [
+        &[
+            "bench",
+            "iql",
+            "--steps",
+            "10",
+            "--no-peer",
+            "--device",
+            "cuda",
+        ][..],
+        &["bench", "clip", "--no-peer", "--device", "cuda:1"][..],
+        &[
+            "train",
+            "iql",
+            "--data",
+            "no-such-data",
+            "--out",
+            "x",
+            "--device",
+            "cuda",
+        ][..],
+    ] {
+        let out = rlrt().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        // Before anything else is read (the dataset here does not exist).
+        assert!(
+            stderr.contains("built without CUDA") && stderr.contains("--features cuda"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = rlrt()
+        .args(["bench", "clip", "--no-peer", "--precision", "f16"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("f16 needs --device cuda"),
+        "{stderr}"
+    );
+    let out = rlrt()
+        .args(["bench", "iql", "--device", "gpu"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("expected cpu, cuda or cuda:N"),
+        "{stderr}"
+    );
+}
+
+/// `rlrt export lerobot` writes what LeRobot's v3.0 loader reads: the checker loads it with
+/// Hugging Face `datasets` and pandas as LeRobot does (tests/python/lerobot_check.py), and
+/// every value must be the recorded one (as f32).
+#[test]
+fn lerobot_export_loads_as_the_recorded_episodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    record(&data, 3, 0.02);
+    let out = dir.path().join("lerobot");
+    let outcome = run_json(rlrt().args([
+        "export",
+        "lerobot",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--task",
+        "move the fingertip to the target",
+        "--json",
+    ]));
+    assert_eq!(outcome["episodes"], 3);
+    assert_eq!(outcome["fps"], 100);
+
+    let deps = common::repo(".deps/python");
+    let check = std::process::Command::new("python3")
+        .arg(common::repo("tests/python/lerobot_check.py"))
+        .arg(&out)
+        .env("PYTHONPATH", &deps)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HOME", dir.path().join("hf"))
+        .output()
+        .expect("python3 runs (cargo xtask setup installs datasets and pandas into .deps/python)");
+    assert!(
+        check.status.success(),
+        "lerobot_check.py: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(read["task"], "move the fingertip to the target");
+
+    let dataset = Dataset::open(&data).unwrap();
+    let (o, a) = (dataset.info.observation_len, dataset.info.action_len);
+    let (mut row, mut lengths) = (0usize, Vec::new());
+    for episode in &dataset.episodes {
+        let steps = episode.steps();
+        lengths.push(steps);
+        for t in 0..steps {
+            // Compared as f32: serde_json may parse the last digit of an f64 one ulp off.
+            let got = |key: &str, i: usize| read[key][row][i].as_f64().unwrap() as f32;
+            for i in 0..o {
+                assert_eq!(
+                    got("observation_state", i),
+                    episode.observations[t * o + i] as f32
+                );
+            }
+            for i in 0..a {
+                assert_eq!(got("action", i), episode.actions[t * a + i] as f32);
+            }
+            assert_eq!(
+                read["reward"][row].as_f64().unwrap() as f32,
+                episode.rewards[t] as f32
+            );
+            let last = t + 1 == steps;
+            assert_eq!(read["done"][row].as_bool().unwrap(), last);
+            assert_eq!(
+                read["success"][row].as_bool().unwrap(),
+                last && episode.success
+            );
+            row += 1;
+        }
+    }
+    assert_eq!(read["frames"].as_u64().unwrap() as usize, row);
+    assert_eq!(read["lengths"], serde_json::json!(lengths));
+
+    // An existing export is never overwritten.
+    let again = rlrt()
+        .args([
+            "export",
+            "lerobot",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a LeRobot dataset"));
 }

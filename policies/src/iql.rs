@@ -40,6 +40,13 @@ pub fn cpu() -> FlexDevice {
     FlexDevice
 }
 
+/// The CUDA training backend (feature `cuda`): burn's CUDA backend in f32 with operation
+/// fusion and kernel autotuning, with reverse-mode autodiff. Not bit-deterministic (the
+/// kernels' reduction order depends on autotuning), so a seed fixes the data order and the
+/// initial weights, not every rounding.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = Autodiff<burn::backend::Cuda>;
+
 // ---------------------------------------------------------------------------------------
 // Hyperparameters
 // ---------------------------------------------------------------------------------------
@@ -356,30 +363,29 @@ struct Batch<B: Backend> {
 }
 
 impl Replay {
-    /// Samples `size` transitions uniformly with replacement.
+    /// Samples `size` transitions uniformly with replacement. The rows go to the device as
+    /// one packed [size, 2o + a + 2] upload (observation, action, reward, next observation,
+    /// not-done), split there by views: one host-to-device copy per step instead of five.
     fn sample<B: Backend>(&self, size: usize, rng: &mut u64, device: &B::Device) -> Batch<B> {
         let (o, a) = (self.observation_len, self.action_len);
-        let mut obs = Vec::with_capacity(size * o);
-        let mut act = Vec::with_capacity(size * a);
-        let mut rew = Vec::with_capacity(size);
-        let mut next = Vec::with_capacity(size * o);
-        let mut nd = Vec::with_capacity(size);
+        let width = 2 * o + a + 2;
+        let mut rows = Vec::with_capacity(size * width);
         for _ in 0..size {
             let i = (splitmix64(rng) % self.len() as u64) as usize;
-            obs.extend_from_slice(&self.observations[i * o..(i + 1) * o]);
-            act.extend_from_slice(&self.actions[i * a..(i + 1) * a]);
-            rew.push(self.rewards[i]);
-            next.extend_from_slice(&self.next_observations[i * o..(i + 1) * o]);
-            nd.push(self.not_done[i]);
+            rows.extend_from_slice(&self.observations[i * o..(i + 1) * o]);
+            rows.extend_from_slice(&self.actions[i * a..(i + 1) * a]);
+            rows.push(self.rewards[i]);
+            rows.extend_from_slice(&self.next_observations[i * o..(i + 1) * o]);
+            rows.push(self.not_done[i]);
         }
-        let t =
-            |v: Vec<f32>, cols: usize| Tensor::from_data(TensorData::new(v, [size, cols]), device);
+        let packed = Tensor::<B, 2>::from_data(TensorData::new(rows, [size, width]), device);
+        let columns = |from: usize, len: usize| packed.clone().slice([0..size, from..from + len]);
         Batch {
-            observations: t(obs, o),
-            actions: t(act, a),
-            rewards: t(rew, 1),
-            next_observations: t(next, o),
-            not_done: t(nd, 1),
+            observations: columns(0, o),
+            actions: columns(o, a),
+            rewards: columns(o + a, 1),
+            next_observations: columns(o + a + 1, o),
+            not_done: columns(2 * o + a + 1, 1),
         }
     }
 
@@ -613,6 +619,10 @@ pub struct Learner<B: AutodiffBackend> {
     value_optim: Adaptor<Mlp<B>, B>,
     rng: u64,
     step: usize,
+    /// The last update's losses, still on the device: [value, actor, q, weight, advantage].
+    /// Read back only when asked ([`Learner::losses`]), so a GPU never waits for the host
+    /// between updates.
+    last: Option<Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend> Learner<B> {
@@ -649,6 +659,7 @@ impl<B: AutodiffBackend> Learner<B> {
             value,
             rng,
             step: 0,
+            last: None,
         }
     }
 
@@ -668,13 +679,41 @@ impl<B: AutodiffBackend> Learner<B> {
         0.5 * lr * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
-    /// One update: V, then the actor, then Q, then the targets (the order of the authors'
-    /// implementation; the actor's advantage uses V before its update).
+    /// One update, then its losses read back (a host-device synchronisation on a GPU).
     pub fn update(&mut self) -> Losses {
+        self.advance();
+        self.losses()
+    }
+
+    /// The losses of the last update (all zero before the first).
+    pub fn losses(&self) -> Losses {
+        let Some(last) = &self.last else {
+            return Losses::default();
+        };
+        let v: Vec<f32> = last
+            .to_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32 after convert");
+        Losses {
+            value: v[0],
+            actor: v[1],
+            q: v[2],
+            weight: v[3],
+            advantage: v[4],
+        }
+    }
+
+    /// One update without reading anything back: V, then the actor, then Q, then the targets
+    /// (the order of the authors' implementation; the actor's advantage uses V before its
+    /// update).
+    pub fn advance(&mut self) {
         let batch = self
             .replay
             .sample::<B>(self.config.batch_size, &mut self.rng, &self.device);
-        let mut losses = Losses::default();
+        let device = self.device.clone();
+        let zero = || Tensor::<B::InnerBackend, 1>::zeros([1], &device);
+        let (mut value_loss_out, mut q_loss_out, mut advantage_out) = (zero(), zero(), zero());
         let (weights, advantage) = if self.config.algorithm == Algorithm::Iql {
             // --- V by expectile regression, eq. (5):
             //     L_V = E[ L2^tau( min_i Q_target_i(s, a) - V(s) ) ],  L2^tau(u) = |tau - 1(u<0)| u^2
@@ -691,7 +730,7 @@ impl<B: AutodiffBackend> Learner<B> {
                 .mul_scalar(tau)
                 .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
             let value_loss = (weight * u.square()).mean();
-            losses.value = scalar(&value_loss);
+            value_loss_out = value_loss.clone().inner();
             let grads = GradientsParams::from_grads(value_loss.backward(), &self.value);
             self.value =
                 self.value_optim
@@ -723,22 +762,22 @@ impl<B: AutodiffBackend> Learner<B> {
             .square()
             .sum_dim(1),
         };
-        losses.weight = scalar(&weights.clone().mean());
+        let weight_out = weights.clone().mean().inner();
         let actor_loss = (weights * per_sample).mean();
-        losses.actor = scalar(&actor_loss);
+        let actor_loss_out = actor_loss.clone().inner();
         let grads = GradientsParams::from_grads(actor_loss.backward(), &self.actor);
         let lr = self.actor_lr();
         self.actor = self.actor_optim.step(lr, self.actor.clone(), grads);
 
         if let Some(advantage) = advantage {
-            losses.advantage = scalar(&advantage.mean());
+            advantage_out = advantage.mean().inner();
             // --- Q regression, eq. (6): L_Q = E[ (r + gamma (1 - done) V(s') - Q_i(s, a))^2 ]
             //     with the freshly updated V, no gradient through the target.
             let next_v = self.value.forward(batch.next_observations).detach();
             let target = batch.rewards + batch.not_done * next_v.mul_scalar(self.config.discount);
             let (q1, q2) = self.critic.forward(batch.observations, batch.actions);
             let q_loss = (q1 - target.clone()).square().mean() + (q2 - target).square().mean();
-            losses.q = scalar(&q_loss);
+            q_loss_out = q_loss.clone().inner();
             let grads = GradientsParams::from_grads(q_loss.backward(), &self.critic);
             self.critic =
                 self.critic_optim
@@ -754,7 +793,16 @@ impl<B: AutodiffBackend> Learner<B> {
             });
         }
         self.step += 1;
-        losses
+        self.last = Some(Tensor::cat(
+            vec![
+                value_loss_out,
+                actor_loss_out,
+                q_loss_out,
+                weight_out,
+                advantage_out,
+            ],
+            0,
+        ));
     }
 
     /// Mean squared error between the actor's mean and the dataset's actions (in [-1, 1]
@@ -977,10 +1025,6 @@ pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeight
         });
     }
     Ok(weights)
-}
-
-fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f32 {
-    t.to_data().convert::<f32>().to_vec::<f32>().expect("f32")[0]
 }
 
 #[cfg(test)]

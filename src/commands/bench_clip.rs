@@ -1,34 +1,47 @@
 //! `rlrt bench clip`: image-embedding latency of a randomly initialised, full-size CLIP
-//! ViT-B/32 vision tower (built from the preset; no download), preprocessed 224 x 224 input to
-//! projected embedding, at batch 1 and batch 16, in burn's Flex backend on the CPU (the one
-//! rlrt's CLIP rewards use). Peers: the same tower in burn's NdArray backend (batch 1), and
-//! Hugging Face's `CLIPVisionModelWithProjection` of the same config in PyTorch
-//! (`torch.inference_mode`, `torch.set_num_threads` at one thread and at all cores), run by
-//! `python3` with the caller's environment; when torch or transformers cannot be imported the
-//! report says so and carries rlrt's numbers alone.
+//! ViT-B/32 vision tower (built from the preset; no download), preprocessed 224 x 224 input
+//! already on the device to the projected embedding back on the host, at batch 1 and at a
+//! larger batch.
 //!
-//! Both burn backends are built without rayon, so they run on one thread whatever the machine
-//! has; the report states that.
+//! - **CPU** (`--device cpu`, the default): burn's Flex backend (the one rlrt's CLIP rewards
+//!   use), batch 1 and 16. Peers: the same tower in burn's NdArray backend (batch 1), and Hugging
+//!   Face's `CLIPVisionModelWithProjection` of the same config in PyTorch
+//!   (`torch.inference_mode`, `torch.set_num_threads` at one thread and at all cores). Both
+//!   burn backends are built without rayon, so they run on one thread whatever the machine has.
+//! - **CUDA** (`--device cuda`, feature `cuda`): burn's CUDA backend at `--precision` (f16 by
+//!   default there), batch 1 and 64. The peer is the same transformers model on the same GPU at
+//!   the same precision, eager and replayed from a CUDA graph.
+//!
+//! The peer runs in `python3` with the caller's environment (plus `--python-path`); when
+//! torch or transformers cannot be imported the report says so and carries rlrt's numbers.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use rlrt_rewards::clip::model::{Clip, RandomInit};
 use rlrt_rewards::clip::{ClipConfig, Preset};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
+use rlrt_runtime::compute::{ComputeDevice, Precision};
 
 pub struct BenchClipArgs {
-    /// Timed calls at batch 1 (after two warm-up calls).
+    /// Timed calls at batch 1 (after the warm-up calls).
     pub calls: usize,
-    /// Timed calls at batch 16.
+    /// Timed calls at the larger batch.
     pub batch_calls: usize,
+    /// The larger batch (default 16 on the CPU, 64 on CUDA).
+    pub batch: Option<usize>,
+    pub device: ComputeDevice,
+    /// Default f32 on the CPU, f16 on CUDA.
+    pub precision: Option<Precision>,
     pub no_peer: bool,
+    /// Added to PYTHONPATH for the PyTorch peer.
+    pub python_path: Option<PathBuf>,
 }
 
-const BATCH: usize = 16;
-
-/// The peer: prints one JSON object {"threads": {"1": {"b1": [...ms], "b16": [...]}, ...}}.
-const PEER: &str = r#"
+/// The CPU peer: prints {"torch": version, "threads": {"1": {"b1": [ms...], "bN": [...]}, ...}}.
+const PEER_CPU: &str = r#"
 import json, os, sys, time
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -42,7 +55,7 @@ out = {"torch": torch.__version__, "threads": {}}
 for threads in sorted({1, os.cpu_count() or 1}):
     torch.set_num_threads(threads)
     row = {}
-    for name, b, n in (("b1", 1, calls), ("b16", batch, batch_calls)):
+    for name, b, n in (("b1", 1, calls), ("bN", batch, batch_calls)):
         x = torch.randn(b, 3, 224, 224)
         times = []
         with torch.inference_mode():
@@ -56,49 +69,180 @@ for threads in sorted({1, os.cpu_count() or 1}):
 print(json.dumps(out))
 "#;
 
-fn run_peer(args: &BenchClipArgs) -> anyhow::Result<serde_json::Value> {
-    super::python_json(
-        &[
-            "-",
-            &args.calls.to_string(),
-            &args.batch_calls.to_string(),
-            &BATCH.to_string(),
-        ],
-        None,
-        PEER.as_bytes(),
-        "torch and transformers importable by python3",
-    )
-}
+/// The CUDA peer: the same model on the GPU at the same precision, eager and from a CUDA
+/// graph; each call ends with the embeddings copied to the host (as rlrt's do). Prints
+/// {"torch", "gpu", "eager": {"b1": [ms...], "bN": [...]}, "graph": {...}}.
+const PEER_CUDA: &str = r#"
+import json, sys, time
+import torch
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+calls, batch_calls, batch, precision = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+index = int(sys.argv[5])
+dtype = {"f16": torch.float16, "f32": torch.float32}[precision]
+torch.manual_seed(0)
+device = torch.device("cuda", index)
+config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                          num_attention_heads=12, image_size=224, patch_size=32,
+                          projection_dim=512, hidden_act="quick_gelu")
+model = CLIPVisionModelWithProjection(config).eval().to(device=device, dtype=dtype)
+out = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(device),
+       "eager": {}, "graph": {}}
+warmup = 10
+with torch.inference_mode():
+    for name, b, n in (("b1", 1, calls), ("bN", batch, batch_calls)):
+        x = torch.randn(b, 3, 224, 224, device=device, dtype=dtype)
+        times = []
+        for i in range(n + warmup):
+            t = time.perf_counter()
+            model(pixel_values=x).image_embeds.float().cpu()
+            if i >= warmup:
+                times.append((time.perf_counter() - t) * 1e3)
+        out["eager"][name] = times
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(pixel_values=x)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y = model(pixel_values=x).image_embeds
+        times = []
+        for i in range(n + warmup):
+            t = time.perf_counter()
+            graph.replay()
+            y.float().cpu()
+            if i >= warmup:
+                times.append((time.perf_counter() - t) * 1e3)
+        out["graph"][name] = times
+print(json.dumps(out))
+"#;
 
-/// Batch-1 and batch-16 latencies (ms) of a random ViT-B/32 vision tower on backend `B`, after
-/// two warm-up calls each; `batch_calls` 0 skips batch 16 (an empty series).
-fn time_vision<B: burn::tensor::backend::Backend>(
+/// Latencies (ms) of a random ViT-B/32 vision tower on backend `B` at batch 1 (`calls`) and
+/// at `batch` (`batch_calls`; 0 gives an empty series), after `warmup` calls each. The input is
+/// made on the device; each call ends with the embeddings read back to the host.
+fn time_vision<B: Backend>(
+    device: &B::Device,
     calls: usize,
+    batch: usize,
     batch_calls: usize,
+    warmup: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let device = Default::default();
     let config = ClipConfig::preset(Preset::VitB32);
-    let Ok(vision) = Clip::<B>::build_vision(&config, &mut RandomInit::<B> { device: &device });
+    let Ok(vision) = Clip::<B>::build_vision(&config, &mut RandomInit::<B> { device });
     let time = |batch: usize, calls: usize| -> Vec<f64> {
         if calls == 0 {
             return Vec::new();
         }
-        let x = Tensor::<B, 4>::random(
-            [batch, 3, 224, 224],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        (0..calls + 2)
+        let x =
+            Tensor::<B, 4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
+        (0..calls + warmup)
             .map(|_| {
                 let t = Instant::now();
                 let out = vision.forward(x.clone()).into_data();
                 std::hint::black_box(out);
                 t.elapsed().as_secs_f64() * 1e3
             })
-            .skip(2)
+            .skip(warmup)
             .collect()
     };
-    (time(1, calls), time(BATCH, batch_calls))
+    (time(1, calls), time(batch, batch_calls))
+}
+
+/// rlrt's series on the chosen device, and a description of the backend.
+fn time_rlrt(
+    args: &BenchClipArgs,
+    precision: Precision,
+    batch: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, String)> {
+    match args.device {
+        ComputeDevice::Cpu => {
+            anyhow::ensure!(
+                precision == Precision::F32,
+                "--precision f16 needs --device cuda (the CPU backend computes in f32)"
+            );
+            let (b1, bn) = time_vision::<rlrt_rewards::clip::CpuBackend>(
+                &Default::default(),
+                args.calls,
+                batch,
+                args.batch_calls,
+                2,
+            );
+            Ok((b1, bn, "burn 0.21 Flex f32 (gemm), 1 thread".into()))
+        }
+        #[cfg(feature = "cuda")]
+        ComputeDevice::Cuda(index) => {
+            use rlrt_rewards::clip::engine::{CudaBackend, CudaHalfBackend};
+            let device = super::cuda_device(index)?;
+            // Autotuning runs on the first calls of each shape: warm up well past it.
+            let warmup = 20;
+            let run = std::panic::AssertUnwindSafe(|| match precision {
+                Precision::F32 => {
+                    time_vision::<CudaBackend>(&device, args.calls, batch, args.batch_calls, warmup)
+                }
+                Precision::F16 => time_vision::<CudaHalfBackend>(
+                    &device,
+                    args.calls,
+                    batch,
+                    args.batch_calls,
+                    warmup,
+                ),
+            });
+            let (b1, bn) = std::panic::catch_unwind(run).map_err(|p| {
+                anyhow::anyhow!(
+                    "CUDA device {index}: {}",
+                    rlrt_runtime::compute::panic_message(p.as_ref())
+                )
+            })?;
+            Ok((
+                b1,
+                bn,
+                format!("burn 0.21 CUDA {precision} (cubecl, fusion, autotune) on cuda:{index}"),
+            ))
+        }
+        #[cfg(not(feature = "cuda"))]
+        ComputeDevice::Cuda(_) => Err(super::no_cuda()),
+    }
+}
+
+fn run_peer(
+    args: &BenchClipArgs,
+    precision: Precision,
+    batch: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let (calls, batch_calls, batch) = (
+        args.calls.to_string(),
+        args.batch_calls.to_string(),
+        batch.to_string(),
+    );
+    match args.device {
+        ComputeDevice::Cpu => super::python_json(
+            &["-", &calls, &batch_calls, &batch],
+            args.python_path.as_deref(),
+            PEER_CPU.as_bytes(),
+            "torch and transformers importable by python3",
+        ),
+        ComputeDevice::Cuda(index) => super::python_json(
+            &[
+                "-",
+                &calls,
+                &batch_calls,
+                &batch,
+                &precision.to_string(),
+                &index.to_string(),
+            ],
+            args.python_path.as_deref(),
+            PEER_CUDA.as_bytes(),
+            "torch with CUDA and transformers importable by python3",
+        ),
+    }
+}
+
+fn series(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default()
 }
 
 pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
@@ -106,39 +250,62 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
         args.calls > 0 && args.batch_calls > 0,
         "--calls and --batch-calls must be above zero"
     );
-    let (b1, b16) = time_vision::<rlrt_rewards::clip::CpuBackend>(args.calls, args.batch_calls);
-    let (b1, b16) = (
-        Metric::from_samples("ms", b1),
-        Metric::from_samples("ms", b16),
+    let cuda = args.device.is_cuda();
+    let batch = args.batch.unwrap_or(if cuda { 64 } else { 16 });
+    anyhow::ensure!(
+        batch > 1,
+        "--batch must be above one (batch 1 is always timed)"
     );
+    let precision = args
+        .precision
+        .unwrap_or(if cuda { Precision::F16 } else { Precision::F32 });
+    let (b1, bn, backend) = time_rlrt(args, precision, batch)?;
+    let (b1, bn) = (
+        Metric::from_samples("ms", b1),
+        Metric::from_samples("ms", bn),
+    );
+    let batch_key = format!("batch{batch}_image_embedding");
+    let images_per_s = |m: &Metric| batch as f64 * 1e3 / m.p50;
 
     let mut report = BenchReport::new("clip");
     report
         .extra
         .insert("model".into(), "ViT-B/32 vision tower, random init".into());
+    report.extra.insert("rlrt_backend".into(), backend.into());
     report
         .extra
-        .insert("rlrt_backend".into(), "burn 0.21 Flex f32 (gemm)".into());
-    report.extra.insert(
-        "rlrt_threads".into(),
-        "1 (Flex built without rayon: the same number for 1 and all threads)".into(),
-    );
+        .insert("device".into(), args.device.to_string().into());
+    report
+        .extra
+        .insert("precision".into(), precision.to_string().into());
+    report.extra.insert("batch".into(), batch.into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
-    let (r1, r16) = (b1.p50, b16.p50);
-    report.metrics.insert("batch1_image_embedding".into(), b1);
-    report.metrics.insert("batch16_image_embedding".into(), b16);
-    let nd1 = Metric::from_samples(
-        "ms",
-        time_vision::<burn::backend::NdArray<f32>>(args.calls, 0).0,
-    );
     report.extra.insert(
-        "ratio_rlrt_over_ndarray_batch1_p50".into(),
-        (r1 / nd1.p50).into(),
+        format!("rlrt_batch{batch}_images_per_s_p50"),
+        images_per_s(&bn).into(),
     );
-    let mut ndarray = Metrics::new();
-    ndarray.insert("batch1_image_embedding".into(), nd1);
-    report.peers.insert("burn_ndarray_1thread".into(), ndarray);
+    let (r1, rn) = (b1.p50, bn.p50);
+    report.metrics.insert("batch1_image_embedding".into(), b1);
+    report.metrics.insert(batch_key.clone(), bn);
+
+    if !cuda {
+        report.extra.insert(
+            "rlrt_threads".into(),
+            "1 (Flex built without rayon: the same number for 1 and all threads)".into(),
+        );
+        let nd1 = Metric::from_samples(
+            "ms",
+            time_vision::<burn::backend::NdArray<f32>>(&Default::default(), args.calls, 1, 0, 2).0,
+        );
+        report.extra.insert(
+            "ratio_rlrt_over_ndarray_batch1_p50".into(),
+            (r1 / nd1.p50).into(),
+        );
+        let mut ndarray = Metrics::new();
+        ndarray.insert("batch1_image_embedding".into(), nd1);
+        report.peers.insert("burn_ndarray_1thread".into(), ndarray);
+    }
 
     if args.no_peer {
         report
@@ -146,46 +313,66 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
             .insert("peer".into(), "skipped (--no-peer)".into());
         return Ok(report);
     }
-    match run_peer(args) {
-        Ok(peer) => {
-            report.extra.insert(
-                "peer".into(),
-                "pytorch (transformers CLIPVisionModelWithProjection)".into(),
-            );
-            report
-                .extra
-                .insert("peer_torch".into(), peer["torch"].clone());
-            let threads = peer["threads"].as_object().cloned().unwrap_or_default();
-            for (n, row) in threads {
-                let series = |key: &str| -> Vec<f64> {
-                    row[key]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-                        .unwrap_or_default()
-                };
-                let (p1, p16) = (
-                    Metric::from_samples("ms", series("b1")),
-                    Metric::from_samples("ms", series("b16")),
-                );
-                report.extra.insert(
-                    format!("ratio_rlrt_over_pytorch_{n}thread_batch1_p50"),
-                    (r1 / p1.p50).into(),
-                );
-                report.extra.insert(
-                    format!("ratio_rlrt_over_pytorch_{n}thread_batch16_p50"),
-                    (r16 / p16.p50).into(),
-                );
-                let mut metrics = Metrics::new();
-                metrics.insert("batch1_image_embedding".into(), p1);
-                metrics.insert("batch16_image_embedding".into(), p16);
-                report.peers.insert(format!("pytorch_{n}thread"), metrics);
-            }
-        }
+    let peer = match run_peer(args, precision, batch) {
+        Ok(peer) => peer,
         Err(e) => {
             report
                 .extra
                 .insert("peer".into(), format!("absent: {e:#}").into());
+            return Ok(report);
         }
+    };
+    report
+        .extra
+        .insert("peer_torch".into(), peer["torch"].clone());
+    // (peer name, its two series) for each way the peer ran.
+    let rows: Vec<(String, serde_json::Value)> = if cuda {
+        report.extra.insert(
+            "peer".into(),
+            format!(
+                "pytorch (transformers CLIPVisionModelWithProjection) {precision} on the same GPU"
+            )
+            .into(),
+        );
+        report.extra.insert("gpu".into(), peer["gpu"].clone());
+        ["eager", "graph"]
+            .iter()
+            .map(|mode| (format!("pytorch_cuda_{mode}"), peer[*mode].clone()))
+            .collect()
+    } else {
+        report.extra.insert(
+            "peer".into(),
+            "pytorch (transformers CLIPVisionModelWithProjection)".into(),
+        );
+        peer["threads"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, row)| (format!("pytorch_{n}thread"), row))
+            .collect()
+    };
+    for (name, row) in rows {
+        let (p1, pn) = (
+            Metric::from_samples("ms", series(&row["b1"])),
+            Metric::from_samples("ms", series(&row["bN"])),
+        );
+        report.extra.insert(
+            format!("ratio_rlrt_over_{name}_batch1_p50"),
+            (r1 / p1.p50).into(),
+        );
+        report.extra.insert(
+            format!("ratio_rlrt_over_{name}_batch{batch}_p50"),
+            (rn / pn.p50).into(),
+        );
+        report.extra.insert(
+            format!("{name}_batch{batch}_images_per_s_p50"),
+            images_per_s(&pn).into(),
+        );
+        let mut metrics = Metrics::new();
+        metrics.insert("batch1_image_embedding".into(), p1);
+        metrics.insert(batch_key.clone(), pn);
+        report.peers.insert(name, metrics);
     }
     Ok(report)
 }

@@ -1,12 +1,19 @@
-//! `rlrt bench iql`: IQL update steps per second on the CPU at batch 256 (2x256 MLPs, 17
-//! observation and 6 action values by default), one full update per step: V by expectile
-//! regression, the advantage-weighted Gaussian actor with the cosine learning-rate schedule,
-//! twin Q, Polyak targets, and the losses read back, as `rlrt train iql` runs it.
+//! `rlrt bench iql`: IQL update steps per second at batch 256 (2x256 MLPs, 17 observation
+//! and 6 action values by default), one full update per step: V by expectile regression, the
+//! advantage-weighted Gaussian actor with the cosine learning-rate schedule, twin Q, Polyak
+//! targets, as `rlrt train iql` runs it. Losses are read back to the host every
+//! `--readback-every` steps (10 by default; `train` reads them every 100), by rlrt and by the
+//! peers alike: each read is a host-device synchronisation on a GPU.
 //!
-//! rlrt's `Learner` is timed on both of burn's CPU backends (Flex, the training default, and
-//! NdArray), one thread each. The peer is the same update written in PyTorch eager (the way
-//! CORL writes it), run by `python3` at one thread and at all cores when it can import torch
-//! (`--python-path` is added to PYTHONPATH); its absence is reported, not an error.
+//! - **CPU** (default): rlrt's `Learner` on both of burn's CPU backends (Flex, the training
+//!   default, and NdArray), one thread each. The peer is the same update written in PyTorch
+//!   eager (the way CORL writes it) at one thread and at all cores.
+//! - **CUDA** (`--device cuda`, feature `cuda`): the `Learner` on burn's CUDA backend; its first
+//!   update's losses are checked against Flex's. Peers on the same GPU: PyTorch eager, and the
+//!   same update in JAX compiled with `jax.jit` (optax's Adam), the usual fast reference.
+//!
+//! Peers run in `python3` when they can import torch (and jax, optax); `--python-path` is added
+//! to PYTHONPATH. An absent peer is reported, not an error.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,6 +21,7 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use rlrt_policies::iql::{IqlConfig, Learner, Replay};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
+use rlrt_runtime::compute::ComputeDevice;
 
 pub struct BenchIqlArgs {
     pub observations: usize,
@@ -22,38 +30,43 @@ pub struct BenchIqlArgs {
     pub batch: usize,
     /// Timed update steps per run (after a tenth as many warm-up steps).
     pub steps: usize,
+    /// Losses are read back every this many steps.
+    pub readback_every: usize,
+    pub device: ComputeDevice,
     pub no_peer: bool,
-    /// Added to PYTHONPATH for the PyTorch peer (default `.deps/python`).
+    /// Added to PYTHONPATH for the peers (default `.deps/python`).
     pub python_path: Option<PathBuf>,
 }
 
 /// Transitions in the random replay buffer (sampling cost does not depend on it much).
 const TRANSITIONS: usize = 100_000;
 
-/// The peer: the same update in PyTorch eager. Prints {"torch": version, "threads": {"1":
-/// [ms per step...], "<cores>": [...]}}.
-const PEER: &str = r#"
+/// The PyTorch peer: the same update in PyTorch eager (replay buffer on the device, CORL's
+/// layout). argv: o a batch steps warmup hidden readback device. Prints {"torch": version,
+/// "runs": {name: [ms per step of each block of `readback` steps...]}}: on the CPU one run at
+/// one thread and one at all cores, on CUDA one run.
+const PEER_TORCH: &str = r#"
 import copy, json, math, os, sys, time
 import torch
 from torch import nn
-o, a, batch, steps, warmup = (int(v) for v in sys.argv[1:6])
+o, a, batch, steps, warmup, = (int(v) for v in sys.argv[1:6])
 hidden = [int(v) for v in sys.argv[6].split(",")]
+readback, device = int(sys.argv[7]), torch.device(sys.argv[8])
 tau, beta, gamma, polyak, lr, clip = 0.7, 3.0, 0.99, 0.005, 3e-4, 100.0
 
 def mlp(i, out):
     sizes, layers = [i] + hidden, []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(sizes[-1], out))
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], out)).to(device)
 
-def run(threads):
-    torch.set_num_threads(threads)
+def run():
     torch.manual_seed(0)
     n = 100_000
-    obs, nxt = torch.randn(n, o), torch.randn(n, o)
-    act, rew = torch.rand(n, a) * 2 - 1, torch.randn(n, 1)
-    not_done = torch.ones(n, 1)
-    actor, log_std = mlp(o, a), nn.Parameter(torch.zeros(a))
+    obs, nxt = torch.randn(n, o, device=device), torch.randn(n, o, device=device)
+    act, rew = torch.rand(n, a, device=device) * 2 - 1, torch.randn(n, 1, device=device)
+    not_done = torch.ones(n, 1, device=device)
+    actor, log_std = mlp(o, a), nn.Parameter(torch.zeros(a, device=device))
     q1, q2, v = mlp(o + a, 1), mlp(o + a, 1), mlp(o, 1)
     t1, t2 = copy.deepcopy(q1).requires_grad_(False), copy.deepcopy(q2).requires_grad_(False)
     v_opt = torch.optim.Adam(v.parameters(), lr=lr)
@@ -63,7 +76,7 @@ def run(threads):
     online = list(q1.parameters()) + list(q2.parameters())
     target = list(t1.parameters()) + list(t2.parameters())
     def step():
-        i = torch.randint(n, (batch,))
+        i = torch.randint(n, (batch,), device=device)
         s, x, r, s2, nd = obs[i], act[i], rew[i], nxt[i], not_done[i]
         sa = torch.cat([s, x], 1)
         with torch.no_grad():
@@ -86,34 +99,131 @@ def run(threads):
         with torch.no_grad():
             for p, tp in zip(online, target):
                 tp.mul_(1 - polyak).add_(p, alpha=polyak)
-        return (v_loss.item(), a_loss.item(), q_loss.item(), w.mean().item(), adv.mean().item())
+        return torch.stack([v_loss.detach(), a_loss.detach(), q_loss.detach(), w.mean(), adv.mean()])
     for _ in range(warmup):
         step()
+    step().tolist()
     times = []
-    for _ in range(steps):
+    for _ in range(max(1, steps // readback)):
         t = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t) * 1e3)
+        for _ in range(readback):
+            losses = step()
+        losses.tolist()
+        times.append((time.perf_counter() - t) * 1e3 / readback)
     return times
 
-cores = os.cpu_count() or 1
-out = {"torch": torch.__version__, "threads": {}}
-for threads in sorted({1, cores}):
-    out["threads"][str(threads)] = run(threads)
+out = {"torch": torch.__version__, "runs": {}}
+if device.type == "cpu":
+    cores = os.cpu_count() or 1
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        out["runs"][f"pytorch_{threads}thread"] = run()
+else:
+    out["runs"]["pytorch_cuda_eager"] = run()
 print(json.dumps(out))
 "#;
 
+/// The JAX peer (CUDA runs): the same update as one `jax.jit`-compiled function with optax's
+/// Adam, replay buffer on the device, sampled inside the compiled step. argv: o a batch steps
+/// warmup hidden readback. Prints {"jax": version, "platform": ..., "runs": {"jax_jit": [...]}}.
+const PEER_JAX: &str = r#"
+import json, math, sys, time
+import jax, jax.numpy as jnp, optax
+o, a, batch, steps, warmup = (int(v) for v in sys.argv[1:6])
+hidden = [int(v) for v in sys.argv[6].split(",")]
+readback = int(sys.argv[7])
+tau, beta, gamma, polyak, lr, clip = 0.7, 3.0, 0.99, 0.005, 3e-4, 100.0
+n = 100_000
+
+def init_mlp(key, i, out):
+    sizes, params = [i] + hidden + [out], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        key, k1, k2 = jax.random.split(key, 3)
+        bound = 1 / math.sqrt(fan_in)
+        params.append((jax.random.uniform(k1, (fan_in, fan_out), minval=-bound, maxval=bound),
+                       jax.random.uniform(k2, (fan_out,), minval=-bound, maxval=bound)))
+    return params
+
+def mlp(params, x):
+    for w, b in params[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    w, b = params[-1]
+    return x @ w + b
+
+keys = jax.random.split(jax.random.PRNGKey(0), 10)
+data = (jax.random.normal(keys[0], (n, o)), jax.random.uniform(keys[1], (n, a)) * 2 - 1,
+        jax.random.normal(keys[2], (n, 1)), jax.random.normal(keys[3], (n, o)), jnp.ones((n, 1)))
+actor = {"net": init_mlp(keys[4], o, a), "log_std": jnp.zeros(a)}
+critic = (init_mlp(keys[5], o + a, 1), init_mlp(keys[6], o + a, 1))
+value = init_mlp(keys[7], o, 1)
+v_tx, q_tx = optax.adam(lr, eps=1e-8), optax.adam(lr, eps=1e-8)
+a_tx = optax.adam(optax.cosine_decay_schedule(lr, 1_000_000), eps=1e-8)
+state = (actor, critic, critic, value, a_tx.init(actor), q_tx.init(critic), v_tx.init(value))
+
+@jax.jit
+def step(state, data, key):
+    actor, critic, target, value, a_opt, q_opt, v_opt = state
+    obs, act, rew, nxt, not_done = data
+    i = jax.random.randint(key, (batch,), 0, n)
+    s, x, r, s2, nd = obs[i], act[i], rew[i], nxt[i], not_done[i]
+    sa = jnp.concatenate([s, x], 1)
+    tq = jnp.minimum(mlp(target[0], sa), mlp(target[1], sa))
+    def v_loss_fn(vp):
+        u = tq - mlp(vp, s)
+        return jnp.mean(jnp.where(u < 0, 1 - tau, tau) * u ** 2), u
+    (v_loss, u), g = jax.value_and_grad(v_loss_fn, has_aux=True)(value)
+    upd, v_opt = v_tx.update(g, v_opt, value)
+    value = optax.apply_updates(value, upd)
+    w = jnp.minimum(jnp.exp(beta * u), clip)
+    def a_loss_fn(ap):
+        ls = jnp.clip(ap["log_std"], -5.0, 2.0)
+        z = (x - jnp.tanh(mlp(ap["net"], s))) / jnp.exp(ls)
+        logp = jnp.sum(-0.5 * z ** 2 - ls - 0.5 * math.log(2 * math.pi), 1, keepdims=True)
+        return jnp.mean(w * -logp)
+    a_loss, g = jax.value_and_grad(a_loss_fn)(actor)
+    upd, a_opt = a_tx.update(g, a_opt, actor)
+    actor = optax.apply_updates(actor, upd)
+    y = r + nd * gamma * mlp(value, s2)
+    def q_loss_fn(qp):
+        return jnp.mean((mlp(qp[0], sa) - y) ** 2) + jnp.mean((mlp(qp[1], sa) - y) ** 2)
+    q_loss, g = jax.value_and_grad(q_loss_fn)(critic)
+    upd, q_opt = q_tx.update(g, q_opt, critic)
+    critic = optax.apply_updates(critic, upd)
+    target = jax.tree_util.tree_map(lambda t, p: t * (1 - polyak) + p * polyak, target, critic)
+    losses = jnp.stack([v_loss, a_loss, q_loss, jnp.mean(w), jnp.mean(u)])
+    return (actor, critic, target, value, a_opt, q_opt, v_opt), losses
+
+key = jax.random.PRNGKey(1)
+for _ in range(max(1, warmup)):
+    key, sub = jax.random.split(key)
+    state, losses = step(state, data, sub)
+losses.tolist()
+times = []
+for _ in range(max(1, steps // readback)):
+    t = time.perf_counter()
+    for _ in range(readback):
+        key, sub = jax.random.split(key)
+        state, losses = step(state, data, sub)
+    losses.tolist()
+    times.append((time.perf_counter() - t) * 1e3 / readback)
+print(json.dumps({"jax": jax.__version__, "platform": jax.default_backend(),
+                  "runs": {"jax_jit": times}}))
+"#;
+
+/// Steps per second of per-step times (ms).
 fn steps_per_second(ms: &[f64]) -> f64 {
     1e3 * ms.len() as f64 / ms.iter().sum::<f64>()
 }
 
-/// Milliseconds per update of rlrt's learner on backend `B`, after `steps / 10` warm-up
-/// steps, and the losses of the very first update (the same seed and data on every backend,
+/// Milliseconds per update of rlrt's learner on backend `B`, one value per block of
+/// `readback_every` updates ending with the losses read back, after `steps / 10` warm-up
+/// steps; and the losses of the very first update (the same seed and data on every backend,
 /// so they must agree to rounding: a cross-check of the backends).
 fn time_learner<B: AutodiffBackend>(
     args: &BenchIqlArgs,
     device: B::Device,
-) -> (Vec<f64>, serde_json::Value) {
+    timed: bool,
+) -> (Vec<f64>, [f32; 4]) {
     let config = IqlConfig {
         batch_size: args.batch,
         hidden: args.hidden.clone(),
@@ -122,26 +232,69 @@ fn time_learner<B: AutodiffBackend>(
     let replay = Replay::random(args.observations, args.actions, TRANSITIONS, 7);
     let mut learner = Learner::<B>::new(config, replay, device);
     let first = learner.update();
-    let first = serde_json::json!({
-        "value": first.value,
-        "q": first.q,
-        "actor": first.actor,
-        "advantage": first.advantage,
-    });
-    for _ in 1..args.steps / 10 {
-        std::hint::black_box(learner.update());
+    let first = [first.value, first.q, first.actor, first.advantage];
+    if !timed {
+        return (Vec::new(), first);
     }
-    let times = (0..args.steps)
+    for _ in 1..args.steps / 10 {
+        learner.advance();
+    }
+    std::hint::black_box(learner.losses());
+    let every = args.readback_every;
+    let times = (0..(args.steps / every).max(1))
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(learner.update());
-            t.elapsed().as_secs_f64() * 1e3
+            for _ in 0..every {
+                learner.advance();
+            }
+            std::hint::black_box(learner.losses());
+            t.elapsed().as_secs_f64() * 1e3 / every as f64
         })
         .collect();
     (times, first)
 }
 
-fn run_peer(args: &BenchIqlArgs) -> anyhow::Result<serde_json::Value> {
+fn losses_json(l: [f32; 4]) -> serde_json::Value {
+    serde_json::json!({ "value": l[0], "q": l[1], "actor": l[2], "advantage": l[3] })
+}
+
+/// rlrt's timed series on the chosen device, its backend's name, and its first losses.
+fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])> {
+    match args.device {
+        ComputeDevice::Cpu => {
+            let (ms, first) =
+                time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default(), true);
+            Ok((ms, "burn 0.21 Autodiff<Flex> f32, 1 thread".into(), first))
+        }
+        #[cfg(feature = "cuda")]
+        ComputeDevice::Cuda(index) => {
+            let device = super::cuda_device(index)?;
+            let run = std::panic::AssertUnwindSafe(|| {
+                time_learner::<rlrt_policies::iql::CudaBackend>(args, device, true)
+            });
+            let (ms, first) = std::panic::catch_unwind(run).map_err(|p| {
+                anyhow::anyhow!(
+                    "CUDA device {index}: {}",
+                    rlrt_runtime::compute::panic_message(p.as_ref())
+                )
+            })?;
+            Ok((
+                ms,
+                format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, fusion, autotune) on cuda:{index}"),
+                first,
+            ))
+        }
+        #[cfg(not(feature = "cuda"))]
+        ComputeDevice::Cuda(_) => Err(super::no_cuda()),
+    }
+}
+
+fn run_peer(
+    args: &BenchIqlArgs,
+    script: &str,
+    device: Option<String>,
+    needs: &str,
+) -> anyhow::Result<serde_json::Value> {
     let hidden = args
         .hidden
         .iter()
@@ -152,20 +305,19 @@ fn run_peer(args: &BenchIqlArgs) -> anyhow::Result<serde_json::Value> {
         .python_path
         .clone()
         .unwrap_or_else(|| PathBuf::from(".deps/python"));
-    super::python_json(
-        &[
-            "-",
-            &args.observations.to_string(),
-            &args.actions.to_string(),
-            &args.batch.to_string(),
-            &args.steps.to_string(),
-            &(args.steps / 10).to_string(),
-            &hidden,
-        ],
-        Some(&python_path),
-        PEER.as_bytes(),
-        "torch importable by python3",
-    )
+    let mut argv = vec![
+        "-".to_owned(),
+        args.observations.to_string(),
+        args.actions.to_string(),
+        args.batch.to_string(),
+        args.steps.to_string(),
+        (args.steps / 10).to_string(),
+        hidden,
+        args.readback_every.to_string(),
+    ];
+    argv.extend(device);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    super::python_json(&argv, Some(&python_path), script.as_bytes(), needs)
 }
 
 pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
@@ -174,16 +326,16 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
         "--steps must be at least 10, and --batch, --observations and --actions above zero"
     );
     anyhow::ensure!(
+        args.readback_every > 0 && args.readback_every <= args.steps,
+        "--readback-every must be between 1 and --steps"
+    );
+    anyhow::ensure!(
         !args.hidden.is_empty() && args.hidden.iter().all(|&h| h > 0),
         "--hidden needs at least one width above zero"
     );
-    let (flex, flex_losses) =
-        time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default());
-    let (ndarray, ndarray_losses) = time_learner::<
-        burn::backend::Autodiff<burn::backend::NdArray<f32>>,
-    >(args, Default::default());
-    let rate = steps_per_second(&flex);
-    let losses = serde_json::json!({ "rlrt": flex_losses, "burn_ndarray": ndarray_losses });
+    let cuda = args.device.is_cuda();
+    let (ms, backend, first) = time_rlrt(args)?;
+    let rate = steps_per_second(&ms);
 
     let mut report = BenchReport::new("iql");
     report.extra.insert(
@@ -194,24 +346,55 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
         )
         .into(),
     );
-    report.extra.insert(
-        "rlrt_backend".into(),
-        "burn 0.21 Autodiff<Flex> f32, 1 thread".into(),
-    );
+    report
+        .extra
+        .insert("device".into(), args.device.to_string().into());
+    report.extra.insert("rlrt_backend".into(), backend.into());
+    report
+        .extra
+        .insert("readback_every".into(), args.readback_every.into());
     report.extra.insert("rlrt_steps_per_s".into(), rate.into());
-    report.extra.insert("first_update_losses".into(), losses);
-    report.extra.insert(
-        "burn_ndarray_steps_per_s".into(),
-        steps_per_second(&ndarray).into(),
-    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
     report
         .metrics
-        .insert("update_step".into(), Metric::from_samples("ms", flex));
-    let mut peer = Metrics::new();
-    peer.insert("update_step".into(), Metric::from_samples("ms", ndarray));
-    report.peers.insert("burn_ndarray_1thread".into(), peer);
+        .insert("update_step".into(), Metric::from_samples("ms", ms));
+
+    // The other burn backend: NdArray timed beside Flex on the CPU; on CUDA, Flex's first
+    // update only, as the cross-check.
+    let mut losses = serde_json::Map::new();
+    losses.insert("rlrt".into(), losses_json(first));
+    if cuda {
+        let (_, cpu) =
+            time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default(), false);
+        let worst = first
+            .iter()
+            .zip(cpu)
+            .map(|(g, c)| ((g - c).abs() / c.abs().max(1e-6)) as f64)
+            .fold(0.0, f64::max);
+        losses.insert("burn_flex_cpu".into(), losses_json(cpu));
+        report.extra.insert(
+            "first_update_max_relative_difference_to_cpu".into(),
+            worst.into(),
+        );
+    } else {
+        let (nd, nd_first) = time_learner::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(
+            args,
+            Default::default(),
+            true,
+        );
+        losses.insert("burn_ndarray".into(), losses_json(nd_first));
+        report.extra.insert(
+            "burn_ndarray_steps_per_s".into(),
+            steps_per_second(&nd).into(),
+        );
+        let mut peer = Metrics::new();
+        peer.insert("update_step".into(), Metric::from_samples("ms", nd));
+        report.peers.insert("burn_ndarray_1thread".into(), peer);
+    }
+    report
+        .extra
+        .insert("first_update_losses".into(), losses.into());
 
     if args.no_peer {
         report
@@ -219,41 +402,61 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             .insert("peer".into(), "skipped (--no-peer)".into());
         return Ok(report);
     }
-    match run_peer(args) {
-        Ok(peer) => {
-            report
-                .extra
-                .insert("peer".into(), "pytorch eager (the same update)".into());
-            report
-                .extra
-                .insert("peer_torch".into(), peer["torch"].clone());
-            let threads = peer["threads"].as_object().cloned().unwrap_or_default();
-            for (n, series) in threads {
-                let ms: Vec<f64> = series
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-                    .unwrap_or_default();
-                if ms.is_empty() {
-                    continue;
-                }
-                let peer_rate = steps_per_second(&ms);
+    let mut peers = vec![(
+        "pytorch eager (the same update)",
+        PEER_TORCH,
+        "torch importable by python3",
+    )];
+    if cuda {
+        peers.push((
+            "jax jit (the same update, optax Adam)",
+            PEER_JAX,
+            "jax and optax importable by python3",
+        ));
+    }
+    let mut said = Vec::new();
+    for (name, script, needs) in peers {
+        let device = Some(match args.device {
+            ComputeDevice::Cpu => "cpu".to_owned(),
+            ComputeDevice::Cuda(i) => format!("cuda:{i}"),
+        })
+        .filter(|_| script == PEER_TORCH);
+        let peer = match run_peer(args, script, device, needs) {
+            Ok(peer) => peer,
+            Err(e) => {
+                said.push(format!("{name}: absent: {e:#}"));
+                continue;
+            }
+        };
+        said.push(name.to_owned());
+        for key in ["torch", "jax", "platform"] {
+            if !peer[key].is_null() {
                 report
                     .extra
-                    .insert(format!("pytorch_{n}thread_steps_per_s"), peer_rate.into());
-                report.extra.insert(
-                    format!("ratio_rlrt_over_pytorch_{n}thread_steps_per_s"),
-                    (rate / peer_rate).into(),
-                );
-                let mut metrics = Metrics::new();
-                metrics.insert("update_step".into(), Metric::from_samples("ms", ms));
-                report.peers.insert(format!("pytorch_{n}thread"), metrics);
+                    .insert(format!("peer_{key}"), peer[key].clone());
             }
         }
-        Err(e) => {
+        for (run, series) in peer["runs"].as_object().cloned().unwrap_or_default() {
+            let ms: Vec<f64> = series
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            if ms.is_empty() {
+                continue;
+            }
+            let peer_rate = steps_per_second(&ms);
             report
                 .extra
-                .insert("peer".into(), format!("absent: {e:#}").into());
+                .insert(format!("{run}_steps_per_s"), peer_rate.into());
+            report.extra.insert(
+                format!("ratio_rlrt_over_{run}_steps_per_s"),
+                (rate / peer_rate).into(),
+            );
+            let mut metrics = Metrics::new();
+            metrics.insert("update_step".into(), Metric::from_samples("ms", ms));
+            report.peers.insert(run, metrics);
         }
     }
+    report.extra.insert("peer".into(), said.join("; ").into());
     Ok(report)
 }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod demo;
 pub mod export;
 pub mod import;
+pub mod lerobot;
 pub mod record;
 pub mod replay;
 pub mod reward;
@@ -22,6 +23,33 @@ pub mod train_classifier;
 use std::path::Path;
 
 use rlrt_runtime::config::{self, ConfigError};
+
+/// The error of a `--device cuda` in an rlrt built without the `cuda` feature.
+pub fn no_cuda() -> anyhow::Error {
+    anyhow::anyhow!(
+        "--device cuda: this rlrt was built without CUDA; rebuild with \
+         `cargo build --release --features cuda` (see docs/cuda.md)"
+    )
+}
+
+/// Opens CUDA device `index` for burn, checking first that the driver loads and that the
+/// device starts (burn's CUDA backend panics on either).
+#[cfg(feature = "cuda")]
+pub fn cuda_device(index: usize) -> anyhow::Result<burn::backend::cuda::CudaDevice> {
+    use burn::tensor::Tensor;
+    rlrt_runtime::compute::check_cuda_driver().map_err(anyhow::Error::msg)?;
+    let device = burn::backend::cuda::CudaDevice::new(index);
+    let probe = std::panic::AssertUnwindSafe(|| {
+        Tensor::<burn::backend::Cuda, 1>::zeros([1], &device).into_data();
+    });
+    std::panic::catch_unwind(probe).map_err(|p| {
+        anyhow::anyhow!(
+            "CUDA device {index} cannot be used: {}",
+            rlrt_runtime::compute::panic_message(p.as_ref())
+        )
+    })?;
+    Ok(device)
+}
 use rlrt_runtime::RobotConfig;
 
 /// Parses config text after replacing some keys, so commands can override a shipped config

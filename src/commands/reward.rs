@@ -15,6 +15,7 @@ use rlrt_rewards::program::{
     check_file, prompt as program_prompt, CheckOptions, CheckReport, Environment, Limits,
     RewardProgram,
 };
+use rlrt_runtime::compute::{ComputeDevice, Precision};
 
 pub use rlrt_rewards::program::generate::{GenerateOptions, Generated};
 
@@ -141,6 +142,8 @@ pub struct ClipArgs {
     pub baseline: Option<String>,
     pub alpha: f64,
     pub plain_resize: bool,
+    pub device: ComputeDevice,
+    pub precision: Precision,
 }
 
 /// What `rlrt reward clip` prints.
@@ -151,13 +154,15 @@ pub struct ClipReport {
     pub resize: &'static str,
     pub width: usize,
     pub height: usize,
+    /// The backend, precision and device that computed the embeddings.
+    pub backend: String,
 }
 
-/// `rlrt reward clip`: the VLM-RM reward of one PNG frame on the CPU (burn's Flex backend).
+/// `rlrt reward clip`: the VLM-RM reward of one PNG frame, on the CPU (burn's Flex backend)
+/// or on CUDA.
 pub fn clip(args: &ClipArgs) -> anyhow::Result<ClipReport> {
-    use rlrt_rewards::clip::{preprocess, ClipModel, Resize, Rgb8};
-    let model =
-        ClipModel::<rlrt_rewards::clip::CpuBackend>::load(&args.model, &Default::default())?;
+    use rlrt_rewards::clip::{preprocess, ClipEngine, ClipGoal, Resize, Rgb8};
+    let model = ClipEngine::load(&args.model, args.device, args.precision)?;
     let (rgb, width, height) = preprocess::read_png(&args.image)?;
     let mode = if args.plain_resize {
         Resize::Plain
@@ -169,14 +174,8 @@ pub fn clip(args: &ClipArgs) -> anyhow::Result<ClipReport> {
         width,
         height,
     };
-    let reward = rlrt_rewards::clip::reward(
-        &model,
-        frame,
-        mode,
-        &args.goal,
-        args.baseline.as_deref(),
-        args.alpha,
-    )?;
+    let goal = ClipGoal::new(&model, &args.goal, args.baseline.as_deref(), args.alpha)?;
+    let reward = goal.score(&model.embed_frames(&[frame], mode)?.remove(0))?;
     Ok(ClipReport {
         reward,
         resize: if args.plain_resize {
@@ -186,5 +185,6 @@ pub fn clip(args: &ClipArgs) -> anyhow::Result<ClipReport> {
         },
         width,
         height,
+        backend: model.describe(),
     })
 }

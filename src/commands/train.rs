@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use burn::tensor::backend::AutodiffBackend;
 use rlrt_policies::checkpoint::{check_fits, Algorithm, CheckpointMeta, CheckpointPolicy};
 use rlrt_policies::iql::{cpu, ActorKind, CpuBackend, IqlConfig, Learner, Replay};
+use rlrt_runtime::compute::ComputeDevice;
 use rlrt_runtime::recording::{Dataset, Episode};
 use rlrt_runtime::RobotConfig;
 
@@ -32,6 +34,8 @@ pub struct TrainArgs {
     pub hidden: Option<Vec<usize>>,
     pub expectile: Option<f64>,
     pub temperature: Option<f64>,
+    /// Where the updates run (evaluation episodes always run the actor on the CPU).
+    pub device: ComputeDevice,
 }
 
 /// One evaluation during training.
@@ -114,6 +118,16 @@ pub fn evaluate(
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
+    // The device is checked before a large dataset is read.
+    #[cfg(not(feature = "cuda"))]
+    if args.device.is_cuda() {
+        return Err(super::no_cuda());
+    }
+    #[cfg(feature = "cuda")]
+    let cuda = match args.device {
+        ComputeDevice::Cuda(index) => Some(super::cuda_device(index)?),
+        ComputeDevice::Cpu => None,
+    };
     let dataset = Dataset::open(&args.data)?;
     let source = PathBuf::from(&dataset.info.config_source);
     let config = config_from_text(&dataset.config_text, &source)
@@ -140,8 +154,26 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         iql.temperature = t;
     }
     let replay = Replay::from_dataset(&dataset, &config.action.min, &config.action.max, &iql)?;
-    let mut learner = Learner::<CpuBackend>::new(iql, replay, cpu());
+    #[cfg(feature = "cuda")]
+    if let Some(device) = cuda {
+        let learner = Learner::<rlrt_policies::iql::CudaBackend>::new(iql, replay, device);
+        return run(args, &dataset, &config, learner);
+    }
+    run(
+        args,
+        &dataset,
+        &config,
+        Learner::<CpuBackend>::new(iql, replay, cpu()),
+    )
+}
 
+/// The training loop on any backend: resume, update, evaluate and save.
+fn run<B: AutodiffBackend>(
+    args: &TrainArgs,
+    dataset: &Dataset,
+    config: &RobotConfig,
+    mut learner: Learner<B>,
+) -> anyhow::Result<TrainOutcome> {
     let partial = sibling(&args.out, "partial");
     let old = sibling(&args.out, "old");
     let mut log: Vec<EvalRecord> = Vec::new();
@@ -171,7 +203,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         );
     }
 
-    let mut runner = EpisodeRunner::new(&config)?;
+    let mut runner = EpisodeRunner::new(config)?;
     let initial_actor_mse = learner.actor_mse(10_000);
     let bar = indicatif::ProgressBar::new(args.steps as u64);
     bar.set_style(
@@ -184,7 +216,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     bar.set_position(learner.step() as u64);
     let start = Instant::now();
     let mut final_eval = None;
-    let save = |learner: &Learner<CpuBackend>, log: &[EvalRecord]| -> anyhow::Result<()> {
+    let save = |learner: &Learner<B>, log: &[EvalRecord]| -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&partial);
         learner.save(&partial)?;
         std::fs::write(partial.join("config.toml"), &dataset.config_text)?;
@@ -202,17 +234,21 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         Ok(())
     };
     while learner.step() < args.steps {
-        let recent = learner.update();
+        // Losses are read back (a synchronisation on a GPU) only to show and to log them.
+        learner.advance();
         bar.inc(1);
         let step = learner.step();
-        if step % 100 == 0 {
-            bar.set_message(format!(
-                "V {:.3} Q {:.3} actor {:.3}",
-                recent.value, recent.q, recent.actor
-            ));
-        }
         let last = step == args.steps;
-        if (args.eval_every > 0 && step % args.eval_every == 0) || last {
+        let evaluate_now = (args.eval_every > 0 && step % args.eval_every == 0) || last;
+        if step % 100 != 0 && !evaluate_now {
+            continue;
+        }
+        let recent = learner.losses();
+        bar.set_message(format!(
+            "V {:.3} Q {:.3} actor {:.3}",
+            recent.value, recent.q, recent.actor
+        ));
+        if evaluate_now {
             let mut policy = CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
             let eval = evaluate(&mut runner, &mut policy, args.eval_episodes, args.seed)?;
             let record = EvalRecord {

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
-use rlrt_rewards::clip::{ClipGoal, ClipModel, Resize, Rgb8};
+use rlrt_rewards::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
+use rlrt_runtime::compute::{ComputeDevice, Precision};
 use rlrt_runtime::config::{FrameResize, ImageEncoding, RewardKind};
 use rlrt_runtime::link::{CameraFrames, Frame};
 use rlrt_runtime::telemetry::TickRecord;
@@ -47,8 +48,6 @@ const TICK_HISTORY: usize = 1 << 16;
 /// Results waiting for the telemetry thread.
 const RESULT_QUEUE: usize = 1024;
 
-type Backend = rlrt_rewards::clip::CpuBackend;
-
 /// One frame-scored reward source of the hw-config.
 #[derive(Clone, Debug)]
 struct SourceInfo {
@@ -64,7 +63,7 @@ struct SourceInfo {
 enum Scorer {
     /// One CLIP model and every source that uses it.
     Clip {
-        model: Box<ClipModel<Backend>>,
+        model: Box<ClipEngine>,
         resize: Resize,
         goals: Vec<(usize, ClipGoal)>,
     },
@@ -109,7 +108,9 @@ impl FrameRewards {
     pub fn load(config: &RobotConfig) -> anyhow::Result<Option<Self>> {
         let mut sources = Vec::new();
         let mut scorers: Vec<Scorer> = Vec::new();
-        let mut clip_folders: Vec<(std::path::PathBuf, FrameResize, usize)> = Vec::new();
+        // (folder, resize, device, precision) -> scorer index
+        type ClipKey = (std::path::PathBuf, FrameResize, ComputeDevice, Precision);
+        let mut clip_folders: Vec<(ClipKey, usize)> = Vec::new();
         for (i, reward) in config.rewards.iter().enumerate() {
             if !matches!(reward.kind, RewardKind::Clip | RewardKind::Classifier) {
                 continue;
@@ -137,19 +138,23 @@ impl FrameRewards {
                             spec.encoding.as_str()
                         );
                     }
-                    // Sources on the same folder with the same resizing share a model.
-                    let at = match clip_folders
-                        .iter()
-                        .find(|(p, r, _)| *p == model_path && *r == reward.resize)
-                    {
-                        Some((_, _, at)) => *at,
+                    // Sources on the same folder, resizing, device and precision share a model.
+                    let key = (
+                        model_path.clone(),
+                        reward.resize,
+                        reward.device,
+                        reward.precision,
+                    );
+                    let at = match clip_folders.iter().find(|(k, _)| *k == key) {
+                        Some((_, at)) => *at,
                         None => {
                             let model =
-                                ClipModel::<Backend>::load(&model_path, &Default::default())
+                                ClipEngine::load(&model_path, reward.device, reward.precision)
                                     .with_context(|| located(config, i, "model_path"))?;
                             tracing::info!(
                                 reward = reward.name,
                                 model = %model_path.display(),
+                                backend = model.describe(),
                                 "CLIP model loaded"
                             );
                             scorers.push(Scorer::Clip {
@@ -160,11 +165,7 @@ impl FrameRewards {
                                 },
                                 goals: Vec::new(),
                             });
-                            clip_folders.push((
-                                model_path.clone(),
-                                reward.resize,
-                                scorers.len() - 1,
-                            ));
+                            clip_folders.push((key, scorers.len() - 1));
                             scorers.len() - 1
                         }
                     };
@@ -172,7 +173,7 @@ impl FrameRewards {
                         unreachable!("clip_folders indexes CLIP scorers");
                     };
                     let goal = ClipGoal::new(
-                        model,
+                        model.as_ref(),
                         reward.goal.as_deref().unwrap_or_default(),
                         reward.baseline.as_deref(),
                         reward.alpha,

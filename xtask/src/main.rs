@@ -29,6 +29,11 @@ const PYTHON_WHEELS: &[&str] = &[
     // Pillow's bicubic resize is the reference for CLIP preprocessing (tests/clip.rs).
     "pillow==13.0.0",
     "mujoco==3.17.0",
+    // LeRobot's loader reads exports with Hugging Face datasets and pandas (tests/offline_rl.rs,
+    // tests/python/lerobot_check.py); pyarrow already arrives with rerun-sdk.
+    "datasets==4.8.5",
+    "pandas==2.3.3",
+    "pyarrow==26.0.1",
 ];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs

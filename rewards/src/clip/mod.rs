@@ -6,6 +6,7 @@
 //! made by `rewards/tests/fixtures/clip/make_fixtures.py`; see docs/clip.md.
 
 pub mod config;
+pub mod engine;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 
 pub use config::{Activation, ClipConfig, Preset};
+pub use engine::{ClipEngine, EmbedText};
 pub use model::Clip;
 pub use preprocess::{Resize, Rgb8};
 pub use tokenizer::Tokenizer;
@@ -61,6 +63,8 @@ pub enum ClipError {
     Image(String),
     #[error(transparent)]
     Score(#[from] crate::vlm_rm::ScoreError),
+    #[error("device: {0}")]
+    Device(String),
 }
 
 /// A VLM-RM reward of one frame and what it was computed from.
@@ -102,8 +106,8 @@ pub struct ClipGoal {
 
 impl ClipGoal {
     /// Embeds the prompts with `model`'s text tower.
-    pub fn new<B: Backend>(
-        model: &ClipModel<B>,
+    pub fn new(
+        model: &impl EmbedText,
         goal: &str,
         baseline: Option<&str>,
         alpha: f64,

@@ -227,6 +227,10 @@ pub struct RewardSourceConfig {
     pub threshold: f64,
     /// CLIP only: how frames are brought to the model's input size.
     pub resize: FrameResize,
+    /// CLIP only: where the model runs (`cuda` needs rlrt built with the `cuda` feature).
+    pub device: crate::compute::ComputeDevice,
+    /// CLIP only: f16 on CUDA, f32 otherwise.
+    pub precision: crate::compute::Precision,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -287,6 +287,10 @@ pub struct RawReward {
     pub threshold: Option<f64>,
     #[serde(default)]
     pub resize: Option<FrameResize>,
+    #[serde(default)]
+    pub device: Option<crate::compute::ComputeDevice>,
+    #[serde(default)]
+    pub precision: Option<crate::compute::Precision>,
 }
 
 /// How a CLIP reward brings a camera frame to the model's square input.

@@ -582,6 +582,12 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                     );
                 }
             }
+            if let Err(e) = crate::compute::check_pair(
+                r.device.unwrap_or_default(),
+                r.precision.unwrap_or_default(),
+            ) {
+                c.fail(key.key("precision"), e);
+            }
         } else if r.kind == RewardKind::Classifier {
             // The sentence of a classifier that reads text; the model decides at load.
             if r.goal.as_ref().is_some_and(|g| g.trim().is_empty()) {
@@ -590,11 +596,15 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
             c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
             c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
+            c.unused(key.key("device"), &r.device, "kind = \"clip\"");
+            c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
         } else {
             c.unused(key.key("goal"), &r.goal, "kind is clip or classifier");
             c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
             c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
             c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
+            c.unused(key.key("device"), &r.device, "kind = \"clip\"");
+            c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
         }
         if r.kind == RewardKind::Classifier {
             if let Some(t) = r.threshold {
@@ -621,6 +631,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             alpha: r.alpha.unwrap_or(0.0),
             threshold: r.threshold.unwrap_or(0.5),
             resize: r.resize.unwrap_or_default(),
+            device: r.device.unwrap_or_default(),
+            precision: r.precision.unwrap_or_default(),
         });
     }
 

@@ -1,0 +1,85 @@
+"""Loads a LeRobot v3.0 dataset the way LeRobot does and prints what it read as JSON.
+
+LeRobot itself needs torch, which the test machine does not have, so this script does what
+LeRobot's loader does: it parses meta/info.json and checks the version, builds the
+Hugging Face `datasets` features from it, loads data/*/*.parquet with those features, and
+reads meta/tasks.parquet with pandas, finding tasks by the index named "task". It also reads
+meta/episodes/*/*.parquet. Then it checks the indices LeRobot relies on. Usage:
+lerobot_check.py ROOT. It prints {"ok": true, ...} or raises.
+"""
+import glob
+import json
+import os
+import sys
+
+import datasets
+import numpy as np
+import pandas as pd
+
+root = sys.argv[1]
+info = json.load(open(os.path.join(root, "meta/info.json")))
+assert info["codebase_version"] == "v3.0", info["codebase_version"]
+for key in ("fps", "features", "total_episodes", "total_frames", "total_tasks", "data_path"):
+    assert key in info, key
+
+# LeRobot's mapping of its features to Hugging Face features.
+features = {}
+for name, ft in info["features"].items():
+    assert "/" not in name, name
+    if ft["dtype"] in ("video", "image"):
+        continue
+    value = datasets.Value(ft["dtype"])
+    features[name] = value if ft["shape"] == [1] else datasets.Sequence(value, length=ft["shape"][0])
+features = datasets.Features(features)
+
+files = sorted(glob.glob(os.path.join(root, "data/*/*.parquet")))
+assert files, "no data files"
+data = datasets.load_dataset("parquet", data_files=files, features=features, split="train")
+assert len(data) == info["total_frames"], (len(data), info["total_frames"])
+assert set(data.column_names) == set(features), data.column_names
+table = data.with_format("numpy")[:]  # every column as a numpy array
+index = table["index"]
+assert (index == np.arange(len(data))).all(), "index is not 0..total_frames-1 in file order"
+episode_index = table["episode_index"]
+assert sorted(set(episode_index.tolist())) == list(range(info["total_episodes"]))
+
+tasks = pd.read_parquet(os.path.join(root, "meta/tasks.parquet"))
+assert tasks.index.name == "task", tasks.index.name
+task = tasks.iloc[0].name
+assert isinstance(task, str), type(task)
+assert int(tasks.loc[task].task_index) == 0
+assert len(tasks) == info["total_tasks"]
+
+episode_files = sorted(glob.glob(os.path.join(root, "meta/episodes/*/*.parquet")))
+episodes = datasets.load_dataset("parquet", data_files=episode_files, split="train")
+assert len(episodes) == info["total_episodes"]
+fps = info["fps"]
+for ep in episodes:
+    start, stop = ep["dataset_from_index"], ep["dataset_to_index"]
+    assert stop - start == ep["length"], ep
+    assert (episode_index[start:stop] == ep["episode_index"]).all()
+    frames = table["frame_index"][start:stop]
+    assert (frames == np.arange(ep["length"])).all()
+    assert np.allclose(table["timestamp"][start:stop], frames / fps, atol=1e-6)
+    assert ep["tasks"] == [task], ep["tasks"]
+    path = info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
+    assert os.path.exists(os.path.join(root, path)), path
+
+stats = json.load(open(os.path.join(root, "meta/stats.json")))
+state = np.asarray(table["observation.state"], dtype=np.float64)
+assert np.allclose(stats["observation.state"]["mean"], state.mean(0), atol=1e-6)
+assert np.allclose(stats["observation.state"]["q90"], np.quantile(state, 0.9, axis=0), atol=1e-6)
+
+print(json.dumps({
+    "ok": True,
+    "task": task,
+    "frames": len(data),
+    "episodes": len(episodes),
+    "fps": fps,
+    "observation_state": state.tolist(),
+    "action": np.asarray(table["action"]).tolist(),
+    "reward": np.asarray(table["next.reward"]).tolist(),
+    "done": np.asarray(table["next.done"]).tolist(),
+    "success": np.asarray(table["next.success"]).tolist(),
+    "lengths": [ep["length"] for ep in episodes],
+}))
