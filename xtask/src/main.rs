@@ -34,6 +34,9 @@ const PYTHON_WHEELS: &[&str] = &[
     "datasets==4.8.5",
     "pandas==2.3.3",
     "pyarrow==26.0.1",
+    // pandas accepts dateutil 4, but botocore in a system site-packages does not; 2.9 keeps
+    // pip's resolver quiet.
+    "python-dateutil==2.9.0.post0",
 ];
 
 /// The MuJoCo wheel whose `libmujoco.so` the `mujoco-rs` crate links against. mujoco-rs
