@@ -34,15 +34,18 @@ fn reward_program_runs_every_tick_and_hot_reloads_during_a_run() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
+    // Edits are saved whole (written beside, then renamed over, as editors do): a plain
+    // truncating write can be read half-done, which counts as one more rejected edit.
+    let save = |text: &str| {
+        let partial = dir.path().join("reach.rhai.partial");
+        std::fs::write(&partial, text).unwrap();
+        std::fs::rename(&partial, &program).unwrap();
+    };
     // A broken edit: an unknown name. Rejected; the first version keeps running.
-    std::fs::write(&program, "#{ reach: -distance(ee_position, goal) }\n").unwrap();
+    save("#{ reach: -distance(ee_position, goal) }\n");
     std::thread::sleep(Duration::from_millis(800));
     // A good edit with a new term: swapped in.
-    std::fs::write(
-        &program,
-        "let d = distance(ee_position, target_position);\n#{ reach: -d, near: indicator(d < 0.05) }\n",
-    )
-    .unwrap();
+    save("let d = distance(ee_position, target_position);\n#{ reach: -d, near: indicator(d < 0.05) }\n");
     let out = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
