@@ -5,11 +5,13 @@
 //! paths: a missing tensor, a tensor of the wrong shape, an empty prompt, a frame of the wrong
 //! size.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{fixtures, floats, max_abs_diff, read_png, reference};
 use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipError, ClipModel, Resize, Rgb8};
-use serde_json::Value;
 
 type B = rlrt_rewards::clip::CpuBackend;
 
@@ -18,45 +20,8 @@ const EMBEDDING_TOLERANCE: f32 = 1e-4;
 /// HF and Rust do the same f32 operations on the same uint8 values.
 const PIXEL_TOLERANCE: f32 = 1e-6;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip")
-}
-
-fn reference() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn load() -> ClipModel<B> {
     ClipModel::<B>::load(&fixtures(), &Default::default()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// Decodes an 8-bit RGB PNG.
-fn read_png(path: &Path) -> (Vec<u8>, usize, usize) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
-    assert_eq!(info.bit_depth, png::BitDepth::Eight, "{}", path.display());
-    buf.truncate(info.buffer_size());
-    (buf, info.width as usize, info.height as usize)
 }
 
 #[test]

@@ -4,53 +4,22 @@
 //! uses it.
 #![cfg(feature = "cuda")]
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{fixtures, floats, max_abs_diff, read_png, reference};
 use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipEngine, Resize, Rgb8};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
-use serde_json::Value;
 
 /// f32 on the GPU: the bar, as on the CPU.
 const F32_TOLERANCE: f32 = 1e-4;
 /// f16 weights and activations keep about three significant digits through twelve layers.
 const F16_TOLERANCE: f32 = 2e-2;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn read_png(path: &Path) -> (Vec<u8>, usize, usize) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    (buf, info.width as usize, info.height as usize)
-}
-
 /// Worst text and image embedding differences to transformers at `precision`.
 fn worst(precision: Precision) -> (f32, f32) {
     let engine = ClipEngine::load(&fixtures(), ComputeDevice::Cuda(0), precision).unwrap();
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
-            .unwrap();
+    let reference = reference();
     let texts = reference["texts"].as_array().unwrap();
     let prompts: Vec<&str> = texts
         .iter()

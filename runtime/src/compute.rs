@@ -51,19 +51,6 @@ impl FromStr for ComputeDevice {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for ComputeDevice {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl serde::Serialize for ComputeDevice {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
 /// Float precision of a model's weights and activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
@@ -94,18 +81,26 @@ impl FromStr for Precision {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Precision {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// Both are written as their `Display` text and read through `FromStr`, so configs, flags
+/// and reports spell them the same way.
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
 }
 
-impl serde::Serialize for Precision {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+serde_as_text!(ComputeDevice, Precision);
 
 /// Refuses half precision off the GPU, with the reason.
 pub fn check_pair(device: ComputeDevice, precision: Precision) -> Result<(), String> {
@@ -135,13 +130,19 @@ pub fn check_cuda_driver() -> Result<(), String> {
     )
 }
 
-/// The message of a caught panic (what burn's CUDA backend reports a failed start with).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+/// Runs `f`, which uses CUDA device `index`, after checking that the driver loads. burn's
+/// CUDA backend reports a device that cannot start (or a kernel NVRTC cannot compile) by
+/// panicking; such a panic comes back as `CUDA device N: <its message>`.
+pub fn on_cuda<T>(index: usize, f: impl FnOnce() -> T) -> Result<T, String> {
+    check_cuda_driver()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("CUDA device {index}: {message}")
+    })
 }
 
 #[cfg(test)]

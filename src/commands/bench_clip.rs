@@ -173,10 +173,9 @@ fn time_rlrt(
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
             use rlrt_rewards::clip::engine::{CudaBackend, CudaHalfBackend};
-            let device = super::cuda_device(index)?;
             // Autotuning runs on the first calls of each shape: warm up well past it.
             let warmup = 20;
-            let run = std::panic::AssertUnwindSafe(|| match precision {
+            let (b1, bn) = super::with_cuda(index, |device| match precision {
                 Precision::F32 => {
                     time_vision::<CudaBackend>(&device, args.calls, batch, args.batch_calls, warmup)
                 }
@@ -187,12 +186,6 @@ fn time_rlrt(
                     args.batch_calls,
                     warmup,
                 ),
-            });
-            let (b1, bn) = std::panic::catch_unwind(run).map_err(|p| {
-                anyhow::anyhow!(
-                    "CUDA device {index}: {}",
-                    rlrt_runtime::compute::panic_message(p.as_ref())
-                )
             })?;
             Ok((
                 b1,

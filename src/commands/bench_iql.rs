@@ -215,15 +215,12 @@ fn steps_per_second(ms: &[f64]) -> f64 {
     1e3 * ms.len() as f64 / ms.iter().sum::<f64>()
 }
 
-/// Milliseconds per update of rlrt's learner on backend `B`, one value per block of
-/// `readback_every` updates ending with the losses read back, after `steps / 10` warm-up
-/// steps; and the losses of the very first update (the same seed and data on every backend,
-/// so they must agree to rounding: a cross-check of the backends).
-fn time_learner<B: AutodiffBackend>(
+/// rlrt's learner on backend `B` after its very first update, and that update's losses: the
+/// same seed and data on every backend, so they must agree to rounding (a cross-check).
+fn first_update<B: AutodiffBackend>(
     args: &BenchIqlArgs,
     device: B::Device,
-    timed: bool,
-) -> (Vec<f64>, [f32; 4]) {
+) -> (Learner<B>, [f32; 4]) {
     let config = IqlConfig {
         batch_size: args.batch,
         hidden: args.hidden.clone(),
@@ -232,10 +229,20 @@ fn time_learner<B: AutodiffBackend>(
     let replay = Replay::random(args.observations, args.actions, TRANSITIONS, 7);
     let mut learner = Learner::<B>::new(config, replay, device);
     let first = learner.update();
-    let first = [first.value, first.q, first.actor, first.advantage];
-    if !timed {
-        return (Vec::new(), first);
-    }
+    (
+        learner,
+        [first.value, first.q, first.actor, first.advantage],
+    )
+}
+
+/// Milliseconds per update of rlrt's learner on backend `B`, one value per block of
+/// `readback_every` updates ending with the losses read back, after `steps / 10` warm-up
+/// steps; and the first update's losses.
+fn time_learner<B: AutodiffBackend>(
+    args: &BenchIqlArgs,
+    device: B::Device,
+) -> (Vec<f64>, [f32; 4]) {
+    let (mut learner, first) = first_update::<B>(args, device);
     for _ in 1..args.steps / 10 {
         learner.advance();
     }
@@ -263,20 +270,13 @@ fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])
     match args.device {
         ComputeDevice::Cpu => {
             let (ms, first) =
-                time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default(), true);
+                time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default());
             Ok((ms, "burn 0.21 Autodiff<Flex> f32, 1 thread".into(), first))
         }
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
-            let device = super::cuda_device(index)?;
-            let run = std::panic::AssertUnwindSafe(|| {
-                time_learner::<rlrt_policies::iql::CudaBackend>(args, device, true)
-            });
-            let (ms, first) = std::panic::catch_unwind(run).map_err(|p| {
-                anyhow::anyhow!(
-                    "CUDA device {index}: {}",
-                    rlrt_runtime::compute::panic_message(p.as_ref())
-                )
+            let (ms, first) = super::with_cuda(index, |device| {
+                time_learner::<rlrt_policies::iql::CudaBackend>(args, device)
             })?;
             Ok((
                 ms,
@@ -365,8 +365,7 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
     let mut losses = serde_json::Map::new();
     losses.insert("rlrt".into(), losses_json(first));
     if cuda {
-        let (_, cpu) =
-            time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default(), false);
+        let (_, cpu) = first_update::<rlrt_policies::iql::CpuBackend>(args, Default::default());
         let worst = first
             .iter()
             .zip(cpu)
@@ -381,7 +380,6 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
         let (nd, nd_first) = time_learner::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(
             args,
             Default::default(),
-            true,
         );
         losses.insert("burn_ndarray".into(), losses_json(nd_first));
         report.extra.insert(
@@ -402,25 +400,24 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             .insert("peer".into(), "skipped (--no-peer)".into());
         return Ok(report);
     }
+    // (name, script, what it needs, extra argument): PyTorch takes the device as torch names it,
+    // which is how rlrt prints it; JAX runs on its default device.
     let mut peers = vec![(
         "pytorch eager (the same update)",
         PEER_TORCH,
         "torch importable by python3",
+        Some(args.device.to_string()),
     )];
     if cuda {
         peers.push((
             "jax jit (the same update, optax Adam)",
             PEER_JAX,
             "jax and optax importable by python3",
+            None,
         ));
     }
     let mut said = Vec::new();
-    for (name, script, needs) in peers {
-        let device = Some(match args.device {
-            ComputeDevice::Cpu => "cpu".to_owned(),
-            ComputeDevice::Cuda(i) => format!("cuda:{i}"),
-        })
-        .filter(|_| script == PEER_TORCH);
+    for (name, script, needs, device) in peers {
         let peer = match run_peer(args, script, device, needs) {
             Ok(peer) => peer,
             Err(e) => {

@@ -78,94 +78,124 @@ impl std::fmt::Display for LeRobotOutcome {
     }
 }
 
-/// One step of one episode, as LeRobot sees it.
-struct Columns {
-    state: Vec<f32>,
-    action: Vec<f32>,
-    reward: Vec<f32>,
-    done: Vec<bool>,
-    terminal: Vec<bool>,
-    success: Vec<bool>,
-    timestamp: Vec<f32>,
-    frame_index: Vec<i64>,
-    episode_index: Vec<i64>,
-    index: Vec<i64>,
-    task_index: Vec<i64>,
+/// The values of one exported column over one episode.
+enum Values {
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    I64(Vec<i64>),
 }
 
-impl Columns {
-    fn new() -> Self {
-        Self {
-            state: Vec::new(),
-            action: Vec::new(),
-            reward: Vec::new(),
-            done: Vec::new(),
-            terminal: Vec::new(),
-            success: Vec::new(),
-            timestamp: Vec::new(),
-            frame_index: Vec::new(),
-            episode_index: Vec::new(),
-            index: Vec::new(),
-            task_index: Vec::new(),
+/// One column of the data files: its name, its width (values per step) and its values. Its
+/// Arrow type, LeRobot feature and statistics all derive from these.
+struct Column {
+    name: &'static str,
+    width: usize,
+    values: Values,
+}
+
+impl Column {
+    fn dtype(&self) -> &'static str {
+        match self.values {
+            Values::F32(_) => "float32",
+            Values::Bool(_) => "bool",
+            Values::I64(_) => "int64",
         }
     }
 
-    fn len(&self) -> usize {
-        self.reward.len()
+    fn field(&self) -> Field {
+        let scalar = match self.values {
+            Values::F32(_) => DataType::Float32,
+            Values::Bool(_) => DataType::Boolean,
+            Values::I64(_) => DataType::Int64,
+        };
+        let data_type = if self.width == 1 {
+            scalar
+        } else {
+            DataType::FixedSizeList(
+                Arc::new(Field::new_list_field(scalar, true)),
+                self.width as i32,
+            )
+        };
+        Field::new(self.name, data_type, false)
+    }
+
+    fn array(&self) -> anyhow::Result<ArrayRef> {
+        let flat: ArrayRef = match &self.values {
+            Values::F32(v) => Arc::new(Float32Array::from(v.clone())),
+            Values::Bool(v) => Arc::new(BooleanArray::from(v.clone())),
+            Values::I64(v) => Arc::new(Int64Array::from(v.clone())),
+        };
+        match self.field().data_type() {
+            DataType::FixedSizeList(item, width) => Ok(Arc::new(FixedSizeListArray::try_new(
+                item.clone(),
+                *width,
+                flat,
+                None,
+            )?)),
+            _ => Ok(flat),
+        }
+    }
+
+    fn as_f64(&self) -> Vec<f64> {
+        match &self.values {
+            Values::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            Values::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+            Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
+        }
     }
 }
 
-fn vector_field(name: &str, len: usize) -> Field {
-    Field::new(
+/// The data columns of one episode: `episode_index` is its number in the export, `first` the
+/// global `index` of its first step.
+fn episode_columns(
+    episode: &rlrt_runtime::recording::Episode,
+    (o, a): (usize, usize),
+    fps: u32,
+    episode_index: i64,
+    first: i64,
+) -> Vec<Column> {
+    let steps = episode.steps();
+    let last = |t: usize| t + 1 == steps;
+    let f32s = |v: &[f64]| Values::F32(v.iter().map(|&x| x as f32).collect());
+    let column = |name, width, values| Column {
         name,
-        DataType::FixedSizeList(
-            Arc::new(Field::new_list_field(DataType::Float32, true)),
-            len as i32,
+        width,
+        values,
+    };
+    vec![
+        // Observations 0..T-1, each beside the action taken from it.
+        column(
+            "observation.state",
+            o,
+            f32s(&episode.observations[..steps * o]),
         ),
-        false,
-    )
-}
-
-fn data_schema(o: usize, a: usize) -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        vector_field("observation.state", o),
-        vector_field("action", a),
-        Field::new("next.reward", DataType::Float32, false),
-        Field::new("next.done", DataType::Boolean, false),
-        Field::new("next.terminal", DataType::Boolean, false),
-        Field::new("next.success", DataType::Boolean, false),
-        Field::new("timestamp", DataType::Float32, false),
-        Field::new("frame_index", DataType::Int64, false),
-        Field::new("episode_index", DataType::Int64, false),
-        Field::new("index", DataType::Int64, false),
-        Field::new("task_index", DataType::Int64, false),
-    ]))
-}
-
-fn vector_array(values: Vec<f32>, len: usize) -> anyhow::Result<ArrayRef> {
-    Ok(Arc::new(FixedSizeListArray::try_new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        len as i32,
-        Arc::new(Float32Array::from(values)),
-        None,
-    )?))
-}
-
-fn batch(schema: &Arc<Schema>, c: Columns, o: usize, a: usize) -> anyhow::Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = vec![
-        vector_array(c.state, o)?,
-        vector_array(c.action, a)?,
-        Arc::new(Float32Array::from(c.reward)),
-        Arc::new(BooleanArray::from(c.done)),
-        Arc::new(BooleanArray::from(c.terminal)),
-        Arc::new(BooleanArray::from(c.success)),
-        Arc::new(Float32Array::from(c.timestamp)),
-        Arc::new(Int64Array::from(c.frame_index)),
-        Arc::new(Int64Array::from(c.episode_index)),
-        Arc::new(Int64Array::from(c.index)),
-        Arc::new(Int64Array::from(c.task_index)),
-    ];
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        column("action", a, f32s(&episode.actions[..steps * a])),
+        column("next.reward", 1, f32s(&episode.rewards[..steps])),
+        column("next.done", 1, Values::Bool((0..steps).map(last).collect())),
+        column(
+            "next.terminal",
+            1,
+            Values::Bool(episode.terminals[..steps].to_vec()),
+        ),
+        column(
+            "next.success",
+            1,
+            Values::Bool((0..steps).map(|t| last(t) && episode.success).collect()),
+        ),
+        column(
+            "timestamp",
+            1,
+            Values::F32((0..steps).map(|t| (t as f64 / fps as f64) as f32).collect()),
+        ),
+        column("frame_index", 1, Values::I64((0..steps as i64).collect())),
+        column("episode_index", 1, Values::I64(vec![episode_index; steps])),
+        column(
+            "index",
+            1,
+            Values::I64((first..first + steps as i64).collect()),
+        ),
+        column("task_index", 1, Values::I64(vec![0; steps])),
+    ]
 }
 
 fn writer(path: &Path, schema: Arc<Schema>) -> anyhow::Result<ArrowWriter<File>> {
@@ -233,10 +263,6 @@ struct EpisodeRow {
     to: i64,
 }
 
-fn feature(dtype: &str, shape: usize) -> serde_json::Value {
-    serde_json::json!({ "dtype": dtype, "shape": [shape], "names": null })
-}
-
 pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
     let dataset = Dataset::open(&args.data)?;
     let info = &dataset.info;
@@ -267,110 +293,66 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         );
     }
 
-    let schema = data_schema(o, a);
     // Bytes a frame takes before compression, to keep data files under LeRobot's size.
     let frame_bytes = 4 * (o + a) + 4 + 3 + 4 + 4 * 8;
     let (mut chunk, mut file, mut file_bytes) = (0usize, 0usize, 0usize);
-    let mut current = writer(&args.out.join(chunk_file("data", 0, 0)), schema.clone())?;
-    let mut data_files = 1;
+    let mut current: Option<ArrowWriter<File>> = None;
+    let mut data_files = 0;
     let mut episodes_meta = Vec::new();
+    // LeRobot's feature of each column, and all its values (for the statistics).
+    let mut features = serde_json::Map::new();
     let mut all: BTreeMap<&str, (Vec<f64>, usize)> = BTreeMap::new();
     let mut index = 0i64;
-    for episode in &dataset.episodes {
-        let steps = episode.steps();
-        if steps == 0 {
-            continue;
-        }
-        let bytes = steps * frame_bytes;
-        if file_bytes > 0 && file_bytes + bytes > DATA_FILE_MB * 1024 * 1024 {
-            current.close()?;
-            file += 1;
-            if file == CHUNKS_SIZE {
-                (chunk, file) = (chunk + 1, 0);
+    for episode in dataset.episodes.iter().filter(|e| e.steps() > 0) {
+        let steps = episode.steps() as i64;
+        let columns = episode_columns(episode, (o, a), fps, episodes_meta.len() as i64, index);
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(Column::field).collect::<Vec<_>>(),
+        ));
+        let bytes = steps as usize * frame_bytes;
+        if current.is_none() || file_bytes + bytes > DATA_FILE_MB * 1024 * 1024 {
+            if let Some(full) = current.take() {
+                full.close()?;
+                file += 1;
+                if file == CHUNKS_SIZE {
+                    (chunk, file) = (chunk + 1, 0);
+                }
             }
-            current = writer(
-                &args.out.join(chunk_file("data", chunk, file)),
-                schema.clone(),
-            )?;
+            let path = args.out.join(chunk_file("data", chunk, file));
+            current = Some(writer(&path, schema.clone())?);
             data_files += 1;
             file_bytes = 0;
         }
         file_bytes += bytes;
-        let mut c = Columns::new();
-        let episode_index = episodes_meta.len() as i64;
-        let from = index;
-        for t in 0..steps {
-            c.state.extend(
-                episode.observations[t * o..(t + 1) * o]
-                    .iter()
-                    .map(|&v| v as f32),
+        for c in &columns {
+            features.insert(
+                c.name.into(),
+                serde_json::json!({ "dtype": c.dtype(), "shape": [c.width], "names": null }),
             );
-            c.action.extend(
-                episode.actions[t * a..(t + 1) * a]
-                    .iter()
-                    .map(|&v| v as f32),
-            );
-            c.reward.push(episode.rewards[t] as f32);
-            let last = t + 1 == steps;
-            c.done.push(last);
-            c.terminal.push(episode.terminals[t]);
-            c.success.push(last && episode.success);
-            c.timestamp.push((t as f64 / fps as f64) as f32);
-            c.frame_index.push(t as i64);
-            c.episode_index.push(episode_index);
-            c.index.push(index);
-            c.task_index.push(0);
-            index += 1;
+            let (values, _) = all.entry(c.name).or_insert((Vec::new(), c.width));
+            values.extend(c.as_f64());
         }
-        let mut add = |name: &'static str, values: Vec<f64>, dims: usize| {
-            let entry = all.entry(name).or_insert((Vec::new(), dims));
-            entry.0.extend(values);
-        };
-        add(
-            "observation.state",
-            c.state.iter().map(|&v| v as f64).collect(),
-            o,
-        );
-        add("action", c.action.iter().map(|&v| v as f64).collect(), a);
-        add(
-            "next.reward",
-            c.reward.iter().map(|&v| v as f64).collect(),
-            1,
-        );
-        for (name, values) in [
-            ("next.done", &c.done),
-            ("next.terminal", &c.terminal),
-            ("next.success", &c.success),
-        ] {
-            add(name, values.iter().map(|&b| b as u8 as f64).collect(), 1);
-        }
-        add(
-            "timestamp",
-            c.timestamp.iter().map(|&v| v as f64).collect(),
-            1,
-        );
-        for (name, values) in [
-            ("frame_index", &c.frame_index),
-            ("episode_index", &c.episode_index),
-            ("index", &c.index),
-            ("task_index", &c.task_index),
-        ] {
-            add(name, values.iter().map(|&v| v as f64).collect(), 1);
-        }
-        debug_assert_eq!(c.len(), steps);
-        current.write(&batch(&schema, c, o, a)?)?;
+        let arrays = columns
+            .iter()
+            .map(Column::array)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let out = current.as_mut().expect("a data file is open");
+        out.write(&RecordBatch::try_new(schema, arrays)?)?;
         // One row group per episode, as LeRobot writes them.
-        current.flush()?;
+        out.flush()?;
         episodes_meta.push(EpisodeRow {
-            episode_index,
-            length: steps as i64,
+            episode_index: episodes_meta.len() as i64,
+            length: steps,
             chunk,
             file,
-            from,
-            to: index,
+            from: index,
+            to: index + steps,
         });
+        index += steps;
     }
-    current.close()?;
+    if let Some(last) = current {
+        last.close()?;
+    }
     anyhow::ensure!(
         !episodes_meta.is_empty(),
         "{}: no episode has a step to export",
@@ -464,22 +446,6 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
     w.close()?;
 
     let frames = index as usize;
-    let mut features = serde_json::Map::new();
-    for (name, dtype, shape) in [
-        ("observation.state", "float32", o),
-        ("action", "float32", a),
-        ("next.reward", "float32", 1),
-        ("next.done", "bool", 1),
-        ("next.terminal", "bool", 1),
-        ("next.success", "bool", 1),
-        ("timestamp", "float32", 1),
-        ("frame_index", "int64", 1),
-        ("episode_index", "int64", 1),
-        ("index", "int64", 1),
-        ("task_index", "int64", 1),
-    ] {
-        features.insert(name.into(), feature(dtype, shape));
-    }
     let info_json = serde_json::json!({
         "codebase_version": CODEBASE_VERSION,
         "fps": fps,

@@ -32,23 +32,24 @@ pub fn no_cuda() -> anyhow::Error {
     )
 }
 
-/// Opens CUDA device `index` for burn, checking first that the driver loads and that the
-/// device starts (burn's CUDA backend panics on either).
+/// Runs `f` on CUDA device `index` (see `rlrt_runtime::compute::on_cuda`: a missing driver or
+/// a panic of burn's CUDA backend becomes an error).
+#[cfg(feature = "cuda")]
+pub fn with_cuda<T>(
+    index: usize,
+    f: impl FnOnce(burn::backend::cuda::CudaDevice) -> T,
+) -> anyhow::Result<T> {
+    rlrt_runtime::compute::on_cuda(index, || f(burn::backend::cuda::CudaDevice::new(index)))
+        .map_err(anyhow::Error::msg)
+}
+
+/// Opens CUDA device `index` for burn, checking that it starts (a first tensor made and read).
 #[cfg(feature = "cuda")]
 pub fn cuda_device(index: usize) -> anyhow::Result<burn::backend::cuda::CudaDevice> {
-    use burn::tensor::Tensor;
-    rlrt_runtime::compute::check_cuda_driver().map_err(anyhow::Error::msg)?;
-    let device = burn::backend::cuda::CudaDevice::new(index);
-    let probe = std::panic::AssertUnwindSafe(|| {
-        Tensor::<burn::backend::Cuda, 1>::zeros([1], &device).into_data();
-    });
-    std::panic::catch_unwind(probe).map_err(|p| {
-        anyhow::anyhow!(
-            "CUDA device {index} cannot be used: {}",
-            rlrt_runtime::compute::panic_message(p.as_ref())
-        )
-    })?;
-    Ok(device)
+    with_cuda(index, |device| {
+        burn::tensor::Tensor::<burn::backend::Cuda, 1>::zeros([1], &device).into_data();
+        device
+    })
 }
 use rlrt_runtime::RobotConfig;
 

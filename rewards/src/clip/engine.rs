@@ -79,21 +79,14 @@ impl ClipEngine {
         match device {
             ComputeDevice::Cpu => Ok(ClipEngine::Cpu(build(source, &Default::default())?)),
             #[cfg(feature = "cuda")]
-            ComputeDevice::Cuda(index) => {
-                rlrt_runtime::compute::check_cuda_driver().map_err(ClipError::Device)?;
+            ComputeDevice::Cuda(index) => rlrt_runtime::compute::on_cuda(index, || {
                 let d = burn::backend::cuda::CudaDevice::new(index);
-                // burn's CUDA backend panics when the device cannot be started.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match precision {
+                match precision {
                     Precision::F32 => build(source, &d).map(ClipEngine::Cuda),
                     Precision::F16 => build(source, &d).map(ClipEngine::CudaHalf),
-                }))
-                .map_err(|p| {
-                    ClipError::Device(format!(
-                        "CUDA device {index}: {}",
-                        rlrt_runtime::compute::panic_message(p.as_ref())
-                    ))
-                })?
-            }
+                }
+            })
+            .map_err(ClipError::Device)?,
             #[cfg(not(feature = "cuda"))]
             ComputeDevice::Cuda(_) => {
                 let _ = (source, precision);
