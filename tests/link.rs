@@ -128,10 +128,12 @@ fn killing_the_sim_trips_the_watchdog_and_its_return_resumes_control() {
         let stop2 = stop.clone();
         let control = &mut rt.control;
         let worker = scope.spawn(move || {
+            // Until the test says stop (a cap of 60 s at 500 Hz against a hang): how long
+            // the restarted simulator takes to connect is up to the machine.
             control.run(
                 &stop2,
                 RunLimit {
-                    max_ticks: Some(2500),
+                    max_ticks: Some(30_000),
                 },
             )
         });
@@ -144,10 +146,21 @@ fn killing_the_sim_trips_the_watchdog_and_its_return_resumes_control() {
             !link_stats.robot_alive.load(Ordering::Relaxed)
         });
         std::thread::sleep(Duration::from_millis(500));
+        let accepted = link_stats.states_accepted.load(Ordering::Relaxed);
         sim = Some(start_sim());
-        let report = worker.join().unwrap();
+        // Control resumes once the new simulator's states arrive; then let it run 400 ms
+        // (200 ticks), more than the 50 ticks checked below.
+        wait_for(
+            "the restarted robot's states",
+            Duration::from_secs(20),
+            || {
+                link_stats.robot_alive.load(Ordering::Relaxed)
+                    && link_stats.states_accepted.load(Ordering::Relaxed) > accepted + 10
+            },
+        );
+        std::thread::sleep(Duration::from_millis(400));
         stop.store(true, Ordering::Relaxed);
-        report
+        worker.join().unwrap()
     });
     let mut records = Vec::new();
     rt.rx.drain(|r| records.push(*r));
