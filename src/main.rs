@@ -495,6 +495,10 @@ enum Bench {
         /// Skip the PyTorch peer.
         #[arg(long)]
         no_peer: bool,
+        /// With --device cuda: burn's CUDA backend without its fusion layer (each operation
+        /// its own kernel).
+        #[arg(long)]
+        no_fusion: bool,
         /// Added to PYTHONPATH for the PyTorch peer.
         #[arg(long)]
         python_path: Option<PathBuf>,
@@ -526,6 +530,10 @@ enum Bench {
         /// Skip the peers.
         #[arg(long)]
         no_peer: bool,
+        /// With --device cuda: burn's CUDA backend without its fusion layer (each operation
+        /// its own kernel).
+        #[arg(long)]
+        no_fusion: bool,
         /// Where the peers find torch (and jax, optax): added to PYTHONPATH; default
         /// .deps/python, which has no torch: pip install torch elsewhere and point here.
         #[arg(long)]
@@ -1148,6 +1156,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 device,
                 precision,
                 no_peer,
+                no_fusion,
                 python_path,
                 json,
             } => {
@@ -1158,6 +1167,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     device,
                     precision,
                     no_peer,
+                    no_fusion,
                     python_path,
                 })?;
                 print_bench(&report, json);
@@ -1172,6 +1182,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 readback_every,
                 device,
                 no_peer,
+                no_fusion,
                 python_path,
                 json,
             } => {
@@ -1184,6 +1195,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     readback_every,
                     device,
                     no_peer,
+                    no_fusion,
                     python_path,
                 })?;
                 print_bench(&report, json);

@@ -47,6 +47,12 @@ pub fn cpu() -> FlexDevice {
 #[cfg(feature = "cuda")]
 pub type CudaBackend = Autodiff<burn::backend::Cuda>;
 
+/// [`CudaBackend`] without burn's fusion layer: every operation is its own kernel, launched
+/// as it is called (`rlrt bench iql --no-fusion` compares the two).
+#[cfg(feature = "cuda")]
+pub type CudaUnfusedBackend =
+    Autodiff<burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>>;
+
 // ---------------------------------------------------------------------------------------
 // Hyperparameters
 // ---------------------------------------------------------------------------------------

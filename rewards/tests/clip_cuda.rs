@@ -1,7 +1,7 @@
 //! CLIP on burn's CUDA backend (feature `cuda`; needs an NVIDIA GPU: built only with the
-//! feature, which CI never enables). The same transformers fixtures as `clip.rs`: f32 within
-//! the 1e-4, f16 within a half-precision bound, through `ClipEngine` as the runtime
-//! uses it.
+//! feature, which CI never enables). The same transformers fixtures as `clip.rs`, through
+//! `ClipEngine` as the runtime uses it: f32 within a TF32 bound, f16 within a half-precision
+//! bound. The 1e-4 in f32 is checked on the CPU (`clip.rs`).
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -11,8 +11,11 @@ use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipEngine, Resize, Rgb8};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 
-/// f32 on the GPU: the bar, as on the CPU.
-const F32_TOLERANCE: f32 = 1e-4;
+/// f32 on the GPU. burn's CUDA backend multiplies f32 matrices on tensor cores in TF32
+/// (10-bit mantissa), as PyTorch does with `allow_tf32`, and burn 0.21 has no switch to turn
+/// that off; on an H200 the worst differences were 7.2e-4 (text) and 4.9e-4 (image), above
+/// the 1e-4, which holds on the CPU.
+const F32_TOLERANCE: f32 = 2e-3;
 /// f16 weights and activations keep about three significant digits through twelve layers.
 const F16_TOLERANCE: f32 = 2e-2;
 

@@ -133,8 +133,14 @@ pub fn check_cuda_driver() -> Result<(), String> {
 /// Runs `f`, which uses CUDA device `index`, after checking that the driver loads. burn's
 /// CUDA backend reports a device that cannot start (or a kernel NVRTC cannot compile) by
 /// panicking; such a panic comes back as `CUDA device N: <its message>`.
+///
+/// With the `cuda` feature, the first call also points cubecl's kernel caches at
+/// [`kernel_cache_dir`] (unless a `cubecl.toml` or `burn.toml` says otherwise), so the kernels
+/// compiled and tuned on a machine's first run are reused by every later run.
 pub fn on_cuda<T>(index: usize, f: impl FnOnce() -> T) -> Result<T, String> {
     check_cuda_driver()?;
+    #[cfg(feature = "cuda")]
+    kernel_caches();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
         let message = payload
             .downcast_ref::<&str>()
@@ -143,6 +149,67 @@ pub fn on_cuda<T>(index: usize, f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "unknown panic".into());
         format!("CUDA device {index}: {message}")
     })
+}
+
+/// Where compiled CUDA kernels (PTX) and autotune results are kept between runs:
+/// `$RLRT_KERNEL_CACHE`, else `$XDG_CACHE_HOME/rlrt/cubecl`, else `$HOME/.cache/rlrt/cubecl`.
+/// Without any of them, cubecl's default (a `target` folder beside the nearest `Cargo.toml`,
+/// no PTX cache).
+pub fn kernel_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("RLRT_KERNEL_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("rlrt").join("cubecl"))
+}
+
+/// Whether a cubecl configuration file sits in the working directory or above it (cubecl
+/// reads the first it finds; rlrt then leaves cubecl's settings alone).
+#[cfg(feature = "cuda")]
+fn cubecl_config_file() -> Option<std::path::PathBuf> {
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        for name in ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"] {
+            let file = dir.join(name);
+            if file.is_file() {
+                return Some(file);
+            }
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// Sets cubecl's PTX and autotune caches to [`kernel_cache_dir`], once, before cubecl reads
+/// its configuration. cubecl's environment variables (`CUBECL_DEBUG_LOG`, ...) still apply.
+#[cfg(feature = "cuda")]
+fn kernel_caches() {
+    use cubecl::config::cache::CacheConfig;
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if cubecl_config_file().is_some() {
+            return;
+        }
+        let Some(dir) = kernel_cache_dir() else {
+            return;
+        };
+        if std::fs::create_dir_all(&dir).is_err() {
+            tracing::warn!(dir = %dir.display(), "cannot create the CUDA kernel cache; kernels are compiled on every run");
+            return;
+        }
+        let mut config = CubeClRuntimeConfig::default().override_from_env();
+        config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+        config.autotune.cache = CacheConfig::File(dir);
+        // Refused (a panic) only when cubecl has already read its configuration, in which
+        // case its own settings stay.
+        let _ = std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config));
+    });
 }
 
 #[cfg(test)]

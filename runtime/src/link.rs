@@ -720,6 +720,8 @@ impl RobotLink {
             .session
             .declare_publisher(self.keys.command.clone())
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
+            // Sent at once, not held for batching: a command is late the moment it waits.
+            .express(true)
             .wait()
             .map_err(|e| LinkError::declare("the command publisher", &self.keys.command, e))?;
         let (input, mut output) =

@@ -214,6 +214,8 @@ impl SimServer {
         let state = session
             .declare_publisher(keys.state.clone())
             .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
+            // Sent at once, not held for batching, as a robot's driver should.
+            .express(true)
             .wait()
             .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?;
         let mut cameras = Vec::new();

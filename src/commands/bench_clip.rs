@@ -36,6 +36,8 @@ pub struct BenchClipArgs {
     /// Default f32 on the CPU, f16 on CUDA.
     pub precision: Option<Precision>,
     pub no_peer: bool,
+    /// On CUDA, burn's backend without its fusion layer.
+    pub no_fusion: bool,
     /// Added to PYTHONPATH for the PyTorch peer.
     pub python_path: Option<PathBuf>,
 }
@@ -118,33 +120,45 @@ with torch.inference_mode():
 print(json.dumps(out))
 "#;
 
-/// Latencies (ms) of a random ViT-B/32 vision tower on backend `B` at batch 1 (`calls`) and
-/// at `batch` (`batch_calls`; 0 gives an empty series), after `warmup` calls each. The input is
-/// made on the device; each call ends with the embeddings read back to the host.
+/// Latencies (ms) of one series of calls: whole calls, and the host's share of each (until
+/// `forward` returns, before the read-back waits for the device).
+#[derive(Default)]
+struct Series {
+    total: Vec<f64>,
+    submit: Vec<f64>,
+}
+
+/// Latencies of a random ViT-B/32 vision tower on backend `B` at batch 1 (`calls`) and at
+/// `batch` (`batch_calls`; 0 gives empty series), after `warmup` calls each. The input is made
+/// on the device; each call ends with the embeddings read back to the host.
 fn time_vision<B: Backend>(
     device: &B::Device,
     calls: usize,
     batch: usize,
     batch_calls: usize,
     warmup: usize,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Series, Series) {
     let config = ClipConfig::preset(Preset::VitB32);
     let Ok(vision) = Clip::<B>::build_vision(&config, &mut RandomInit::<B> { device });
-    let time = |batch: usize, calls: usize| -> Vec<f64> {
+    let time = |batch: usize, calls: usize| -> Series {
+        let mut series = Series::default();
         if calls == 0 {
-            return Vec::new();
+            return series;
         }
         let x =
             Tensor::<B, 4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
-        (0..calls + warmup)
-            .map(|_| {
-                let t = Instant::now();
-                let out = vision.forward(x.clone()).into_data();
-                std::hint::black_box(out);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .skip(warmup)
-            .collect()
+        for i in 0..calls + warmup {
+            let t = Instant::now();
+            let out = vision.forward(x.clone());
+            let submitted = t.elapsed();
+            std::hint::black_box(out.into_data());
+            let total = t.elapsed();
+            if i >= warmup {
+                series.total.push(total.as_secs_f64() * 1e3);
+                series.submit.push(submitted.as_secs_f64() * 1e3);
+            }
+        }
+        series
     };
     (time(1, calls), time(batch, batch_calls))
 }
@@ -154,12 +168,16 @@ fn time_rlrt(
     args: &BenchClipArgs,
     precision: Precision,
     batch: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>, String)> {
+) -> anyhow::Result<(Series, Series, String)> {
     match args.device {
         ComputeDevice::Cpu => {
             anyhow::ensure!(
                 precision == Precision::F32,
                 "--precision f16 needs --device cuda (the CPU backend computes in f32)"
+            );
+            anyhow::ensure!(
+                !args.no_fusion,
+                "--no-fusion applies to --device cuda (the CPU backend has no fusion layer)"
             );
             let (b1, bn) = time_vision::<rlrt_rewards::clip::CpuBackend>(
                 &Default::default(),
@@ -172,25 +190,39 @@ fn time_rlrt(
         }
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
-            use rlrt_rewards::clip::engine::{CudaBackend, CudaHalfBackend};
+            use rlrt_rewards::clip::engine::{
+                CudaBackend, CudaHalfBackend, CudaHalfUnfusedBackend, CudaUnfusedBackend,
+            };
             // Autotuning runs on the first calls of each shape: warm up well past it.
             let warmup = 20;
-            let (b1, bn) = super::with_cuda(index, |device| match precision {
-                Precision::F32 => {
-                    time_vision::<CudaBackend>(&device, args.calls, batch, args.batch_calls, warmup)
+            let (calls, batch_calls) = (args.calls, args.batch_calls);
+            let (b1, bn) = super::with_cuda(index, |device| match (precision, args.no_fusion) {
+                (Precision::F32, false) => {
+                    time_vision::<CudaBackend>(&device, calls, batch, batch_calls, warmup)
                 }
-                Precision::F16 => time_vision::<CudaHalfBackend>(
+                (Precision::F16, false) => {
+                    time_vision::<CudaHalfBackend>(&device, calls, batch, batch_calls, warmup)
+                }
+                (Precision::F32, true) => {
+                    time_vision::<CudaUnfusedBackend>(&device, calls, batch, batch_calls, warmup)
+                }
+                (Precision::F16, true) => time_vision::<CudaHalfUnfusedBackend>(
                     &device,
-                    args.calls,
+                    calls,
                     batch,
-                    args.batch_calls,
+                    batch_calls,
                     warmup,
                 ),
             })?;
+            let layers = if args.no_fusion {
+                "no fusion, autotune"
+            } else {
+                "fusion, autotune"
+            };
             Ok((
                 b1,
                 bn,
-                format!("burn 0.21 CUDA {precision} (cubecl, fusion, autotune) on cuda:{index}"),
+                format!("burn 0.21 CUDA {precision} (cubecl, {layers}) on cuda:{index}"),
             ))
         }
         #[cfg(not(feature = "cuda"))]
@@ -253,9 +285,13 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
         .precision
         .unwrap_or(if cuda { Precision::F16 } else { Precision::F32 });
     let (b1, bn, backend) = time_rlrt(args, precision, batch)?;
+    let (b1_submit, bn_submit) = (
+        Metric::from_samples("ms", b1.submit),
+        Metric::from_samples("ms", bn.submit),
+    );
     let (b1, bn) = (
-        Metric::from_samples("ms", b1),
-        Metric::from_samples("ms", bn),
+        Metric::from_samples("ms", b1.total),
+        Metric::from_samples("ms", bn.total),
     );
     let batch_key = format!("batch{batch}_image_embedding");
     let images_per_s = |m: &Metric| batch as f64 * 1e3 / m.p50;
@@ -281,6 +317,16 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
     let (r1, rn) = (b1.p50, bn.p50);
     report.metrics.insert("batch1_image_embedding".into(), b1);
     report.metrics.insert(batch_key.clone(), bn);
+    // On a GPU, how much of a call the host spends issuing it: a forward pass that returns
+    // close to the whole call's time is bound by the host, not by the device.
+    if cuda {
+        report
+            .metrics
+            .insert("batch1_host_submit".into(), b1_submit);
+        report
+            .metrics
+            .insert(format!("batch{batch}_host_submit"), bn_submit);
+    }
 
     if !cuda {
         report.extra.insert(
@@ -289,7 +335,9 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
         );
         let nd1 = Metric::from_samples(
             "ms",
-            time_vision::<burn::backend::NdArray<f32>>(&Default::default(), args.calls, 1, 0, 2).0,
+            time_vision::<burn::backend::NdArray<f32>>(&Default::default(), args.calls, 1, 0, 2)
+                .0
+                .total,
         );
         report.extra.insert(
             "ratio_rlrt_over_ndarray_batch1_p50".into(),

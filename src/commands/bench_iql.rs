@@ -34,6 +34,8 @@ pub struct BenchIqlArgs {
     pub readback_every: usize,
     pub device: ComputeDevice,
     pub no_peer: bool,
+    /// On CUDA, burn's backend without its fusion layer.
+    pub no_fusion: bool,
     /// Added to PYTHONPATH for the peers (default `.deps/python`).
     pub python_path: Option<PathBuf>,
 }
@@ -275,12 +277,22 @@ fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])
         }
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
+            use rlrt_policies::iql::{CudaBackend, CudaUnfusedBackend};
             let (ms, first) = super::with_cuda(index, |device| {
-                time_learner::<rlrt_policies::iql::CudaBackend>(args, device)
+                if args.no_fusion {
+                    time_learner::<CudaUnfusedBackend>(args, device)
+                } else {
+                    time_learner::<CudaBackend>(args, device)
+                }
             })?;
+            let layers = if args.no_fusion {
+                "no fusion, autotune"
+            } else {
+                "fusion, autotune"
+            };
             Ok((
                 ms,
-                format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, fusion, autotune) on cuda:{index}"),
+                format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, {layers}) on cuda:{index}"),
                 first,
             ))
         }
@@ -334,6 +346,10 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
         "--hidden needs at least one width above zero"
     );
     let cuda = args.device.is_cuda();
+    anyhow::ensure!(
+        cuda || !args.no_fusion,
+        "--no-fusion applies to --device cuda (the CPU backend has no fusion layer)"
+    );
     let (ms, backend, first) = time_rlrt(args)?;
     let rate = steps_per_second(&ms);
 

@@ -128,7 +128,7 @@ def main():
                 target[:] = cmd["values"]
 
     sub = session.declare_subscriber(args.prefix + "/command", on_command)
-    pub = session.declare_publisher(args.prefix + "/state")
+    pub = session.declare_publisher(args.prefix + "/state", express=True)
     token = session.liveliness().declare_token(args.prefix + "/alive/robot")
 
     dt = 1.0 / args.rate_hz

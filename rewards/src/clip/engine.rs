@@ -15,6 +15,14 @@ pub type CudaBackend = burn::backend::Cuda<f32>;
 /// burn's CUDA backend at f16 (feature `cuda`).
 #[cfg(feature = "cuda")]
 pub type CudaHalfBackend = burn::backend::Cuda<half::f16>;
+/// burn's CUDA backend at f32 without its fusion layer: every operation is its own kernel,
+/// launched as it is called (`rlrt bench clip --no-fusion` compares the two).
+#[cfg(feature = "cuda")]
+pub type CudaUnfusedBackend = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+/// The same at f16.
+#[cfg(feature = "cuda")]
+pub type CudaHalfUnfusedBackend =
+    burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, half::f16, i32, u8>;
 
 /// A loaded CLIP on one device.
 pub enum ClipEngine {

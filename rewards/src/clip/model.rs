@@ -8,7 +8,9 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::{Activation, ClipConfig, TextConfig, TowerConfig, VisionConfig};
 
@@ -62,23 +64,25 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// `x`: [batch, tokens, hidden]; `mask`: added to the scores, [tokens, tokens].
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+    /// `x`: [batch, tokens, hidden]. `causal`: each token attends to itself and the tokens
+    /// before it (the text tower). The scale is CLIP's 1/sqrt(head_dim), the default of burn's
+    /// attention op, which each backend implements in one kernel where it can (flash attention
+    /// on CUDA, a fused loop on Flex).
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let [batch, tokens, hidden] = x.dims();
         let head_dim = hidden / self.heads;
         let split = |t: Tensor<B, 3>| {
             t.reshape([batch, tokens, self.heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let scale = (head_dim as f64).powf(-0.5);
-        let q = split(self.q.forward(x.clone()).mul_scalar(scale));
+        let q = split(self.q.forward(x.clone()));
         let k = split(self.k.forward(x.clone()));
         let v = split(self.v.forward(x));
-        let mut scores = q.matmul(k.transpose());
-        if let Some(mask) = mask {
-            scores = scores + mask.unsqueeze::<4>();
-        }
-        let context = softmax(scores, 3).matmul(v);
+        let options = AttentionModuleOptions {
+            is_causal: causal,
+            ..Default::default()
+        };
+        let context = attention(q, k, v, None, None, options);
         self.out
             .forward(context.swap_dims(1, 2).reshape([batch, tokens, hidden]))
     }
@@ -95,8 +99,8 @@ pub struct Layer<B: Backend> {
 }
 
 impl<B: Backend> Layer<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attention.forward(self.norm1.forward(x), mask);
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let x = x.clone() + self.attention.forward(self.norm1.forward(x), causal);
         let h = self.fc1.forward(self.norm2.forward(x.clone()));
         let h = if self.quick_gelu {
             h.clone() * sigmoid(h.mul_scalar(1.702))
@@ -139,9 +143,8 @@ impl<B: Backend> TextTransformer<B> {
             .reshape([batch, tokens, hidden]);
         let positions = self.position_embedding.val().slice([0..tokens, 0..hidden]);
         let mut x = x + positions.unsqueeze::<3>();
-        let mask = causal_mask::<B>(tokens, &device);
         for layer in &self.layers {
-            x = layer.forward(x, Some(mask.clone()));
+            x = layer.forward(x, true);
         }
         let x = self.final_norm.forward(x);
         let pooled: Vec<Tensor<B, 2>> = ids
@@ -176,16 +179,6 @@ pub fn pooled_position(ids: &[u32], eos_token_id: u32) -> usize {
             .position(|&t| t == eos_token_id)
             .unwrap_or(ids.len() - 1)
     }
-}
-
-fn causal_mask<B: Backend>(tokens: usize, device: &B::Device) -> Tensor<B, 2> {
-    let mut values = vec![0.0f32; tokens * tokens];
-    for row in 0..tokens {
-        for col in row + 1..tokens {
-            values[row * tokens + col] = f32::NEG_INFINITY;
-        }
-    }
-    Tensor::from_data(TensorData::new(values, [tokens, tokens]), device)
 }
 
 #[derive(Module, Debug)]
@@ -229,7 +222,7 @@ impl<B: Backend> VisionTransformer<B> {
             Tensor::cat(vec![class, patches], 1) + self.position_embedding.val().unsqueeze::<3>();
         let mut x = self.pre_norm.forward(x);
         for layer in &self.layers {
-            x = layer.forward(x, None);
+            x = layer.forward(x, false);
         }
         let cls = x
             .slice([0..batch, 0..1, 0..hidden])
