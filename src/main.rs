@@ -676,7 +676,6 @@ fn print_bench(report: &rlrt_runtime::bench::BenchReport, json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    rlrt::signals::install();
     match execute(cli.command) {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
@@ -1064,7 +1063,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             } else {
                 print!("{outcome}");
             }
-            Ok(0)
+            // 128 + SIGINT, as a shell reports a command Ctrl-C stopped.
+            Ok(if outcome.interrupted { 130 } else { 0 })
         }
         Command::Eval {
             checkpoint,

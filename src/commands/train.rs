@@ -67,6 +67,9 @@ pub struct TrainOutcome {
     pub initial_actor_mse: f32,
     pub final_eval: Option<Evaluation>,
     pub log: Vec<EvalRecord>,
+    /// Stopped by Ctrl-C (or SIGTERM) before `steps`; the checkpoint holds the last step
+    /// and `--resume` continues from it.
+    pub interrupted: bool,
 }
 
 impl std::fmt::Display for TrainOutcome {
@@ -78,6 +81,13 @@ impl std::fmt::Display for TrainOutcome {
             self.train_seconds,
             self.out.display()
         )?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "interrupted: the checkpoint holds step {}; continue with --resume",
+                self.steps
+            )?;
+        }
         // Tasks without a success test (Gymnasium's) are judged by return alone.
         if self.final_eval.is_none_or(|e| e.success_test) {
             writeln!(
@@ -233,7 +243,15 @@ fn run<B: AutodiffBackend>(
         let _ = std::fs::remove_dir_all(&old);
         Ok(())
     };
+    // Ctrl-C or SIGTERM: save at the current step and stop (a second one ends the process).
+    let stop = crate::signals::stop_flag();
+    let mut interrupted = false;
     while learner.step() < args.steps {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            save(&learner, &log)?;
+            interrupted = true;
+            break;
+        }
         // Losses are read back (a synchronisation on a GPU) only to show and to log them.
         learner.advance();
         bar.inc(1);
@@ -289,6 +307,7 @@ fn run<B: AutodiffBackend>(
         initial_actor_mse,
         final_eval,
         log,
+        interrupted,
     })
 }
 
