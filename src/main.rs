@@ -703,6 +703,20 @@ fn main() -> ExitCode {
 }
 
 fn execute(command: Command) -> anyhow::Result<i32> {
+    // Commands that stop cleanly on Ctrl-C take the signals over before their set-up, so a
+    // signal that arrives while they start is not lost: their loop stops at its first tick.
+    if matches!(
+        command,
+        Command::Run { .. }
+            | Command::Sim { .. }
+            | Command::Demo { .. }
+            | Command::Train { .. }
+            | Command::Bench {
+                what: Bench::Loop { .. }
+            }
+    ) {
+        rlrt::signals::stop_flag();
+    }
     match command {
         Command::Check { files } => {
             let invalid = check::run(&files);

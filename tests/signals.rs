@@ -122,7 +122,6 @@ fn ctrl_c_saves_training_at_its_step_and_resume_continues() {
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(outcome["interrupted"], true, "{outcome}");
     let steps = outcome["steps"].as_u64().unwrap();
-    assert!(steps > 0, "{outcome}");
     assert!(ckpt.join("checkpoint.json").exists());
 
     // The checkpoint holds exactly that step: resuming for 20 more ends at steps + 20.
