@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod hub;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
@@ -162,6 +163,7 @@ impl<B: Backend> ClipModel<B> {
     /// Loads `config.json`, `model.safetensors`, `vocab.json` and `merges.txt` from a Hugging
     /// Face CLIP folder (as `save_pretrained` or a hub download lays it out).
     pub fn load(folder: &Path, device: &B::Device) -> Result<Self, ClipError> {
+        let folder = &hub::locate(folder)?;
         let config_file = folder.join("config.json");
         let text = std::fs::read_to_string(&config_file).map_err(|e| ClipError::Io {
             file: config_file.clone(),

@@ -89,7 +89,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
     let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
     let resolve = |p: &str| -> PathBuf {
         let p = PathBuf::from(p);
-        if p.is_absolute() {
+        // `hf:<owner>/<name>`: a Hugging Face Hub id (CLIP models), not a path.
+        if p.is_absolute() || p.to_str().is_some_and(|s| s.starts_with("hf:")) {
             p
         } else {
             base_dir.join(p)

@@ -1,0 +1,151 @@
+//! Hugging Face Hub ids for CLIP models: `hf:<owner>/<name>` (as in
+//! `--model hf:openai/clip-vit-base-patch32` or `model_path = "hf:..."`) names a model on the
+//! Hub instead of a local folder. It is looked up in the Hugging Face cache first, laid out as
+//! Python's `huggingface_hub` writes it (`models--<owner>--<name>/refs/main` naming a folder
+//! under `snapshots/`), so a model downloaded once by any tool works offline; otherwise the
+//! files are downloaded from `$HF_ENDPOINT` (default `https://huggingface.co`, with
+//! `$HF_TOKEN` for gated models) into that cache. The cache is `$HF_HUB_CACHE`, else
+//! `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ClipError;
+
+/// What a CLIP folder needs (see [`super::ClipModel::load`]).
+pub const FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// The prefix that marks a Hub id.
+pub const PREFIX: &str = "hf:";
+
+/// `model` itself when it is a path; the folder holding the Hub model when it is `hf:<id>`.
+pub fn locate(model: &Path) -> Result<PathBuf, ClipError> {
+    let Some(id) = model.to_str().and_then(|s| s.strip_prefix(PREFIX)) else {
+        return Ok(model.to_owned());
+    };
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let cache = var("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| var("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")))
+        .ok_or_else(|| hub_error(id, "no cache folder: set HF_HUB_CACHE or HOME".into()))?;
+    let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
+    resolve(id, &cache, &endpoint, var("HF_TOKEN").as_deref())
+}
+
+fn hub_error(id: &str, message: String) -> ClipError {
+    ClipError::Io {
+        file: PathBuf::from(format!("{PREFIX}{id}")),
+        message,
+    }
+}
+
+/// The cached snapshot of `id` under `cache`, downloading the [`FILES`] from `endpoint` when
+/// the cache lacks any of them. A download goes to a temporary name and is renamed when
+/// complete, so an interrupted one is never taken for a model.
+pub fn resolve(
+    id: &str,
+    cache: &Path,
+    endpoint: &str,
+    token: Option<&str>,
+) -> Result<PathBuf, ClipError> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && part != "."
+            && part != ".."
+    };
+    let Some((owner, name)) = id.split_once('/').filter(|(o, n)| valid(o) && valid(n)) else {
+        return Err(hub_error(
+            id,
+            "expected hf:<owner>/<name>, such as hf:openai/clip-vit-base-patch32".into(),
+        ));
+    };
+    let repo = cache.join(format!("models--{owner}--{name}"));
+    let complete = |dir: &Path| FILES.iter().all(|f| dir.join(f).is_file());
+    if let Ok(revision) = std::fs::read_to_string(repo.join("refs/main")) {
+        let snapshot = repo.join("snapshots").join(revision.trim());
+        if complete(&snapshot) {
+            return Ok(snapshot);
+        }
+    }
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(1800)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let unreachable = |url: &str, message: String| {
+        hub_error(
+            id,
+            format!(
+                "not in the Hugging Face cache ({}) and {url} failed: {message}; download the \
+                 model where the Hub is reachable (huggingface-cli download {id}) and copy the \
+                 cache, or pass the model's folder",
+                repo.display()
+            ),
+        )
+    };
+    let io = |file: &Path, e: std::io::Error| ClipError::Io {
+        file: file.to_owned(),
+        message: e.to_string(),
+    };
+    let mut revision: Option<String> = None;
+    let mut downloaded = Vec::new();
+    for file in FILES {
+        let url = format!(
+            "{}/{id}/resolve/main/{file}",
+            endpoint.trim_end_matches('/')
+        );
+        let mut request = agent.get(&url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| unreachable(&url, e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(unreachable(&url, format!("HTTP {status}")));
+        }
+        if revision.is_none() {
+            revision = response
+                .headers()
+                .get("x-repo-commit")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| valid(v))
+                .map(str::to_owned);
+        }
+        let mut bytes = Vec::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreachable(&url, e.to_string()))?;
+        downloaded.push((file, bytes));
+    }
+    let revision = revision.unwrap_or_else(|| "main".into());
+    let snapshot = repo.join("snapshots").join(&revision);
+    std::fs::create_dir_all(&snapshot).map_err(|e| io(&snapshot, e))?;
+    for (file, bytes) in downloaded {
+        let path = snapshot.join(file);
+        let partial = snapshot.join(format!("{file}.partial"));
+        std::fs::write(&partial, bytes).map_err(|e| io(&partial, e))?;
+        std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
+    }
+    let refs = repo.join("refs");
+    std::fs::create_dir_all(&refs).map_err(|e| io(&refs, e))?;
+    std::fs::write(refs.join("main"), &revision).map_err(|e| io(&refs, e))?;
+    Ok(snapshot)
+}
