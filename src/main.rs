@@ -665,6 +665,19 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A command's outcome: JSON on one line with `--json`, else its text form.
+fn print_outcome(
+    outcome: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(outcome)
+    } else {
+        print!("{outcome}");
+        Ok(())
+    }
+}
+
 fn print_bench(report: &rlrt_runtime::bench::BenchReport, json: bool) {
     if json {
         println!("{}", report.to_json());
@@ -800,11 +813,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 cameras: !no_cameras,
                 seconds,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Demo {
@@ -826,11 +835,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 cameras: !no_cameras,
                 rerun,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(if outcome.passed() {
                 0
             } else {
@@ -915,11 +920,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     },
                 )?;
                 bar.finish_and_clear();
-                if json {
-                    print_json(&outcome)?;
-                } else {
-                    print!("{outcome}");
-                }
+                print_outcome(&outcome, json)?;
                 Ok(0)
             }
             Reward::Prompt { config, task } => {
@@ -995,11 +996,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 config,
                 out,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Record {
@@ -1032,11 +1029,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 |done| bar.set_position(done as u64),
             )?;
             bar.finish_and_clear();
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Train {
@@ -1072,11 +1065,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 temperature,
                 device,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             // 128 + SIGINT, as a shell reports a command Ctrl-C stopped.
             Ok(if outcome.interrupted { 130 } else { 0 })
         }
@@ -1093,11 +1082,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 seed,
                 config,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Export {
@@ -1112,11 +1097,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 checkpoint,
                 out,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Export {
@@ -1133,11 +1114,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 out,
                 task,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Replay {
@@ -1155,11 +1132,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 episodes,
                 rerun,
             })?;
-            if json {
-                print_json(&outcome)?;
-            } else {
-                print!("{outcome}");
-            }
+            print_outcome(&outcome, json)?;
             Ok(0)
         }
         Command::Bench { what } => match what {

@@ -214,11 +214,7 @@ fn time_rlrt(
                     warmup,
                 ),
             })?;
-            let layers = if args.no_fusion {
-                "no fusion, autotune"
-            } else {
-                "fusion, autotune"
-            };
+            let layers = super::cuda_layers(args.no_fusion);
             Ok((
                 b1,
                 bn,

@@ -285,11 +285,7 @@ fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])
                     time_learner::<CudaBackend>(args, device)
                 }
             })?;
-            let layers = if args.no_fusion {
-                "no fusion, autotune"
-            } else {
-                "fusion, autotune"
-            };
+            let layers = super::cuda_layers(args.no_fusion);
             Ok((
                 ms,
                 format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, {layers}) on cuda:{index}"),

@@ -32,6 +32,16 @@ pub fn no_cuda() -> anyhow::Error {
     )
 }
 
+/// How the benches' burn CUDA backend is built, for their reports.
+#[cfg(feature = "cuda")]
+pub fn cuda_layers(no_fusion: bool) -> &'static str {
+    if no_fusion {
+        "no fusion, autotune"
+    } else {
+        "fusion, autotune"
+    }
+}
+
 /// Runs `f` on CUDA device `index` (see `rlrt_runtime::compute::on_cuda`: a missing driver or
 /// a panic of burn's CUDA backend becomes an error).
 #[cfg(feature = "cuda")]

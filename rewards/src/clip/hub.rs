@@ -7,7 +7,6 @@
 //! `$HF_TOKEN` for gated models) into that cache. The cache is `$HF_HUB_CACHE`, else
 //! `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,8 +98,10 @@ pub fn resolve(
         file: file.to_owned(),
         message: e.to_string(),
     };
-    let mut revision: Option<String> = None;
-    let mut downloaded = Vec::new();
+    // The snapshot is named by the commit the first reply reports; each file streams to a
+    // temporary name on disk (a checkpoint can be larger than the robot's free memory) and is
+    // renamed when complete. `refs/main`, written last, is what makes the snapshot count.
+    let mut snapshot: Option<PathBuf> = None;
     for file in FILES {
         let url = format!(
             "{}/{id}/resolve/main/{file}",
@@ -117,33 +118,38 @@ pub fn resolve(
         if !status.is_success() {
             return Err(unreachable(&url, format!("HTTP {status}")));
         }
-        if revision.is_none() {
-            revision = response
-                .headers()
-                .get("x-repo-commit")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| valid(v))
-                .map(str::to_owned);
-        }
-        let mut bytes = Vec::new();
-        response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .reader()
-            .read_to_end(&mut bytes)
-            .map_err(|e| unreachable(&url, e.to_string()))?;
-        downloaded.push((file, bytes));
-    }
-    let revision = revision.unwrap_or_else(|| "main".into());
-    let snapshot = repo.join("snapshots").join(&revision);
-    std::fs::create_dir_all(&snapshot).map_err(|e| io(&snapshot, e))?;
-    for (file, bytes) in downloaded {
-        let path = snapshot.join(file);
-        let partial = snapshot.join(format!("{file}.partial"));
-        std::fs::write(&partial, bytes).map_err(|e| io(&partial, e))?;
+        let dir = match &snapshot {
+            Some(dir) => dir.clone(),
+            None => {
+                let revision = response
+                    .headers()
+                    .get("x-repo-commit")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| valid(v))
+                    .unwrap_or("main");
+                let dir = repo.join("snapshots").join(revision);
+                std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                snapshot = Some(dir.clone());
+                dir
+            }
+        };
+        let path = dir.join(file);
+        let partial = dir.join(format!("{file}.partial"));
+        let mut out = std::fs::File::create(&partial).map_err(|e| io(&partial, e))?;
+        std::io::copy(
+            &mut response.body_mut().with_config().limit(u64::MAX).reader(),
+            &mut out,
+        )
+        .map_err(|e| unreachable(&url, e.to_string()))?;
+        drop(out);
         std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
     }
+    let snapshot = snapshot.expect("FILES is not empty");
+    let revision = snapshot
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("main")
+        .to_owned();
     let refs = repo.join("refs");
     std::fs::create_dir_all(&refs).map_err(|e| io(&refs, e))?;
     std::fs::write(refs.join("main"), &revision).map_err(|e| io(&refs, e))?;

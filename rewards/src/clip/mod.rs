@@ -161,7 +161,8 @@ pub struct ClipModel<B: Backend> {
 
 impl<B: Backend> ClipModel<B> {
     /// Loads `config.json`, `model.safetensors`, `vocab.json` and `merges.txt` from a Hugging
-    /// Face CLIP folder (as `save_pretrained` or a hub download lays it out).
+    /// Face CLIP folder (as `save_pretrained` or a hub download lays it out), or from the
+    /// Hub model `hf:<owner>/<name>` (see [`hub::locate`]).
     pub fn load(folder: &Path, device: &B::Device) -> Result<Self, ClipError> {
         let folder = &hub::locate(folder)?;
         let config_file = folder.join("config.json");
