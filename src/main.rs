@@ -291,6 +291,18 @@ enum Export {
         #[arg(long)]
         json: bool,
     },
+    /// An `rlrt train` checkpoint's actor as a TorchScript module traced by libtorch (the
+    /// same graph as `export onnx`), checked with libtorch against the checkpoint. Needs rlrt
+    /// built with the `tch` feature.
+    Torchscript {
+        /// The checkpoint folder (`rlrt train --out`).
+        checkpoint: PathBuf,
+        /// The .pt file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// An rlrt dataset (`rlrt record`, `rlrt import`) in LeRobot's dataset layout v3.0:
     /// parquet steps (state, action, reward, done flags), info, stats, tasks and episodes
     /// metadata. Camera frames are not exported.
@@ -1097,6 +1109,22 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 checkpoint,
                 out,
             })?;
+            print_outcome(&outcome, json)?;
+            Ok(0)
+        }
+        Command::Export {
+            what:
+                Export::Torchscript {
+                    checkpoint,
+                    out,
+                    json,
+                },
+        } => {
+            let outcome =
+                rlrt::commands::export::torchscript(&rlrt::commands::export::ExportArgs {
+                    checkpoint,
+                    out,
+                })?;
             print_outcome(&outcome, json)?;
             Ok(0)
         }

@@ -251,6 +251,80 @@ fn record_train_eval_and_run_a_checkpoint() {
     ]));
     assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
     assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+    // The same actor traced to TorchScript, checked by libtorch against the checkpoint, then
+    // run as the config's policy (policy.kind = "torchscript") with the same actions and in
+    // the loop.
+    #[cfg(feature = "tch")]
+    {
+        let pt_file = tmp.path().join("bc.pt");
+        let export = run_json(rlrt().args([
+            "export",
+            "torchscript",
+            ckpt.to_str().unwrap(),
+            "--out",
+            pt_file.to_str().unwrap(),
+            "--json",
+        ]));
+        assert!(
+            export["max_abs_difference"].as_f64().unwrap() <= 1e-5,
+            "{export}"
+        );
+        assert!(
+            export["check"].as_str().unwrap().contains("libtorch"),
+            "{export}"
+        );
+        let pt_config = tmp.path().join("reach-torchscript.toml");
+        std::fs::write(
+            &pt_config,
+            std::fs::read_to_string(&onnx_config).unwrap().replace(
+                "kind = \"onnx\"\nmodel_path = \"bc.onnx\"",
+                "kind = \"torchscript\"\nmodel_path = \"bc.pt\"",
+            ),
+        )
+        .unwrap();
+        let mut pt_policy =
+            rlrt_policies::build(&rlrt_runtime::config::load(&pt_config).unwrap()).unwrap();
+        assert_eq!(pt_policy.name(), "torchscript:bc.pt");
+        let mut pt_action = [0.0; 3];
+        pt_policy
+            .act(&dataset.episodes[0].observations[..12], &mut pt_action)
+            .unwrap();
+        for (a, b) in action.iter().zip(&pt_action) {
+            assert!((a - b).abs() <= 1e-5, "{action:?} vs {pt_action:?}");
+        }
+        let run = run_json(rlrt().args([
+            "run",
+            "--sim",
+            "--lockstep",
+            "--ticks",
+            "200",
+            "--json",
+            pt_config.to_str().unwrap(),
+        ]));
+        assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
+        assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+        // An ONNX file given as TorchScript is refused before the loop starts, naming it.
+        let wrong = tmp.path().join("reach-wrong-format.toml");
+        std::fs::write(
+            &wrong,
+            std::fs::read_to_string(&pt_config)
+                .unwrap()
+                .replace("model_path = \"bc.pt\"", "model_path = \"bc.onnx\""),
+        )
+        .unwrap();
+        let out = rlrt()
+            .args(["run", "--sim", "--lockstep", "--ticks", "10"])
+            .arg(&wrong)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("bc.onnx") && stderr.contains("not a TorchScript module"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
     // kind = "onnx" without a model, or a model key on another kind: located config errors.
     let no_model = text.replace(
         "kind = \"checkpoint\"\ncheckpoint_path = \"bc\"",
@@ -261,6 +335,17 @@ fn record_train_eval_and_run_a_checkpoint() {
         .unwrap()
         .to_string();
     assert!(e.contains("policy.model_path"), "{e}");
+    let e = rlrt_runtime::config::parse(
+        &no_model.replace("kind = \"onnx\"", "kind = \"torchscript\""),
+        &onnx_config,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("policy.model_path") && e.contains("TorchScript file"),
+        "{e}"
+    );
     let stray = text.replace(
         "checkpoint_path = \"bc\"",
         "checkpoint_path = \"bc\"\nmodel_path = \"bc.onnx\"",
@@ -372,7 +457,12 @@ fn bench_policy_prints_one_json_object_and_both_paths_agree() {
     // The batch-1 path computes what burn computes, and what ONNX Runtime computes on the
     // exported actor (from .deps/python's onnxruntime wheel, in process and from Python).
     let differences = &report["max_abs_difference_from_rlrt"];
-    for peer in ["burn_flex", "onnxruntime", "onnxruntime_python"] {
+    let mut peers = vec!["burn_flex", "onnxruntime", "onnxruntime_python"];
+    // And libtorch on the actor traced to TorchScript.
+    if cfg!(feature = "tch") {
+        peers.push("libtorch");
+    }
+    for peer in peers {
         assert!(
             differences[peer].as_f64().unwrap() < 1e-5,
             "{peer}: {report}"

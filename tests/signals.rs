@@ -4,9 +4,25 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The rlrt binary with SIGINT at its default action, as a shell gives a foreground command.
+/// A process inherits ignored signals, and a test harness started in the background (as a
+/// non-interactive shell starts `cmd &`) has SIGINT ignored; rlrt leaves an ignored SIGINT
+/// ignored in commands without a control loop, as programs should.
+fn rlrt() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rlrt"));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    command
+}
 
 fn interrupt(child: &Child) {
     // SAFETY: sends SIGINT to a child process this test started and has not reaped.
@@ -37,7 +53,7 @@ fn ctrl_c_stops_a_run_at_a_tick_and_it_still_reports() {
     let text =
         common::shipped_text("reach-arm.toml").replace("rlrt/reach-arm", "rlrt/test-signals");
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+    let mut child = rlrt()
         .args(["-q", "run"])
         .arg(&config)
         .args(["--sim", "--seconds", "120", "--json"])
@@ -60,7 +76,7 @@ fn ctrl_c_stops_a_run_at_a_tick_and_it_still_reports() {
 
 #[test]
 fn ctrl_c_ends_a_command_without_a_control_loop_at_once() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+    let mut child = rlrt()
         .args(["-q", "bench", "iql", "--steps", "10000000", "--no-peer"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -77,7 +93,7 @@ fn ctrl_c_saves_training_at_its_step_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ckpt = dir.path().join("ckpt");
-    let status = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+    let status = rlrt()
         .args(["-q", "record"])
         .arg(common::repo("hw-configs/reach-arm.toml"))
         .args(["--episodes", "2", "--noise-std", "0.01", "--out"])
@@ -87,7 +103,7 @@ fn ctrl_c_saves_training_at_its_step_and_resume_continues() {
         .unwrap();
     assert!(status.success());
     let train = |steps: &str, resume: bool| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlrt"));
+        let mut cmd = rlrt();
         cmd.args(["-q", "train", "bc", "--data"])
             .arg(&data)
             .arg("--out")

@@ -1,8 +1,9 @@
 //! Policies the rlrt control loop runs: the scripted controllers used for bring-up, demos,
 //! data collection and tests ([`scripted`]), offline RL in burn ([`iql`]: IQL and behaviour
 //! cloning) and trained actors on the tick ([`checkpoint`]: a batch-1 MLP path that never
-//! allocates) and ONNX models run by ONNX Runtime ([`onnx`], feature `onnx`), all behind
-//! the same [`rlrt_runtime::Policy`] interface. TorchScript will join them.
+//! allocates), ONNX models run by ONNX Runtime ([`onnx`], feature `onnx`) and TorchScript
+//! modules run by libtorch ([`torchscript`], feature `tch`), all behind the same
+//! [`rlrt_runtime::Policy`] interface.
 
 pub mod checkpoint;
 pub mod iql;
@@ -10,6 +11,8 @@ pub mod iql;
 pub mod onnx;
 pub mod onnx_export;
 pub mod scripted;
+#[cfg(feature = "tch")]
+pub mod torchscript;
 
 use rlrt_runtime::config::PolicyKind;
 use rlrt_runtime::{Policy, RobotConfig};
@@ -25,13 +28,18 @@ pub enum BuildError {
     NeedsCheckpoint { config: String },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("{config}: policy.kind = \"onnx\" needs policy.model_path")]
-    NeedsModel { config: String },
+    #[error("{config}: policy.kind = \"{kind}\" needs policy.model_path")]
+    NeedsModel { config: String, kind: &'static str },
     #[error("{config}: policy.kind = \"onnx\", but this build has no ONNX Runtime support (build rlrt-policies with the `onnx` feature)")]
     NoOnnx { config: String },
     #[cfg(feature = "onnx")]
     #[error(transparent)]
     Onnx(#[from] onnx::OnnxError),
+    #[error("{config}: policy.kind = \"torchscript\", but this build has no libtorch (build rlrt with the `tch` feature: cargo build --release --features tch)")]
+    NoTorch { config: String },
+    #[cfg(feature = "tch")]
+    #[error(transparent)]
+    TorchScript(#[from] torchscript::TorchScriptError),
 }
 
 /// Builds the policy a config names.
@@ -50,14 +58,7 @@ pub fn build(config: &RobotConfig) -> Result<Box<dyn Policy>, BuildError> {
             Box::new(checkpoint::CheckpointPolicy::load_for(dir, config)?)
         }
         PolicyKind::Onnx => {
-            let config_name = || config.source.display().to_string();
-            let path = config
-                .policy
-                .model_path
-                .as_ref()
-                .ok_or_else(|| BuildError::NeedsModel {
-                    config: config_name(),
-                })?;
+            let path = model_path(config, "onnx")?;
             #[cfg(feature = "onnx")]
             {
                 Box::new(onnx::OnnxPolicy::load_for(path, config)?)
@@ -66,9 +67,38 @@ pub fn build(config: &RobotConfig) -> Result<Box<dyn Policy>, BuildError> {
             {
                 let _ = path;
                 return Err(BuildError::NoOnnx {
-                    config: config_name(),
+                    config: config.source.display().to_string(),
+                });
+            }
+        }
+        PolicyKind::Torchscript => {
+            let path = model_path(config, "torchscript")?;
+            #[cfg(feature = "tch")]
+            {
+                Box::new(torchscript::TorchScriptPolicy::load_for(path, config)?)
+            }
+            #[cfg(not(feature = "tch"))]
+            {
+                let _ = path;
+                return Err(BuildError::NoTorch {
+                    config: config.source.display().to_string(),
                 });
             }
         }
     })
+}
+
+/// `policy.model_path`, which the `kind` policy needs.
+fn model_path<'a>(
+    config: &'a RobotConfig,
+    kind: &'static str,
+) -> Result<&'a std::path::Path, BuildError> {
+    config
+        .policy
+        .model_path
+        .as_deref()
+        .ok_or_else(|| BuildError::NeedsModel {
+            config: config.source.display().to_string(),
+            kind,
+        })
 }

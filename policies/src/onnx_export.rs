@@ -35,11 +35,12 @@ pub enum ExportError {
 pub const INPUT: &str = "observation";
 pub const OUTPUT: &str = "action";
 
-/// Encodes an actor (weights and normalisation, as `rlrt train` saves them) as an ONNX model.
-pub fn export_actor(
+/// Checks that `weights` chain (each layer takes what the one before gives, every array has
+/// its size) and that `normalisation` fits them; returns (observation length, action length).
+pub fn check_actor(
     weights: &MlpWeights,
     normalisation: &Normalisation,
-) -> Result<Vec<u8>, ExportError> {
+) -> Result<(usize, usize), ExportError> {
     let first = weights.layers.first().ok_or(ExportError::Empty)?;
     let (inputs, outputs) = (first.inputs, weights.layers.last().map_or(0, |l| l.outputs));
     for (k, pair) in weights.layers.windows(2).enumerate() {
@@ -93,6 +94,15 @@ pub fn export_actor(
             });
         }
     }
+    Ok((inputs, outputs))
+}
+
+/// Encodes an actor (weights and normalisation, as `rlrt train` saves them) as an ONNX model.
+pub fn export_actor(
+    weights: &MlpWeights,
+    normalisation: &Normalisation,
+) -> Result<Vec<u8>, ExportError> {
+    let (inputs, outputs) = check_actor(weights, normalisation)?;
     let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
 
     let mut inits = vec![

@@ -4,6 +4,8 @@
 //! - burn's own forward pass (Flex, tensor in, data out);
 //! - ONNX Runtime in this process: the actor exported to ONNX (`onnx_export`) and run by
 //!   `OnnxPolicy`, the path an imported policy takes on the tick;
+//! - libtorch in this process (built with the `tch` feature): the actor traced to
+//!   TorchScript and run by `TorchScriptPolicy`, on one intra-op thread;
 //! - PyTorch eager and ONNX Runtime from Python (what a Python stack would call), when
 //!   `python3` can import torch (and onnxruntime) with `--python-path` on its path; their
 //!   absence is reported, not an error.
@@ -189,6 +191,39 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
                 .insert("onnxruntime".into(), format!("not measured: {e}").into());
         }
     }
+
+    // libtorch in this process, on the actor traced to TorchScript.
+    #[cfg(feature = "tch")]
+    {
+        use rlrt_policies::torchscript::{export_actor, TorchScriptPolicy};
+        let pt_path = dir.join("actor.pt");
+        export_actor(&weights, &identity(args), &pt_path)?;
+        let mut module =
+            TorchScriptPolicy::load(&pt_path, args.inputs, args.outputs, "inputs", "outputs")?;
+        let mut torch_action = vec![0.0f64; args.outputs];
+        module
+            .act(&observation, &mut torch_action)
+            .map_err(|e| anyhow::anyhow!("libtorch: {e:?}"))?;
+        differences.insert(
+            "libtorch".into(),
+            serde_json::json!(max_abs(&action, &torch_action)),
+        );
+        let ns = time(&mut || {
+            module.act(&observation, &mut torch_action).expect("runs");
+            std::hint::black_box(&torch_action);
+        });
+        let m = summarise(ns);
+        ratio(&mut report, "libtorch", ours_p99, m.p99);
+        report.peers.insert(
+            "libtorch".to_owned(),
+            rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
+        );
+    }
+    #[cfg(not(feature = "tch"))]
+    report.extra.insert(
+        "libtorch".into(),
+        "not measured: rlrt built without the `tch` feature".into(),
+    );
 
     // PyTorch eager and ONNX Runtime from Python.
     let raw = dir.join("weights.f32");

@@ -3,8 +3,11 @@
 //! `setup` installs, once, what the build and the tests need from PyPI into `.deps/`
 //! (ignored by git): MuJoCo's shared library from the `mujoco` wheel into `.deps/mujoco`
 //! (the build links against it: `.cargo/config.toml` points `MUJOCO_DYNAMIC_LINK_DIR`
-//! there), and the Python packages the tests use into `.deps/python`. `demo` runs `setup`
-//! and then `rlrt demo`; `test` runs `setup` and then the workspace tests in release mode.
+//! there), the Python packages the tests use into `.deps/python`, and libtorch's CPU
+//! libraries and headers from the `torch` wheel into `.deps/libtorch` (for the `tch` feature:
+//! `.cargo/config.toml` points `LIBTORCH` there). `demo` installs all but libtorch and runs
+//! `rlrt demo`; `test` runs `setup` and then the workspace tests in release mode, with the
+//! `tch` feature.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -99,7 +102,127 @@ fn once(
     std::fs::write(&marker, wanted).map_err(|e| format!("writing {}: {e}", marker.display()))
 }
 
+/// The torch wheel whose libtorch the `tch` crate (0.22, the one burn 0.21's dependency graph
+/// allows) links against: it pairs with PyTorch 2.9.0 exactly. Only its CPU libraries and headers are kept; the CUDA half of the
+/// wheel (and the several GB of CUDA libraries it depends on) is left out.
+const TORCH_WHEEL: &str = "torch==2.9.0";
+/// libtorch_cpu.so names the CUDA runtime and CUPTI (for its profiler) as dependencies even
+/// when no GPU is used: these two small wheels provide them, at the versions torch 2.9.0
+/// requires.
+const TORCH_CPU_RUNTIME_WHEELS: &[&str] = &[
+    "nvidia-cuda-runtime-cu12==12.8.90",
+    "nvidia-cuda-cupti-cu12==12.8.90",
+];
+
+/// Unpacks a CPU-only libtorch from the torch wheel (argv[1]) and the CUDA runtime wheels'
+/// folder (argv[2]) into argv[3]: `include/`, `lib/` with libtorch_cpu, libc10 and their
+/// bundled libraries, and in place of the wheel's libtorch.so (which needs libtorch_cuda.so)
+/// a linker script standing for libtorch_cpu.so.
+const UNPACK_LIBTORCH: &str = r#"
+import pathlib, shutil, sys, zipfile
+wheel, runtime, out = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+gpu_only = ("cuda", "nvrtc", "nvshmem", "python", "global_deps")
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.endswith("/"):
+            continue
+        if name.startswith("torch/include/"):
+            target = out / name[len("torch/"):]
+        elif name.startswith("torch/lib/") and ".so" in name and name.count("/") == 2:
+            base = name[len("torch/lib/"):]
+            if base == "libtorch.so" or any(k in base for k in gpu_only):
+                continue
+            target = out / "lib" / base
+        else:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with z.open(name) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if "/lib/" in str(target):
+            target.chmod(0o755)
+found = set()
+for lib in runtime.glob("nvidia/*/lib/*.so*"):
+    if lib.name.startswith(("libcudart.so", "libcupti.so")):
+        shutil.copy2(lib, out / "lib" / lib.name)
+        found.add(lib.name.split(".so")[0])
+if found != {"libcudart", "libcupti"}:
+    sys.exit(f"the CUDA runtime wheels lack {sorted({'libcudart', 'libcupti'} - found)}")
+if not (out / "lib" / "libtorch_cpu.so").is_file():
+    sys.exit(f"{wheel} has no torch/lib/libtorch_cpu.so")
+(out / "lib" / "libtorch.so").write_text(
+    "/* rlrt: CPU-only stand-in for the wheel's libtorch.so, which needs libtorch_cuda.so */\n"
+    "INPUT(libtorch_cpu.so)\n")
+"#;
+
+fn setup_libtorch() -> Result<(), String> {
+    let libtorch = root().join(".deps/libtorch");
+    let wanted = format!(
+        "{TORCH_WHEEL}
+{}",
+        TORCH_CPU_RUNTIME_WHEELS.join(
+            "
+"
+        )
+    );
+    once(&libtorch, &wanted, || {
+        let download = root().join(".deps/libtorch-download");
+        let _ = std::fs::remove_dir_all(&download);
+        let _ = std::fs::remove_dir_all(&libtorch);
+        std::fs::create_dir_all(&download)
+            .map_err(|e| format!("creating {}: {e}", download.display()))?;
+        eprintln!("xtask: downloading {TORCH_WHEEL} (libtorch's CPU libraries are kept)");
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--no-deps", "--dest"])
+            .arg(&download)
+            .arg(TORCH_WHEEL)
+            .status()
+            .map_err(|e| format!("running python3 -m pip: {e}"))?;
+        if !status.success() {
+            return Err(format!("pip download {TORCH_WHEEL} failed ({status})"));
+        }
+        let runtime = download.join("runtime");
+        pip_install(&runtime, &["--no-deps"], TORCH_CPU_RUNTIME_WHEELS)?;
+        let wheel = std::fs::read_dir(&download)
+            .map_err(|e| format!("reading {}: {e}", download.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .ok_or_else(|| format!("pip left no wheel in {}", download.display()))?;
+        let status = Command::new("python3")
+            .args(["-c", UNPACK_LIBTORCH])
+            .arg(&wheel)
+            .arg(&runtime)
+            .arg(&libtorch)
+            .status()
+            .map_err(|e| format!("running python3: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "unpacking libtorch from {} failed",
+                wheel.display()
+            ));
+        }
+        let version = TORCH_WHEEL.trim_start_matches("torch==");
+        std::fs::write(libtorch.join("build-version"), version)
+            .map_err(|e| format!("writing {}/build-version: {e}", libtorch.display()))?;
+        std::fs::remove_dir_all(&download)
+            .map_err(|e| format!("removing {}: {e}", download.display()))
+    })
+}
+
+/// Everything: what the demo needs, and libtorch for the tests of the `tch` feature.
 fn setup() -> Result<(), String> {
+    setup_base()?;
+    setup_libtorch()
+}
+
+/// What the build without optional features and the demo need.
+fn setup_base() -> Result<(), String> {
     let python = root().join(".deps/python");
     once(&python, &PYTHON_WHEELS.join("\n"), || {
         pip_install(&python, &[], PYTHON_WHEELS)
@@ -140,15 +263,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("demo") => setup().and_then(|()| {
+        Some("demo") => setup_base().and_then(|()| {
             cargo(
                 &["run", "--quiet", "--release", "--bin", "rlrt", "--", "demo"],
                 &args[1..],
             )
         }),
-        Some("test") => {
-            setup().and_then(|()| cargo(&["test", "--workspace", "--release"], &args[1..]))
-        }
+        Some("test") => setup().and_then(|()| {
+            cargo(
+                &["test", "--workspace", "--release", "--features", "rlrt/tch"],
+                &args[1..],
+            )
+        }),
         _ => Err(
             "usage: cargo xtask setup | demo [rlrt demo arguments] | test [cargo test arguments]"
                 .into(),

@@ -202,7 +202,7 @@ pub struct PolicyConfig {
     pub servo: Option<ServoConfig>,
     /// checkpoint: the checkpoint folder, resolved against the config's folder.
     pub checkpoint_path: Option<PathBuf>,
-    /// onnx: the model file, resolved against the config's folder.
+    /// onnx, torchscript: the model file, resolved against the config's folder.
     pub model_path: Option<PathBuf>,
 }
 

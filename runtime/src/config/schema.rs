@@ -262,6 +262,8 @@ pub enum PolicyKind {
     Checkpoint,
     /// An ONNX model (observation in, action out) run by ONNX Runtime.
     Onnx,
+    /// A TorchScript module (observation in, action out) run by libtorch.
+    Torchscript,
 }
 
 #[derive(Debug, Deserialize)]

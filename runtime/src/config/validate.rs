@@ -917,7 +917,10 @@ fn validate_policy(
     if mode == ActionMode::EeDelta
         && !matches!(
             raw.kind,
-            PolicyKind::EeServo | PolicyKind::Checkpoint | PolicyKind::Onnx
+            PolicyKind::EeServo
+                | PolicyKind::Checkpoint
+                | PolicyKind::Onnx
+                | PolicyKind::Torchscript
         )
     {
         c.fail(
@@ -1012,11 +1015,16 @@ fn validate_policy(
                 );
             }
         }
-        PolicyKind::Onnx => {
+        PolicyKind::Onnx | PolicyKind::Torchscript => {
             if raw.model_path.is_none() {
+                let file = if raw.kind == PolicyKind::Onnx {
+                    "the .onnx file"
+                } else {
+                    "the TorchScript file (.pt)"
+                };
                 c.fail(
                     key.key("model_path"),
-                    format!("missing: {kind} needs the .onnx file of the policy"),
+                    format!("missing: {kind} needs {file} of the policy"),
                 );
             }
         }
@@ -1078,11 +1086,11 @@ fn validate_policy(
             "policy.kind = \"checkpoint\"",
         );
     }
-    if raw.kind != PolicyKind::Onnx {
+    if !matches!(raw.kind, PolicyKind::Onnx | PolicyKind::Torchscript) {
         c.unused(
             key.key("model_path"),
             &raw.model_path,
-            "policy.kind = \"onnx\"",
+            "policy.kind = \"onnx\" or \"torchscript\"",
         );
     }
     if raw.kind != PolicyKind::EeServo {

@@ -1,0 +1,282 @@
+//! TorchScript policies through libtorch (feature `tch`): a PyTorch-traced MLP gives
+//! PyTorch's outputs within 1e-5; an rlrt actor exported to TorchScript gives the checkpoint
+//! path's outputs within 1e-5 and agrees with its ONNX export; bad modules are refused at
+//! load with what is wrong.
+#![cfg(feature = "tch")]
+
+use std::path::{Path, PathBuf};
+
+use rlrt_policies::checkpoint::{CheckpointPolicy, MlpWeights, Normalisation};
+use rlrt_policies::torchscript::{export_actor, TorchScriptPolicy};
+use rlrt_runtime::rng::uniform;
+use rlrt_runtime::Policy;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn load(path: &Path, inputs: usize, outputs: usize) -> Result<TorchScriptPolicy, String> {
+    TorchScriptPolicy::load(path, inputs, outputs, "observation.state", "the action")
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn pytorch_traced_mlp_matches_pytorch_within_1e_5() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("mlp_reference.json")).unwrap())
+            .unwrap();
+    let mut policy = load(&fixture("mlp.pt"), 17, 6).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((policy.input_len(), policy.output_len()), (17, 6));
+    assert_eq!(policy.name(), "torchscript:mlp.pt");
+    let inputs = reference["inputs"].as_array().unwrap();
+    let outputs = reference["outputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 8);
+    let mut worst = 0.0f64;
+    let mut action = [0.0; 6];
+    for (x, y) in inputs.iter().zip(outputs) {
+        let x: Vec<f64> = x
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        policy.act(&x, &mut action).unwrap();
+        for (got, want) in action.iter().zip(y.as_array().unwrap()) {
+            worst = worst.max((got - want.as_f64().unwrap()).abs());
+        }
+    }
+    assert!(worst <= 1e-5, "max abs difference from PyTorch {worst}");
+    // The input tensor is written in place on every call: different inputs, different outputs.
+    let mut a = [0.0; 6];
+    let mut b = [0.0; 6];
+    policy.act(&[0.5; 17], &mut a).unwrap();
+    policy.act(&[-0.5; 17], &mut b).unwrap();
+    assert_ne!(a, b);
+    policy.act(&[0.5; 17], &mut b).unwrap();
+    assert_eq!(a, b);
+}
+
+fn random_actor(
+    inputs: usize,
+    hidden: usize,
+    outputs: usize,
+    seed: u64,
+) -> (MlpWeights, Normalisation) {
+    let mut state = seed;
+    let mut draw = |n: usize, scale: f64| -> Vec<f32> {
+        (0..n)
+            .map(|_| (uniform(&mut state, -1.0, 1.0) * scale) as f32)
+            .collect()
+    };
+    let mut w = MlpWeights::default();
+    w.push(
+        inputs,
+        hidden,
+        draw(inputs * hidden, 0.4),
+        draw(hidden, 0.1),
+    );
+    w.push(
+        hidden,
+        hidden,
+        draw(hidden * hidden, 0.2),
+        draw(hidden, 0.1),
+    );
+    w.push(
+        hidden,
+        outputs,
+        draw(hidden * outputs, 0.2),
+        draw(outputs, 0.1),
+    );
+    let n = Normalisation {
+        observation_mean: (0..inputs).map(|i| 0.1 * i as f64).collect(),
+        observation_std: (0..inputs).map(|i| 0.5 + 0.05 * i as f64).collect(),
+        action_mid: (0..outputs).map(|j| 0.01 * j as f64).collect(),
+        action_half_range: vec![0.02; outputs],
+    };
+    (w, n)
+}
+
+#[test]
+fn exported_rlrt_actor_matches_the_checkpoint_path_within_1e_5() {
+    let (weights, normalisation) = random_actor(17, 64, 6, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actor.pt");
+    export_actor(&weights, &normalisation, &path).unwrap();
+    let mut torch = load(&path, 17, 6).unwrap_or_else(|e| panic!("{e}"));
+    let mut native = CheckpointPolicy::from_weights(weights, normalisation);
+    let mut state = 9u64;
+    let (mut a, mut b) = ([0.0; 6], [0.0; 6]);
+    let mut worst = 0.0f64;
+    let mut spread = 0.0f64;
+    for _ in 0..200 {
+        let x: Vec<f64> = (0..17).map(|_| uniform(&mut state, -3.0, 3.0)).collect();
+        torch.act(&x, &mut a).unwrap();
+        native.act(&x, &mut b).unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            worst = worst.max((p - q).abs());
+            spread = spread.max(q.abs());
+        }
+    }
+    assert!(worst <= 1e-5, "max abs difference {worst}");
+    // The comparison is not between two constants: the actions use the bounds.
+    assert!(spread > 0.01, "actions all near the middle: {spread}");
+    // The traced batch size is free: the file runs on other batch sizes too.
+    let module = tch::CModule::load(&path).unwrap();
+    let batch = tch::Tensor::zeros([5, 17], (tch::Kind::Float, tch::Device::Cpu));
+    let out = module.forward_ts(&[batch]).unwrap();
+    assert_eq!(out.size(), vec![5, 6]);
+}
+
+#[cfg(feature = "onnx")]
+#[test]
+fn torchscript_and_onnx_exports_of_one_actor_agree() {
+    let (weights, normalisation) = random_actor(9, 32, 4, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let pt = dir.path().join("actor.pt");
+    let onnx = dir.path().join("actor.onnx");
+    export_actor(&weights, &normalisation, &pt).unwrap();
+    std::fs::write(
+        &onnx,
+        rlrt_policies::onnx_export::export_actor(&weights, &normalisation).unwrap(),
+    )
+    .unwrap();
+    let mut torch = load(&pt, 9, 4).unwrap();
+    let mut ort = rlrt_policies::onnx::OnnxPolicy::load(&onnx, 9, 4, "a", "b")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut state = 4u64;
+    let (mut a, mut b) = ([0.0; 4], [0.0; 4]);
+    for _ in 0..50 {
+        let x: Vec<f64> = (0..9).map(|_| uniform(&mut state, -2.0, 2.0)).collect();
+        torch.act(&x, &mut a).unwrap();
+        ort.act(&x, &mut b).unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() <= 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+/// Saves a module traced from `f` on a float32 `[1, inputs]` example.
+fn traced(path: &Path, inputs: i64, f: impl Fn(&tch::Tensor) -> tch::Tensor) {
+    let example = tch::Tensor::zeros([1, inputs], (tch::Kind::Float, tch::Device::Cpu));
+    let module =
+        tch::CModule::create_by_tracing("m", "forward", &[example], &mut |xs| vec![f(&xs[0])])
+            .unwrap();
+    module.save(path).unwrap();
+}
+
+#[test]
+fn a_float64_module_gets_float64_observations() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("mlp_reference.json")).unwrap())
+            .unwrap();
+    let mut policy = load(&fixture("mlp_double.pt"), 17, 6).unwrap_or_else(|e| panic!("{e}"));
+    let mut worst = 0.0f64;
+    let mut action = [0.0; 6];
+    let outputs = reference["outputs_float64"].as_array().unwrap();
+    for (x, y) in reference["inputs"].as_array().unwrap().iter().zip(outputs) {
+        let x: Vec<f64> = x
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        policy.act(&x, &mut action).unwrap();
+        for (got, want) in action.iter().zip(y.as_array().unwrap()) {
+            worst = worst.max((got - want.as_f64().unwrap()).abs());
+        }
+    }
+    // float64 end to end: far tighter than the float32 bound.
+    assert!(worst <= 1e-12, "max abs difference from PyTorch {worst}");
+}
+
+#[test]
+fn flat_outputs_run() {
+    // A module returning [A] instead of [1, A].
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flat.pt");
+    traced(&path, 4, |x| x.sum_dim_intlist(0, false, None) * 2.0);
+    let mut policy = load(&path, 4, 4).unwrap_or_else(|e| panic!("{e}"));
+    let mut action = [0.0; 4];
+    policy.act(&[1.0, -2.0, 0.5, 0.0], &mut action).unwrap();
+    assert_eq!(action, [2.0, -4.0, 1.0, 0.0]);
+}
+
+#[test]
+fn mismatched_or_broken_modules_are_refused_at_load() {
+    // Too few observation values for the first layer: the trial call names the config key.
+    let e = load(&fixture("mlp.pt"), 16, 6).err().expect("16 inputs");
+    assert!(
+        e.contains("mlp.pt") && e.contains("[1, 16]") && e.contains("observation.state"),
+        "{e}"
+    );
+    // An action of 6 values where the config wants 7.
+    let e = load(&fixture("mlp.pt"), 17, 7).err().expect("7 outputs");
+    assert!(
+        e.contains("[1, 6]") && e.contains("[1, 7]") && e.contains("the action"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    // A module returning a batch of 3 rows for one observation.
+    let path = dir.path().join("rows.pt");
+    traced(&path, 4, |x| x.repeat([3, 1]));
+    let e = load(&path, 4, 4).err().expect("[3, 4] is not an action");
+    assert!(e.contains("[3, 4]") && e.contains("rows.pt"), "{e}");
+    // Integer output.
+    let path = dir.path().join("int.pt");
+    traced(&path, 2, |x| x.to_kind(tch::Kind::Int64));
+    let e = load(&path, 2, 2).err().expect("int64 output");
+    assert!(e.contains("Int64") && e.contains("float32"), "{e}");
+    // float16 parameters, and a forward that returns a (mean, log_std) tuple.
+    let e = load(&fixture("mlp_half.pt"), 17, 6).err().expect("float16");
+    assert!(e.contains("Half") && e.contains("module.float()"), "{e}");
+    let e = load(&fixture("gaussian_actor.pt"), 17, 6)
+        .err()
+        .expect("tuple");
+    assert!(
+        e.contains("gaussian_actor.pt") && e.contains("a tuple of 2") && e.contains("one tensor"),
+        "{e}"
+    );
+    // Not a module at all, a truncated one, and a missing file.
+    let junk = dir.path().join("junk.pt");
+    std::fs::write(&junk, b"not a module at all").unwrap();
+    let e = load(&junk, 17, 6).err().unwrap();
+    assert!(
+        e.contains("junk.pt") && e.contains("not a TorchScript module"),
+        "{e}"
+    );
+    assert!(!e.contains("Exception raised from"), "backtrace kept: {e}");
+    let bytes = std::fs::read(fixture("mlp.pt")).unwrap();
+    let cut = dir.path().join("truncated.pt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load(&cut, 17, 6).err().unwrap();
+    assert!(
+        e.contains("truncated.pt") && e.contains("not a TorchScript module"),
+        "{e}"
+    );
+    let e = load(&dir.path().join("missing.pt"), 17, 6).err().unwrap();
+    assert!(e.contains("missing.pt") && e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn a_module_that_fails_on_the_tick_reports_a_backend_error_not_a_panic() {
+    // Looks a row up by the index of the largest observation value: row 0 exists (the
+    // zero observation of the trial call picks it), row 2 does not, and libtorch raises.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookup.pt");
+    let table = tch::Tensor::from_slice(&[0.25f32, -0.5]).reshape([1, 2]);
+    traced(&path, 3, |x| table.index_select(0, &x.argmax(1, false)));
+    let mut policy = load(&path, 3, 2).unwrap_or_else(|e| panic!("{e}"));
+    let mut action = [9.0; 2];
+    policy.act(&[1.0, 0.0, 0.0], &mut action).unwrap();
+    assert_eq!(action, [0.25, -0.5]);
+    assert_eq!(
+        policy.act(&[0.0, 0.0, 1.0], &mut action),
+        Err(rlrt_runtime::PolicyError::Backend(2))
+    );
+    // And it keeps working after the error.
+    policy.act(&[1.0, 0.0, 0.0], &mut action).unwrap();
+    assert_eq!(action, [0.25, -0.5]);
+}
