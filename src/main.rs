@@ -250,6 +250,25 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
+    /// Write a dataset again with its rewards from a reward program (say one a language model
+    /// wrote), for `rlrt train`: step t's reward is the program on the observation the step
+    /// led to, with action t as previous_action. Observations, actions, flags and frames are
+    /// copied; nothing is written unless the program scores every step.
+    Relabel {
+        /// The dataset folder (`rlrt record`, `rlrt import`).
+        data: PathBuf,
+        /// The reward program (checked against the dataset's config before it runs).
+        #[arg(long)]
+        program: PathBuf,
+        /// The new dataset's folder (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the dataset with this hw-config instead of the one saved with it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a recorded dataset (`rlrt record`) into rerun with its rewards recomputed by
     /// reward programs, to compare programs side by side on the same episodes.
     Replay {
@@ -1142,6 +1161,23 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 out,
                 task,
             })?;
+            print_outcome(&outcome, json)?;
+            Ok(0)
+        }
+        Command::Relabel {
+            data,
+            program,
+            out,
+            config,
+            json,
+        } => {
+            let outcome =
+                rlrt::commands::relabel::relabel(&rlrt::commands::relabel::RelabelArgs {
+                    data,
+                    program,
+                    out,
+                    config,
+                })?;
             print_outcome(&outcome, json)?;
             Ok(0)
         }

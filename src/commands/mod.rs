@@ -13,6 +13,7 @@ pub mod export;
 pub mod import;
 pub mod lerobot;
 pub mod record;
+pub mod relabel;
 pub mod replay;
 pub mod reward;
 pub mod run;

@@ -7,15 +7,17 @@
 //! observation the policy saw before action `t` and, as `previous_action`, action `t - 1`
 //! (zeros at the start of an episode): what the same program sees in the loop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rlrt_rewards::program::{check_file, CheckOptions, Environment, Limits, ProgramState};
+use rlrt_rewards::program::{
+    check_file, CheckOptions, Environment, Limits, ProgramState, RewardProgram,
+};
 use rlrt_runtime::config::{RewardKind, MAX_ACTION};
 use rlrt_runtime::recording::Dataset;
 use rlrt_runtime::telemetry::TickRecord;
-use rlrt_runtime::{FeatureBuilder, Observation};
+use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
 use crate::rerun_log::{Destination, Event, RerunLogger, RerunSummary, WallTime};
 
@@ -109,15 +111,20 @@ fn replayable(dataset: &Dataset) -> Vec<String> {
     names
 }
 
-pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
-    let dataset = Dataset::open(&args.data)?;
-    let config = match &args.config {
+/// The hw-config a dataset's steps are read with: `config`, or the one saved with the
+/// dataset; it must describe the dataset's observation and action sizes.
+pub(crate) fn dataset_config(
+    data: &Path,
+    dataset: &Dataset,
+    config: Option<&Path>,
+) -> anyhow::Result<(RobotConfig, FeatureBuilder)> {
+    let config = match config {
         Some(path) => rlrt_runtime::config::load(path)?,
         None => rlrt_runtime::config::parse(
             &dataset.config_text,
             &PathBuf::from(&dataset.info.config_source),
         )
-        .with_context(|| format!("the config saved in {}", args.data.display()))?,
+        .with_context(|| format!("the config saved in {}", data.display()))?,
     };
     let features = FeatureBuilder::new(&config);
     anyhow::ensure!(
@@ -125,13 +132,48 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
             && config.action.len() == dataset.info.action_len,
         "{}: the dataset holds {} observation and {} action values per step, the config {} \
          describes {} and {}",
-        args.data.display(),
+        data.display(),
         dataset.info.observation_len,
         dataset.info.action_len,
         config.source.display(),
         features.len(),
         config.action.len()
     );
+    Ok((config, features))
+}
+
+/// Checks the reward program in `path` against `config` (compile, names, dry run) and
+/// that it reads only what `dataset` recorded.
+pub(crate) fn checked_program(
+    name: &str,
+    path: &Path,
+    config: &RobotConfig,
+    data: &Path,
+    dataset: &Dataset,
+) -> anyhow::Result<RewardProgram> {
+    let env = Environment::from_config(config)?;
+    let (program, _) = check_file(&env, path, &Limits::default(), &CheckOptions::default())?;
+    let allowed = replayable(dataset);
+    let missing: Vec<&str> = program
+        .fields_read()
+        .into_iter()
+        .filter(|f| !allowed.iter().any(|a| a == f))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "reward program {} ({}) reads {:?}, which {} did not record (it holds {:?})",
+        name,
+        path.display(),
+        missing,
+        data.display(),
+        dataset.info.observation_fields
+    );
+    Ok(program)
+}
+
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
+    let dataset = Dataset::open(&args.data)?;
+    let (config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
 
     let programs: Vec<(String, PathBuf)> = if args.programs.is_empty() {
         config
@@ -143,25 +185,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     } else {
         args.programs.clone()
     };
-    let env = Environment::from_config(&config)?;
-    let allowed = replayable(&dataset);
     let mut sources = Vec::new();
     for (name, path) in &programs {
-        let (program, _) = check_file(&env, path, &Limits::default(), &CheckOptions::default())?;
-        let missing: Vec<&str> = program
-            .fields_read()
-            .into_iter()
-            .filter(|f| !allowed.iter().any(|a| a == f))
-            .collect();
-        anyhow::ensure!(
-            missing.is_empty(),
-            "reward program {} ({}) reads {:?}, which {} did not record (it holds {:?})",
-            name,
-            path.display(),
-            missing,
-            args.data.display(),
-            dataset.info.observation_fields
-        );
+        let program = checked_program(name, path, &config, &args.data, &dataset)?;
         sources.push(Source {
             label: Arc::from(name.as_str()),
             file: path.display().to_string(),
