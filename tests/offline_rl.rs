@@ -37,6 +37,30 @@ fn record(dir: &Path, episodes: usize, noise: f64) -> serde_json::Value {
     ]))
 }
 
+/// Builds `config`'s policy, checks it acts as the checkpoint did (`action` for
+/// `observation`) within 1e-5, runs it in the loop for 200 lockstep ticks without a fault,
+/// and returns its name.
+fn acts_like_the_checkpoint(config: &Path, observation: &[f64], action: &[f64]) -> String {
+    let mut policy = rlrt_policies::build(&rlrt_runtime::config::load(config).unwrap()).unwrap();
+    let mut got = vec![0.0; action.len()];
+    policy.act(observation, &mut got).unwrap();
+    for (a, b) in action.iter().zip(&got) {
+        assert!((a - b).abs() <= 1e-5, "{action:?} vs {got:?}");
+    }
+    let run = run_json(rlrt().args([
+        "run",
+        "--sim",
+        "--lockstep",
+        "--ticks",
+        "200",
+        "--json",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
+    assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+    policy.name().to_owned()
+}
+
 #[test]
 fn record_train_eval_and_run_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -231,26 +255,9 @@ fn record_train_eval_and_run_a_checkpoint() {
         ),
     )
     .unwrap();
-    let mut onnx_policy =
-        rlrt_policies::build(&rlrt_runtime::config::load(&onnx_config).unwrap()).unwrap();
-    let mut onnx_action = [0.0; 3];
-    onnx_policy
-        .act(&dataset.episodes[0].observations[..12], &mut onnx_action)
-        .unwrap();
-    for (a, b) in action.iter().zip(&onnx_action) {
-        assert!((a - b).abs() <= 1e-5, "{action:?} vs {onnx_action:?}");
-    }
-    let run = run_json(rlrt().args([
-        "run",
-        "--sim",
-        "--lockstep",
-        "--ticks",
-        "200",
-        "--json",
-        onnx_config.to_str().unwrap(),
-    ]));
-    assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
-    assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+    let observation = &dataset.episodes[0].observations[..12];
+    let name = acts_like_the_checkpoint(&onnx_config, observation, &action);
+    assert_eq!(name, "onnx:bc.onnx");
     // The same actor traced to TorchScript, checked by libtorch against the checkpoint, then
     // run as the config's policy (policy.kind = "torchscript") with the same actions and in
     // the loop.
@@ -282,27 +289,8 @@ fn record_train_eval_and_run_a_checkpoint() {
             ),
         )
         .unwrap();
-        let mut pt_policy =
-            rlrt_policies::build(&rlrt_runtime::config::load(&pt_config).unwrap()).unwrap();
-        assert_eq!(pt_policy.name(), "torchscript:bc.pt");
-        let mut pt_action = [0.0; 3];
-        pt_policy
-            .act(&dataset.episodes[0].observations[..12], &mut pt_action)
-            .unwrap();
-        for (a, b) in action.iter().zip(&pt_action) {
-            assert!((a - b).abs() <= 1e-5, "{action:?} vs {pt_action:?}");
-        }
-        let run = run_json(rlrt().args([
-            "run",
-            "--sim",
-            "--lockstep",
-            "--ticks",
-            "200",
-            "--json",
-            pt_config.to_str().unwrap(),
-        ]));
-        assert_eq!(run["report"]["loop_stats"]["ticks"], 200, "{run}");
-        assert_eq!(run["report"]["fault_ticks"], 0, "{run}");
+        let name = acts_like_the_checkpoint(&pt_config, observation, &action);
+        assert_eq!(name, "torchscript:bc.pt");
         // An ONNX file given as TorchScript is refused before the loop starts, naming it.
         let wrong = tmp.path().join("reach-wrong-format.toml");
         std::fs::write(

@@ -3,44 +3,20 @@
 //! outputs within 1e-5; bad models are refused at load with what is wrong.
 #![cfg(feature = "onnx")]
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use rlrt_policies::checkpoint::{CheckpointPolicy, MlpWeights, Normalisation};
+use common::{fixture, max_difference_from_pytorch, random_actor};
+use rlrt_policies::checkpoint::CheckpointPolicy;
 use rlrt_policies::onnx::OnnxPolicy;
 use rlrt_policies::onnx_export::export_actor;
 use rlrt_runtime::rng::uniform;
 use rlrt_runtime::Policy;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 #[test]
 fn pytorch_exported_mlp_matches_pytorch_within_1e_5() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("mlp_reference.json")).unwrap())
-            .unwrap();
     let mut policy = OnnxPolicy::load(&fixture("mlp.onnx"), 17, 6, "inputs", "outputs")
         .unwrap_or_else(|e| panic!("{e}"));
-    let inputs = reference["inputs"].as_array().unwrap();
-    let outputs = reference["outputs"].as_array().unwrap();
-    assert_eq!(inputs.len(), 8);
-    let mut worst = 0.0f64;
-    let mut action = [0.0; 6];
-    for (x, y) in inputs.iter().zip(outputs) {
-        let x: Vec<f64> = x
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        policy.act(&x, &mut action).unwrap();
-        for (got, want) in action.iter().zip(y.as_array().unwrap()) {
-            worst = worst.max((got - want.as_f64().unwrap()).abs());
-        }
-    }
+    let worst = max_difference_from_pytorch(&mut policy, "outputs");
     assert!(worst <= 1e-5, "max abs difference from PyTorch {worst}");
     // Different inputs give different outputs (the input binding is live, not stale).
     let mut a = [0.0; 6];
@@ -48,46 +24,6 @@ fn pytorch_exported_mlp_matches_pytorch_within_1e_5() {
     policy.act(&[0.5; 17], &mut a).unwrap();
     policy.act(&[-0.5; 17], &mut b).unwrap();
     assert_ne!(a, b);
-}
-
-fn random_actor(
-    inputs: usize,
-    hidden: usize,
-    outputs: usize,
-    seed: u64,
-) -> (MlpWeights, Normalisation) {
-    let mut state = seed;
-    let mut draw = |n: usize, scale: f64| -> Vec<f32> {
-        (0..n)
-            .map(|_| (uniform(&mut state, -1.0, 1.0) * scale) as f32)
-            .collect()
-    };
-    let mut w = MlpWeights::default();
-    w.push(
-        inputs,
-        hidden,
-        draw(inputs * hidden, 0.4),
-        draw(hidden, 0.1),
-    );
-    w.push(
-        hidden,
-        hidden,
-        draw(hidden * hidden, 0.2),
-        draw(hidden, 0.1),
-    );
-    w.push(
-        hidden,
-        outputs,
-        draw(hidden * outputs, 0.2),
-        draw(outputs, 0.1),
-    );
-    let n = Normalisation {
-        observation_mean: (0..inputs).map(|i| 0.1 * i as f64).collect(),
-        observation_std: (0..inputs).map(|i| 0.5 + 0.05 * i as f64).collect(),
-        action_mid: (0..outputs).map(|j| 0.01 * j as f64).collect(),
-        action_half_range: vec![0.02; outputs],
-    };
-    (w, n)
 }
 
 #[test]

@@ -4,18 +4,15 @@
 //! load with what is wrong.
 #![cfg(feature = "tch")]
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use rlrt_policies::checkpoint::{CheckpointPolicy, MlpWeights, Normalisation};
+use std::path::Path;
+
+use common::{fixture, max_difference_from_pytorch, random_actor};
+use rlrt_policies::checkpoint::CheckpointPolicy;
 use rlrt_policies::torchscript::{export_actor, TorchScriptPolicy};
 use rlrt_runtime::rng::uniform;
 use rlrt_runtime::Policy;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn load(path: &Path, inputs: usize, outputs: usize) -> Result<TorchScriptPolicy, String> {
     TorchScriptPolicy::load(path, inputs, outputs, "observation.state", "the action")
@@ -24,29 +21,10 @@ fn load(path: &Path, inputs: usize, outputs: usize) -> Result<TorchScriptPolicy,
 
 #[test]
 fn pytorch_traced_mlp_matches_pytorch_within_1e_5() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("mlp_reference.json")).unwrap())
-            .unwrap();
     let mut policy = load(&fixture("mlp.pt"), 17, 6).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((policy.input_len(), policy.output_len()), (17, 6));
     assert_eq!(policy.name(), "torchscript:mlp.pt");
-    let inputs = reference["inputs"].as_array().unwrap();
-    let outputs = reference["outputs"].as_array().unwrap();
-    assert_eq!(inputs.len(), 8);
-    let mut worst = 0.0f64;
-    let mut action = [0.0; 6];
-    for (x, y) in inputs.iter().zip(outputs) {
-        let x: Vec<f64> = x
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        policy.act(&x, &mut action).unwrap();
-        for (got, want) in action.iter().zip(y.as_array().unwrap()) {
-            worst = worst.max((got - want.as_f64().unwrap()).abs());
-        }
-    }
+    let worst = max_difference_from_pytorch(&mut policy, "outputs");
     assert!(worst <= 1e-5, "max abs difference from PyTorch {worst}");
     // The input tensor is written in place on every call: different inputs, different outputs.
     let mut a = [0.0; 6];
@@ -56,46 +34,6 @@ fn pytorch_traced_mlp_matches_pytorch_within_1e_5() {
     assert_ne!(a, b);
     policy.act(&[0.5; 17], &mut b).unwrap();
     assert_eq!(a, b);
-}
-
-fn random_actor(
-    inputs: usize,
-    hidden: usize,
-    outputs: usize,
-    seed: u64,
-) -> (MlpWeights, Normalisation) {
-    let mut state = seed;
-    let mut draw = |n: usize, scale: f64| -> Vec<f32> {
-        (0..n)
-            .map(|_| (uniform(&mut state, -1.0, 1.0) * scale) as f32)
-            .collect()
-    };
-    let mut w = MlpWeights::default();
-    w.push(
-        inputs,
-        hidden,
-        draw(inputs * hidden, 0.4),
-        draw(hidden, 0.1),
-    );
-    w.push(
-        hidden,
-        hidden,
-        draw(hidden * hidden, 0.2),
-        draw(hidden, 0.1),
-    );
-    w.push(
-        hidden,
-        outputs,
-        draw(hidden * outputs, 0.2),
-        draw(outputs, 0.1),
-    );
-    let n = Normalisation {
-        observation_mean: (0..inputs).map(|i| 0.1 * i as f64).collect(),
-        observation_std: (0..inputs).map(|i| 0.5 + 0.05 * i as f64).collect(),
-        action_mid: (0..outputs).map(|j| 0.01 * j as f64).collect(),
-        action_half_range: vec![0.02; outputs],
-    };
-    (w, n)
 }
 
 #[test]
@@ -168,25 +106,8 @@ fn traced(path: &Path, inputs: i64, f: impl Fn(&tch::Tensor) -> tch::Tensor) {
 
 #[test]
 fn a_float64_module_gets_float64_observations() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("mlp_reference.json")).unwrap())
-            .unwrap();
     let mut policy = load(&fixture("mlp_double.pt"), 17, 6).unwrap_or_else(|e| panic!("{e}"));
-    let mut worst = 0.0f64;
-    let mut action = [0.0; 6];
-    let outputs = reference["outputs_float64"].as_array().unwrap();
-    for (x, y) in reference["inputs"].as_array().unwrap().iter().zip(outputs) {
-        let x: Vec<f64> = x
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        policy.act(&x, &mut action).unwrap();
-        for (got, want) in action.iter().zip(y.as_array().unwrap()) {
-            worst = worst.max((got - want.as_f64().unwrap()).abs());
-        }
-    }
+    let worst = max_difference_from_pytorch(&mut policy, "outputs_float64");
     // float64 end to end: far tighter than the float32 bound.
     assert!(worst <= 1e-12, "max abs difference from PyTorch {worst}");
 }
