@@ -223,6 +223,59 @@ fn check_also_checks_the_reward_programs_a_config_names() {
 }
 
 #[test]
+fn check_also_loads_the_policy_a_config_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("hw-configs/reach-arm.toml"))
+        .unwrap()
+        .replace(
+            "\"../rewards/programs/reach.rhai\"",
+            &format!("{:?}", repo("rewards/programs/reach.rhai")),
+        );
+    let policy = |body: &str| {
+        let start = text.find("[policy]").unwrap();
+        let end = text.find("[sim]").unwrap();
+        format!("{}[policy]\n{body}\n\n{}", &text[..start], &text[end..])
+    };
+    let fixture = |name: &str| repo("policies/tests/fixtures").join(name);
+    // A model file that is not there, a checkpoint folder that is not there, and an ONNX
+    // model for 17 observation values where the config has 12.
+    let mut cases = vec![
+        (
+            "kind = \"onnx\"\nmodel_path = \"missing.onnx\"".to_owned(),
+            vec!["policy", "missing.onnx", "cannot read"],
+        ),
+        (
+            "kind = \"checkpoint\"\ncheckpoint_path = \"no-such-run\"".to_owned(),
+            vec!["policy", "no-such-run"],
+        ),
+        (
+            format!("kind = \"onnx\"\nmodel_path = {:?}", fixture("mlp.onnx")),
+            vec!["policy", "mlp.onnx", "[batch, 12]", "observation.state"],
+        ),
+    ];
+    if cfg!(feature = "tch") {
+        cases.push((
+            format!(
+                "kind = \"torchscript\"\nmodel_path = {:?}",
+                fixture("mlp.pt")
+            ),
+            vec!["policy", "mlp.pt", "[1, 12]", "1x12 and 17x32"],
+        ));
+    }
+    for (body, expect) in cases {
+        let file = dir.path().join("arm.toml");
+        std::fs::write(&file, policy(&body)).unwrap();
+        let out = rlrt().arg("check").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "{body}: expected {e:?} in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
 fn effort_configs_refuse_position_controllers_fault_actions_and_bounds() {
     let base = std::fs::read_to_string(repo("hw-configs/hopper.toml")).unwrap();
     for (from, to, key) in [

@@ -1,5 +1,6 @@
-//! `rlrt check`: validate hw-config files, and the reward programs they name (the same
-//! full check a run does before it starts).
+//! `rlrt check`: validate hw-config files, the reward programs they name and the policy they
+//! run (a trained checkpoint, an ONNX or TorchScript file: loaded and checked against the
+//! config as a run loads it before its first tick).
 
 use std::path::PathBuf;
 
@@ -12,8 +13,9 @@ pub fn run(files: &[PathBuf]) -> usize {
     for file in files {
         let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
             crate::reward_programs::ProgramRewards::load(&c)
-                .map(|_| c)
-                .map_err(|e| format!("{}: reward program: {e:#}", file.display()))
+                .map_err(|e| format!("{}: reward program: {e:#}", file.display()))?;
+            rlrt_policies::build(&c).map_err(|e| format!("{}: policy: {e}", file.display()))?;
+            Ok(c)
         });
         match checked {
             Ok(c) => println!(
