@@ -40,7 +40,7 @@ fn model_error(path: &Path, message: impl Into<String>) -> TorchScriptError {
 /// libtorch's reason, without the C++ backtrace it appends (`Exception raised from ...`)
 /// or the TorchScript traceback before the exception line of an error raised inside a
 /// module.
-pub fn torch_message(error: &tch::TchError) -> String {
+fn torch_message(error: &tch::TchError) -> String {
     let text = match error {
         tch::TchError::Torch(message) => message.clone(),
         other => other.to_string(),
@@ -129,8 +129,8 @@ pub struct TorchScriptPolicy {
     input: Tensor,
     input_float: Float,
     output_float: Float,
+    /// A float32 action before it is widened into the caller's f64 slice.
     output_f32: Vec<f32>,
-    output_f64: Vec<f64>,
     input_len: usize,
     output_len: usize,
 }
@@ -256,7 +256,6 @@ impl TorchScriptPolicy {
             input_float,
             output_float,
             output_f32: vec![0.0; output_len],
-            output_f64: vec![0.0; output_len],
             input_len,
             output_len,
         };
@@ -322,12 +321,9 @@ impl Policy for TorchScriptPolicy {
                     *dst = f64::from(*src);
                 }
             }
-            Float::F64 => {
-                output
-                    .f_copy_data(&mut self.output_f64, self.output_len)
-                    .map_err(|_| PolicyError::Backend(3))?;
-                action.copy_from_slice(&self.output_f64);
-            }
+            Float::F64 => output
+                .f_copy_data(action, self.output_len)
+                .map_err(|_| PolicyError::Backend(3))?,
         }
         Ok(())
     }

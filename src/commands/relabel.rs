@@ -18,7 +18,7 @@ use rlrt_rewards::program::ProgramState;
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
 use rlrt_runtime::Observation;
 
-use super::replay::{checked_program, dataset_config};
+use super::replay::{checked_program, dataset_config, mean_where};
 
 #[derive(Clone, Debug)]
 pub struct RelabelArgs {
@@ -81,17 +81,6 @@ impl std::fmt::Display for RelabelOutcome {
         }
         Ok(())
     }
-}
-
-/// Mean of the values whose flag equals `want` (all when `want` is `None`).
-fn mean_where(values: &[f64], flags: &[bool], want: Option<bool>) -> Option<f64> {
-    let picked: Vec<f64> = values
-        .iter()
-        .zip(flags)
-        .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
-        .map(|(v, _)| *v)
-        .collect();
-    (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
 }
 
 pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {

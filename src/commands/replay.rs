@@ -304,16 +304,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     let programs = sources
         .into_iter()
         .map(|s| {
-            let mean = |want: Option<bool>| {
-                let v: Vec<f64> = s
-                    .returns
-                    .iter()
-                    .zip(&successes)
-                    .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
-                    .map(|(r, _)| *r)
-                    .collect();
-                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-            };
+            let mean = |want: Option<bool>| mean_where(&s.returns, &successes, want);
             ProgramReplay {
                 name: s.label.to_string(),
                 file: s.file,
@@ -331,6 +322,19 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
         programs,
         rerun,
     })
+}
+
+/// Mean of the episode `returns` whose success flag equals `want` (all when `None`); `None`
+/// when no episode qualifies. The success gap of a reward is
+/// `mean_where(.., Some(true)) - mean_where(.., Some(false))`.
+pub(crate) fn mean_where(returns: &[f64], successes: &[bool], want: Option<bool>) -> Option<f64> {
+    let picked: Vec<f64> = returns
+        .iter()
+        .zip(successes)
+        .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
+        .map(|(r, _)| *r)
+        .collect();
+    (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
 }
 
 /// True while the rerun queue is more than half full.
