@@ -250,16 +250,22 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
-    /// Write a dataset again with its rewards from a reward program (say one a language model
-    /// wrote), for `rlrt train`: step t's reward is the program on the observation the step
-    /// led to, with action t as previous_action. Observations, actions, flags and frames are
-    /// copied; nothing is written unless the program scores every step.
+    /// Write a dataset again with its rewards from another source, for `rlrt train`: a reward
+    /// program (say one a language model wrote), scored on the observation each step led to
+    /// with its action as previous_action; or a CLIP or classifier source of the config,
+    /// scoring the recorded camera frames (each step gets the newest frame's reward).
+    /// Observations, actions, flags and frames are copied; nothing is written unless every
+    /// step is scored.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["program", "reward"])))]
     Relabel {
         /// The dataset folder (`rlrt record`, `rlrt import`).
         data: PathBuf,
-        /// The reward program (checked against the dataset's config before it runs).
+        /// A reward program file (checked against the dataset's config before it runs).
         #[arg(long)]
-        program: PathBuf,
+        program: Option<PathBuf>,
+        /// A `[[rewards]]` source of the config by name: program, clip or classifier.
+        #[arg(long)]
+        reward: Option<String>,
         /// The new dataset's folder (must not exist or be empty).
         #[arg(long)]
         out: PathBuf,
@@ -1167,17 +1173,23 @@ fn execute(command: Command) -> anyhow::Result<i32> {
         Command::Relabel {
             data,
             program,
+            reward,
             out,
             config,
             json,
         } => {
-            let outcome =
-                rlrt::commands::relabel::relabel(&rlrt::commands::relabel::RelabelArgs {
-                    data,
-                    program,
-                    out,
-                    config,
-                })?;
+            use rlrt::commands::relabel::{relabel, RelabelArgs, RewardChoice};
+            let reward = match (program, reward) {
+                (Some(path), _) => RewardChoice::Program(path),
+                (None, Some(name)) => RewardChoice::Source(name),
+                (None, None) => anyhow::bail!("name --program or --reward"),
+            };
+            let outcome = relabel(&RelabelArgs {
+                data,
+                reward,
+                out,
+                config,
+            })?;
             print_outcome(&outcome, json)?;
             Ok(0)
         }

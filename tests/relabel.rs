@@ -1,14 +1,20 @@
 //! `rlrt relabel`: a recorded reach dataset written again with rewards from a reward
 //! program, checked step by step against the same reward computed here by hand, with frames
 //! and everything else copied; training reads the result; bad programs and folders are
-//! refused before anything is written.
+//! refused before anything is written. With a classifier or CLIP source of the config, every
+//! recorded frame is scored and each step gets its newest frame's reward, checked against the
+//! same models run here frame by frame.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rlrt_runtime::recording::Dataset;
+use rlrt::frame_rewards::classifier::OnnxClassifier;
+use rlrt_rewards::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
+use rlrt_runtime::compute::{ComputeDevice, Precision};
+use rlrt_runtime::config::{CameraSpec, ImageEncoding};
+use rlrt_runtime::recording::{Dataset, FrameTrack};
 
 fn rlrt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlrt"))
@@ -216,4 +222,266 @@ fn broken_programs_and_occupied_folders_are_refused_before_anything_is_written()
         std::fs::read_to_string(out.join("notes.txt")).unwrap(),
         "mine"
     );
+}
+
+fn relabel_source(data: &Path, config: &Path, reward: &str, out: &Path) -> Output {
+    rlrt()
+        .arg("relabel")
+        .arg(data)
+        .args(["--reward", reward, "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .arg("--json")
+        .output()
+        .unwrap()
+}
+
+/// The target-camera reach config with `extra` (reward sources) appended.
+fn target_camera_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("with-sources.toml");
+    let text = common::shipped_text("reach-arm-target-camera.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+/// Step t's reward as `rlrt relabel` must place it: the score of the newest frame rendered
+/// at or before observation row t + 1.
+fn newest_frame_rewards(track: &FrameTrack, scores: &[f64], steps: usize) -> Vec<f64> {
+    (0..steps)
+        .map(|t| {
+            let k = track
+                .rows
+                .iter()
+                .rposition(|r| *r as usize <= t + 1)
+                .unwrap_or(0);
+            scores[k]
+        })
+        .collect()
+}
+
+#[test]
+fn a_classifier_source_gives_each_step_its_newest_frames_sparse_reward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recording = target_camera_config(tmp.path(), "");
+    record(&recording, &data, 2, true);
+    let before = Dataset::open(&data).unwrap();
+
+    // The fixture classifier (checked against PyTorch in tests/frame_rewards.rs) on every
+    // frame, here; the threshold is the median probability, so both rewards occur.
+    let model = common::repo("tests/fixtures/classifier/nhwc_u8.onnx");
+    let spec = CameraSpec {
+        name: "target".into(),
+        width: 84,
+        height: 84,
+        rate_hz: 30.0,
+        encoding: ImageEncoding::Rgb8,
+    };
+    let mut classifier = OnnxClassifier::load(&model, &spec, None).unwrap();
+    let tracks: Vec<FrameTrack> = (0..2)
+        .map(|i| before.frames(i).unwrap().remove(0))
+        .collect();
+    let probabilities: Vec<Vec<f64>> = tracks
+        .iter()
+        .map(|t| {
+            (0..t.len())
+                .map(|i| classifier.probability(t.frame(i)).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut all: Vec<f64> = probabilities.iter().flatten().copied().collect();
+    all.sort_by(f64::total_cmp);
+    let threshold = all[all.len() / 2];
+    assert!(all[0] < threshold, "the frames all score {threshold}");
+
+    let config = target_camera_config(
+        tmp.path(),
+        &format!(
+            "[[rewards]]\nname = \"success\"\nkind = \"classifier\"\nmodel_path = \"{}\"\n\
+             camera = \"target\"\nthreshold = {threshold:?}\n",
+            model.display()
+        ),
+    );
+    let out = tmp.path().join("relabelled");
+    let outcome = ok(relabel_source(&data, &config, "success", &out));
+    assert_eq!(outcome["frames_scored"], all.len(), "{outcome}");
+    assert_eq!(outcome["terms_over"], "frames");
+    assert_eq!(outcome["terms"][0]["name"], "probability");
+    let max = outcome["terms"][0]["max"].as_f64().unwrap();
+    assert!((max - all[all.len() - 1]).abs() < 1e-12, "{outcome}");
+
+    // Against the frames' ground-truth labels, counted here.
+    let labels: Vec<bool> = tracks.iter().flat_map(|t| t.success.clone()).collect();
+    let rewarded: Vec<bool> = probabilities
+        .iter()
+        .flatten()
+        .map(|p| *p >= threshold)
+        .collect();
+    let both = rewarded
+        .iter()
+        .zip(&labels)
+        .filter(|(r, l)| **r && **l)
+        .count();
+    let positives = labels.iter().filter(|l| **l).count();
+    let agreement = &outcome["frame_labels"];
+    assert_eq!(agreement["positives"], positives, "{outcome}");
+    assert_eq!(
+        agreement["negatives"],
+        labels.len() - positives,
+        "{outcome}"
+    );
+    let precision = both as f64 / rewarded.iter().filter(|r| **r).count() as f64;
+    assert!(
+        (agreement["precision"].as_f64().unwrap() - precision).abs() < 1e-12,
+        "{outcome}"
+    );
+    if positives > 0 {
+        let recall = both as f64 / positives as f64;
+        assert!(
+            (agreement["recall"].as_f64().unwrap() - recall).abs() < 1e-12,
+            "{outcome}"
+        );
+    }
+
+    let after = Dataset::open(&out).unwrap();
+    assert!(
+        after.info.reward.starts_with("classifier success"),
+        "{}",
+        after.info.reward
+    );
+    let mut seen = [false; 2];
+    for (index, episode) in after.episodes.iter().enumerate() {
+        let sparse: Vec<f64> = probabilities[index]
+            .iter()
+            .map(|p| if *p >= threshold { 1.0 } else { 0.0 })
+            .collect();
+        let expected = newest_frame_rewards(&tracks[index], &sparse, episode.steps());
+        assert_eq!(episode.rewards, expected, "episode {index}");
+        for r in &episode.rewards {
+            seen[*r as usize] = true;
+        }
+        let old = &before.episodes[index];
+        assert_eq!(episode.observations, old.observations);
+        assert_eq!(episode.actions, old.actions);
+        assert_eq!(after.frames(index).unwrap()[0], tracks[index]);
+    }
+    assert_eq!(seen, [true, true], "both rewards occur");
+}
+
+#[test]
+fn a_clip_source_scores_every_frame_as_the_model_does_one_by_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let recording = target_camera_config(tmp.path(), "");
+    record(&recording, &data, 2, true);
+    let before = Dataset::open(&data).unwrap();
+
+    let clip_dir = common::repo("rewards/tests/fixtures/clip");
+    let config = target_camera_config(
+        tmp.path(),
+        &format!(
+            "[[rewards]]\nname = \"touch\"\nkind = \"clip\"\nmodel_path = \"{}\"\n\
+             camera = \"target\"\ngoal = \"a robot arm touching the red ball\"\n\
+             baseline = \"a robot arm\"\nalpha = 0.5\n",
+            clip_dir.display()
+        ),
+    );
+    let out = tmp.path().join("relabelled");
+    let outcome = ok(relabel_source(&data, &config, "touch", &out));
+    assert_eq!(outcome["terms"][0]["name"], "goal_similarity", "{outcome}");
+    assert_eq!(
+        outcome["terms"][1]["name"], "baseline_similarity",
+        "{outcome}"
+    );
+
+    let clip = ClipEngine::load(&clip_dir, ComputeDevice::Cpu, Precision::F32).unwrap();
+    let goal = ClipGoal::new(
+        &clip,
+        "a robot arm touching the red ball",
+        Some("a robot arm"),
+        0.5,
+    )
+    .unwrap();
+    let after = Dataset::open(&out).unwrap();
+    let mut frames = 0;
+    for (index, episode) in after.episodes.iter().enumerate() {
+        let track = before.frames(index).unwrap().remove(0);
+        let scores: Vec<f64> = (0..track.len())
+            .map(|i| {
+                let e = clip
+                    .embed_frames(
+                        &[Rgb8 {
+                            data: track.frame(i),
+                            width: 84,
+                            height: 84,
+                        }],
+                        Resize::CentreCrop,
+                    )
+                    .unwrap();
+                goal.score(&e[0]).unwrap().reward
+            })
+            .collect();
+        frames += scores.len();
+        let expected = newest_frame_rewards(&track, &scores, episode.steps());
+        for (t, (got, want)) in episode.rewards.iter().zip(&expected).enumerate() {
+            assert!(
+                (got - want).abs() < 1e-5,
+                "episode {index} step {t}: {got} vs {want}"
+            );
+        }
+        // Frames change along an episode, and so does the reward.
+        assert!(
+            episode
+                .rewards
+                .iter()
+                .any(|r| (r - episode.rewards[0]).abs() > 1e-6),
+            "episode {index}: one reward throughout"
+        );
+    }
+    assert_eq!(outcome["frames_scored"], frames);
+}
+
+#[test]
+fn frame_sources_are_refused_without_the_frames_they_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let model = common::repo("tests/fixtures/classifier/nhwc_u8.onnx");
+    let config = target_camera_config(
+        tmp.path(),
+        &format!(
+            "[[rewards]]\nname = \"success\"\nkind = \"classifier\"\nmodel_path = \"{}\"\n\
+             camera = \"target\"\n",
+            model.display()
+        ),
+    );
+    // Recorded without frames.
+    record(&config, &data, 1, false);
+    let out = tmp.path().join("out");
+    let e = failure(relabel_source(&data, &config, "success", &out));
+    assert!(
+        e.contains("did not record") && e.contains("--frames"),
+        "{e}"
+    );
+    // A name the config does not define: the message lists the ones it does.
+    let e = failure(relabel_source(&data, &config, "sucess", &out));
+    assert!(
+        e.contains("\"sucess\"") && e.contains("reach-program"),
+        "{e}"
+    );
+    // A program source by name works like --program.
+    let outcome = ok(relabel_source(&data, &config, "reach-program", &out));
+    assert_eq!(outcome["reward"], "program reach.rhai", "{outcome}");
+    // --program and --reward together.
+    let e = failure(
+        rlrt()
+            .arg("relabel")
+            .arg(&data)
+            .args(["--reward", "success", "--program", "x.rhai", "--out"])
+            .arg(tmp.path().join("other"))
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
+    assert!(!tmp.path().join("other").exists());
 }

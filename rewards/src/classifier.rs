@@ -127,9 +127,35 @@ pub enum ClassifierError {
 pub struct SuccessCnn<B: Backend> {
     /// The strided convolution as a product: [channels x patch x patch, channels[0]].
     patch: Linear<B>,
+    /// Where each patch lies, (row, column) in [-1, 1], mapped to channels[0] and added to
+    /// the first convolution's output (CoordConv): lets the network tell where in the frame
+    /// something is, which global max pooling alone throws away. Reward models use it; the
+    /// success classifier does not.
+    positions: Option<Linear<B>>,
+    /// Patches along each side: [rows, columns] (0 without `positions`).
+    grid: [usize; 2],
     /// The 1 x 1 convolutions.
     mix: Vec<Linear<B>>,
     head: Linear<B>,
+}
+
+/// Each patch's (row, column) scaled to [-1, 1], [rows x columns, 2] row-major.
+fn patch_positions(grid: [usize; 2]) -> Vec<f32> {
+    let along = |i: usize, n: usize| {
+        if n > 1 {
+            2.0 * i as f32 / (n - 1) as f32 - 1.0
+        } else {
+            0.0
+        }
+    };
+    let mut out = Vec::with_capacity(grid[0] * grid[1] * 2);
+    for y in 0..grid[0] {
+        for x in 0..grid[1] {
+            out.push(along(y, grid[0]));
+            out.push(along(x, grid[1]));
+        }
+    }
+    out
 }
 
 fn seeded_linear<B: Backend>(
@@ -175,12 +201,50 @@ impl<B: Backend> SuccessCnn<B> {
             width = c;
         }
         let head = seeded_linear(width, 1, device, rng);
-        Self { patch, mix, head }
+        Self {
+            patch,
+            positions: None,
+            grid: [0, 0],
+            mix,
+            head,
+        }
+    }
+
+    /// As [`SuccessCnn::new`], with the patch positions of `width` x `height` frames as
+    /// inputs of the first layer (drawn after every other weight).
+    pub fn with_positions(
+        config: &ClassifierConfig,
+        channels: usize,
+        width: usize,
+        height: usize,
+        device: &B::Device,
+        rng: &mut u64,
+    ) -> Self {
+        let mut model = Self::new(config, channels, device, rng);
+        let first = config.channels.first().copied().unwrap_or(16);
+        let mut positions = seeded_linear::<B>(2, first, device, rng);
+        positions.bias = None;
+        model.positions = Some(positions);
+        model.grid = [
+            patches_along(height, config.patch, config.stride),
+            patches_along(width, config.patch, config.stride),
+        ];
+        model
     }
 
     /// Success logits [batch, 1] of patches [batch, patches, channels x patch x patch].
     pub fn forward(&self, patches: Tensor<B, 3>) -> Tensor<B, 2> {
-        let mut x = relu(self.patch.forward(patches));
+        let mut x = self.patch.forward(patches);
+        if let Some(positions) = &self.positions {
+            let device = x.device();
+            let n = self.grid[0] * self.grid[1];
+            let at = Tensor::<B, 2>::from_data(
+                TensorData::new(patch_positions(self.grid), [n, 2]),
+                &device,
+            );
+            x = x + positions.forward(at).unsqueeze::<3>();
+        }
+        let mut x = relu(x);
         for layer in &self.mix {
             x = relu(layer.forward(x));
         }
@@ -402,7 +466,7 @@ pub fn train(
     })
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
@@ -416,7 +480,49 @@ pub const OUTPUT: &str = "success";
 /// The classifier as an ONNX model: uint8 [1, height, width, channels] in (the camera's bytes),
 /// float32 [1, 1] out (the success probability); see `docs/frame-rewards.md`.
 pub fn export_onnx(trained: &Trained) -> Vec<u8> {
-    let model_ = &trained.model;
+    export_network(
+        &trained.model,
+        &Geometry {
+            patch: trained.patch,
+            stride: trained.stride,
+            channels: trained.channels,
+            width: trained.width,
+            height: trained.height,
+        },
+        "rlrt_success_classifier",
+        OUTPUT,
+        Head::Sigmoid,
+    )
+}
+
+/// The frames a network reads and how it cuts them into patches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub patch: usize,
+    pub stride: usize,
+    pub channels: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// What follows the network's linear head in the exported graph.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Head {
+    /// A probability (the classifier).
+    Sigmoid,
+    /// `(logit - shift) / scale`, folded into the head's weights (a reward model's
+    /// normalisation).
+    Affine { shift: f32, scale: f32 },
+}
+
+/// `model` as ONNX: uint8 [1, height, width, channels] in, float32 [1, 1] out, named `output`.
+pub(crate) fn export_network(
+    model_: &SuccessCnn<Flex>,
+    geometry: &Geometry,
+    graph: &str,
+    output: &str,
+    head: Head,
+) -> Vec<u8> {
     let mut inits = vec![tensor("inv255", &[1], &[1.0 / 255.0])];
     let mut nodes = vec![
         node(
@@ -459,7 +565,7 @@ pub fn export_onnx(trained: &Trained) -> Vec<u8> {
             .map(|b| values(b.val()))
             .unwrap_or_default();
         inits.push(tensor(&bn, &[outputs], &bias));
-        let out = format!("conv{index}");
+        let mut out = format!("conv{index}");
         nodes.push(node(
             "Conv",
             &out,
@@ -471,11 +577,33 @@ pub fn export_onnx(trained: &Trained) -> Vec<u8> {
                 Attr::Ints("pads", &[0, 0, 0, 0]),
             ],
         ));
+        if let (0, Some(positions)) = (index, &model_.positions) {
+            // The position term is the same for every frame: a constant [1, C, rows, columns].
+            let grid = model_.grid;
+            let at = patch_positions(grid);
+            let pw = values(positions.weight.val());
+            let n = grid[0] * grid[1];
+            let mut term = vec![0.0f32; outputs * n];
+            for o in 0..outputs {
+                for p in 0..n {
+                    term[o * n + p] = at[2 * p] * pw[o] + at[2 * p + 1] * pw[outputs + o];
+                }
+            }
+            inits.push(tensor("positions", &[1, outputs, grid[0], grid[1]], &term));
+            nodes.push(node(
+                "Add",
+                "at_positions",
+                &[&out, "positions"],
+                "placed0",
+                &[],
+            ));
+            out = "placed0".to_owned();
+        }
         let relu_out = format!("relu{index}");
         nodes.push(node("Relu", &relu_out, &[&out], &relu_out, &[]));
         relu_out
     };
-    let mut x = conv(0, &model_.patch, "x0", trained.patch, trained.stride);
+    let mut x = conv(0, &model_.patch, "x0", geometry.patch, geometry.stride);
     for (i, layer) in model_.mix.iter().enumerate() {
         x = conv(i + 1, layer, &x, 1, 1);
     }
@@ -488,25 +616,35 @@ pub fn export_onnx(trained: &Trained) -> Vec<u8> {
         &[Attr::Int("axis", 1)],
     ));
     // burn's Linear stores [in, out]; Gemm with transB takes [out, in]: one output, same order.
-    let head_w = values(model_.head.weight.val());
-    let head_b = model_
+    let mut head_w = values(model_.head.weight.val());
+    let mut head_b = model_
         .head
         .bias
         .as_ref()
         .map(|b| values(b.val()))
         .unwrap_or_default();
+    if let Head::Affine { shift, scale } = head {
+        head_w.iter_mut().for_each(|w| *w /= scale);
+        head_b.iter_mut().for_each(|b| *b = (*b - shift) / scale);
+    }
     inits.push(tensor("head_w", &[1, head_w.len()], &head_w));
     inits.push(tensor("head_b", &[1], &head_b));
+    let logit = match head {
+        Head::Sigmoid => "logit",
+        Head::Affine { .. } => output,
+    };
     nodes.push(node(
         "Gemm",
         "head",
         &["features", "head_w", "head_b"],
-        "logit",
+        logit,
         &[Attr::Int("transB", 1)],
     ));
-    nodes.push(node("Sigmoid", "probability", &["logit"], OUTPUT, &[]));
+    if let Head::Sigmoid = head {
+        nodes.push(node("Sigmoid", "probability", &["logit"], output, &[]));
+    }
     model(
-        "rlrt_success_classifier",
+        graph,
         nodes,
         inits,
         value_info(
@@ -514,12 +652,12 @@ pub fn export_onnx(trained: &Trained) -> Vec<u8> {
             onnx_proto::UINT8,
             &[
                 Dim::Fixed(1),
-                Dim::Fixed(trained.height),
-                Dim::Fixed(trained.width),
-                Dim::Fixed(trained.channels),
+                Dim::Fixed(geometry.height),
+                Dim::Fixed(geometry.width),
+                Dim::Fixed(geometry.channels),
             ],
         ),
-        value_info(OUTPUT, onnx_proto::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1)]),
+        value_info(output, onnx_proto::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1)]),
     )
 }
 

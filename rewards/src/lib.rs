@@ -6,5 +6,6 @@
 pub mod classifier;
 pub mod clip;
 pub mod ensemble;
+pub mod preference;
 pub mod program;
 pub mod vlm_rm;

@@ -1,35 +1,52 @@
-//! `rlrt relabel`: a recorded dataset written again with its rewards computed by a reward
-//! program (one a language model wrote, say), so that `rlrt train` learns from that reward
-//! instead of the one the data was recorded with.
+//! `rlrt relabel`: a recorded dataset written again with its rewards computed by another
+//! reward source, so that `rlrt train` learns from that reward instead of the one the data
+//! was recorded with: a reward program (one a language model wrote, say), or a CLIP reward
+//! or success classifier of the config scoring the dataset's camera frames.
 //!
-//! Step `t`'s reward is the program evaluated on the observation the step led to (row
-//! `t + 1`), with action `t` as `previous_action`: exactly what the same program returns in
-//! the loop on the tick after that action. Observations, actions, terminal and timeout
-//! flags, success verdicts, seeds and camera frames are copied unchanged.
+//! - A program: step `t`'s reward is the program evaluated on the observation the step led
+//!   to (row `t + 1`), with action `t` as `previous_action`: exactly what the same program
+//!   returns in the loop on the tick after that action.
+//! - A frame source: every recorded frame of its camera is scored once (same model,
+//!   preprocessing and reward as in a run); step `t`'s reward is that of the newest frame
+//!   rendered at or before row `t + 1`, as a run holds a frame's reward until the next.
 //!
-//! Nothing is written unless every step was scored: a program that fails on any step (an
-//! evaluation error, a non-finite total) stops the command, naming the episode, the step and
-//! the error, and the output folder is left as it was.
+//! Observations, actions, terminal and timeout flags, success verdicts, seeds and camera
+//! frames are copied unchanged. Nothing is written unless every step was scored: a source
+//! that fails on any step or frame (an evaluation error, a model error, a non-finite reward)
+//! stops the command, naming the episode, the step or frame and the error, and the output
+//! folder is left as it was.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rlrt_rewards::program::ProgramState;
+use rlrt_runtime::config::RewardKind;
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
-use rlrt_runtime::Observation;
+use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
 use super::replay::{checked_program, dataset_config, mean_where};
+use crate::frame_rewards::FrameRewards;
+
+/// Where the new rewards come from.
+#[derive(Clone, Debug)]
+pub enum RewardChoice {
+    /// A reward program file.
+    Program(PathBuf),
+    /// A `[[rewards]]` source of the config, by name: a program, a CLIP reward or a
+    /// success classifier (the last two score the dataset's camera frames).
+    Source(String),
+}
 
 #[derive(Clone, Debug)]
 pub struct RelabelArgs {
     pub data: PathBuf,
-    pub program: PathBuf,
+    pub reward: RewardChoice,
     pub out: PathBuf,
     /// Read the dataset with this hw-config instead of the one saved with it.
     pub config: Option<PathBuf>,
 }
 
-/// One reward term over the relabelled steps.
+/// One reward term over the relabelled steps (program) or scored frames (CLIP, classifier).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TermSummary {
     pub name: String,
@@ -42,18 +59,71 @@ pub struct TermSummary {
 pub struct RelabelOutcome {
     pub dataset: String,
     pub out: String,
-    pub program: String,
+    /// The new rewards, as the new `dataset.json` names them.
+    pub reward: String,
     pub episodes: usize,
     pub steps: usize,
+    /// Camera frames scored (CLIP and classifier sources; 0 for a program).
+    pub frames_scored: usize,
     /// The dataset's own reward, as `dataset.json` names it, and its mean episode return.
     pub recorded_reward: String,
     pub recorded_mean_return: f64,
     pub mean_return: f64,
     /// Mean return of successful episodes minus that of failed ones (`None` when either
-    /// group is empty): how well the program's reward separates what the task's own
-    /// success test separates.
+    /// group is empty): how well the new reward separates what the task's own success test
+    /// separates.
     pub success_gap: Option<f64>,
+    /// For a CLIP or classifier source: how its frame rewards line up with the success
+    /// labels the frames were recorded with (the task's ground truth in that state).
+    pub frame_labels: Option<LabelAgreement>,
+    /// What the terms are summarised over: `steps` or `frames`.
+    pub terms_over: &'static str,
     pub terms: Vec<TermSummary>,
+}
+
+/// Frame rewards against the recorded ground-truth success labels.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LabelAgreement {
+    /// Frames labelled successful, and the others.
+    pub positives: usize,
+    pub negatives: usize,
+    /// The mean reward of each group (`None` for an empty group).
+    pub mean_reward_positive: Option<f64>,
+    pub mean_reward_negative: Option<f64>,
+    /// Classifier sources: of the frames it rewarded, the share labelled successful; of the
+    /// frames labelled successful, the share it rewarded.
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+}
+
+impl LabelAgreement {
+    fn of(rewards: &[f64], labels: &[bool], sparse: bool) -> Self {
+        let mean = |want: bool| -> Option<f64> {
+            let v: Vec<f64> = rewards
+                .iter()
+                .zip(labels)
+                .filter(|(_, l)| **l == want)
+                .map(|(r, _)| *r)
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let positives = labels.iter().filter(|l| **l).count();
+        let rewarded = rewards.iter().filter(|r| **r > 0.5).count();
+        let both = rewards
+            .iter()
+            .zip(labels)
+            .filter(|(r, l)| **r > 0.5 && **l)
+            .count();
+        let ratio = |a: usize, b: usize| (sparse && b > 0).then(|| a as f64 / b as f64);
+        Self {
+            positives,
+            negatives: labels.len() - positives,
+            mean_reward_positive: mean(true),
+            mean_reward_negative: mean(false),
+            precision: ratio(both, rewarded),
+            recall: ratio(both, positives),
+        }
+    }
 }
 
 impl std::fmt::Display for RelabelOutcome {
@@ -61,8 +131,11 @@ impl std::fmt::Display for RelabelOutcome {
         writeln!(
             f,
             "wrote {}: {} episodes ({} steps) of {} with rewards from {}",
-            self.out, self.episodes, self.steps, self.dataset, self.program
+            self.out, self.episodes, self.steps, self.dataset, self.reward
         )?;
+        if self.frames_scored > 0 {
+            writeln!(f, "  {} camera frames scored", self.frames_scored)?;
+        }
         writeln!(
             f,
             "  mean return {:.3} (recorded {}: {:.3}), success gap {}",
@@ -72,14 +145,82 @@ impl std::fmt::Display for RelabelOutcome {
             self.success_gap
                 .map_or_else(|| "n/a".to_owned(), |g| format!("{g:.3}"))
         )?;
+        if let Some(l) = &self.frame_labels {
+            let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
+            writeln!(
+                f,
+                "  frames labelled successful: {} (mean reward {}), others: {} (mean reward {})",
+                l.positives,
+                show(l.mean_reward_positive),
+                l.negatives,
+                show(l.mean_reward_negative)
+            )?;
+            if l.precision.is_some() || l.recall.is_some() {
+                writeln!(
+                    f,
+                    "  against the labels: precision {}, recall {}",
+                    show(l.precision),
+                    show(l.recall)
+                )?;
+            }
+        }
         for t in &self.terms {
             writeln!(
                 f,
-                "  term {:<16} mean {:>9.4}  min {:>9.4}  max {:>9.4}",
-                t.name, t.mean, t.min, t.max
+                "  term {:<20} mean {:>9.4}  min {:>9.4}  max {:>9.4}  (over {})",
+                t.name, t.mean, t.min, t.max, self.terms_over
             )?;
         }
         Ok(())
+    }
+}
+
+/// Every step's new reward, and the terms behind them.
+struct Scored {
+    /// What `dataset.json`'s `reward` becomes.
+    reward: String,
+    rewards: Vec<Vec<f64>>,
+    frames: usize,
+    frame_labels: Option<LabelAgreement>,
+    terms_over: &'static str,
+    terms: Vec<TermSummary>,
+}
+
+/// Running minimum, maximum and sum of each named term.
+#[derive(Default)]
+struct TermStats {
+    names: Vec<String>,
+    /// (sum, min, max)
+    stats: Vec<(f64, f64, f64)>,
+    count: usize,
+}
+
+impl TermStats {
+    fn add(&mut self, names: &[String], values: &[f64]) {
+        if self.names.is_empty() {
+            self.names = names.to_vec();
+            self.stats = vec![(0.0, f64::INFINITY, f64::NEG_INFINITY); names.len()];
+        }
+        for (stat, value) in self.stats.iter_mut().zip(values) {
+            stat.0 += value;
+            stat.1 = stat.1.min(*value);
+            stat.2 = stat.2.max(*value);
+        }
+        self.count += 1;
+    }
+
+    fn summaries(self) -> Vec<TermSummary> {
+        let count = self.count.max(1) as f64;
+        self.names
+            .into_iter()
+            .zip(self.stats)
+            .map(|(name, (sum, min, max))| TermSummary {
+                name,
+                mean: sum / count,
+                min,
+                max,
+            })
+            .collect()
     }
 }
 
@@ -100,59 +241,38 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
     );
     let dataset = Dataset::open(&args.data)?;
     let (config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
-    let name = args.program.file_name().map_or_else(
-        || "program".to_owned(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let mut program = checked_program(&name, &args.program, &config, &args.data, &dataset)?;
 
     // Score every step before writing anything.
-    let (obs_len, act_len) = (dataset.info.observation_len, dataset.info.action_len);
-    let mut obs = Observation::empty(config.dof(), config.observation.sensor_values);
-    let mut rewards: Vec<Vec<f64>> = Vec::with_capacity(dataset.episodes.len());
-    let mut term_names: Vec<String> = Vec::new();
-    let mut term_stats: Vec<(f64, f64, f64)> = Vec::new();
-    let mut steps = 0usize;
-    for (index, episode) in dataset.episodes.iter().enumerate() {
-        let mut episode_rewards = Vec::with_capacity(episode.steps());
-        for t in 0..episode.steps() {
-            features.read(
-                &episode.observations[(t + 1) * obs_len..(t + 2) * obs_len],
-                &mut obs,
-            );
-            let action = &episode.actions[t * act_len..(t + 1) * act_len];
-            let state = ProgramState::new(obs, action);
-            let terms = program.evaluate(&state).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} failed on {}, episode {index} ({}), step {t}: {e}; nothing was written",
-                    args.program.display(),
-                    args.data.display(),
-                    dataset.files[index].display()
-                )
-            })?;
-            let total = terms.total();
-            anyhow::ensure!(
-                total.is_finite(),
-                "{} returned {total} on episode {index}, step {t}; nothing was written",
-                args.program.display()
-            );
-            if term_names.is_empty() {
-                term_names = terms.names().to_vec();
-                term_stats = vec![(0.0, f64::INFINITY, f64::NEG_INFINITY); term_names.len()];
-            }
-            for (stat, value) in term_stats.iter_mut().zip(terms.values()) {
-                stat.0 += value;
-                stat.1 = stat.1.min(*value);
-                stat.2 = stat.2.max(*value);
-            }
-            episode_rewards.push(total);
+    let scored = match &args.reward {
+        RewardChoice::Program(path) => {
+            score_program(args, &dataset, &config, &features, path, None)?
         }
-        steps += episode.steps();
-        rewards.push(episode_rewards);
-    }
+        RewardChoice::Source(name) => {
+            let Some(source) = config.rewards.iter().find(|r| &r.name == name) else {
+                let names: Vec<&str> = config.rewards.iter().map(|r| r.name.as_str()).collect();
+                anyhow::bail!(
+                    "{} has no [[rewards]] source named {name:?} (it has {names:?}); name one, \
+                     or pass --config with a hw-config that defines it",
+                    config.source.display()
+                );
+            };
+            match source.kind {
+                RewardKind::Program => {
+                    let path = source
+                        .program_path
+                        .clone()
+                        .context("a program source without program_path")?;
+                    score_program(args, &dataset, &config, &features, &path, Some(name))?
+                }
+                _ => score_frames(args, &dataset, &config, name)?,
+            }
+        }
+    };
+    let rewards = scored.rewards;
+    let steps = dataset.transitions();
 
     let info = DatasetInfo {
-        reward: format!("program {name}"),
+        reward: scored.reward.clone(),
         ..dataset.info.clone()
     };
     let mut writer = DatasetWriter::create(&args.out, info, &dataset.config_text)
@@ -171,28 +291,197 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
     let returns: Vec<f64> = rewards.iter().map(|r| r.iter().sum()).collect();
     let recorded: Vec<f64> = dataset.episodes.iter().map(|e| e.total_reward()).collect();
     let successes: Vec<bool> = dataset.episodes.iter().map(|e| e.success).collect();
-    let terms = term_names
-        .into_iter()
-        .zip(term_stats)
-        .map(|(name, (sum, min, max))| TermSummary {
-            name,
-            mean: sum / steps.max(1) as f64,
-            min,
-            max,
-        })
-        .collect();
     Ok(RelabelOutcome {
         dataset: args.data.display().to_string(),
         out: args.out.display().to_string(),
-        program: args.program.display().to_string(),
+        reward: scored.reward,
         episodes: dataset.episodes.len(),
         steps,
+        frames_scored: scored.frames,
+        frame_labels: scored.frame_labels,
         recorded_reward: dataset.info.reward.clone(),
         recorded_mean_return: mean_where(&recorded, &successes, None).unwrap_or(0.0),
         mean_return: mean_where(&returns, &successes, None).unwrap_or(0.0),
         success_gap: mean_where(&returns, &successes, Some(true))
             .zip(mean_where(&returns, &successes, Some(false)))
             .map(|(a, b)| a - b),
-        terms,
+        terms_over: scored.terms_over,
+        terms: scored.terms,
+    })
+}
+
+/// Step `t`'s reward: the program on observation row `t + 1`, action `t` as
+/// `previous_action`. `source`: the config's source name, when it came from one.
+fn score_program(
+    args: &RelabelArgs,
+    dataset: &Dataset,
+    config: &RobotConfig,
+    features: &FeatureBuilder,
+    path: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<Scored> {
+    let file = path.file_name().map_or_else(
+        || "program".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let name = source.unwrap_or(&file);
+    let mut program = checked_program(name, path, config, &args.data, dataset)?;
+    let (obs_len, act_len) = (dataset.info.observation_len, dataset.info.action_len);
+    let mut obs = Observation::empty(config.dof(), config.observation.sensor_values);
+    let mut rewards: Vec<Vec<f64>> = Vec::with_capacity(dataset.episodes.len());
+    let mut stats = TermStats::default();
+    for (index, episode) in dataset.episodes.iter().enumerate() {
+        let mut episode_rewards = Vec::with_capacity(episode.steps());
+        for t in 0..episode.steps() {
+            features.read(
+                &episode.observations[(t + 1) * obs_len..(t + 2) * obs_len],
+                &mut obs,
+            );
+            let action = &episode.actions[t * act_len..(t + 1) * act_len];
+            let state = ProgramState::new(obs, action);
+            let terms = program.evaluate(&state).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} failed on {}, episode {index} ({}), step {t}: {e}; nothing was written",
+                    path.display(),
+                    args.data.display(),
+                    dataset.files[index].display()
+                )
+            })?;
+            let total = terms.total();
+            anyhow::ensure!(
+                total.is_finite(),
+                "{} returned {total} on episode {index}, step {t}; nothing was written",
+                path.display()
+            );
+            stats.add(terms.names(), terms.values());
+            episode_rewards.push(total);
+        }
+        rewards.push(episode_rewards);
+    }
+    Ok(Scored {
+        reward: format!("program {file}"),
+        rewards,
+        frames: 0,
+        frame_labels: None,
+        terms_over: "steps",
+        terms: stats.summaries(),
+    })
+}
+
+/// Every recorded frame of the source's camera scored once; step `t`'s reward is the
+/// reward of the newest frame rendered at or before observation row `t + 1` (the state the
+/// step led to), as the loop holds a frame reward until the next frame is scored.
+fn score_frames(
+    args: &RelabelArgs,
+    dataset: &Dataset,
+    config: &RobotConfig,
+    name: &str,
+) -> anyhow::Result<Scored> {
+    let mut model =
+        FrameRewards::load_named(config, name)?.context("the source was found above")?;
+    let (_, camera, term_names) = model.describe(0);
+    let (camera, term_names) = (camera.to_owned(), term_names.to_vec());
+    let spec = config
+        .observation
+        .cameras
+        .iter()
+        .find(|c| c.name == camera)
+        .context("a loaded source names one of the config's cameras")?;
+    let recorded: Vec<&str> = dataset
+        .info
+        .cameras
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let Some(track) = recorded.iter().position(|c| *c == camera) else {
+        anyhow::bail!(
+            "reward {name:?} scores camera {camera:?}, whose frames {} did not record (it \
+             recorded {recorded:?}); record with rlrt record --frames",
+            args.data.display()
+        );
+    };
+    let info = &dataset.info.cameras[track];
+    anyhow::ensure!(
+        info.width == spec.width
+            && info.height == spec.height
+            && info.encoding == spec.encoding.as_str(),
+        "camera {camera:?}: {} recorded {}x{} {} frames, {} describes {}x{} {}",
+        args.data.display(),
+        info.width,
+        info.height,
+        info.encoding,
+        config.source.display(),
+        spec.width,
+        spec.height,
+        spec.encoding.as_str()
+    );
+    let sparse = config
+        .rewards
+        .iter()
+        .any(|r| r.name == name && r.kind == RewardKind::Classifier);
+    let kind = match config.rewards.iter().find(|r| r.name == name) {
+        Some(r) if sparse => format!("classifier {name} (threshold {})", r.threshold),
+        Some(r) if r.kind == RewardKind::PreferenceModel => format!("preference_model {name}"),
+        _ => format!("clip {name}"),
+    };
+    let (mut frame_rewards, mut frame_labels) = (Vec::new(), Vec::new());
+
+    let mut rewards: Vec<Vec<f64>> = Vec::with_capacity(dataset.episodes.len());
+    let mut stats = TermStats::default();
+    let mut frames = 0usize;
+    for (index, episode) in dataset.episodes.iter().enumerate() {
+        let tracks = dataset.frames(index)?;
+        let frames_of = &tracks[track];
+        anyhow::ensure!(
+            !frames_of.is_empty(),
+            "episode {index} ({}) has no frames of camera {camera:?}; nothing was written",
+            dataset.files[index].display()
+        );
+        anyhow::ensure!(
+            frames_of.rows.windows(2).all(|w| w[0] <= w[1]),
+            "episode {index} ({}): the frames of camera {camera:?} are not in row order",
+            dataset.files[index].display()
+        );
+        let pixels: Vec<&[u8]> = (0..frames_of.len()).map(|i| frames_of.frame(i)).collect();
+        let mut scores = Vec::with_capacity(pixels.len());
+        for (i, result) in model.score_frames(0, spec, &pixels).into_iter().enumerate() {
+            let (reward, terms) = result.map_err(|e| {
+                anyhow::anyhow!(
+                    "reward {name:?} failed on episode {index} ({}), frame {i} (row {}): {e}; \
+                     nothing was written",
+                    dataset.files[index].display(),
+                    frames_of.rows[i]
+                )
+            })?;
+            anyhow::ensure!(
+                reward.is_finite(),
+                "reward {name:?} returned {reward} on episode {index}, frame {i}; nothing was \
+                 written"
+            );
+            stats.add(&term_names, &terms);
+            scores.push(reward);
+        }
+        frames += scores.len();
+        frame_rewards.extend_from_slice(&scores);
+        frame_labels.extend_from_slice(&frames_of.success);
+        // The newest frame at or before row t + 1; before the first frame, the first.
+        let mut k = 0usize;
+        let episode_rewards = (0..episode.steps())
+            .map(|t| {
+                while k + 1 < scores.len() && frames_of.rows[k + 1] as usize <= t + 1 {
+                    k += 1;
+                }
+                scores[k]
+            })
+            .collect();
+        rewards.push(episode_rewards);
+    }
+    Ok(Scored {
+        reward: format!("{kind}, camera {camera}"),
+        rewards,
+        frames,
+        frame_labels: Some(LabelAgreement::of(&frame_rewards, &frame_labels, sparse)),
+        terms_over: "frames",
+        terms: stats.summaries(),
     })
 }

@@ -307,16 +307,11 @@ pub(crate) fn warn_unrunnable(config: &RobotConfig, robot: Robot) {
     for reward in &config.rewards {
         match reward.kind {
             RewardKind::Program => {}
-            RewardKind::Clip | RewardKind::Classifier if robot != Robot::Kinematic => {}
-            RewardKind::Clip | RewardKind::Classifier => tracing::warn!(
+            _ if robot != Robot::Kinematic => {}
+            _ => tracing::warn!(
                 reward = reward.name,
                 kind = ?reward.kind,
                 "the kinematic model has no cameras: this frame-scored reward is ignored"
-            ),
-            RewardKind::PreferenceModel => tracing::warn!(
-                reward = reward.name,
-                kind = ?reward.kind,
-                "this reward kind is validated but not evaluated by this build yet; ignored"
             ),
         }
     }

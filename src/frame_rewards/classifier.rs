@@ -1,5 +1,7 @@
 //! `kind = "classifier"`: any ONNX model that maps a camera frame to a success probability,
-//! thresholded to a sparse reward. The model's one input is either
+//! thresholded to a sparse reward; and `kind = "preference_model"`: the same kind of model
+//! whose one output is the reward itself (any finite value), such as a reward model fitted to
+//! preference labels (`rlrt reward train-preferences`). The model's one input is either
 //!
 //! - float32 `[1 or batch, C, H, W]` (channels first), pixel values scaled to [0, 1], or
 //! - uint8 `[1 or batch, H, W, C]` (channels last), the frame's bytes as they are,
@@ -31,8 +33,18 @@ pub enum Layout {
     NhwcU8,
 }
 
-/// A loaded classifier for one camera.
+/// What a model's one output value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A success probability in [0, 1] (classifiers).
+    Probability,
+    /// A reward: any finite value (reward models).
+    Reward,
+}
+
+/// A loaded classifier (or reward model) for one camera.
 pub struct OnnxClassifier {
+    output: Output,
     session: Session,
     input_name: String,
     /// The sentence's inputs: (name, element type, values), fed with every frame.
@@ -51,6 +63,24 @@ impl OnnxClassifier {
     /// Loads `path` for frames of `camera`, with `text` for a model that reads a sentence;
     /// runs it once on a black frame.
     pub fn load(path: &Path, camera: &CameraSpec, text: Option<&str>) -> anyhow::Result<Self> {
+        Self::load_as(path, camera, text, Output::Probability)
+    }
+
+    /// As [`OnnxClassifier::load`], for a model whose output is a reward (any finite value).
+    pub fn load_reward(
+        path: &Path,
+        camera: &CameraSpec,
+        text: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        Self::load_as(path, camera, text, Output::Reward)
+    }
+
+    fn load_as(
+        path: &Path,
+        camera: &CameraSpec,
+        text: Option<&str>,
+        output: Output,
+    ) -> anyhow::Result<Self> {
         let channels = match camera.encoding {
             ImageEncoding::Rgb8 => 3,
             ImageEncoding::Mono8 => 1,
@@ -193,14 +223,19 @@ impl OnnxClassifier {
                 return Err(model_error(
                     path,
                     format!(
-                        "output {:?} is {other:?}; expected float32 with one probability per \
-                         frame, such as [1, 1]",
-                        outputs[0].name()
+                        "output {:?} is {other:?}; expected float32 with one {} per frame, \
+                         such as [1, 1]",
+                        outputs[0].name(),
+                        match output {
+                            Output::Probability => "probability",
+                            Output::Reward => "reward",
+                        }
                     ),
                 ))
             }
         }
         let mut classifier = Self {
+            output,
             session,
             input_name,
             text,
@@ -211,7 +246,7 @@ impl OnnxClassifier {
         };
         let black = vec![0u8; classifier.frame_len()];
         classifier
-            .probability(&black)
+            .score(&black)
             .map_err(|e| model_error(path, format!("a trial run on a black frame failed: {e}")))?;
         Ok(classifier)
     }
@@ -220,8 +255,15 @@ impl OnnxClassifier {
         self.width * self.height * self.channels
     }
 
-    /// The success probability of one frame (the camera's bytes, rows top first).
+    /// The success probability of one frame (the camera's bytes, rows top first); for a
+    /// model loaded with [`OnnxClassifier::load_reward`], its reward.
     pub fn probability(&mut self, frame: &[u8]) -> Result<f64, String> {
+        self.score(frame)
+    }
+
+    /// The model's output for one frame, checked: a probability in [0, 1], or a finite
+    /// reward.
+    pub fn score(&mut self, frame: &[u8]) -> Result<f64, String> {
         if frame.len() != self.frame_len() {
             return Err(format!(
                 "frame has {} bytes, expected {}",
@@ -264,6 +306,8 @@ impl OnnxClassifier {
         let outputs = self.session.run(inputs).map_err(run)?;
         let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run)?;
         match values {
+            [r] if self.output == Output::Reward && r.is_finite() => Ok(f64::from(*r)),
+            [r] if self.output == Output::Reward => Err(format!("the model gave {r}")),
             [p] if (0.0..=1.0).contains(p) => Ok(f64::from(*p)),
             [p] => Err(format!(
                 "the model gave {p}, not a probability in [0, 1] (end the model with a sigmoid)"

@@ -70,7 +70,9 @@ enum Scorer {
     Classifier {
         model: Box<OnnxClassifier>,
         source: usize,
-        threshold: f64,
+        /// The sparse reward's threshold; `None` for a reward model (the output is the
+        /// reward).
+        threshold: Option<f64>,
     },
 }
 
@@ -106,13 +108,26 @@ fn located(config: &RobotConfig, index: usize, key: &str) -> String {
 impl FrameRewards {
     /// Loads every clip and classifier source of `config`; `None` when it has none.
     pub fn load(config: &RobotConfig) -> anyhow::Result<Option<Self>> {
+        Self::load_where(config, |_| true)
+    }
+
+    /// Loads the clip or classifier source of `config` named `name` alone (`None` when no
+    /// such source exists): what `rlrt relabel` scores a dataset's frames with.
+    pub fn load_named(config: &RobotConfig, name: &str) -> anyhow::Result<Option<Self>> {
+        Self::load_where(config, |r| r.name == name)
+    }
+
+    fn load_where(
+        config: &RobotConfig,
+        keep: impl Fn(&rlrt_runtime::config::RewardSourceConfig) -> bool,
+    ) -> anyhow::Result<Option<Self>> {
         let mut sources = Vec::new();
         let mut scorers: Vec<Scorer> = Vec::new();
         // (folder, resize, device, precision) -> scorer index
         type ClipKey = (std::path::PathBuf, FrameResize, ComputeDevice, Precision);
         let mut clip_folders: Vec<(ClipKey, usize)> = Vec::new();
         for (i, reward) in config.rewards.iter().enumerate() {
-            if !matches!(reward.kind, RewardKind::Clip | RewardKind::Classifier) {
+            if reward.kind == RewardKind::Program || !keep(reward) {
                 continue;
             }
             let camera_name = reward.camera.clone().unwrap_or_default();
@@ -186,15 +201,26 @@ impl FrameRewards {
                     }
                     names
                 }
-                _ => {
+                RewardKind::Classifier => {
                     let model = OnnxClassifier::load(&model_path, spec, reward.goal.as_deref())
                         .with_context(|| located(config, i, "model_path"))?;
                     scorers.push(Scorer::Classifier {
                         model: Box::new(model),
                         source,
-                        threshold: reward.threshold,
+                        threshold: Some(reward.threshold),
                     });
                     vec!["probability".to_owned()]
+                }
+                _ => {
+                    let model =
+                        OnnxClassifier::load_reward(&model_path, spec, reward.goal.as_deref())
+                            .with_context(|| located(config, i, "model_path"))?;
+                    scorers.push(Scorer::Classifier {
+                        model: Box::new(model),
+                        source,
+                        threshold: None,
+                    });
+                    Vec::new()
                 }
             };
             sources.push(SourceInfo {
@@ -377,14 +403,7 @@ impl Worker {
                         continue;
                     };
                     let result = match &embedded {
-                        Ok(e) => goal
-                            .score(&e[row])
-                            .map(|r| {
-                                let mut terms = vec![r.goal_similarity];
-                                terms.extend(r.baseline_similarity);
-                                (r.reward, terms)
-                            })
-                            .map_err(|e| e.to_string()),
+                        Ok(e) => clip_result(goal, &e[row]),
                         Err(e) => Err(e.to_string()),
                     };
                     results.push(stamp(*source, &taken[cam], t1 - t0, t1, result));
@@ -401,15 +420,121 @@ impl Worker {
                     return;
                 }
                 let t0 = self.clock.now_ns();
-                let p = model.probability(&t.frame.data);
+                let p = model.score(&t.frame.data);
                 let t1 = self.clock.now_ns();
-                let result = p.map(|p| (if p >= *threshold { 1.0 } else { 0.0 }, vec![p]));
+                let result = p.map(|p| classifier_result(p, *threshold));
                 results.push(stamp(*source, t, t1 - t0, t1, result));
             }
         }
         for r in results {
             self.send(r);
         }
+    }
+}
+
+/// A CLIP source's reward and terms (goal, then baseline similarity) for one embedding.
+fn clip_result(goal: &ClipGoal, embedding: &[f32]) -> Result<(f64, Vec<f64>), String> {
+    goal.score(embedding)
+        .map(|r| {
+            let mut terms = vec![r.goal_similarity];
+            terms.extend(r.baseline_similarity);
+            (r.reward, terms)
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// A classifier's sparse reward (1 at or above the threshold) and its probability; without
+/// a threshold (a reward model), the output itself and no terms.
+fn classifier_result(output: f64, threshold: Option<f64>) -> (f64, Vec<f64>) {
+    match threshold {
+        Some(t) => (if output >= t { 1.0 } else { 0.0 }, vec![output]),
+        None => (output, Vec::new()),
+    }
+}
+
+/// Frames scored at most this many at a time by [`FrameRewards::score_frames`].
+const OFFLINE_BATCH: usize = 16;
+
+impl FrameRewards {
+    /// How many sources were loaded.
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Source `source`'s name, the name of the camera it reads and the names of the terms
+    /// it reports beside its reward.
+    pub fn describe(&self, source: usize) -> (&str, &str, &[String]) {
+        let s = &self.sources[source];
+        (&s.name, &s.camera_name, &s.terms)
+    }
+
+    /// Scores recorded frames of source `source`'s camera (each `spec.frame_bytes()` long,
+    /// as the camera sends them) with that source alone, in order, outside any run: the
+    /// same model, preprocessing, reward and terms as the scoring thread, batched for CLIP.
+    /// One result per frame; a frame the model fails on gets the reason.
+    pub fn score_frames(
+        &mut self,
+        source: usize,
+        spec: &rlrt_runtime::config::CameraSpec,
+        frames: &[&[u8]],
+    ) -> Vec<Result<(f64, Vec<f64>), String>> {
+        let mut out = Vec::with_capacity(frames.len());
+        let scorer = self.scorers.iter_mut().find(|s| match s {
+            Scorer::Clip { goals, .. } => goals.iter().any(|(g, _)| *g == source),
+            Scorer::Classifier { source: s, .. } => *s == source,
+        });
+        match scorer {
+            None => out.extend(frames.iter().map(|_| Err(format!("no source {source}")))),
+            Some(Scorer::Classifier {
+                model, threshold, ..
+            }) => {
+                for frame in frames {
+                    out.push(model.score(frame).map(|p| classifier_result(p, *threshold)));
+                }
+            }
+            Some(Scorer::Clip {
+                model,
+                resize,
+                goals,
+            }) => {
+                let goal = &goals
+                    .iter()
+                    .find(|(g, _)| *g == source)
+                    .expect("found above")
+                    .1;
+                let mono = spec.encoding == ImageEncoding::Mono8;
+                for chunk in frames.chunks(OFFLINE_BATCH) {
+                    let rgb: Vec<Vec<u8>> = if mono {
+                        chunk
+                            .iter()
+                            .map(|f| f.iter().flat_map(|v| [*v, *v, *v]).collect())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let images: Vec<Rgb8<'_>> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| Rgb8 {
+                            data: if mono { &rgb[i] } else { f },
+                            width: spec.width as usize,
+                            height: spec.height as usize,
+                        })
+                        .collect();
+                    match model.embed_frames(&images, *resize) {
+                        Ok(embedded) => {
+                            out.extend(embedded.iter().map(|e| clip_result(goal, e)));
+                        }
+                        Err(e) => out.extend(chunk.iter().map(|_| Err(e.to_string()))),
+                    }
+                }
+            }
+        }
+        out
     }
 }
 

@@ -512,7 +512,10 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         let weight = r.weight.unwrap_or(1.0);
         c.finite(key.key("weight"), weight);
         let kind = format!("kind = {:?}", r.kind);
-        let needs_camera = matches!(r.kind, RewardKind::Clip | RewardKind::Classifier);
+        let needs_camera = matches!(
+            r.kind,
+            RewardKind::Clip | RewardKind::Classifier | RewardKind::PreferenceModel
+        );
         match r.kind {
             RewardKind::Program => {
                 if r.program_path.is_none() {
@@ -556,7 +559,11 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                 Some(_) => {}
             }
         } else {
-            c.unused(key.key("camera"), &r.camera, "kind is clip or classifier");
+            c.unused(
+                key.key("camera"),
+                &r.camera,
+                "kind is clip, classifier or preference_model",
+            );
         }
         if r.kind == RewardKind::Clip {
             match &r.goal {
@@ -589,8 +596,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             ) {
                 c.fail(key.key("precision"), e);
             }
-        } else if r.kind == RewardKind::Classifier {
-            // The sentence of a classifier that reads text; the model decides at load.
+        } else if matches!(r.kind, RewardKind::Classifier | RewardKind::PreferenceModel) {
+            // The sentence of a model that reads text; the model decides at load.
             if r.goal.as_ref().is_some_and(|g| g.trim().is_empty()) {
                 c.fail(key.key("goal"), "empty sentence; remove it or write one");
             }
@@ -600,7 +607,11 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             c.unused(key.key("device"), &r.device, "kind = \"clip\"");
             c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
         } else {
-            c.unused(key.key("goal"), &r.goal, "kind is clip or classifier");
+            c.unused(
+                key.key("goal"),
+                &r.goal,
+                "kind is clip, classifier or preference_model",
+            );
             c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
             c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
             c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
