@@ -452,6 +452,90 @@ enum Reward {
         #[arg(long)]
         json: bool,
     },
+    /// Label pairs of recorded camera frames with a preference (which is closer to the
+    /// goal: first, second or none), for `reward train-preferences`. The teacher is a
+    /// vision-language model behind an OpenAI-compatible chat endpoint (--base-url, --model,
+    /// --goal), or the frames' recorded task scores (--teacher scores: the lower score, such
+    /// as a distance, is closer). Labels are appended to a JSON-lines file as they come.
+    LabelPairs {
+        /// The dataset folder (`rlrt record --frames`).
+        data: PathBuf,
+        /// Which recorded camera (default: the only one).
+        #[arg(long)]
+        camera: Option<String>,
+        /// How many pairs to label.
+        #[arg(long, default_value_t = 1000)]
+        pairs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// `vlm` or `scores`.
+        #[arg(long, default_value = "vlm")]
+        teacher: String,
+        /// Scores teacher: scores this close are labelled none.
+        #[arg(long, default_value_t = 0.0)]
+        tie: f64,
+        /// VLM teacher: base URL of the API, such as http://127.0.0.1:8000/v1.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// VLM teacher: model name the endpoint knows (one that reads images).
+        #[arg(long)]
+        model: Option<String>,
+        /// VLM teacher: the task, in one sentence.
+        #[arg(long)]
+        goal: Option<String>,
+        /// VLM teacher: environment variable holding the API key (sent as a bearer token).
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// VLM teacher: limit for each request, reply included.
+        #[arg(long, default_value_t = 60.0)]
+        timeout_s: f64,
+        /// The labels file (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
+        /// Add to an existing labels file, continuing its sequence of pairs.
+        #[arg(long)]
+        append: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fit a reward model to preference labels (`reward label-pairs`) with the Bradley-Terry
+    /// loss, in burn on the CPU; pairs with a frame from a held-out episode validate it.
+    /// Writes an ONNX model for a `kind = "preference_model"` reward, checked with ONNX
+    /// Runtime against burn.
+    TrainPreferences {
+        /// The dataset folder the labels refer to.
+        #[arg(long)]
+        data: PathBuf,
+        /// The labels file.
+        #[arg(long)]
+        labels: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Side of the first convolution's patches, pixels.
+        #[arg(long, default_value_t = 8)]
+        patch: usize,
+        /// Stride of the first convolution, pixels.
+        #[arg(long, default_value_t = 4)]
+        stride: usize,
+        /// Channels of the first convolution, then of each 1 x 1 convolution.
+        #[arg(long, value_delimiter = ',', default_value = "32,32")]
+        channels: Vec<usize>,
+        #[arg(long, default_value_t = 1e-3)]
+        learning_rate: f64,
+        /// Pairs per step.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Every round(1 / fraction)-th episode is held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Zero-shot reward of one camera frame with CLIP (VLM-RM): the cosine similarity of the
     /// frame and a goal sentence, or with --baseline the goal-baseline projected reward.
     /// Exit code 2 for a model folder, prompt or image that cannot be used.
@@ -949,6 +1033,102 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                         out,
                         validation_fraction,
                         drop_scores,
+                        config,
+                    },
+                    |epoch, loss| {
+                        bar.set_position(epoch as u64);
+                        bar.set_message(format!("loss {loss:.4}"));
+                    },
+                )?;
+                bar.finish_and_clear();
+                print_outcome(&outcome, json)?;
+                Ok(0)
+            }
+            Reward::LabelPairs {
+                data,
+                camera,
+                pairs,
+                seed,
+                teacher,
+                tie,
+                base_url,
+                model,
+                goal,
+                api_key_env,
+                timeout_s,
+                out,
+                append,
+                json,
+            } => {
+                use anyhow::Context;
+                use rlrt::commands::preferences::{label_pairs, LabelArgs, Teacher};
+                let teacher = match teacher.as_str() {
+                    "scores" => Teacher::Scores { tie },
+                    "vlm" => {
+                        let need = |v: Option<String>, flag: &str| {
+                            v.with_context(|| format!("--teacher vlm needs {flag}"))
+                        };
+                        let api_key = match api_key_env {
+                            Some(var) => Some(std::env::var(&var).with_context(|| {
+                                format!("--api-key-env {var}: the variable is not set")
+                            })?),
+                            None => None,
+                        };
+                        Teacher::Vlm {
+                            endpoint: rlrt_rewards::program::generate::ChatEndpoint {
+                                base_url: need(base_url, "--base-url")?,
+                                model: need(model, "--model")?,
+                                api_key,
+                                timeout: std::time::Duration::from_secs_f64(timeout_s.max(0.001)),
+                                temperature: 0.0,
+                            },
+                            goal: need(goal, "--goal")?,
+                        }
+                    }
+                    other => anyhow::bail!("--teacher {other:?}: expected vlm or scores"),
+                };
+                let outcome = label_pairs(&LabelArgs {
+                    data,
+                    camera,
+                    pairs,
+                    seed,
+                    teacher,
+                    out,
+                    append,
+                })?;
+                print_outcome(&outcome, json)?;
+                Ok(0)
+            }
+            Reward::TrainPreferences {
+                data,
+                labels,
+                out,
+                epochs,
+                seed,
+                patch,
+                stride,
+                channels,
+                learning_rate,
+                batch_size,
+                validation_fraction,
+                json,
+            } => {
+                let config = rlrt_rewards::classifier::ClassifierConfig {
+                    patch,
+                    stride,
+                    channels,
+                    epochs,
+                    batch_size: batch_size.max(1),
+                    learning_rate,
+                    seed,
+                };
+                let bar = indicatif::ProgressBar::new(epochs as u64);
+                let outcome = rlrt::commands::preferences::train_preferences(
+                    &rlrt::commands::preferences::TrainArgs {
+                        data,
+                        labels,
+                        out,
+                        validation_fraction,
                         config,
                     },
                     |epoch, loss| {

@@ -223,6 +223,47 @@ fn check_also_checks_the_reward_programs_a_config_names() {
 }
 
 #[test]
+fn check_also_loads_the_frame_reward_models_a_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(repo("hw-configs/reach-arm.toml"))
+        .unwrap()
+        .replace(
+            "\"../rewards/",
+            &format!("\"{}/rewards/", repo("").display()),
+        );
+    let source = |kind: &str, model: &str| {
+        format!("{base}\n[[rewards]]\nname = \"seen\"\nkind = \"{kind}\"\nmodel_path = {model:?}\ncamera = \"front\"\n")
+    };
+    let fixture = repo("tests/fixtures/classifier/nhwc_u8.onnx")
+        .display()
+        .to_string();
+    for (kind, model, expect) in [
+        ("classifier", "missing.onnx", Some("missing.onnx")),
+        ("preference_model", "missing.onnx", Some("missing.onnx")),
+        // A model that fits the 84 x 84 camera.
+        ("classifier", fixture.as_str(), None),
+        ("preference_model", fixture.as_str(), None),
+    ] {
+        let file = dir.path().join("arm.toml");
+        std::fs::write(&file, source(kind, model)).unwrap();
+        let out = rlrt().arg("check").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match expect {
+            Some(name) => {
+                assert_eq!(out.status.code(), Some(2), "{kind}: {stderr}");
+                assert!(
+                    stderr.contains("frame reward")
+                        && stderr.contains("rewards[1].model_path")
+                        && stderr.contains(name),
+                    "{kind}: {stderr}"
+                );
+            }
+            None => assert!(out.status.success(), "{kind}: {stderr}"),
+        }
+    }
+}
+
+#[test]
 fn check_also_loads_the_policy_a_config_runs() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo("hw-configs/reach-arm.toml"))

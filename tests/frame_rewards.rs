@@ -1,7 +1,8 @@
-//! Rewards scored from camera frames in the runtime: CLIP (VLM-RM) and ONNX success
-//! classifiers on the reach arm's camera, with MuJoCo serving over loopback zenoh.
+//! Rewards scored from camera frames in the runtime: CLIP (VLM-RM), ONNX success
+//! classifiers and ONNX reward models on the reach arm's camera, with MuJoCo serving over
+//! loopback zenoh.
 //!
-//! The end-to-end test runs `rlrt run --sim` with three frame-scored sources and a rerun
+//! The end-to-end test runs `rlrt run --sim` with four frame-scored sources and a rerun
 //! recording, then reads the recording back with rerun's own SDK: every reward row must equal
 //! what the model computes, offline, on the frame rerun logged at the same tick (the tick that
 //! could first see that frame). The classifier fixtures are made by
@@ -179,6 +180,12 @@ kind = "classifier"
 model_path = "{onnx}"
 camera = "front"
 threshold = 0.55
+
+[[rewards]]
+name = "learned"
+kind = "preference_model"
+model_path = "{onnx}"
+camera = "front"
 "#,
         clip = common::repo(CLIP).display(),
         onnx = common::repo(&format!("{CLASSIFIER}/nhwc_u8.onnx")).display(),
@@ -245,7 +252,7 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
     );
     let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
     let summaries = outcome["frame_rewards"].as_array().unwrap();
-    assert_eq!(summaries.len(), 3);
+    assert_eq!(summaries.len(), 4);
     for s in summaries {
         let name = s["name"].as_str().unwrap();
         let scored = s["scored"].as_u64().unwrap();
@@ -305,17 +312,21 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
         goal.score(&e[0]).unwrap()
     };
     let mut checked = 0;
-    for (source, summary) in ["touch", "near", "success"].iter().zip(summaries) {
+    for (source, summary) in ["touch", "near", "success", "learned"]
+        .iter()
+        .zip(summaries)
+    {
         let total = series(&rrd, &format!("/rewards/{source}/total"));
         assert_eq!(
             total.len() as u64,
             summary["scored"].as_u64().unwrap(),
             "{source}: one row per scored frame"
         );
-        let term = if *source == "success" {
-            series(&rrd, "/rewards/success/probability")
-        } else {
-            series(&rrd, &format!("/rewards/{source}/goal_similarity"))
+        let term = match *source {
+            "success" => series(&rrd, "/rewards/success/probability"),
+            // A reward model's output is its reward: no terms beside it.
+            "learned" => total.clone(),
+            _ => series(&rrd, &format!("/rewards/{source}/goal_similarity")),
         };
         for ((tick, value), (_, term_value)) in total.iter().zip(&term) {
             let candidates = frames_at(*tick);
@@ -329,6 +340,7 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
                     let sparse = if p >= 0.55 { 1.0 } else { 0.0 };
                     (p - term_value).abs() <= 1e-9 && sparse == *value
                 }
+                "learned" => (classifier.probability(frame).unwrap() - value).abs() <= 1e-9,
                 _ => {
                     let r = score_clip(if *source == "touch" { &touch } else { &near }, frame);
                     (r.reward - value).abs() <= 1e-9
@@ -339,7 +351,7 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
             checked += 1;
         }
     }
-    assert!(checked >= 90);
+    assert!(checked >= 120);
 }
 
 #[test]

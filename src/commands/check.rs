@@ -1,6 +1,7 @@
-//! `rlrt check`: validate hw-config files, the reward programs they name and the policy they
-//! run (a trained checkpoint, an ONNX or TorchScript file: loaded and checked against the
-//! config as a run loads it before its first tick).
+//! `rlrt check`: validate hw-config files, the reward sources they name (reward programs;
+//! CLIP folders, classifiers and reward models on camera frames) and the policy they run (a
+//! trained checkpoint, an ONNX or TorchScript file): each loaded and checked against the
+//! config as a run loads it before its first tick.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ pub fn run(files: &[PathBuf]) -> usize {
         let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
             crate::reward_programs::ProgramRewards::load(&c)
                 .map_err(|e| format!("{}: reward program: {e:#}", file.display()))?;
+            crate::frame_rewards::FrameRewards::load(&c)
+                .map_err(|e| format!("{}: frame reward: {e:#}", file.display()))?;
             rlrt_policies::build(&c).map_err(|e| format!("{}: policy: {e}", file.display()))?;
             Ok(c)
         });

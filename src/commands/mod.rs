@@ -12,6 +12,7 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod lerobot;
+pub mod preferences;
 pub mod record;
 pub mod relabel;
 pub mod replay;

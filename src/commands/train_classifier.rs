@@ -88,12 +88,12 @@ impl std::fmt::Display for TrainClassifierOutcome {
     }
 }
 
-fn spec(camera: &CameraInfo) -> anyhow::Result<CameraSpec> {
+pub(crate) fn spec(camera: &CameraInfo) -> anyhow::Result<CameraSpec> {
     let encoding = match camera.encoding.as_str() {
         "rgb8" => ImageEncoding::Rgb8,
         "mono8" => ImageEncoding::Mono8,
         other => anyhow::bail!(
-            "camera {:?} recorded {other} frames; a success classifier reads rgb8 or mono8",
+            "camera {:?} recorded {other} frames; image models read rgb8 or mono8",
             camera.name
         ),
     };
@@ -106,7 +106,8 @@ fn spec(camera: &CameraInfo) -> anyhow::Result<CameraSpec> {
     })
 }
 
-fn is_validation(episode: usize, fraction: f64) -> bool {
+/// Every round(1 / fraction)-th episode is held out.
+pub(crate) fn is_validation(episode: usize, fraction: f64) -> bool {
     let every = (1.0 / fraction).round().max(2.0) as usize;
     episode % every == every - 1
 }

@@ -1,0 +1,633 @@
+//! Preference labels for offline data and the reward model fitted to them (docs/frame-rewards.md):
+//!
+//! - `rlrt reward label-pairs`: pairs of recorded camera frames, each shown to a teacher who
+//!   says which is closer to the goal: a vision-language model behind an OpenAI-compatible
+//!   chat endpoint (both frames as PNG images in one message), or the task's recorded score
+//!   (the quantity its success test thresholds, such as a distance: lower is closer), which
+//!   the simulator knows and which tests the rest of the pipeline. Labels are appended to a
+//!   JSON-lines file one by one, so an interrupted run keeps what it has; `--append`
+//!   continues it with the same pair sequence.
+//! - `rlrt reward train-preferences`: a Bradley-Terry reward model on those labels, in burn,
+//!   validated on pairs from held-out episodes, exported to ONNX and checked with ONNX
+//!   Runtime. The file is a `kind = "preference_model"` reward source, and
+//!   `rlrt relabel --reward` writes a dataset with its rewards for `rlrt train`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use rlrt_rewards::classifier::{ClassifierConfig, Frames};
+use rlrt_rewards::preference::{self, Pair, PairScores, Preference};
+use rlrt_rewards::program::generate::{chat, ChatEndpoint};
+use rlrt_runtime::recording::{CameraInfo, Dataset, FrameTrack};
+use rlrt_runtime::rng::{splitmix64, uniform01};
+
+use super::train_classifier::{is_validation, spec};
+use crate::frame_rewards::classifier::OnnxClassifier;
+
+/// A frame of a dataset: episode, then its index among that camera's frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameRef {
+    pub episode: usize,
+    pub frame: usize,
+}
+
+/// One line of a labels file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    pub camera: String,
+    pub first: FrameRef,
+    pub second: FrameRef,
+    pub preference: Preference,
+    /// Who answered: `scores`, or `vlm <model>`.
+    pub teacher: String,
+    /// The teacher's words (VLM teachers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+/// Who labels the pairs.
+#[derive(Clone, Debug)]
+pub enum Teacher {
+    /// The recorded task scores: the lower one is closer; within `tie` of each other, none.
+    Scores { tie: f64 },
+    /// A vision-language model, asked with the task sentence.
+    Vlm {
+        endpoint: ChatEndpoint,
+        goal: String,
+    },
+}
+
+pub struct LabelArgs {
+    pub data: PathBuf,
+    pub camera: Option<String>,
+    pub pairs: usize,
+    pub seed: u64,
+    pub teacher: Teacher,
+    pub out: PathBuf,
+    /// Add to an existing labels file (continuing its pair sequence) instead of refusing it.
+    pub append: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LabelOutcome {
+    pub out: PathBuf,
+    pub camera: String,
+    /// Labels in the file before this run (with `--append`), and written by it.
+    pub existing: usize,
+    pub written: usize,
+    pub first: usize,
+    pub second: usize,
+    pub none: usize,
+    /// Replies that named no single answer: counted, not written.
+    pub unparsed: usize,
+    /// A few of them, for the prompt's author.
+    pub unparsed_examples: Vec<String>,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for LabelOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "wrote {} labels to {} (camera {}, {:.0} s): first {}, second {}, none {}",
+            self.written,
+            self.out.display(),
+            self.camera,
+            self.seconds,
+            self.first,
+            self.second,
+            self.none
+        )?;
+        if self.existing > 0 {
+            writeln!(f, "  after the {} labels it already held", self.existing)?;
+        }
+        if self.unparsed > 0 {
+            writeln!(
+                f,
+                "  {} replies named no single answer and were skipped, such as {:?}",
+                self.unparsed, self.unparsed_examples
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The camera of `dataset` named `camera` (or its only one), with its index.
+fn pick_camera<'a>(
+    data: &Path,
+    dataset: &'a Dataset,
+    camera: Option<&str>,
+) -> anyhow::Result<(usize, &'a CameraInfo)> {
+    let cameras = &dataset.info.cameras;
+    anyhow::ensure!(
+        !cameras.is_empty(),
+        "{}: recorded without camera frames; record with `rlrt record --frames`",
+        data.display()
+    );
+    let names = || cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>();
+    let index = match camera {
+        Some(name) => cameras
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("camera {name:?}: {} has {:?}", data.display(), names()))?,
+        None if cameras.len() == 1 => 0,
+        None => anyhow::bail!(
+            "{} has several cameras ({:?}); pick one with --camera",
+            data.display(),
+            names()
+        ),
+    };
+    Ok((index, &cameras[index]))
+}
+
+/// Pair `i` of the sequence for `seed`: two distinct frames drawn uniformly from all frames.
+fn draw_pair(seed: u64, i: usize, counts: &[usize], total: usize) -> (FrameRef, FrameRef) {
+    // Pair i's own stream: the seed and i hashed together, so that neighbouring pairs'
+    // streams do not overlap (splitmix64 steps its state by a fixed constant).
+    let mut s = seed;
+    let mut t = splitmix64(&mut s).wrapping_add((i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut rng = splitmix64(&mut t);
+    let at = |k: usize| {
+        let mut k = k;
+        for (episode, n) in counts.iter().enumerate() {
+            if k < *n {
+                return FrameRef { episode, frame: k };
+            }
+            k -= n;
+        }
+        unreachable!("k < total")
+    };
+    let a = ((uniform01(&mut rng) * total as f64) as usize).min(total - 1);
+    let mut b = ((uniform01(&mut rng) * (total - 1) as f64) as usize).min(total - 2);
+    if b >= a {
+        b += 1;
+    }
+    (at(a), at(b))
+}
+
+/// A VLM's reply as a preference: exactly one of first, second and none (or neither) named.
+pub fn parse_reply(reply: &str) -> Option<Preference> {
+    let reply = match reply.rfind("</think>") {
+        Some(end) => &reply[end + "</think>".len()..],
+        None => reply,
+    };
+    let words: Vec<String> = reply
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let named = |options: &[&str]| words.iter().any(|w| options.contains(&w.as_str()));
+    let found = [
+        (named(&["first"]), Preference::First),
+        (named(&["second"]), Preference::Second),
+        (named(&["none", "neither"]), Preference::None),
+    ];
+    let mut hits = found.iter().filter(|(hit, _)| *hit);
+    match (hits.next(), hits.next()) {
+        (Some((_, p)), None) => Some(*p),
+        _ => None,
+    }
+}
+
+/// A frame as a PNG data URL.
+fn png_data_url(pixels: &[u8], camera: &CameraInfo) -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, camera.width, camera.height);
+        encoder.set_color(if camera.encoding == "mono8" {
+            png::ColorType::Grayscale
+        } else {
+            png::ColorType::Rgb
+        });
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
+        writer
+            .write_image_data(pixels)
+            .context("encoding a frame as PNG")?;
+    }
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    ))
+}
+
+/// What the VLM is asked, with both frames.
+fn vlm_messages(goal: &str, first: &str, second: &str) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({
+            "role": "system",
+            "content": "You compare two camera images of a robot and judge which one is closer \
+                        to completing a task. Answer with one word: first, second, or none \
+                        (when you cannot tell)."
+        }),
+        json!({
+            "role": "user",
+            "content": [
+                {"type": "text", "text": format!("The task: {goal}\nThe first image:")},
+                {"type": "image_url", "image_url": {"url": first}},
+                {"type": "text", "text": "The second image:"},
+                {"type": "image_url", "image_url": {"url": second}},
+                {"type": "text", "text": "Which image shows the robot closer to completing the \
+                                          task? Answer first, second, or none."}
+            ]
+        }),
+    ]
+}
+
+/// Reads a labels file: every line parsed, numbered in errors.
+pub fn read_labels(path: &Path) -> anyhow::Result<Vec<Label>> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut labels = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        labels.push(
+            serde_json::from_str::<Label>(&line)
+                .with_context(|| format!("{}: line {}", path.display(), n + 1))?,
+        );
+    }
+    Ok(labels)
+}
+
+pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
+    let start = Instant::now();
+    anyhow::ensure!(args.pairs > 0, "--pairs 0: nothing to label");
+    let dataset = Dataset::open(&args.data)?;
+    let (track, camera) = pick_camera(&args.data, &dataset, args.camera.as_deref())?;
+    let existing = match std::fs::metadata(&args.out) {
+        Ok(m) if m.len() > 0 => {
+            anyhow::ensure!(
+                args.append,
+                "{} exists; pass --append to add labels to it, or name a new file",
+                args.out.display()
+            );
+            let old = read_labels(&args.out)?;
+            if let Some(l) = old.iter().find(|l| l.camera != camera.name) {
+                anyhow::bail!(
+                    "{} holds labels of camera {:?}, not {:?}",
+                    args.out.display(),
+                    l.camera,
+                    camera.name
+                );
+            }
+            old.len()
+        }
+        _ => 0,
+    };
+
+    // Frame counts and scores per episode (pixels are read again only for a VLM).
+    let mut counts = Vec::with_capacity(dataset.episodes.len());
+    let mut scores: Vec<Vec<f64>> = Vec::with_capacity(dataset.episodes.len());
+    for e in 0..dataset.episodes.len() {
+        let tracks = dataset.frames(e)?;
+        counts.push(tracks[track].len());
+        scores.push(tracks[track].scores.clone());
+    }
+    let total: usize = counts.iter().sum();
+    anyhow::ensure!(
+        total >= 2,
+        "{}: camera {:?} has {total} frames; a pair needs two",
+        args.data.display(),
+        camera.name
+    );
+    if matches!(args.teacher, Teacher::Scores { .. }) {
+        anyhow::ensure!(
+            scores.iter().flatten().any(|s| *s != 0.0),
+            "{}: every frame's task score is 0 (its task has no success test), so the scores \
+             teacher cannot order them; use a VLM teacher",
+            args.data.display()
+        );
+    }
+
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.out)
+        .with_context(|| format!("opening {}", args.out.display()))?;
+    let mut outcome = LabelOutcome {
+        out: args.out.clone(),
+        camera: camera.name.clone(),
+        existing,
+        written: 0,
+        first: 0,
+        second: 0,
+        none: 0,
+        unparsed: 0,
+        unparsed_examples: Vec::new(),
+        seconds: 0.0,
+    };
+    // The newest episode read for a VLM, kept for the next pair.
+    let mut cached: Option<(usize, FrameTrack)> = None;
+    let mut frame_url = |r: FrameRef| -> anyhow::Result<String> {
+        if cached.as_ref().is_none_or(|(e, _)| *e != r.episode) {
+            cached = Some((r.episode, dataset.frames(r.episode)?.swap_remove(track)));
+        }
+        let (_, t) = cached.as_ref().expect("filled above");
+        png_data_url(t.frame(r.frame), camera)
+    };
+    for i in existing..existing + args.pairs {
+        let (a, b) = draw_pair(args.seed, i, &counts, total);
+        let (preference, teacher, reply) = match &args.teacher {
+            Teacher::Scores { tie } => {
+                let (sa, sb) = (scores[a.episode][a.frame], scores[b.episode][b.frame]);
+                let p = if (sa - sb).abs() <= *tie {
+                    Preference::None
+                } else if sa < sb {
+                    Preference::First
+                } else {
+                    Preference::Second
+                };
+                (Some(p), "scores".to_owned(), None)
+            }
+            Teacher::Vlm { endpoint, goal } => {
+                let (first, second) = (frame_url(a)?, frame_url(b)?);
+                let reply =
+                    chat(endpoint, &vlm_messages(goal, &first, &second)).with_context(|| {
+                        format!(
+                            "asking for pair {i}; the {} labels written so far are kept in {} \
+                             (continue with --append)",
+                            outcome.written,
+                            args.out.display()
+                        )
+                    })?;
+                (
+                    parse_reply(&reply),
+                    format!("vlm {}", endpoint.model),
+                    Some(reply),
+                )
+            }
+        };
+        let Some(preference) = preference else {
+            outcome.unparsed += 1;
+            if outcome.unparsed_examples.len() < 3 {
+                let r = reply.unwrap_or_default();
+                outcome
+                    .unparsed_examples
+                    .push(r.chars().take(200).collect());
+            }
+            continue;
+        };
+        let label = Label {
+            camera: camera.name.clone(),
+            first: a,
+            second: b,
+            preference,
+            teacher,
+            reply,
+        };
+        let mut line = serde_json::to_string(&label)?;
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.flush())
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        outcome.written += 1;
+        match preference {
+            Preference::First => outcome.first += 1,
+            Preference::Second => outcome.second += 1,
+            Preference::None => outcome.none += 1,
+        }
+    }
+    file.sync_all()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    outcome.seconds = start.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+pub struct TrainArgs {
+    pub data: PathBuf,
+    pub labels: PathBuf,
+    pub out: PathBuf,
+    /// Every round(1 / fraction)-th episode is held out: pairs with a frame from one validate.
+    pub validation_fraction: f64,
+    pub config: ClassifierConfig,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TrainOutcome {
+    pub out: PathBuf,
+    pub camera: String,
+    pub frames: usize,
+    pub train: PairScores,
+    pub validation: PairScores,
+    pub losses: Vec<f64>,
+    /// Largest difference between ONNX Runtime's and burn's rewards on the frames.
+    pub onnx_max_difference: f64,
+    pub seconds: f64,
+    pub config: ClassifierConfig,
+}
+
+impl std::fmt::Display for TrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "wrote {} (camera {}, {} frames, {:.0} s)",
+            self.out.display(),
+            self.camera,
+            self.frames,
+            self.seconds
+        )?;
+        for (what, s) in [("train", &self.train), ("validation", &self.validation)] {
+            writeln!(
+                f,
+                "{what}: {} pairs ({} with a preference): the model orders {:.3} of those as \
+                 the teacher did (chance: 0.5)",
+                s.pairs, s.strict, s.accuracy
+            )?;
+        }
+        writeln!(
+            f,
+            "ONNX Runtime agrees with burn within {:.1e}",
+            self.onnx_max_difference
+        )?;
+        writeln!(
+            f,
+            "use it: [[rewards]] kind = \"preference_model\", model_path = \"{}\", camera = \"{}\"",
+            self.out.display(),
+            self.camera
+        )
+    }
+}
+
+pub fn train_preferences(
+    args: &TrainArgs,
+    progress: impl FnMut(usize, f64),
+) -> anyhow::Result<TrainOutcome> {
+    let start = Instant::now();
+    anyhow::ensure!(
+        args.validation_fraction > 0.0 && args.validation_fraction < 1.0,
+        "--validation-fraction {}: expected a fraction in (0, 1)",
+        args.validation_fraction
+    );
+    let dataset = Dataset::open(&args.data)?;
+    let labels = read_labels(&args.labels)?;
+    anyhow::ensure!(!labels.is_empty(), "{}: no labels", args.labels.display());
+    let (track, camera) = pick_camera(&args.data, &dataset, Some(&labels[0].camera))?;
+    if let Some((n, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.camera != camera.name)
+    {
+        anyhow::bail!(
+            "{}: line {} labels camera {:?}, line 1 {:?}; one model is for one camera",
+            args.labels.display(),
+            n + 1,
+            l.camera,
+            camera.name
+        );
+    }
+    // Every frame a label names, each once, read episode by episode.
+    let mut needed: Vec<FrameRef> = labels.iter().flat_map(|l| [l.first, l.second]).collect();
+    needed.sort_unstable_by_key(|r| (r.episode, r.frame));
+    needed.dedup();
+    let channels = camera.frame_bytes() / (camera.width as usize * camera.height as usize);
+    let mut frames = Frames::new(camera.width as usize, camera.height as usize, channels);
+    let mut index = std::collections::HashMap::with_capacity(needed.len());
+    let mut at = 0;
+    while at < needed.len() {
+        let episode = needed[at].episode;
+        anyhow::ensure!(
+            episode < dataset.episodes.len(),
+            "{}: a label names episode {episode}; {} has {}",
+            args.labels.display(),
+            args.data.display(),
+            dataset.episodes.len()
+        );
+        let tracks = dataset.frames(episode)?;
+        let t = &tracks[track];
+        while at < needed.len() && needed[at].episode == episode {
+            let r = needed[at];
+            anyhow::ensure!(
+                r.frame < t.len(),
+                "{}: a label names frame {} of episode {episode}, which has {} frames of \
+                 camera {:?}",
+                args.labels.display(),
+                r.frame,
+                t.len(),
+                camera.name
+            );
+            index.insert(r, frames.len());
+            frames.push(t.frame(r.frame), false);
+            at += 1;
+        }
+    }
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for l in &labels {
+        let pair = Pair {
+            first: index[&l.first],
+            second: index[&l.second],
+            preference: l.preference,
+        };
+        if is_validation(l.first.episode, args.validation_fraction)
+            || is_validation(l.second.episode, args.validation_fraction)
+        {
+            validation.push(pair);
+        } else {
+            train.push(pair);
+        }
+    }
+    anyhow::ensure!(
+        !train.is_empty(),
+        "{}: every pair touches a held-out episode; label more pairs or lower \
+         --validation-fraction",
+        args.labels.display()
+    );
+    let trained = preference::train(&frames, &train, &validation, &args.config, progress)?;
+    let bytes = preference::export_onnx(&trained);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    // The file through ONNX Runtime, as a run will use it, against burn.
+    let spec = spec(camera)?;
+    let mut onnx = OnnxClassifier::load_reward(&args.out, &spec, None)
+        .with_context(|| format!("checking the exported {}", args.out.display()))?;
+    let burn = trained.rewards(&frames);
+    let mut worst = 0.0f64;
+    for (i, r) in burn.iter().enumerate() {
+        let q = onnx
+            .score(frames.frame(i))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+        worst = worst.max((q - f64::from(*r)).abs());
+    }
+    anyhow::ensure!(
+        worst <= 1e-4,
+        "{}: ONNX Runtime differs from burn by {worst:.2e} (more than 1e-4); the export is wrong",
+        args.out.display()
+    );
+    Ok(TrainOutcome {
+        out: args.out.clone(),
+        camera: camera.name.clone(),
+        frames: frames.len(),
+        train: trained.train,
+        validation: trained.validation,
+        losses: trained.losses,
+        onnx_max_difference: worst,
+        seconds: start.elapsed().as_secs_f64(),
+        config: args.config.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_name_one_answer_or_none_is_taken() {
+        assert_eq!(parse_reply("first"), Some(Preference::First));
+        assert_eq!(parse_reply("The second image."), Some(Preference::Second));
+        assert_eq!(
+            parse_reply("Neither: they look alike"),
+            Some(Preference::None)
+        );
+        assert_eq!(
+            parse_reply("<think>the first or the second?</think>Second"),
+            Some(Preference::Second)
+        );
+        assert_eq!(parse_reply("first, no, second"), None);
+        assert_eq!(parse_reply("banana"), None);
+        assert_eq!(parse_reply(""), None);
+    }
+
+    #[test]
+    fn pairs_are_two_distinct_frames_and_the_sequence_is_fixed_by_the_seed() {
+        let counts = [3, 0, 4];
+        for i in 0..200 {
+            let (a, b) = draw_pair(7, i, &counts, 7);
+            assert_ne!(a, b);
+            for r in [a, b] {
+                assert!(r.frame < counts[r.episode], "{r:?}");
+            }
+            assert_eq!(draw_pair(7, i, &counts, 7), (a, b));
+        }
+        // Neighbouring pairs are independent: with 1000 frames, pair i + 1 shares a frame
+        // with pair i about 4 times in 1000.
+        let many = [1000];
+        let shared = (0..1000)
+            .filter(|i| {
+                let (a, b) = draw_pair(0, *i, &many, 1000);
+                let (c, d) = draw_pair(0, i + 1, &many, 1000);
+                [a, b].iter().any(|r| *r == c || *r == d)
+            })
+            .count();
+        assert!(shared < 15, "{shared} neighbouring pairs share a frame");
+        assert_ne!(
+            (0..20)
+                .map(|i| draw_pair(7, i, &counts, 7))
+                .collect::<Vec<_>>(),
+            (0..20)
+                .map(|i| draw_pair(8, i, &counts, 7))
+                .collect::<Vec<_>>()
+        );
+    }
+}
