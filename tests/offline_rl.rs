@@ -560,12 +560,26 @@ fn cuda_without_the_feature_is_a_clear_error() {
 
 /// `rlrt export lerobot` writes what LeRobot's v3.0 loader reads: the checker loads it with
 /// Hugging Face `datasets` and pandas as LeRobot does (tests/python/lerobot_check.py), and
-/// every value must be the recorded one (as f32).
+/// every value must be the recorded one (as f32); every step's image is the newest recorded
+/// camera frame at or before its observation, pixel for pixel.
 #[test]
 fn lerobot_export_loads_as_the_recorded_episodes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    record(&data, 3, 0.02);
+    run_json(rlrt().args([
+        "record",
+        common::repo("hw-configs/reach-arm.toml").to_str().unwrap(),
+        "--episodes",
+        "3",
+        "--noise-std",
+        "0.02",
+        "--seed",
+        "5",
+        "--frames",
+        "--out",
+        data.to_str().unwrap(),
+        "--json",
+    ]));
     let out = dir.path().join("lerobot");
     let outcome = run_json(rlrt().args([
         "export",
@@ -579,11 +593,30 @@ fn lerobot_export_loads_as_the_recorded_episodes() {
     ]));
     assert_eq!(outcome["episodes"], 3);
     assert_eq!(outcome["fps"], 100);
+    assert_eq!(outcome["cameras"], serde_json::json!(["front"]));
+
+    // What each step's image must be: the newest frame rendered at or before observation t.
+    let dataset = Dataset::open(&data).unwrap();
+    let mut expected = Vec::new();
+    for (e, episode) in dataset.episodes.iter().enumerate() {
+        let track = dataset.frames(e).unwrap().remove(0);
+        for t in 0..episode.steps() {
+            let k = track.rows.iter().rposition(|r| *r as usize <= t).unwrap();
+            expected.extend_from_slice(track.frame(k));
+        }
+    }
+    let expected_file = dir.path().join("front.raw");
+    std::fs::write(&expected_file, &expected).unwrap();
 
     let deps = common::repo(".deps/python");
     let check = std::process::Command::new("python3")
         .arg(common::repo("tests/python/lerobot_check.py"))
         .arg(&out)
+        .arg("--images")
+        .arg(format!(
+            "observation.images.front={}",
+            expected_file.display()
+        ))
         .env("PYTHONPATH", &deps)
         .env("HF_DATASETS_OFFLINE", "1")
         .env("HF_HOME", dir.path().join("hf"))
@@ -596,8 +629,11 @@ fn lerobot_export_loads_as_the_recorded_episodes() {
     );
     let read: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(read["task"], "move the fingertip to the target");
+    assert_eq!(
+        read["images"]["observation.images.front"],
+        serde_json::json!([expected.len() / (84 * 84 * 3), 84, 84, 3])
+    );
 
-    let dataset = Dataset::open(&data).unwrap();
     let (o, a) = (dataset.info.observation_len, dataset.info.action_len);
     let (mut row, mut lengths) = (0usize, Vec::new());
     for episode in &dataset.episodes {

@@ -14,8 +14,12 @@
 //!   index LeRobot reads it by) and `meta/episodes/chunk-000/file-000.parquet`.
 //!
 //! An rlrt episode of T steps has T + 1 observations; LeRobot pairs each observation with the
-//! action taken from it, so the final observation is not exported. Camera frames are not
-//! exported (LeRobot keeps them as video): the outcome says so when the dataset has some.
+//! action taken from it, so the final observation is not exported. Recorded `rgb8` and
+//! `mono8` camera frames become LeRobot `image` features, `observation.images.<camera>`:
+//! each step carries the newest frame rendered at or before its observation, as a PNG in the
+//! data file (the `{bytes, path}` struct Hugging Face `datasets` decodes), with per-channel
+//! statistics in [0, 1] as LeRobot computes them. Depth cameras are not exported; the outcome
+//! names them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,8 +28,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, ListArray, RecordBatch,
-    StringArray,
+    ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, ListArray,
+    RecordBatch, StringArray, StructArray,
 };
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -55,7 +59,9 @@ pub struct LeRobotOutcome {
     pub fps: u32,
     pub task: String,
     pub data_files: usize,
-    /// Cameras of the dataset whose frames were not exported.
+    /// Cameras whose frames were exported as `observation.images.<camera>`.
+    pub cameras: Vec<String>,
+    /// Cameras of the dataset whose frames were not exported (depth encodings).
     pub cameras_not_exported: Vec<String>,
 }
 
@@ -67,10 +73,21 @@ impl std::fmt::Display for LeRobotOutcome {
              file(s), task {:?}",
             self.out, self.episodes, self.frames, self.fps, self.data_files, self.task
         )?;
+        if !self.cameras.is_empty() {
+            writeln!(
+                f,
+                "camera frames as PNG images: {}",
+                self.cameras
+                    .iter()
+                    .map(|c| format!("observation.images.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
         if !self.cameras_not_exported.is_empty() {
             writeln!(
                 f,
-                "not exported: the frames of camera(s) {} (LeRobot keeps frames as video)",
+                "not exported: the frames of depth camera(s) {}",
                 self.cameras_not_exported.join(", ")
             )?;
         }
@@ -83,14 +100,50 @@ enum Values {
     F32(Vec<f32>),
     Bool(Vec<bool>),
     I64(Vec<i64>),
+    /// One PNG per step.
+    Png(Vec<Vec<u8>>),
 }
 
 /// One column of the data files: its name, its width (values per step) and its values. Its
 /// Arrow type, LeRobot feature and statistics all derive from these.
 struct Column {
-    name: &'static str,
+    name: String,
     width: usize,
     values: Values,
+}
+
+/// The Arrow type Hugging Face `datasets` stores an `Image` feature as.
+fn image_type() -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("bytes", DataType::Binary, true),
+            Field::new("path", DataType::Utf8, true),
+        ]
+        .into(),
+    )
+}
+
+/// `pixels` (rows top first, `channels` 1 or 3 bytes per pixel) as a PNG file.
+pub(crate) fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(if channels == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
+    writer
+        .write_image_data(pixels)
+        .context("encoding a frame as PNG")?;
+    writer.finish().context("encoding a frame as PNG")?;
+    Ok(png)
 }
 
 impl Column {
@@ -99,6 +152,7 @@ impl Column {
             Values::F32(_) => "float32",
             Values::Bool(_) => "bool",
             Values::I64(_) => "int64",
+            Values::Png(_) => "image",
         }
     }
 
@@ -107,6 +161,7 @@ impl Column {
             Values::F32(_) => DataType::Float32,
             Values::Bool(_) => DataType::Boolean,
             Values::I64(_) => DataType::Int64,
+            Values::Png(_) => return Field::new(&self.name, image_type(), false),
         };
         let data_type = if self.width == 1 {
             scalar
@@ -116,7 +171,7 @@ impl Column {
                 self.width as i32,
             )
         };
-        Field::new(self.name, data_type, false)
+        Field::new(&self.name, data_type, false)
     }
 
     fn array(&self) -> anyhow::Result<ArrayRef> {
@@ -124,6 +179,18 @@ impl Column {
             Values::F32(v) => Arc::new(Float32Array::from(v.clone())),
             Values::Bool(v) => Arc::new(BooleanArray::from(v.clone())),
             Values::I64(v) => Arc::new(Int64Array::from(v.clone())),
+            Values::Png(v) => {
+                let DataType::Struct(fields) = image_type() else {
+                    unreachable!("a struct type")
+                };
+                let bytes = BinaryArray::from_iter_values(v.iter());
+                let paths = StringArray::new_null(v.len());
+                return Ok(Arc::new(StructArray::try_new(
+                    fields,
+                    vec![Arc::new(bytes), Arc::new(paths)],
+                    None,
+                )?));
+            }
         };
         match self.field().data_type() {
             DataType::FixedSizeList(item, width) => Ok(Arc::new(FixedSizeListArray::try_new(
@@ -141,7 +208,89 @@ impl Column {
             Values::F32(v) => v.iter().map(|&x| x as f64).collect(),
             Values::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
             Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            Values::Png(_) => Vec::new(),
         }
+    }
+}
+
+/// Per-channel counts of every byte value of one camera's exported frames: LeRobot's image
+/// statistics, exact, without keeping the pixels.
+struct PixelHistogram {
+    channels: usize,
+    counts: Vec<[u64; 256]>,
+    frames: usize,
+}
+
+impl PixelHistogram {
+    fn new(channels: usize) -> Self {
+        Self {
+            channels,
+            counts: vec![[0; 256]; channels],
+            frames: 0,
+        }
+    }
+
+    fn add(&mut self, frame: &[u8]) {
+        for (i, v) in frame.iter().enumerate() {
+            self.counts[i % self.channels][*v as usize] += 1;
+        }
+        self.frames += 1;
+    }
+
+    /// min, max, mean, std and quantiles per channel, scaled to [0, 1], each as
+    /// [channels][1][1] (LeRobot's shape for image statistics), and the frame count.
+    fn stats(&self) -> serde_json::Value {
+        let mut out: BTreeMap<&str, Vec<[[f64; 1]; 1]>> = BTreeMap::new();
+        for hist in &self.counts {
+            let n: u64 = hist.iter().sum();
+            // The k-th smallest value (0-based).
+            let nth = |k: u64| -> f64 {
+                let mut seen = 0;
+                for (v, c) in hist.iter().enumerate() {
+                    seen += c;
+                    if seen > k {
+                        return v as f64;
+                    }
+                }
+                255.0
+            };
+            let quantile = |q: f64| {
+                let at = q * (n.max(1) - 1) as f64;
+                let (low, high) = (at.floor() as u64, at.ceil() as u64);
+                nth(low) + (nth(high) - nth(low)) * (at - low as f64)
+            };
+            let total = n.max(1) as f64;
+            let mean = hist
+                .iter()
+                .enumerate()
+                .map(|(v, c)| v as f64 * *c as f64)
+                .sum::<f64>()
+                / total;
+            let var = hist
+                .iter()
+                .enumerate()
+                .map(|(v, c)| (v as f64 - mean).powi(2) * *c as f64)
+                .sum::<f64>()
+                / total;
+            let min = hist.iter().position(|c| *c > 0).unwrap_or(0) as f64;
+            let max = hist.iter().rposition(|c| *c > 0).unwrap_or(0) as f64;
+            for (key, value) in [
+                ("min", min),
+                ("max", max),
+                ("mean", mean),
+                ("std", var.sqrt()),
+                ("q01", quantile(0.01)),
+                ("q10", quantile(0.10)),
+                ("q50", quantile(0.50)),
+                ("q90", quantile(0.90)),
+                ("q99", quantile(0.99)),
+            ] {
+                out.entry(key).or_default().push([[value / 255.0]]);
+            }
+        }
+        let mut json = serde_json::to_value(out).expect("numbers");
+        json["count"] = serde_json::json!([self.frames]);
+        json
     }
 }
 
@@ -157,8 +306,8 @@ fn episode_columns(
     let steps = episode.steps();
     let last = |t: usize| t + 1 == steps;
     let f32s = |v: &[f64]| Values::F32(v.iter().map(|&x| x as f32).collect());
-    let column = |name, width, values| Column {
-        name,
+    let column = |name: &str, width, values| Column {
+        name: name.to_owned(),
         width,
         values,
     };
@@ -301,15 +450,73 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
     let mut episodes_meta = Vec::new();
     // LeRobot's feature of each column, and all its values (for the statistics).
     let mut features = serde_json::Map::new();
-    let mut all: BTreeMap<&str, (Vec<f64>, usize)> = BTreeMap::new();
+    let mut all: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
+    // Cameras exported as images: (index among the recorded cameras, channels), and their
+    // pixel statistics.
+    let images: Vec<(usize, usize)> = info
+        .cameras
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c.encoding.as_str() {
+            "rgb8" => Some((i, 3)),
+            "mono8" => Some((i, 1)),
+            _ => None,
+        })
+        .collect();
+    let mut histograms: Vec<PixelHistogram> = images
+        .iter()
+        .map(|(_, c)| PixelHistogram::new(*c))
+        .collect();
     let mut index = 0i64;
-    for episode in dataset.episodes.iter().filter(|e| e.steps() > 0) {
+    for (number, episode) in dataset.episodes.iter().enumerate() {
+        if episode.steps() == 0 {
+            continue;
+        }
         let steps = episode.steps() as i64;
-        let columns = episode_columns(episode, (o, a), fps, episodes_meta.len() as i64, index);
+        let mut columns = episode_columns(episode, (o, a), fps, episodes_meta.len() as i64, index);
+        let mut bytes = steps as usize * frame_bytes;
+        if !images.is_empty() {
+            let tracks = dataset.frames(number)?;
+            for ((camera, channels), histogram) in images.iter().zip(&mut histograms) {
+                let spec = &info.cameras[*camera];
+                let track = &tracks[*camera];
+                anyhow::ensure!(
+                    !track.is_empty(),
+                    "{}: episode {number} has no frames of camera {:?}",
+                    args.data.display(),
+                    spec.name
+                );
+                // Step t shows the newest frame rendered at or before observation t.
+                let (mut k, mut pngs, mut last) = (0usize, Vec::new(), usize::MAX);
+                for t in 0..steps as usize {
+                    while k + 1 < track.len() && track.rows[k + 1] as usize <= t {
+                        k += 1;
+                    }
+                    if k != last {
+                        pngs.push(encode_png(
+                            track.frame(k),
+                            spec.width,
+                            spec.height,
+                            *channels,
+                        )?);
+                        last = k;
+                    } else {
+                        let again = pngs.last().expect("encoded above").clone();
+                        pngs.push(again);
+                    }
+                    histogram.add(track.frame(k));
+                    bytes += pngs.last().map_or(0, Vec::len);
+                }
+                columns.push(Column {
+                    name: format!("observation.images.{}", spec.name),
+                    width: 1,
+                    values: Values::Png(pngs),
+                });
+            }
+        }
         let schema = Arc::new(Schema::new(
             columns.iter().map(Column::field).collect::<Vec<_>>(),
         ));
-        let bytes = steps as usize * frame_bytes;
         if current.is_none() || file_bytes + bytes > DATA_FILE_MB * 1024 * 1024 {
             if let Some(full) = current.take() {
                 full.close()?;
@@ -325,12 +532,26 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         }
         file_bytes += bytes;
         for c in &columns {
+            if let Values::Png(_) = c.values {
+                continue;
+            }
             features.insert(
-                c.name.into(),
+                c.name.clone(),
                 serde_json::json!({ "dtype": c.dtype(), "shape": [c.width], "names": null }),
             );
-            let (values, _) = all.entry(c.name).or_insert((Vec::new(), c.width));
+            let (values, _) = all.entry(c.name.clone()).or_insert((Vec::new(), c.width));
             values.extend(c.as_f64());
+        }
+        for (camera, channels) in &images {
+            let spec = &info.cameras[*camera];
+            features.insert(
+                format!("observation.images.{}", spec.name),
+                serde_json::json!({
+                    "dtype": "image",
+                    "shape": [spec.height, spec.width, channels],
+                    "names": ["height", "width", "channels"],
+                }),
+            );
         }
         let arrays = columns
             .iter()
@@ -467,10 +688,16 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
             .with_context(|| format!("writing {}", path.display()))
     };
     write_json("meta/info.json", &info_json)?;
-    let stats_json: serde_json::Map<String, serde_json::Value> = all
+    let mut stats_json: serde_json::Map<String, serde_json::Value> = all
         .iter()
-        .map(|(name, (values, dims))| ((*name).to_owned(), stats(values, *dims)))
+        .map(|(name, (values, dims))| (name.clone(), stats(values, *dims)))
         .collect();
+    for ((camera, _), histogram) in images.iter().zip(&histograms) {
+        stats_json.insert(
+            format!("observation.images.{}", info.cameras[*camera].name),
+            histogram.stats(),
+        );
+    }
     write_json("meta/stats.json", &serde_json::Value::Object(stats_json))?;
 
     Ok(LeRobotOutcome {
@@ -480,7 +707,17 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         fps,
         task,
         data_files,
-        cameras_not_exported: info.cameras.iter().map(|c| c.name.clone()).collect(),
+        cameras: images
+            .iter()
+            .map(|(c, _)| info.cameras[*c].name.clone())
+            .collect(),
+        cameras_not_exported: info
+            .cameras
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !images.iter().any(|(c, _)| c == i))
+            .map(|(_, c)| c.name.clone())
+            .collect(),
     })
 }
 

@@ -196,20 +196,8 @@ pub fn parse_reply(reply: &str) -> Option<Preference> {
 /// A frame as a PNG data URL.
 fn png_data_url(pixels: &[u8], camera: &CameraInfo) -> anyhow::Result<String> {
     use base64::Engine;
-    let mut png = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut png, camera.width, camera.height);
-        encoder.set_color(if camera.encoding == "mono8" {
-            png::ColorType::Grayscale
-        } else {
-            png::ColorType::Rgb
-        });
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
-        writer
-            .write_image_data(pixels)
-            .context("encoding a frame as PNG")?;
-    }
+    let channels = if camera.encoding == "mono8" { 1 } else { 3 };
+    let png = super::lerobot::encode_png(pixels, camera.width, camera.height, channels)?;
     Ok(format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(png)

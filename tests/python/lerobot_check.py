@@ -4,8 +4,11 @@ LeRobot itself needs torch, which the test machine does not have, so this script
 LeRobot's loader does: it parses meta/info.json and checks the version, builds the
 Hugging Face `datasets` features from it, loads data/*/*.parquet with those features, and
 reads meta/tasks.parquet with pandas, finding tasks by the index named "task". It also reads
-meta/episodes/*/*.parquet. Then it checks the indices LeRobot relies on. Usage:
-lerobot_check.py ROOT. It prints {"ok": true, ...} or raises.
+meta/episodes/*/*.parquet. Then it checks the indices LeRobot relies on. Image features
+(`dtype: image`) are decoded by `datasets.Image` as LeRobot does; with `--images NAME=FILE`
+they must equal FILE's bytes (every row's pixels back to back), and their statistics must
+match the decoded pixels. Usage: lerobot_check.py ROOT [--images NAME=FILE ...]. It prints
+{"ok": true, ...} or raises.
 """
 import glob
 import json
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 root = sys.argv[1]
+expected_images = dict(a.split("=", 1) for a in sys.argv[3::2]) if "--images" in sys.argv else {}
 info = json.load(open(os.path.join(root, "meta/info.json")))
 assert info["codebase_version"] == "v3.0", info["codebase_version"]
 for key in ("fps", "features", "total_episodes", "total_frames", "total_tasks", "data_path"):
@@ -26,8 +30,10 @@ for key in ("fps", "features", "total_episodes", "total_frames", "total_tasks", 
 features = {}
 for name, ft in info["features"].items():
     assert "/" not in name, name
-    if ft["dtype"] in ("video", "image"):
+    if ft["dtype"] == "image":
+        features[name] = datasets.Image()
         continue
+    assert ft["dtype"] != "video", "this checker reads no videos"
     value = datasets.Value(ft["dtype"])
     features[name] = value if ft["shape"] == [1] else datasets.Sequence(value, length=ft["shape"][0])
 features = datasets.Features(features)
@@ -70,7 +76,29 @@ state = np.asarray(table["observation.state"], dtype=np.float64)
 assert np.allclose(stats["observation.state"]["mean"], state.mean(0), atol=1e-6)
 assert np.allclose(stats["observation.state"]["q90"], np.quantile(state, 0.9, axis=0), atol=1e-6)
 
+images = {}
+for name, ft in info["features"].items():
+    if ft["dtype"] != "image":
+        continue
+    decoded = np.stack([np.asarray(data[i][name]) for i in range(len(data))])
+    if decoded.ndim == 3:
+        decoded = decoded[..., None]
+    assert list(decoded.shape[1:]) == ft["shape"], (decoded.shape, ft["shape"])
+    if name in expected_images:
+        raw = np.fromfile(expected_images[name], dtype=np.uint8).reshape(decoded.shape)
+        assert (raw == decoded).all(), f"{name}: decoded pixels differ from the recorded frames"
+    s = stats[name]
+    scaled = decoded.astype(np.float64) / 255.0
+    per_channel = scaled.reshape(-1, decoded.shape[-1])
+    assert np.array(s["mean"]).shape == (decoded.shape[-1], 1, 1), np.array(s["mean"]).shape
+    assert np.allclose(np.array(s["mean"])[:, 0, 0], per_channel.mean(0), atol=1e-9)
+    assert np.allclose(np.array(s["std"])[:, 0, 0], per_channel.std(0), atol=1e-9)
+    assert np.allclose(np.array(s["q90"])[:, 0, 0], np.quantile(per_channel, 0.9, axis=0), atol=1e-9)
+    assert s["count"] == [len(data)], s["count"]
+    images[name] = list(decoded.shape)
+
 print(json.dumps({
+    "images": images,
     "ok": True,
     "task": task,
     "frames": len(data),
