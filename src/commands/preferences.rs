@@ -169,7 +169,8 @@ fn draw_pair(seed: u64, i: usize, counts: &[usize], total: usize) -> (FrameRef, 
     (at(a), at(b))
 }
 
-/// A VLM's reply as a preference: exactly one of first, second and none (or neither) named.
+/// A VLM's reply as a preference: its first word if that is an answer (first, second, none
+/// or neither), else the one answer it names (a reply naming two is not used).
 pub fn parse_reply(reply: &str) -> Option<Preference> {
     let reply = match reply.rfind("</think>") {
         Some(end) => &reply[end + "</think>".len()..],
@@ -180,6 +181,15 @@ pub fn parse_reply(reply: &str) -> Option<Preference> {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect();
+    let answer = |w: &str| match w {
+        "first" => Some(Preference::First),
+        "second" => Some(Preference::Second),
+        "none" | "neither" => Some(Preference::None),
+        _ => None,
+    };
+    if let Some(p) = words.first().and_then(|w| answer(w)) {
+        return Some(p);
+    }
     let named = |options: &[&str]| words.iter().any(|w| options.contains(&w.as_str()));
     let found = [
         (named(&["first"]), Preference::First),
@@ -582,7 +592,11 @@ mod tests {
             parse_reply("<think>the first or the second?</think>Second"),
             Some(Preference::Second)
         );
-        assert_eq!(parse_reply("first, no, second"), None);
+        assert_eq!(
+            parse_reply("First. It is closer than the second."),
+            Some(Preference::First)
+        );
+        assert_eq!(parse_reply("I think first, no, second"), None);
         assert_eq!(parse_reply("banana"), None);
         assert_eq!(parse_reply(""), None);
     }

@@ -419,10 +419,22 @@ fn score_frames(
         .rewards
         .iter()
         .any(|r| r.name == name && r.kind == RewardKind::Classifier);
+    // What dataset.json will say made the rewards: the kind, the source, its model.
     let kind = match config.rewards.iter().find(|r| r.name == name) {
-        Some(r) if sparse => format!("classifier {name} (threshold {})", r.threshold),
-        Some(r) if r.kind == RewardKind::PreferenceModel => format!("preference_model {name}"),
-        _ => format!("clip {name}"),
+        Some(r) => {
+            let model = r
+                .model_path
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string());
+            match r.kind {
+                RewardKind::Classifier => {
+                    format!("classifier {name} ({model}, threshold {})", r.threshold)
+                }
+                RewardKind::PreferenceModel => format!("preference_model {name} ({model})"),
+                _ => format!("clip {name} ({model})"),
+            }
+        }
+        None => name.to_owned(),
     };
     let (mut frame_rewards, mut frame_labels) = (Vec::new(), Vec::new());
 
