@@ -10,6 +10,7 @@ pub mod loopback;
 pub mod rerun_log;
 pub mod reward_programs;
 pub mod rollout;
+pub mod run_recorder;
 pub mod signals;
 pub mod telemetry_hub;
 

@@ -81,6 +81,16 @@ enum Command {
         /// save=<file.rrd>, spawn (start a viewer) or connect[=<host:port>].
         #[arg(long, value_name = "DESTINATION")]
         rerun: Option<rlrt::rerun_log::Destination>,
+        /// Record the run as an rlrt dataset in this folder (continued if it holds one of the
+        /// same config): every tick's observation and command, and the camera frames, in
+        /// episodes cut at faults and every --episode-seconds; rewards are left for `rlrt
+        /// relabel`.
+        #[arg(long, value_name = "FOLDER")]
+        record: Option<PathBuf>,
+        /// With --record: the longest episode, seconds (each is written when it ends, so a
+        /// crash loses at most this much).
+        #[arg(long, default_value_t = 30.0, requires = "record")]
+        episode_seconds: f64,
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -871,8 +881,26 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             plant_rate_hz,
             wait_seconds,
             rerun,
+            record,
+            episode_seconds,
             json,
         } => {
+            let record = match record {
+                Some(dir) => {
+                    anyhow::ensure!(
+                        episode_seconds.is_finite() && episode_seconds > 0.0,
+                        "--episode-seconds {episode_seconds}: expected a positive number"
+                    );
+                    let (_, config_text) = rlrt::commands::record::load_config(&config)?;
+                    Some(rlrt::run_recorder::Recording {
+                        dir,
+                        config_path: config.clone(),
+                        config_text,
+                        episode_seconds,
+                    })
+                }
+                None => None,
+            };
             let robot = match (sim, kinematic) {
                 (true, _) => run::Robot::Sim,
                 (_, true) => run::Robot::Kinematic,
@@ -888,6 +916,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 plant_rate_hz,
                 wait_s: wait_seconds,
                 rerun,
+                record,
             })?;
             if json {
                 print_json(&outcome)?;

@@ -72,6 +72,7 @@ pub struct RunTelemetry {
     thread: JoinHandle<()>,
     summaries: Option<Arc<std::sync::Mutex<Vec<crate::reward_programs::ProgramSummary>>>>,
     frame_summaries: Option<Arc<std::sync::Mutex<Vec<FrameRewardSummary>>>>,
+    recording: Option<Arc<std::sync::Mutex<crate::run_recorder::RecordingSummary>>>,
     rerun: Option<crate::rerun_log::RerunLogger>,
 }
 
@@ -79,6 +80,8 @@ pub struct RunTelemetry {
 pub struct TelemetryOutcome {
     pub programs: Vec<crate::reward_programs::ProgramSummary>,
     pub frame_rewards: Vec<FrameRewardSummary>,
+    /// What `--record` wrote.
+    pub recording: Option<crate::run_recorder::RecordingSummary>,
     pub rerun: Option<crate::rerun_log::RerunSummary>,
 }
 
@@ -100,6 +103,16 @@ pub struct TelemetrySetup<'a> {
     pub wall: crate::rerun_log::WallTime,
     /// The link's camera frames (runs over a link).
     pub cameras: Option<CameraFeed>,
+    /// Record the run's steps (and camera frames) as a dataset.
+    pub recording: Option<crate::run_recorder::Recording>,
+}
+
+impl TelemetrySetup<'_> {
+    /// Also records the run as a dataset.
+    pub fn with_recording(mut self, recording: Option<crate::run_recorder::Recording>) -> Self {
+        self.recording = recording;
+        self
+    }
 }
 
 impl<'a> TelemetrySetup<'a> {
@@ -123,6 +136,7 @@ impl<'a> TelemetrySetup<'a> {
                 frames: rt.link.cameras(),
                 clock: clock.clone(),
             }),
+            recording: None,
         }
     }
 }
@@ -143,6 +157,7 @@ impl<'a> TelemetrySetup<'a> {
             title,
             wall,
             cameras: None,
+            recording: None,
         }
     }
 }
@@ -163,6 +178,7 @@ impl RunTelemetry {
             title,
             wall,
             cameras,
+            recording,
         } = setup;
         let rerun = rerun
             .map(|d| {
@@ -183,6 +199,16 @@ impl RunTelemetry {
                 .as_ref()
                 .map(|r| (r.handle(), cameras.as_ref().map(|c| c.frames.clone()))),
         );
+        let mut recording_summary = None;
+        if let Some(rec) = &recording {
+            let recorder = crate::run_recorder::RunRecorder::new(
+                config,
+                rec,
+                cameras.as_ref().map(|c| c.frames.clone()),
+            )?;
+            recording_summary = Some(recorder.summary());
+            consumers.push(Box::new(recorder));
+        }
         let mut frame_summaries = None;
         match (frame_rewards, cameras) {
             (None, _) => {}
@@ -201,6 +227,7 @@ impl RunTelemetry {
             thread: spawn(receiver, consumers)?,
             summaries,
             frame_summaries,
+            recording: recording_summary,
             rerun,
         })
     }
@@ -222,6 +249,9 @@ impl RunTelemetry {
         TelemetryOutcome {
             programs: take(self.summaries),
             frame_rewards: take(self.frame_summaries),
+            recording: self
+                .recording
+                .and_then(|s| s.lock().ok().map(|s| s.clone())),
             rerun: self.rerun.map(crate::rerun_log::RerunLogger::finish),
         }
     }

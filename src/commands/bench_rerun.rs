@@ -114,6 +114,7 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
         plant_rate_hz: None,
         wait_s: 10.0,
         rerun: None,
+        record: None,
     };
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {

@@ -282,6 +282,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         programs: rewards,
         frame_rewards,
         rerun,
+        ..
     } = telemetry.finish();
     let successes = episodes.iter().filter(|e| e.success).count();
     Ok(DemoOutcome {

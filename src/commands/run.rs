@@ -53,6 +53,8 @@ pub struct RunArgs {
     pub wait_s: f64,
     /// Log the run to rerun.
     pub rerun: Option<Destination>,
+    /// Record the run's steps and camera frames as a dataset (`run --record`).
+    pub record: Option<crate::run_recorder::Recording>,
 }
 
 /// The outcome of a run, for printing and for the exit code.
@@ -74,6 +76,8 @@ pub struct RunOutcome {
     pub frame_rewards: Vec<FrameRewardSummary>,
     /// What went to rerun, when asked.
     pub rerun: Option<RerunSummary>,
+    /// What `--record` wrote.
+    pub recording: Option<crate::run_recorder::RecordingSummary>,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
@@ -92,6 +96,7 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
         }),
     };
     let rerun = args.rerun.as_ref();
+    let record = args.record.as_ref();
     if args.robot == Robot::Kinematic
         && config.action.mode == rlrt_runtime::config::ActionMode::JointEffort
     {
@@ -102,18 +107,18 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
         );
     }
     match (args.robot, args.lockstep) {
-        (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit, rerun),
+        (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit, rerun, record),
         (Robot::Kinematic, false) => {
             let plant_rate = args
                 .plant_rate_hz
                 .unwrap_or(config.control_rate_hz.max(1000.0));
-            run_wall_clock(&config, args.seed, plant_rate, limit, rerun)
+            run_wall_clock(&config, args.seed, plant_rate, limit, rerun, record)
         }
         (Robot::Link, true) => anyhow::bail!(
             "--lockstep needs --sim or --kinematic (a robot on the link sets its own pace; \
              `rlrt sim --lockstep` serves a lockstep simulator)"
         ),
-        (Robot::Link, false) => run_link(&config, limit, args.wait_s, rerun),
+        (Robot::Link, false) => run_link(&config, limit, args.wait_s, rerun, record),
         (Robot::Sim, lockstep) => {
             crate::loopback::sim_task(&config)?;
             let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
@@ -127,9 +132,16 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
             };
             let sim = serve_mujoco(&session, &robot_config, args.seed, mode, true)?;
             let mut outcome = if lockstep {
-                run_link_lockstep(&runtime_config, args.seed, limit, args.wait_s, rerun)?
+                run_link_lockstep(
+                    &runtime_config,
+                    args.seed,
+                    limit,
+                    args.wait_s,
+                    rerun,
+                    record,
+                )?
             } else {
-                run_link(&runtime_config, limit, args.wait_s, rerun)?
+                run_link(&runtime_config, limit, args.wait_s, rerun, record)?
             };
             outcome.out_of_limit_commands =
                 Some(sim.stats().out_of_limit_commands.load(Ordering::Relaxed));
@@ -165,6 +177,7 @@ fn run_link(
     limit: RunLimit,
     wait_s: f64,
     rerun: Option<&Destination>,
+    record: Option<&crate::run_recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let frame_rewards = FrameRewards::load(config)?;
@@ -192,7 +205,8 @@ fn run_link(
             rewards,
             frame_rewards,
             rerun,
-        ),
+        )
+        .with_recording(record.cloned()),
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -215,6 +229,7 @@ fn run_link(
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
+        recording,
         rerun,
     } = telemetry.finish();
     Ok(RunOutcome {
@@ -226,6 +241,7 @@ fn run_link(
         rewards,
         frame_rewards,
         rerun,
+        recording,
     })
 }
 
@@ -236,6 +252,7 @@ fn run_link_lockstep(
     limit: RunLimit,
     wait_s: f64,
     rerun: Option<&Destination>,
+    record: Option<&crate::run_recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let frame_rewards = FrameRewards::load(config)?;
@@ -264,7 +281,8 @@ fn run_link_lockstep(
             rewards,
             frame_rewards,
             rerun,
-        ),
+        )
+        .with_recording(record.cloned()),
     )?;
     let max_ticks = limit
         .max_ticks
@@ -288,6 +306,7 @@ fn run_link_lockstep(
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
+        recording,
         rerun,
     } = telemetry.finish();
     Ok(RunOutcome {
@@ -299,6 +318,7 @@ fn run_link_lockstep(
         rewards,
         frame_rewards,
         rerun,
+        recording,
     })
 }
 
@@ -324,6 +344,7 @@ pub(crate) fn run_wall_clock(
     plant_rate_hz: f64,
     limit: RunLimit,
     rerun: Option<&Destination>,
+    record: Option<&crate::run_recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let clock = WallClock::new();
@@ -339,7 +360,8 @@ pub(crate) fn run_wall_clock(
     let telemetry = RunTelemetry::start(
         config,
         receiver,
-        TelemetrySetup::without_link(format!("rlrt run {}", config.name), rewards, rerun, wall),
+        TelemetrySetup::without_link(format!("rlrt run {}", config.name), rewards, rerun, wall)
+            .with_recording(record.cloned()),
     )?;
     let scheduler = config.scheduler.clone();
     let stop = crate::signals::stop_flag();
@@ -361,6 +383,7 @@ pub(crate) fn run_wall_clock(
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
+        recording,
         rerun,
     } = telemetry.finish();
     let shared = plant.shared();
@@ -374,6 +397,7 @@ pub(crate) fn run_wall_clock(
         rewards,
         frame_rewards,
         rerun,
+        recording,
     })
 }
 
@@ -383,6 +407,7 @@ pub(crate) fn run_lockstep(
     seed: u64,
     limit: RunLimit,
     rerun: Option<&Destination>,
+    record: Option<&crate::run_recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let clock = ManualClock::new(0);
@@ -402,7 +427,8 @@ pub(crate) fn run_lockstep(
             rewards,
             rerun,
             WallTime::OnArrival,
-        ),
+        )
+        .with_recording(record.cloned()),
     )?;
     let limit = RunLimit {
         max_ticks: limit.max_ticks.or(Some(10 * config.control_rate_hz as u64)),
@@ -412,6 +438,7 @@ pub(crate) fn run_lockstep(
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
+        recording,
         rerun,
     } = telemetry.finish();
     Ok(RunOutcome {
@@ -423,5 +450,6 @@ pub(crate) fn run_lockstep(
         rewards,
         frame_rewards,
         rerun,
+        recording,
     })
 }

@@ -139,6 +139,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         ComputeDevice::Cpu => None,
     };
     let dataset = Dataset::open(&args.data)?;
+    // A recorded run carries no rewards (`rlrt run --record`); behaviour cloning needs none.
+    anyhow::ensure!(
+        args.algorithm == Algorithm::Bc || dataset.info.reward != crate::run_recorder::NO_REWARD,
+        "{}: its rewards are `none` (recorded by rlrt run --record); score it first with \
+         rlrt relabel (a reward program, or a CLIP, classifier or preference_model source), \
+         or train bc",
+        args.data.display()
+    );
     let source = PathBuf::from(&dataset.info.config_source);
     let config = config_from_text(&dataset.config_text, &source)
         .with_context(|| format!("the config saved in {}", args.data.display()))?;
