@@ -941,12 +941,22 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 if let Some(rerun) = &outcome.rerun {
                     print!("{rerun}");
                 }
+                if let Some(recording) = &outcome.recording {
+                    print!("{recording}");
+                }
             }
-            Ok(if outcome.out_of_limit_commands.unwrap_or(0) == 0 {
-                0
-            } else {
-                rlrt::EXIT_RUN_FAILED
-            })
+            // A recording asked for and not written is a failed run, whatever the robot did.
+            let recording_failed = outcome
+                .recording
+                .as_ref()
+                .is_some_and(|r| r.error.is_some());
+            Ok(
+                if outcome.out_of_limit_commands.unwrap_or(0) == 0 && !recording_failed {
+                    0
+                } else {
+                    rlrt::EXIT_RUN_FAILED
+                },
+            )
         }
         Command::Sim {
             config,

@@ -70,6 +70,28 @@ pub struct RecordingSummary {
     pub error: Option<String>,
 }
 
+impl std::fmt::Display for RecordingSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "recorded to {}: {} episodes ({} steps, {} camera frames, {} frames skipped, {} \
+             episodes cut at faults); the dataset holds {} episodes; rewards: none (score them \
+             with rlrt relabel)",
+            self.dir,
+            self.episodes_written,
+            self.steps,
+            self.frames,
+            self.frames_skipped,
+            self.cut_at_faults,
+            self.episodes_in_dataset
+        )?;
+        if let Some(e) = &self.error {
+            writeln!(f, "recording FAILED and stopped: {e}")?;
+        }
+        Ok(())
+    }
+}
+
 pub struct RunRecorder {
     writer: DatasetWriter,
     features: FeatureBuilder,

@@ -218,4 +218,35 @@ fn a_kinematic_run_records_without_frames_and_training_asks_for_rewards_first() 
         !out.status.success() && stderr.contains("rlrt relabel"),
         "{stderr}"
     );
+
+    // A folder that cannot be a dataset stops the run before it starts, naming it; a
+    // dataset of another config is not mixed into.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let edited = tmp.path().join("edited.toml");
+    std::fs::write(
+        &edited,
+        common::shipped_text("reach-arm-joint-space.toml") + "\n# edited\n",
+    )
+    .unwrap();
+    for (config, into) in [
+        (
+            common::repo("hw-configs/reach-arm-joint-space.toml"),
+            file.clone(),
+        ),
+        (edited, dir.clone()),
+    ] {
+        let out = rlrt()
+            .args(["-q", "run"])
+            .arg(&config)
+            .args(["--kinematic", "--lockstep", "--seconds", "1", "--record"])
+            .arg(&into)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&*into.display().to_string()), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert_eq!(Dataset::open(&dir).unwrap().episodes.len(), 1);
 }
