@@ -298,6 +298,23 @@ pub fn batch<B: Backend>(
     )
 }
 
+/// `head` of the network's output for every frame (batches of 64).
+pub(crate) fn outputs<B: Backend>(
+    model: &SuccessCnn<B>,
+    frames: &Frames,
+    (patch, stride): (usize, usize),
+    device: &B::Device,
+    head: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Vec<f32> {
+    let all: Vec<usize> = (0..frames.len()).collect();
+    let mut out = Vec::with_capacity(frames.len());
+    for chunk in all.chunks(64) {
+        let x = batch::<B>(frames, chunk, patch, stride, device);
+        out.extend(values(head(model.forward(x))));
+    }
+    out
+}
+
 /// Success probabilities of every frame (batches of 64).
 pub fn probabilities<B: Backend>(
     model: &SuccessCnn<B>,
@@ -306,19 +323,7 @@ pub fn probabilities<B: Backend>(
     stride: usize,
     device: &B::Device,
 ) -> Vec<f32> {
-    let all: Vec<usize> = (0..frames.len()).collect();
-    let mut out = Vec::with_capacity(frames.len());
-    for chunk in all.chunks(64) {
-        let x = batch::<B>(frames, chunk, patch, stride, device);
-        let p = sigmoid(model.forward(x));
-        out.extend(
-            p.into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 after convert"),
-        );
-    }
-    out
+    outputs(model, frames, (patch, stride), device, sigmoid)
 }
 
 /// Accuracy of probabilities against labels at threshold 0.5.

@@ -22,7 +22,7 @@ use burn::tensor::{Tensor, TensorData};
 use rlrt_runtime::rng::{splitmix64, uniform01};
 
 use crate::classifier::{
-    batch, export_network, values, ClassifierConfig, ClassifierError, Frames, Geometry, Head,
+    batch, export_network, outputs, ClassifierConfig, ClassifierError, Frames, Geometry, Head,
     SuccessCnn, TrainBackend,
 };
 
@@ -117,13 +117,7 @@ pub fn raw_rewards<B: Backend>(
     stride: usize,
     device: &B::Device,
 ) -> Vec<f32> {
-    let all: Vec<usize> = (0..frames.len()).collect();
-    let mut out = Vec::with_capacity(frames.len());
-    for chunk in all.chunks(64) {
-        let x = batch::<B>(frames, chunk, patch, stride, device);
-        out.extend(values(model.forward(x)));
-    }
-    out
+    outputs(model, frames, (patch, stride), device, |x| x)
 }
 
 impl TrainedReward {

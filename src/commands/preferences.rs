@@ -23,7 +23,7 @@ use rlrt_rewards::program::generate::{chat, ChatEndpoint};
 use rlrt_runtime::recording::{CameraInfo, Dataset, FrameTrack};
 use rlrt_runtime::rng::{splitmix64, uniform01};
 
-use super::train_classifier::{is_validation, spec};
+use super::train_classifier::{is_validation, onnx_agrees, spec, write_file};
 use crate::frame_rewards::classifier::OnnxClassifier;
 
 /// A frame of a dataset: episode, then its index among that camera's frames.
@@ -541,28 +541,12 @@ pub fn train_preferences(
         args.labels.display()
     );
     let trained = preference::train(&frames, &train, &validation, &args.config, progress)?;
-    let bytes = preference::export_onnx(&trained);
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    write_file(&args.out, &preference::export_onnx(&trained))?;
     // The file through ONNX Runtime, as a run will use it, against burn.
     let spec = spec(camera)?;
     let mut onnx = OnnxClassifier::load_reward(&args.out, &spec, None)
         .with_context(|| format!("checking the exported {}", args.out.display()))?;
-    let burn = trained.rewards(&frames);
-    let mut worst = 0.0f64;
-    for (i, r) in burn.iter().enumerate() {
-        let q = onnx
-            .score(frames.frame(i))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-        worst = worst.max((q - f64::from(*r)).abs());
-    }
-    anyhow::ensure!(
-        worst <= 1e-4,
-        "{}: ONNX Runtime differs from burn by {worst:.2e} (more than 1e-4); the export is wrong",
-        args.out.display()
-    );
+    let worst = onnx_agrees(&args.out, &mut onnx, &frames, &trained.rewards(&frames))?;
     Ok(TrainOutcome {
         out: args.out.clone(),
         camera: camera.name.clone(),

@@ -204,19 +204,7 @@ pub fn run(
         trained.stride,
         &Default::default(),
     );
-    let mut worst = 0.0f64;
-    for (i, p) in burn.iter().enumerate() {
-        let q = onnx
-            .probability(validation.frame(i))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-        worst = worst.max((q - f64::from(*p)).abs());
-    }
-    if worst > 1e-4 {
-        anyhow::bail!(
-            "{}: ONNX Runtime differs from burn by {worst:.2e} (more than 1e-4); the export is wrong",
-            args.out.display()
-        );
-    }
+    let worst = onnx_agrees(&args.out, &mut onnx, &validation, &burn)?;
     Ok(TrainClassifierOutcome {
         out: args.out.clone(),
         camera: camera.name.clone(),
@@ -232,7 +220,30 @@ pub fn run(
     })
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// The largest difference between the exported model in `path`, run by ONNX Runtime, and
+/// burn's outputs `burn` for `frames`; more than 1e-4 is an error (the export is wrong).
+pub(crate) fn onnx_agrees(
+    path: &Path,
+    onnx: &mut OnnxClassifier,
+    frames: &Frames,
+    burn: &[f32],
+) -> anyhow::Result<f64> {
+    let mut worst = 0.0f64;
+    for (i, b) in burn.iter().enumerate() {
+        let q = onnx
+            .score(frames.frame(i))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        worst = worst.max((q - f64::from(*b)).abs());
+    }
+    anyhow::ensure!(
+        worst <= 1e-4,
+        "{}: ONNX Runtime differs from burn by {worst:.2e} (more than 1e-4); the export is wrong",
+        path.display()
+    );
+    Ok(worst)
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
