@@ -262,20 +262,30 @@ enum Command {
     },
     /// Write a dataset again with its rewards from another source, for `rlrt train`: a reward
     /// program (say one a language model wrote), scored on the observation each step led to
-    /// with its action as previous_action; or a CLIP or classifier source of the config,
-    /// scoring the recorded camera frames (each step gets the newest frame's reward).
+    /// with its action as previous_action; or a CLIP, classifier or reward-model source of
+    /// the config, or an ONNX reward model file, scoring the recorded camera frames (each
+    /// step gets the newest frame's reward).
     /// Observations, actions, flags and frames are copied; nothing is written unless every
     /// step is scored.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["program", "reward"])))]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["program", "reward", "model"])))]
     Relabel {
         /// The dataset folder (`rlrt record`, `rlrt import`).
         data: PathBuf,
         /// A reward program file (checked against the dataset's config before it runs).
         #[arg(long)]
         program: Option<PathBuf>,
-        /// A `[[rewards]]` source of the config by name: program, clip or classifier.
+        /// A `[[rewards]]` source of the config by name: program, clip, classifier or
+        /// preference_model.
         #[arg(long)]
         reward: Option<String>,
+        /// An ONNX reward model (such as `rlrt reward train-preferences` writes) scoring the
+        /// recorded frames of --camera, as a `preference_model` source would: no config
+        /// edit needed.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The camera --model scores (default: the dataset's only camera).
+        #[arg(long, requires = "model")]
+        camera: Option<String>,
         /// The new dataset's folder (must not exist or be empty).
         #[arg(long)]
         out: PathBuf,
@@ -505,6 +515,14 @@ enum Reward {
         /// Add to an existing labels file, continuing its sequence of pairs.
         #[arg(long)]
         append: bool,
+        /// Ask about the pairs this reward model (`reward train-preferences`, fitted to the
+        /// labels so far) is least sure of: of --candidates uniform pairs, the one whose
+        /// frames it scores closest.
+        #[arg(long)]
+        reward_model: Option<PathBuf>,
+        /// With --reward-model: uniform pairs drawn to choose each pair from.
+        #[arg(long, default_value_t = 10, requires = "reward_model")]
+        candidates: usize,
         #[arg(long)]
         json: bool,
     },
@@ -1097,10 +1115,12 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 timeout_s,
                 out,
                 append,
+                reward_model,
+                candidates,
                 json,
             } => {
                 use anyhow::Context;
-                use rlrt::commands::preferences::{label_pairs, LabelArgs, Teacher};
+                use rlrt::commands::preferences::{label_pairs, LabelArgs, Selection, Teacher};
                 let teacher = match teacher.as_str() {
                     "scores" => Teacher::Scores { tie },
                     "vlm" => {
@@ -1134,6 +1154,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     teacher,
                     out,
                     append,
+                    select: reward_model.map(|model| Selection { model, candidates }),
                 })?;
                 print_outcome(&outcome, json)?;
                 Ok(0)
@@ -1393,15 +1414,18 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             data,
             program,
             reward,
+            model,
+            camera,
             out,
             config,
             json,
         } => {
             use rlrt::commands::relabel::{relabel, RelabelArgs, RewardChoice};
-            let reward = match (program, reward) {
-                (Some(path), _) => RewardChoice::Program(path),
-                (None, Some(name)) => RewardChoice::Source(name),
-                (None, None) => anyhow::bail!("name --program or --reward"),
+            let reward = match (program, reward, model) {
+                (Some(path), _, _) => RewardChoice::Program(path),
+                (None, Some(name), _) => RewardChoice::Source(name),
+                (None, None, Some(path)) => RewardChoice::Model { path, camera },
+                (None, None, None) => anyhow::bail!("name --program, --reward or --model"),
             };
             let outcome = relabel(&RelabelArgs {
                 data,

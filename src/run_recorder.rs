@@ -9,8 +9,9 @@
 //! sampled at or before the frame's capture (both stamped on the robot's clock), so a frame
 //! that arrives late still sits beside the state it shows; frames captured before the
 //! episode's first row are dropped. Frames carry no success labels (a robot has no ground
-//! truth). The link keeps only each camera's newest frame, so frames that arrive faster than
-//! the telemetry thread looks are skipped, and counted.
+//! truth). The link keeps every accepted frame for the recorder until it takes them (bounded
+//! in bytes; what does not fit is dropped and counted), so a run stepped faster than real
+//! time keeps its frames too.
 //!
 //! Episodes are cut:
 //! - every `episode_seconds` of loop time, so that a crash or power cut loses at most that
@@ -25,7 +26,6 @@
 //! `rlrt relabel` (a reward program, CLIP, a classifier or a reward model) before training.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use rlrt_runtime::link::{CameraFrames, Frame};
@@ -35,8 +35,10 @@ use rlrt_runtime::{FeatureBuilder, RobotConfig};
 
 use crate::telemetry_hub::TickConsumer;
 
-/// Frames held per camera while the rows they belong to have not arrived.
-const HELD_FRAMES: usize = 64;
+/// Pixels of frames waiting for the rows they belong to (all cameras), and of frames each
+/// camera keeps between the recorder's looks: beyond these the oldest are dropped, counted.
+const HELD_BYTES: usize = 256 << 20;
+const QUEUED_BYTES: usize = 64 << 20;
 
 /// What `dataset.json`'s `reward` says of a run's recording.
 pub const NO_REWARD: &str = "none";
@@ -102,13 +104,14 @@ pub struct RunRecorder {
     /// The command of the previous tick, waiting for the observation it led to.
     pending: Vec<f64>,
     cameras: Option<Arc<CameraFrames>>,
-    last_count: Vec<u64>,
-    scratch: Frame,
+    /// Frames just taken from the link, before they join `held`.
+    incoming: Vec<Frame>,
     /// The robot's sample stamp of each row of the episode in progress.
     stamps: Vec<u64>,
     /// Per camera, frames captured after the newest row seen so far: placed once a row
     /// sampled at or after their capture arrives.
-    held: Vec<std::collections::VecDeque<(u64, Vec<u8>)>>,
+    held: Vec<std::collections::VecDeque<Frame>>,
+    held_bytes: usize,
     summary: RecordingSummary,
     shared: Arc<Mutex<RecordingSummary>>,
     failed: bool,
@@ -143,6 +146,11 @@ impl RunRecorder {
         );
         let writer = DatasetWriter::create(&rec.dir, info, &rec.config_text)?;
         let n = cameras.as_ref().map_or(0, |c| c.slots().len());
+        if let Some(cameras) = &cameras {
+            for i in 0..n {
+                cameras.keep_every_frame(i, QUEUED_BYTES);
+            }
+        }
         let summary = RecordingSummary {
             dir: rec.dir.display().to_string(),
             episodes_in_dataset: writer.episodes(),
@@ -156,11 +164,11 @@ impl RunRecorder {
             row: vec![0.0; config.observation.feature_len],
             episode: None,
             pending: Vec::new(),
-            last_count: vec![0; n],
             cameras,
-            scratch: Frame::default(),
+            incoming: Vec::new(),
             stamps: Vec::new(),
             held: vec![std::collections::VecDeque::new(); n],
+            held_bytes: 0,
             shared: Arc::new(Mutex::new(summary.clone())),
             summary,
             failed: false,
@@ -200,39 +208,42 @@ impl RunRecorder {
         }
     }
 
-    /// Takes each camera's new frame, and keeps every frame whose row is known with the
+    /// Takes each camera's new frames, and keeps every frame whose row is known with the
     /// newest row sampled at or before its capture.
     fn take_frames(&mut self) {
         let (Some(cameras), Some(episode)) = (self.cameras.clone(), self.episode.as_mut()) else {
             return;
         };
         let newest = self.stamps.last().copied().unwrap_or(0);
-        for (i, slot) in cameras.slots().iter().enumerate() {
-            if slot.received.load(Ordering::Relaxed) > self.last_count[i]
-                && cameras.latest(i, &mut self.scratch)
-                && self.scratch.count > self.last_count[i]
-            {
-                self.summary.frames_skipped += self.scratch.count - self.last_count[i] - 1;
-                self.last_count[i] = self.scratch.count;
-                if self.held[i].len() == HELD_FRAMES {
-                    self.held[i].pop_front();
-                    self.summary.frames_skipped += 1;
-                }
-                self.held[i].push_back((self.scratch.stamp_ns, self.scratch.data.clone()));
+        for i in 0..cameras.slots().len() {
+            self.summary.frames_skipped += cameras.take_every_frame(i, &mut self.incoming);
+            for frame in self.incoming.drain(..) {
+                self.held_bytes += frame.data.len();
+                self.held[i].push_back(frame);
+            }
+            // Bounded: a run whose rows stop coming (telemetry far behind) drops its oldest
+            // frames rather than grow without limit.
+            while self.held_bytes > HELD_BYTES {
+                let Some(old) = self.held.iter_mut().filter_map(|h| h.pop_front()).next() else {
+                    break;
+                };
+                self.held_bytes -= old.data.len();
+                self.summary.frames_skipped += 1;
             }
             // A frame is placed once a row sampled at or after its capture is known.
-            while let Some((stamp, _)) = self.held[i].front() {
-                if *stamp > newest {
+            while let Some(frame) = self.held[i].front() {
+                if frame.stamp_ns > newest {
                     break;
                 }
-                let at = self.stamps.partition_point(|s| *s <= *stamp);
-                let (_, pixels) = self.held[i].pop_front().expect("front exists");
+                let at = self.stamps.partition_point(|s| *s <= frame.stamp_ns);
+                let frame = self.held[i].pop_front().expect("front exists");
+                self.held_bytes -= frame.data.len();
                 let track = &mut episode.frames[i];
                 match at.checked_sub(1) {
                     // Rows only grow along a track.
                     Some(row) => {
                         let row = (row as u32).max(track.rows.last().copied().unwrap_or(0));
-                        track.push(row, false, 0.0, &pixels);
+                        track.push(row, false, 0.0, &frame.data);
                     }
                     // Captured before this episode's first row.
                     None => self.summary.frames_skipped += 1,
@@ -244,7 +255,7 @@ impl RunRecorder {
     /// A new episode starting from `row` (sampled at `stamp`).
     fn start_episode(&mut self, stamp: u64) {
         let mut episode = Episode::start(self.summary.episodes_written as u64, &self.row);
-        episode.frames = vec![FrameTrack::default(); self.last_count.len()];
+        episode.frames = vec![FrameTrack::default(); self.held.len()];
         self.episode = Some(episode);
         self.stamps.clear();
         self.stamps.push(stamp);

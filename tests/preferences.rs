@@ -223,6 +223,112 @@ fn score_labels_fit_a_reward_model_that_relabels_a_dataset_as_a_config_source() 
     // The learned reward falls as the end effector moves away from the target.
     let rho = spearman(&rewards, &distances);
     assert!(rho < -0.6, "rank correlation of reward and distance {rho}");
+
+    // The model file itself, with no config edit: the same rewards, step for step.
+    let direct = tmp.path().join("relabelled-direct");
+    let outcome = ok(rlrt()
+        .arg("relabel")
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&direct)
+        .arg("--json")
+        .output()
+        .unwrap());
+    assert!(
+        outcome["reward"]
+            .as_str()
+            .unwrap()
+            .starts_with("preference_model"),
+        "{outcome}"
+    );
+    let direct = Dataset::open(&direct).unwrap();
+    for (a, b) in direct.episodes.iter().zip(&after.episodes) {
+        assert_eq!(a.rewards, b.rewards);
+    }
+    // A camera the config does not have, and a missing model, are refused by name.
+    let refused = failure(
+        rlrt()
+            .arg("relabel")
+            .arg(&data)
+            .arg("--model")
+            .arg(&model)
+            .args(["--camera", "wrist", "--out"])
+            .arg(tmp.path().join("refused"))
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        refused.contains("--camera \"wrist\"") && refused.contains("target"),
+        "{refused}"
+    );
+    let refused = failure(
+        rlrt()
+            .arg("relabel")
+            .arg(&data)
+            .arg("--model")
+            .arg(tmp.path().join("nowhere.onnx"))
+            .arg("--out")
+            .arg(tmp.path().join("refused"))
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        refused.contains("nowhere.onnx") && refused.contains("no such file"),
+        "{refused}"
+    );
+    assert!(!tmp.path().join("refused").exists());
+
+    // Uncertainty sampling: appended pairs chosen with the model are, pair for pair, ones it
+    // scores at least as close as the uniform pair of the same index (its first candidate),
+    // and mostly other pairs than those.
+    let select = |out: &Path, model: Option<&Path>| {
+        std::fs::copy(&file, out).unwrap();
+        let mut cmd = rlrt();
+        cmd.args(["reward", "label-pairs"])
+            .arg(&data)
+            .args(["--teacher", "scores", "--tie", "0.002", "--pairs", "100"])
+            .arg("--out")
+            .arg(out)
+            .args(["--append", "--json"]);
+        if let Some(model) = model {
+            cmd.arg("--reward-model")
+                .arg(model)
+                .args(["--candidates", "8"]);
+        }
+        ok(cmd.output().unwrap())
+    };
+    let uniform_file = tmp.path().join("uniform.jsonl");
+    let selected_file = tmp.path().join("selected.jsonl");
+    select(&uniform_file, None);
+    let chosen = select(&selected_file, Some(&model));
+    assert_eq!(chosen["written"], 100, "{chosen}");
+    let summary = &chosen["selection"];
+    assert!(
+        summary["mean_gap_asked"].as_f64().unwrap()
+            < summary["mean_gap_candidates"].as_f64().unwrap(),
+        "{chosen}"
+    );
+    let score = |onnx: &mut OnnxClassifier, l: &Value, side: &str| {
+        let (t, i) = frame_of(&tracks, &l[side]);
+        onnx.score(t.frame(i)).unwrap()
+    };
+    let (uniform, selected) = (labels(&uniform_file), labels(&selected_file));
+    let mut other = 0;
+    for (u, c) in uniform[1000..].iter().zip(&selected[1000..]) {
+        let gap_u = (score(&mut onnx, u, "first") - score(&mut onnx, u, "second")).abs();
+        let gap_c = (score(&mut onnx, c, "first") - score(&mut onnx, c, "second")).abs();
+        assert!(
+            gap_c <= gap_u + 1e-9,
+            "{c} (gap {gap_c}) against {u} (gap {gap_u})"
+        );
+        other += usize::from(pair(u) != pair(c));
+    }
+    assert!(
+        other > 50,
+        "{other} of 100 selected pairs differ from the uniform ones"
+    );
 }
 
 /// A local OpenAI-compatible endpoint: answers each request with the next reply, keeps the
@@ -425,4 +531,26 @@ fn labels_that_do_not_fit_the_dataset_are_refused() {
         assert!(e.contains(expect), "{expect}: {e}");
         assert!(!tmp.path().join("m.onnx").exists());
     }
+
+    // A selection model that is not an ONNX model of this camera is refused before any pair
+    // is asked about, and the labels file is not touched.
+    let labels = tmp.path().join("selected.jsonl");
+    let junk = tmp.path().join("junk.onnx");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let e = failure(
+        rlrt()
+            .args(["reward", "label-pairs"])
+            .arg(&data)
+            .args(["--teacher", "scores", "--pairs", "5", "--reward-model"])
+            .arg(&junk)
+            .arg("--out")
+            .arg(&labels)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("--reward-model") && e.contains("junk.onnx"),
+        "{e}"
+    );
+    assert!(!labels.exists());
 }

@@ -178,6 +178,13 @@ fn a_sim_run_is_recorded_as_the_policy_saw_and_did_it() {
         &dir,
     );
     assert_eq!(again["recording"]["episodes_written"], 1, "{again}");
+    // Lockstep runs far faster than real time, and the camera still sends 30 frames per
+    // simulated second: every one is recorded (the link hands the recorder each frame, not
+    // just the newest), bar one or two captured before the episode's first row.
+    let frames = again["recording"]["frames"].as_u64().unwrap();
+    let skipped = again["recording"]["frames_skipped"].as_u64().unwrap();
+    assert!((27..=31).contains(&frames), "{again}");
+    assert!(skipped <= 2, "{again}");
     let before = data.episodes.len() as u64;
     assert_eq!(
         again["recording"]["episodes_in_dataset"],

@@ -390,6 +390,18 @@ pub struct CameraSlot {
     /// Could not be decoded, or size or encoding differ from the hw-config.
     pub rejected: AtomicU64,
     frame: Mutex<Frame>,
+    /// Every accepted frame, for a consumer that needs all of them (a recording), once
+    /// [`CameraFrames::keep_every_frame`] turned it on.
+    queue: Mutex<Option<FrameQueue>>,
+}
+
+/// Accepted frames not yet taken, oldest first, bounded in bytes: when full, the oldest
+/// goes and is counted.
+struct FrameQueue {
+    frames: std::collections::VecDeque<Frame>,
+    bytes: usize,
+    limit_bytes: usize,
+    dropped: u64,
 }
 
 /// The newest frame of each camera of a hw-config. Receiving copies the pixels once, into a
@@ -409,6 +421,7 @@ impl CameraFrames {
                     received_shared: AtomicU64::new(0),
                     rejected: AtomicU64::new(0),
                     frame: Mutex::new(Frame::default()),
+                    queue: Mutex::new(None),
                 })
                 .collect(),
         }
@@ -453,6 +466,11 @@ impl CameraFrames {
                 frame.count += 1;
                 frame.data.clear();
                 frame.data.extend_from_slice(image.data);
+                if let Ok(mut queue) = slot.queue.lock() {
+                    if let Some(queue) = queue.as_mut() {
+                        queue.push(&frame);
+                    }
+                }
                 true
             }
             _ => false,
@@ -463,6 +481,35 @@ impl CameraFrames {
             slot.rejected.fetch_add(1, Ordering::Relaxed);
         }
         fits
+    }
+
+    /// From now on, also keeps every frame camera `index` accepts until
+    /// [`Self::take_every_frame`] takes it, up to `limit_bytes` of pixels (beyond that the
+    /// oldest are dropped and counted). For a consumer that must not miss frames between its
+    /// looks, such as a recording of a run stepped faster than real time.
+    pub fn keep_every_frame(&self, index: usize, limit_bytes: usize) {
+        if let Ok(mut queue) = self.slots[index].queue.lock() {
+            queue.get_or_insert(FrameQueue {
+                frames: std::collections::VecDeque::new(),
+                bytes: 0,
+                limit_bytes,
+                dropped: 0,
+            });
+        }
+    }
+
+    /// Moves the frames camera `index` kept since the last call to the end of `out`, oldest
+    /// first, and returns how many were dropped for want of room in that time.
+    pub fn take_every_frame(&self, index: usize, out: &mut Vec<Frame>) -> u64 {
+        let Ok(mut queue) = self.slots[index].queue.lock() else {
+            return 0;
+        };
+        let Some(queue) = queue.as_mut() else {
+            return 0;
+        };
+        out.extend(queue.frames.drain(..));
+        queue.bytes = 0;
+        std::mem::take(&mut queue.dropped)
     }
 
     /// Copies camera `index`'s newest frame into `out` (reusing its buffer); false when
@@ -480,6 +527,18 @@ impl CameraFrames {
         out.data.clear();
         out.data.extend_from_slice(&frame.data);
         true
+    }
+}
+
+impl FrameQueue {
+    fn push(&mut self, frame: &Frame) {
+        while !self.frames.is_empty() && self.bytes + frame.data.len() > self.limit_bytes {
+            let old = self.frames.pop_front().expect("not empty");
+            self.bytes -= old.data.len();
+            self.dropped += 1;
+        }
+        self.bytes += frame.data.len();
+        self.frames.push_back(frame.clone());
     }
 }
 

@@ -70,6 +70,29 @@ pub struct LabelArgs {
     pub out: PathBuf,
     /// Add to an existing labels file (continuing its pair sequence) instead of refusing it.
     pub append: bool,
+    /// Ask about the pairs a reward model is least sure of instead of uniform ones.
+    pub select: Option<Selection>,
+}
+
+/// Uncertainty sampling: each pair is the one, of `candidates` uniform pairs, whose two
+/// frames the reward model scores closest, so that its Bradley-Terry probability is nearest
+/// one half. The teacher's answers then go where the model cannot yet tell the frames apart
+/// rather than to pairs it already orders (most uniform pairs, once a model has some labels).
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// An ONNX reward model of this camera (`reward train-preferences`).
+    pub model: PathBuf,
+    pub candidates: usize,
+}
+
+/// How selection went.
+#[derive(Debug, serde::Serialize)]
+pub struct SelectionSummary {
+    pub model: PathBuf,
+    pub candidates: usize,
+    /// Mean |r(first) - r(second)| of the pairs asked, and of all candidate pairs.
+    pub mean_gap_asked: f64,
+    pub mean_gap_candidates: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -86,6 +109,8 @@ pub struct LabelOutcome {
     pub unparsed: usize,
     /// A few of them, for the prompt's author.
     pub unparsed_examples: Vec<String>,
+    /// With `--reward-model`: how the pairs were chosen.
+    pub selection: Option<SelectionSummary>,
     pub seconds: f64,
 }
 
@@ -104,6 +129,17 @@ impl std::fmt::Display for LabelOutcome {
         )?;
         if self.existing > 0 {
             writeln!(f, "  after the {} labels it already held", self.existing)?;
+        }
+        if let Some(sel) = &self.selection {
+            writeln!(
+                f,
+                "  each pair the one of {} candidates {} scores closest: mean reward gap {:.3} \
+                 (all candidates {:.3})",
+                sel.candidates,
+                sel.model.display(),
+                sel.mean_gap_asked,
+                sel.mean_gap_candidates
+            )?;
         }
         if self.unparsed > 0 {
             writeln!(
@@ -281,13 +317,40 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         _ => 0,
     };
 
-    // Frame counts and scores per episode (pixels are read again only for a VLM).
+    // With a selection model: checked on a black frame before anything else is read.
+    let mut model = match &args.select {
+        Some(sel) => {
+            anyhow::ensure!(
+                sel.candidates >= 1,
+                "--candidates 0: at least one pair to choose from"
+            );
+            Some(
+                OnnxClassifier::load_reward(&sel.model, &spec(camera)?, None)
+                    .with_context(|| format!("--reward-model {}", sel.model.display()))?,
+            )
+        }
+        None => None,
+    };
+    // Frame counts and scores per episode, and the selection model's reward of every frame
+    // (pixels are read again only for a VLM).
     let mut counts = Vec::with_capacity(dataset.episodes.len());
     let mut scores: Vec<Vec<f64>> = Vec::with_capacity(dataset.episodes.len());
+    let mut rewards: Vec<Vec<f64>> = Vec::new();
     for e in 0..dataset.episodes.len() {
         let tracks = dataset.frames(e)?;
-        counts.push(tracks[track].len());
-        scores.push(tracks[track].scores.clone());
+        let t = &tracks[track];
+        counts.push(t.len());
+        scores.push(t.scores.clone());
+        if let Some(model) = model.as_mut() {
+            let episode = (0..t.len())
+                .map(|i| {
+                    model.score(t.frame(i)).map_err(|why| {
+                        anyhow::anyhow!("--reward-model: episode {e}, frame {i}: {why}")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<f64>>>()?;
+            rewards.push(episode);
+        }
     }
     let total: usize = counts.iter().sum();
     anyhow::ensure!(
@@ -323,8 +386,10 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         none: 0,
         unparsed: 0,
         unparsed_examples: Vec::new(),
+        selection: None,
         seconds: 0.0,
     };
+    let (mut gap_asked, mut gap_candidates, mut drawn) = (0.0, 0.0, 0usize);
     // The newest episode read for a VLM, kept for the next pair.
     let mut cached: Option<(usize, FrameTrack)> = None;
     let mut frame_url = |r: FrameRef| -> anyhow::Result<String> {
@@ -335,7 +400,29 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         png_data_url(t.frame(r.frame), camera)
     };
     for i in existing..existing + args.pairs {
-        let (a, b) = draw_pair(args.seed, i, &counts, total);
+        let (a, b) = match &args.select {
+            None => draw_pair(args.seed, i, &counts, total),
+            Some(sel) => {
+                let gap = |(a, b): &(FrameRef, FrameRef)| {
+                    (rewards[a.episode][a.frame] - rewards[b.episode][b.frame]).abs()
+                };
+                // Candidate 0 is the uniform pair i; the others come from seeds of their own.
+                let mut best: Option<((FrameRef, FrameRef), f64)> = None;
+                for k in 0..sel.candidates {
+                    let seed = args.seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9));
+                    let pair = draw_pair(seed, i, &counts, total);
+                    let g = gap(&pair);
+                    gap_candidates += g;
+                    drawn += 1;
+                    if best.is_none_or(|(_, b)| g < b) {
+                        best = Some((pair, g));
+                    }
+                }
+                let (pair, g) = best.expect("at least one candidate");
+                gap_asked += g;
+                pair
+            }
+        };
         let (preference, teacher, reply) = match &args.teacher {
             Teacher::Scores { tie } => {
                 let (sa, sb) = (scores[a.episode][a.frame], scores[b.episode][b.frame]);
@@ -398,6 +485,14 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
     }
     file.sync_all()
         .with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(sel) = &args.select {
+        outcome.selection = Some(SelectionSummary {
+            model: sel.model.clone(),
+            candidates: sel.candidates,
+            mean_gap_asked: gap_asked / args.pairs as f64,
+            mean_gap_candidates: gap_candidates / drawn.max(1) as f64,
+        });
+    }
     outcome.seconds = start.elapsed().as_secs_f64();
     Ok(outcome)
 }

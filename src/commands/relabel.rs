@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rlrt_rewards::program::ProgramState;
-use rlrt_runtime::config::RewardKind;
+use rlrt_runtime::config::{RewardKind, RewardSourceConfig};
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
 use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
@@ -32,10 +32,20 @@ use crate::frame_rewards::FrameRewards;
 pub enum RewardChoice {
     /// A reward program file.
     Program(PathBuf),
-    /// A `[[rewards]]` source of the config, by name: a program, a CLIP reward or a
-    /// success classifier (the last two score the dataset's camera frames).
+    /// A `[[rewards]]` source of the config, by name: a program, a CLIP reward, a success
+    /// classifier or a reward model (the last three score the dataset's camera frames).
     Source(String),
+    /// An ONNX reward model file scoring one recorded camera's frames, as a
+    /// `kind = "preference_model"` source naming it would (camera: the dataset's only one
+    /// when `None`).
+    Model {
+        path: PathBuf,
+        camera: Option<String>,
+    },
 }
+
+/// The name `--model`'s source gets in the config it is added to.
+const MODEL_SOURCE: &str = "model";
 
 #[derive(Clone, Debug)]
 pub struct RelabelArgs {
@@ -240,7 +250,7 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
         args.out.display()
     );
     let dataset = Dataset::open(&args.data)?;
-    let (config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
+    let (mut config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
 
     // Score every step before writing anything.
     let scored = match &args.reward {
@@ -266,6 +276,11 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
                 }
                 _ => score_frames(args, &dataset, &config, name)?,
             }
+        }
+        RewardChoice::Model { path, camera } => {
+            add_model_source(&mut config, &dataset, &args.data, path, camera.as_deref())?;
+            score_frames(args, &dataset, &config, MODEL_SOURCE)
+                .with_context(|| format!("--model {}", path.display()))?
         }
     };
     let rewards = scored.rewards;
@@ -371,6 +386,73 @@ fn score_program(
 /// Every recorded frame of the source's camera scored once; step `t`'s reward is the
 /// reward of the newest frame rendered at or before observation row `t + 1` (the state the
 /// step led to), as the loop holds a frame reward until the next frame is scored.
+/// Adds a `preference_model` source for `--model` to the config the dataset is read with.
+fn add_model_source(
+    config: &mut RobotConfig,
+    dataset: &Dataset,
+    data: &Path,
+    path: &Path,
+    camera: Option<&str>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.is_file(),
+        "--model {}: no such file (an ONNX reward model, such as rlrt reward \
+         train-preferences writes)",
+        path.display()
+    );
+    let recorded: Vec<&str> = dataset
+        .info
+        .cameras
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let camera = match (camera, recorded.as_slice()) {
+        (Some(camera), _) => camera.to_owned(),
+        (None, [only]) => (*only).to_owned(),
+        (None, []) => anyhow::bail!(
+            "{} recorded no camera frames for --model to score; record with rlrt record \
+             --frames",
+            data.display()
+        ),
+        (None, _) => anyhow::bail!(
+            "{} recorded cameras {recorded:?}; name the one --model scores with --camera",
+            data.display()
+        ),
+    };
+    let cameras: Vec<&str> = config
+        .observation
+        .cameras
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        cameras.contains(&camera.as_str()),
+        "--camera {camera:?}: {} has cameras {cameras:?}",
+        config.source.display()
+    );
+    anyhow::ensure!(
+        config.rewards.iter().all(|r| r.name != MODEL_SOURCE),
+        "{} already has a [[rewards]] source named {MODEL_SOURCE:?}; name it with --reward",
+        config.source.display()
+    );
+    config.rewards.push(RewardSourceConfig {
+        name: MODEL_SOURCE.to_owned(),
+        kind: RewardKind::PreferenceModel,
+        weight: 1.0,
+        program_path: None,
+        model_path: Some(path.to_path_buf()),
+        camera: Some(camera),
+        goal: None,
+        baseline: None,
+        alpha: 0.0,
+        threshold: 0.5,
+        resize: Default::default(),
+        device: Default::default(),
+        precision: Default::default(),
+    });
+    Ok(())
+}
+
 fn score_frames(
     args: &RelabelArgs,
     dataset: &Dataset,
