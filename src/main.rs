@@ -509,6 +509,10 @@ enum Reward {
         /// VLM teacher: limit for each request, reply included.
         #[arg(long, default_value_t = 60.0)]
         timeout_s: f64,
+        /// VLM teacher: ask about each pair twice, frames swapped the second time, and keep
+        /// only answers that agree (counts the pairs where the model chose by position).
+        #[arg(long)]
+        both_orders: bool,
         /// The labels file (JSON lines).
         #[arg(long)]
         out: PathBuf,
@@ -1113,6 +1117,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 goal,
                 api_key_env,
                 timeout_s,
+                both_orders,
                 out,
                 append,
                 reward_model,
@@ -1122,6 +1127,10 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 use anyhow::Context;
                 use rlrt::commands::preferences::{label_pairs, LabelArgs, Selection, Teacher};
                 let teacher = match teacher.as_str() {
+                    "scores" if both_orders => anyhow::bail!(
+                        "--both-orders is for a VLM teacher (the scores teacher has no \
+                         favourite position)"
+                    ),
                     "scores" => Teacher::Scores { tie },
                     "vlm" => {
                         let need = |v: Option<String>, flag: &str| {
@@ -1142,6 +1151,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                                 temperature: 0.0,
                             },
                             goal: need(goal, "--goal")?,
+                            both_orders,
                         }
                     }
                     other => anyhow::bail!("--teacher {other:?}: expected vlm or scores"),

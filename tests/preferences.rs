@@ -495,6 +495,82 @@ fn a_vlm_teacher_sees_both_frames_and_its_unusable_replies_are_skipped() {
 }
 
 #[test]
+fn asking_both_orders_keeps_only_answers_that_agree_and_counts_position_bias() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = record(tmp.path(), 3);
+    // Two requests per pair: as drawn, then swapped.
+    let (base_url, requests) = fake_vlm(vec![
+        "first",
+        "second", // agree: the first frame
+        "first",
+        "first", // the first-shown frame both times
+        "Second.",
+        "second", // the second-shown frame both times
+        "none",
+        "Neither.", // agree: no preference
+        "second",
+        "I like bananas", // the swapped answer is unusable
+    ]);
+    let file = tmp.path().join("vlm.jsonl");
+    let outcome = ok(rlrt()
+        .args(["reward", "label-pairs"])
+        .arg(&data)
+        .args(["--pairs", "5", "--both-orders", "--base-url", &base_url])
+        .args([
+            "--model",
+            "biased-vlm",
+            "--goal",
+            "reach the ball",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert_eq!(outcome["written"], 2, "{outcome}");
+    assert_eq!(outcome["inconsistent"], 2, "{outcome}");
+    assert_eq!(outcome["inconsistent_first_both"], 1, "{outcome}");
+    assert_eq!(outcome["inconsistent_second_both"], 1, "{outcome}");
+    assert_eq!(outcome["unparsed"], 1, "{outcome}");
+    assert_eq!(outcome["unparsed_examples"][0], "I like bananas");
+    let written = labels(&file);
+    let got: Vec<&str> = written
+        .iter()
+        .map(|l| l["preference"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["first", "none"]);
+    assert_eq!(written[0]["reply"], "first | swapped: second");
+    // The second request of each pair shows the same two frames the other way round.
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 10);
+    let images = |r: &Value| -> Vec<String> {
+        r["messages"][1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["image_url"]["url"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for pair in requests.chunks(2) {
+        let (asked, swapped) = (images(&pair[0]), images(&pair[1]));
+        assert_eq!(asked.len(), 2);
+        assert_eq!((&asked[0], &asked[1]), (&swapped[1], &swapped[0]));
+    }
+    drop(requests);
+    // The scores teacher has no favourite position: the flag is refused for it.
+    let e = failure(
+        rlrt()
+            .args(["reward", "label-pairs"])
+            .arg(&data)
+            .args(["--teacher", "scores", "--both-orders", "--out"])
+            .arg(tmp.path().join("scores.jsonl"))
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("--both-orders"), "{e}");
+}
+
+#[test]
 fn labels_that_do_not_fit_the_dataset_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = record(tmp.path(), 2);

@@ -39,6 +39,15 @@ pub enum Preference {
 }
 
 impl Preference {
+    /// The same answer for the pair shown the other way round.
+    pub fn swapped(self) -> Self {
+        match self {
+            Self::First => Self::Second,
+            Self::Second => Self::First,
+            Self::None => Self::None,
+        }
+    }
+
     /// The Bradley-Terry target: the probability that the first frame is preferred.
     pub fn target(self) -> f32 {
         match self {

@@ -58,6 +58,10 @@ pub enum Teacher {
     Vlm {
         endpoint: ChatEndpoint,
         goal: String,
+        /// Ask about every pair twice, the second time with the frames swapped, and keep
+        /// only answers that agree: a VLM that favours one position (many do) then shows up
+        /// as inconsistent answers instead of as wrong labels.
+        both_orders: bool,
     },
 }
 
@@ -109,6 +113,12 @@ pub struct LabelOutcome {
     pub unparsed: usize,
     /// A few of them, for the prompt's author.
     pub unparsed_examples: Vec<String>,
+    /// With both orders: pairs whose two answers disagree (the same frame position chosen
+    /// both times, or a preference one way and none the other): counted, not written.
+    pub inconsistent: usize,
+    /// How many of those chose the first-shown frame both times, and the second-shown.
+    pub inconsistent_first_both: usize,
+    pub inconsistent_second_both: usize,
     /// With `--reward-model`: how the pairs were chosen.
     pub selection: Option<SelectionSummary>,
     pub seconds: f64,
@@ -139,6 +149,14 @@ impl std::fmt::Display for LabelOutcome {
                 sel.model.display(),
                 sel.mean_gap_asked,
                 sel.mean_gap_candidates
+            )?;
+        }
+        if self.inconsistent > 0 {
+            writeln!(
+                f,
+                "  {} pairs got answers that disagree when the frames were swapped, and were \
+                 skipped ({} chose the first-shown frame both times, {} the second-shown)",
+                self.inconsistent, self.inconsistent_first_both, self.inconsistent_second_both
             )?;
         }
         if self.unparsed > 0 {
@@ -386,6 +404,9 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         none: 0,
         unparsed: 0,
         unparsed_examples: Vec::new(),
+        inconsistent: 0,
+        inconsistent_first_both: 0,
+        inconsistent_second_both: 0,
         selection: None,
         seconds: 0.0,
     };
@@ -435,22 +456,51 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
                 };
                 (Some(p), "scores".to_owned(), None)
             }
-            Teacher::Vlm { endpoint, goal } => {
+            Teacher::Vlm {
+                endpoint,
+                goal,
+                both_orders,
+            } => {
                 let (first, second) = (frame_url(a)?, frame_url(b)?);
-                let reply =
-                    chat(endpoint, &vlm_messages(goal, &first, &second)).with_context(|| {
+                let written = outcome.written;
+                let ask = |x: &str, y: &str| {
+                    chat(endpoint, &vlm_messages(goal, x, y)).with_context(|| {
                         format!(
-                            "asking for pair {i}; the {} labels written so far are kept in {} \
-                             (continue with --append)",
-                            outcome.written,
+                            "asking for pair {i}; the {written} labels written so far are kept \
+                             in {} (continue with --append)",
                             args.out.display()
                         )
-                    })?;
-                (
-                    parse_reply(&reply),
-                    format!("vlm {}", endpoint.model),
-                    Some(reply),
-                )
+                    })
+                };
+                let reply = ask(&first, &second)?;
+                let mut preference = parse_reply(&reply);
+                let mut shown = reply.clone();
+                if *both_orders && preference.is_some() {
+                    let swapped = ask(&second, &first)?;
+                    shown = format!("{reply} | swapped: {swapped}");
+                    match (preference, parse_reply(&swapped)) {
+                        (Some(p), Some(q)) if q == p.swapped() => {}
+                        (Some(p), Some(q)) => {
+                            outcome.inconsistent += 1;
+                            match (p, q) {
+                                (Preference::First, Preference::First) => {
+                                    outcome.inconsistent_first_both += 1;
+                                }
+                                (Preference::Second, Preference::Second) => {
+                                    outcome.inconsistent_second_both += 1;
+                                }
+                                _ => {}
+                            }
+                            continue;
+                        }
+                        (_, None) => {
+                            preference = None;
+                            shown = swapped;
+                        }
+                        (None, _) => unreachable!("asked again only after a usable reply"),
+                    }
+                }
+                (preference, format!("vlm {}", endpoint.model), Some(shown))
             }
         };
         let Some(preference) = preference else {
