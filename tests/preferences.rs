@@ -329,6 +329,33 @@ fn score_labels_fit_a_reward_model_that_relabels_a_dataset_as_a_config_source() 
         other > 50,
         "{other} of 100 selected pairs differ from the uniform ones"
     );
+    // Chosen lines say so; a model fitted to the mixed file reports its validation on the
+    // uniform pairs alone as well (a file of uniform pairs has nothing to report there).
+    assert!(selected[..1000].iter().all(|l| l.get("chosen").is_none()));
+    assert!(selected[1000..].iter().all(|l| l["chosen"]
+        .as_str()
+        .unwrap()
+        .starts_with("uncertainty of 8 by ")));
+    let fit = |labels: &Path| {
+        ok(rlrt()
+            .args(["reward", "train-preferences", "--data"])
+            .arg(&data)
+            .arg("--labels")
+            .arg(labels)
+            .arg("--out")
+            .arg(tmp.path().join("refit.onnx"))
+            .args(["--epochs", "2", "--json"])
+            .output()
+            .unwrap())
+    };
+    let mixed = fit(&selected_file);
+    let (all, uniform) = (&mixed["validation"], &mixed["validation_uniform"]);
+    assert!(
+        uniform["pairs"].as_u64().unwrap() > 0
+            && uniform["pairs"].as_u64().unwrap() < all["pairs"].as_u64().unwrap(),
+        "{mixed}"
+    );
+    assert_eq!(fit(&uniform_file)["validation_uniform"], Value::Null);
 }
 
 /// A local OpenAI-compatible endpoint: answers each request with the next reply, keeps the

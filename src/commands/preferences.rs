@@ -47,6 +47,10 @@ pub struct Label {
     /// The teacher's words (VLM teachers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// How the pair was chosen, when not uniformly: the reward model (`--reward-model`)
+    /// and the number of candidates, such as `uncertainty of 10 by models/reward-1k.onnx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<String>,
 }
 
 /// Who labels the pairs.
@@ -520,6 +524,13 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
             preference,
             teacher,
             reply,
+            chosen: args.select.as_ref().map(|sel| {
+                format!(
+                    "uncertainty of {} by {}",
+                    sel.candidates,
+                    sel.model.display()
+                )
+            }),
         };
         let mut line = serde_json::to_string(&label)?;
         line.push('\n');
@@ -563,6 +574,10 @@ pub struct TrainOutcome {
     pub frames: usize,
     pub train: PairScores,
     pub validation: PairScores,
+    /// The validation pairs that were drawn uniformly (not chosen with `--reward-model`),
+    /// when some were chosen: chosen pairs are the hard ones, so only this score compares
+    /// with that of a model fitted to uniform labels.
+    pub validation_uniform: Option<PairScores>,
     pub losses: Vec<f64>,
     /// Largest difference between ONNX Runtime's and burn's rewards on the frames.
     pub onnx_max_difference: f64,
@@ -585,6 +600,14 @@ impl std::fmt::Display for TrainOutcome {
                 f,
                 "{what}: {} pairs ({} with a preference): the model orders {:.3} of those as \
                  the teacher did (chance: 0.5)",
+                s.pairs, s.strict, s.accuracy
+            )?;
+        }
+        if let Some(s) = &self.validation_uniform {
+            writeln!(
+                f,
+                "validation, uniform pairs only: {} pairs ({} with a preference): {:.3} (the \
+                 chosen pairs are harder by design)",
                 s.pairs, s.strict, s.accuracy
             )?;
         }
@@ -664,7 +687,7 @@ pub fn train_preferences(
             at += 1;
         }
     }
-    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    let (mut train, mut validation, mut uniform) = (Vec::new(), Vec::new(), Vec::new());
     for l in &labels {
         let pair = Pair {
             first: index[&l.first],
@@ -675,6 +698,9 @@ pub fn train_preferences(
             || is_validation(l.second.episode, args.validation_fraction)
         {
             validation.push(pair);
+            if l.chosen.is_none() {
+                uniform.push(pair);
+            }
         } else {
             train.push(pair);
         }
@@ -691,13 +717,17 @@ pub fn train_preferences(
     let spec = spec(camera)?;
     let mut onnx = OnnxClassifier::load_reward(&args.out, &spec, None)
         .with_context(|| format!("checking the exported {}", args.out.display()))?;
-    let worst = onnx_agrees(&args.out, &mut onnx, &frames, &trained.rewards(&frames))?;
+    let rewards = trained.rewards(&frames);
+    let worst = onnx_agrees(&args.out, &mut onnx, &frames, &rewards)?;
+    let validation_uniform =
+        (uniform.len() < validation.len()).then(|| PairScores::of(&rewards, &uniform));
     Ok(TrainOutcome {
         out: args.out.clone(),
         camera: camera.name.clone(),
         frames: frames.len(),
         train: trained.train,
         validation: trained.validation,
+        validation_uniform,
         losses: trained.losses,
         onnx_max_difference: worst,
         seconds: start.elapsed().as_secs_f64(),
