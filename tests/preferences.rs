@@ -461,6 +461,12 @@ fn a_vlm_teacher_sees_both_frames_and_its_unusable_replies_are_skipped() {
         .map(|l| l["preference"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["first", "second", "none"]);
+    // Each line names its pair; the unusable reply left a gap.
+    let pairs: Vec<u64> = written
+        .iter()
+        .map(|l| l["pair"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pairs, [0, 1, 3]);
     assert_eq!(written[0]["teacher"], "vlm tiny-vlm");
     assert_eq!(written[1]["reply"], "The second image is closer.");
 
@@ -508,6 +514,36 @@ fn a_vlm_teacher_sees_both_frames_and_its_unusable_replies_are_skipped() {
     );
     assert!(e.contains("kept") && e.contains("--append"), "{e}");
     assert_eq!(labels(&file), written);
+    // Appending continues after the highest pair (4, not the line count 3): the same two
+    // frames as pair 4 of the uniform sequence, which the scores teacher writes here.
+    let (base_url, _requests) = fake_vlm(vec!["second"]);
+    ok(rlrt()
+        .args(["reward", "label-pairs"])
+        .arg(&data)
+        .args([
+            "--pairs",
+            "1",
+            "--base-url",
+            &base_url,
+            "--model",
+            "tiny-vlm",
+        ])
+        .args(["--goal", goal, "--append", "--json", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let uniform = tmp.path().join("uniform.jsonl");
+    ok(rlrt()
+        .args(["reward", "label-pairs"])
+        .arg(&data)
+        .args(["--teacher", "scores", "--pairs", "5", "--json", "--out"])
+        .arg(&uniform)
+        .output()
+        .unwrap());
+    let (appended, uniform) = (labels(&file).pop().unwrap(), labels(&uniform));
+    assert_eq!(appended["pair"], 4, "{appended}");
+    assert_eq!(appended["first"], uniform[4]["first"]);
+    assert_eq!(appended["second"], uniform[4]["second"]);
     // Without a goal, a VLM teacher is refused before anything is asked.
     let e = failure(
         rlrt()

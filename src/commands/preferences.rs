@@ -38,6 +38,11 @@ pub struct FrameRef {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Label {
+    /// The pair's index in the seeded sequence (files written before it was recorded lack
+    /// it). Pairs whose answer was unusable leave gaps; `--append` continues after the
+    /// highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<usize>,
     pub camera: String,
     pub first: FrameRef,
     pub second: FrameRef,
@@ -318,7 +323,7 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
     anyhow::ensure!(args.pairs > 0, "--pairs 0: nothing to label");
     let dataset = Dataset::open(&args.data)?;
     let (track, camera) = pick_camera(&args.data, &dataset, args.camera.as_deref())?;
-    let existing = match std::fs::metadata(&args.out) {
+    let (existing, next) = match std::fs::metadata(&args.out) {
         Ok(m) if m.len() > 0 => {
             anyhow::ensure!(
                 args.append,
@@ -334,9 +339,15 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
                     camera.name
                 );
             }
-            old.len()
+            // Continue after the highest pair asked about (older files: one line per pair).
+            let next = old
+                .iter()
+                .filter_map(|l| l.pair)
+                .max()
+                .map_or(old.len(), |p| p + 1);
+            (old.len(), next)
         }
-        _ => 0,
+        _ => (0, 0),
     };
 
     // With a selection model: checked on a black frame before anything else is read.
@@ -424,7 +435,7 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         let (_, t) = cached.as_ref().expect("filled above");
         png_data_url(t.frame(r.frame), camera)
     };
-    for i in existing..existing + args.pairs {
+    for i in next..next + args.pairs {
         let (a, b) = match &args.select {
             None => draw_pair(args.seed, i, &counts, total),
             Some(sel) => {
@@ -518,6 +529,7 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
             continue;
         };
         let label = Label {
+            pair: Some(i),
             camera: camera.name.clone(),
             first: a,
             second: b,
