@@ -513,6 +513,10 @@ enum Reward {
         /// only answers that agree (counts the pairs where the model chose by position).
         #[arg(long)]
         both_orders: bool,
+        /// VLM teacher: requests in flight at once (servers such as vLLM batch them); labels
+        /// are still written in pair order.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
         /// The labels file (JSON lines).
         #[arg(long)]
         out: PathBuf,
@@ -1118,6 +1122,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 api_key_env,
                 timeout_s,
                 both_orders,
+                concurrency,
                 out,
                 append,
                 reward_model,
@@ -1126,6 +1131,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             } => {
                 use anyhow::Context;
                 use rlrt::commands::preferences::{label_pairs, LabelArgs, Selection, Teacher};
+                anyhow::ensure!(concurrency >= 1, "--concurrency 0: at least 1 request");
                 let teacher = match teacher.as_str() {
                     "scores" if both_orders => anyhow::bail!(
                         "--both-orders is for a VLM teacher (the scores teacher has no \
@@ -1165,6 +1171,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     out,
                     append,
                     select: reward_model.map(|model| Selection { model, candidates }),
+                    concurrency,
                 })?;
                 print_outcome(&outcome, json)?;
                 Ok(0)

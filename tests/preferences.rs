@@ -405,6 +405,58 @@ fn fake_vlm(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Value>>>) {
     (base_url, requests)
 }
 
+/// A local OpenAI-compatible endpoint that answers `first` to each request on its own
+/// thread after `delay`; returns the URL and the most requests it had in flight at once.
+fn concurrent_vlm(
+    requests: usize,
+    delay: std::time::Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (in_flight, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen_peak = peak.clone();
+    std::thread::spawn(move || {
+        for _ in 0..requests {
+            let (stream, _) = listener.accept().unwrap();
+            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+            std::thread::spawn(move || {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                std::thread::sleep(delay);
+                let answer = serde_json::json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "first"}}]
+                })
+                .to_string();
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+            });
+        }
+    });
+    (base_url, seen_peak)
+}
+
 fn png_pixels(data_url: &str) -> Vec<u8> {
     use base64::Engine;
     let b64 = data_url.strip_prefix("data:image/png;base64,").unwrap();
@@ -631,6 +683,49 @@ fn asking_both_orders_keeps_only_answers_that_agree_and_counts_position_bias() {
             .unwrap(),
     );
     assert!(e.contains("--both-orders"), "{e}");
+}
+
+#[test]
+fn concurrent_requests_are_in_flight_together_and_labels_stay_in_pair_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = record(tmp.path(), 3);
+    let (base_url, peak) = concurrent_vlm(12, std::time::Duration::from_millis(300));
+    let file = tmp.path().join("vlm.jsonl");
+    let outcome = ok(rlrt()
+        .args(["reward", "label-pairs"])
+        .arg(&data)
+        .args([
+            "--pairs",
+            "12",
+            "--concurrency",
+            "4",
+            "--base-url",
+            &base_url,
+        ])
+        .args(["--model", "m", "--goal", "reach", "--json", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert_eq!(outcome["written"], 12, "{outcome}");
+    assert!(
+        peak.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "requests never overlapped"
+    );
+    assert!(peak.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+    // The same pairs, in the same order, as the uniform sequence.
+    let uniform = tmp.path().join("uniform.jsonl");
+    ok(rlrt()
+        .args(["reward", "label-pairs"])
+        .arg(&data)
+        .args(["--teacher", "scores", "--pairs", "12", "--json", "--out"])
+        .arg(&uniform)
+        .output()
+        .unwrap());
+    for (k, (l, u)) in labels(&file).iter().zip(labels(&uniform)).enumerate() {
+        assert_eq!(l["pair"], k, "{l}");
+        assert_eq!((&l["first"], &l["second"]), (&u["first"], &u["second"]));
+        assert_eq!(l["preference"], "first");
+    }
 }
 
 #[test]

@@ -85,6 +85,49 @@ pub struct LabelArgs {
     pub append: bool,
     /// Ask about the pairs a reward model is least sure of instead of uniform ones.
     pub select: Option<Selection>,
+    /// VLM requests in flight at once (servers such as vLLM batch them).
+    pub concurrency: usize,
+}
+
+/// A teacher's answer for one pair.
+enum Answer {
+    Label {
+        preference: Preference,
+        reply: Option<String>,
+    },
+    /// A reply that names no single answer.
+    Unparsed(String),
+    /// With both orders: the answer as shown, and the answer with the frames swapped.
+    Inconsistent(Preference, Preference),
+}
+
+/// Asks the VLM about one pair (and, with `both_orders`, again with the frames swapped).
+fn ask_vlm(
+    endpoint: &ChatEndpoint,
+    goal: &str,
+    both_orders: bool,
+    first: &str,
+    second: &str,
+) -> anyhow::Result<Answer> {
+    let reply = chat(endpoint, &vlm_messages(goal, first, second))?;
+    let Some(p) = parse_reply(&reply) else {
+        return Ok(Answer::Unparsed(reply));
+    };
+    if !both_orders {
+        return Ok(Answer::Label {
+            preference: p,
+            reply: Some(reply),
+        });
+    }
+    let swapped = chat(endpoint, &vlm_messages(goal, second, first))?;
+    Ok(match parse_reply(&swapped) {
+        None => Answer::Unparsed(swapped),
+        Some(q) if q == p.swapped() => Answer::Label {
+            preference: p,
+            reply: Some(format!("{reply} | swapped: {swapped}")),
+        },
+        Some(q) => Answer::Inconsistent(p, q),
+    })
 }
 
 /// Uncertainty sampling: each pair is the one, of `candidates` uniform pairs, whose two
@@ -435,6 +478,8 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         let (_, t) = cached.as_ref().expect("filled above");
         png_data_url(t.frame(r.frame), camera)
     };
+    // Every pair of this run first (cheap), so that a VLM can be asked about several at once.
+    let mut drawn_pairs = Vec::with_capacity(args.pairs);
     for i in next..next + args.pairs {
         let (a, b) = match &args.select {
             None => draw_pair(args.seed, i, &counts, total),
@@ -459,101 +504,117 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
                 pair
             }
         };
-        let (preference, teacher, reply) = match &args.teacher {
-            Teacher::Scores { tie } => {
-                let (sa, sb) = (scores[a.episode][a.frame], scores[b.episode][b.frame]);
-                let p = if (sa - sb).abs() <= *tie {
-                    Preference::None
-                } else if sa < sb {
-                    Preference::First
-                } else {
-                    Preference::Second
-                };
-                (Some(p), "scores".to_owned(), None)
-            }
+        drawn_pairs.push((i, a, b));
+    }
+    let teacher = match &args.teacher {
+        Teacher::Scores { .. } => "scores".to_owned(),
+        Teacher::Vlm { endpoint, .. } => format!("vlm {}", endpoint.model),
+    };
+    // Up to `concurrency` requests in flight; labels are written in pair order all the same.
+    for chunk in drawn_pairs.chunks(args.concurrency.max(1)) {
+        let answers: Vec<anyhow::Result<Answer>> = match &args.teacher {
+            Teacher::Scores { tie } => chunk
+                .iter()
+                .map(|(_, a, b)| {
+                    let (sa, sb) = (scores[a.episode][a.frame], scores[b.episode][b.frame]);
+                    let preference = if (sa - sb).abs() <= *tie {
+                        Preference::None
+                    } else if sa < sb {
+                        Preference::First
+                    } else {
+                        Preference::Second
+                    };
+                    Ok(Answer::Label {
+                        preference,
+                        reply: None,
+                    })
+                })
+                .collect(),
             Teacher::Vlm {
                 endpoint,
                 goal,
                 both_orders,
             } => {
-                let (first, second) = (frame_url(a)?, frame_url(b)?);
-                let written = outcome.written;
-                let ask = |x: &str, y: &str| {
-                    chat(endpoint, &vlm_messages(goal, x, y)).with_context(|| {
-                        format!(
-                            "asking for pair {i}; the {written} labels written so far are kept \
-                             in {} (continue with --append)",
-                            args.out.display()
-                        )
-                    })
-                };
-                let reply = ask(&first, &second)?;
-                let mut preference = parse_reply(&reply);
-                let mut shown = reply.clone();
-                if *both_orders && preference.is_some() {
-                    let swapped = ask(&second, &first)?;
-                    shown = format!("{reply} | swapped: {swapped}");
-                    match (preference, parse_reply(&swapped)) {
-                        (Some(p), Some(q)) if q == p.swapped() => {}
-                        (Some(p), Some(q)) => {
-                            outcome.inconsistent += 1;
-                            match (p, q) {
-                                (Preference::First, Preference::First) => {
-                                    outcome.inconsistent_first_both += 1;
-                                }
-                                (Preference::Second, Preference::Second) => {
-                                    outcome.inconsistent_second_both += 1;
-                                }
-                                _ => {}
-                            }
-                            continue;
-                        }
-                        (_, None) => {
-                            preference = None;
-                            shown = swapped;
-                        }
-                        (None, _) => unreachable!("asked again only after a usable reply"),
-                    }
+                let mut urls = Vec::with_capacity(chunk.len());
+                for (_, a, b) in chunk {
+                    urls.push((frame_url(*a)?, frame_url(*b)?));
                 }
-                (preference, format!("vlm {}", endpoint.model), Some(shown))
+                std::thread::scope(|scope| {
+                    let asking: Vec<_> = urls
+                        .iter()
+                        .map(|(x, y)| scope.spawn(|| ask_vlm(endpoint, goal, *both_orders, x, y)))
+                        .collect();
+                    asking
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(anyhow::anyhow!("a request panicked")))
+                        })
+                        .collect()
+                })
             }
         };
-        let Some(preference) = preference else {
-            outcome.unparsed += 1;
-            if outcome.unparsed_examples.len() < 3 {
-                let r = reply.unwrap_or_default();
-                outcome
-                    .unparsed_examples
-                    .push(r.chars().take(200).collect());
-            }
-            continue;
-        };
-        let label = Label {
-            pair: Some(i),
-            camera: camera.name.clone(),
-            first: a,
-            second: b,
-            preference,
-            teacher,
-            reply,
-            chosen: args.select.as_ref().map(|sel| {
+        for (&(i, a, b), answer) in chunk.iter().zip(answers) {
+            let answer = answer.with_context(|| {
                 format!(
-                    "uncertainty of {} by {}",
-                    sel.candidates,
-                    sel.model.display()
+                    "asking for pair {i}; the {} labels written so far are kept in {} \
+                     (continue with --append)",
+                    outcome.written,
+                    args.out.display()
                 )
-            }),
-        };
-        let mut line = serde_json::to_string(&label)?;
-        line.push('\n');
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.flush())
-            .with_context(|| format!("writing {}", args.out.display()))?;
-        outcome.written += 1;
-        match preference {
-            Preference::First => outcome.first += 1,
-            Preference::Second => outcome.second += 1,
-            Preference::None => outcome.none += 1,
+            })?;
+            let (preference, reply) = match answer {
+                Answer::Label { preference, reply } => (preference, reply),
+                Answer::Unparsed(reply) => {
+                    outcome.unparsed += 1;
+                    if outcome.unparsed_examples.len() < 3 {
+                        outcome
+                            .unparsed_examples
+                            .push(reply.chars().take(200).collect());
+                    }
+                    continue;
+                }
+                Answer::Inconsistent(p, q) => {
+                    outcome.inconsistent += 1;
+                    match (p, q) {
+                        (Preference::First, Preference::First) => {
+                            outcome.inconsistent_first_both += 1;
+                        }
+                        (Preference::Second, Preference::Second) => {
+                            outcome.inconsistent_second_both += 1;
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+            };
+            let label = Label {
+                pair: Some(i),
+                camera: camera.name.clone(),
+                first: a,
+                second: b,
+                preference,
+                teacher: teacher.clone(),
+                reply,
+                chosen: args.select.as_ref().map(|sel| {
+                    format!(
+                        "uncertainty of {} by {}",
+                        sel.candidates,
+                        sel.model.display()
+                    )
+                }),
+            };
+            let mut line = serde_json::to_string(&label)?;
+            line.push('\n');
+            file.write_all(line.as_bytes())
+                .and_then(|()| file.flush())
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            outcome.written += 1;
+            match preference {
+                Preference::First => outcome.first += 1,
+                Preference::Second => outcome.second += 1,
+                Preference::None => outcome.none += 1,
+            }
         }
     }
     file.sync_all()
