@@ -1131,7 +1131,6 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             } => {
                 use anyhow::Context;
                 use rlrt::commands::preferences::{label_pairs, LabelArgs, Selection, Teacher};
-                anyhow::ensure!(concurrency >= 1, "--concurrency 0: at least 1 request");
                 let teacher = match teacher.as_str() {
                     "scores" if both_orders => anyhow::bail!(
                         "--both-orders is for a VLM teacher (the scores teacher has no \

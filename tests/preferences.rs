@@ -260,7 +260,7 @@ fn score_labels_fit_a_reward_model_that_relabels_a_dataset_as_a_config_source() 
             .unwrap(),
     );
     assert!(
-        refused.contains("--camera \"wrist\"") && refused.contains("target"),
+        refused.contains("camera \"wrist\"") && refused.contains("target"),
         "{refused}"
     );
     let refused = failure(
@@ -358,6 +358,43 @@ fn score_labels_fit_a_reward_model_that_relabels_a_dataset_as_a_config_source() 
     assert_eq!(fit(&uniform_file)["validation_uniform"], Value::Null);
 }
 
+/// Reads one chat-completions request from `stream` and returns its JSON body.
+fn read_request(stream: &std::net::TcpStream) -> Value {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Answers a chat-completions request with `reply` as the assistant's message.
+fn write_reply(mut stream: std::net::TcpStream, reply: &str) {
+    let answer = serde_json::json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]
+    })
+    .to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{answer}",
+        answer.len()
+    )
+    .unwrap();
+}
+
 /// A local OpenAI-compatible endpoint: answers each request with the next reply, keeps the
 /// request bodies.
 fn fake_vlm(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -368,38 +405,8 @@ fn fake_vlm(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Value>>>) {
     std::thread::spawn(move || {
         for reply in replies {
             let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            seen.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&body).unwrap());
-            let answer = serde_json::json!({
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]
-            })
-            .to_string();
-            let mut stream = stream;
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{answer}",
-                answer.len()
-            )
-            .unwrap();
+            seen.lock().unwrap().push(read_request(&stream));
+            write_reply(stream, reply);
         }
     });
     (base_url, requests)
@@ -423,34 +430,10 @@ fn concurrent_vlm(
             std::thread::spawn(move || {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                loop {
-                    let mut header = String::new();
-                    reader.read_line(&mut header).unwrap();
-                    if header.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
+                read_request(&stream);
                 std::thread::sleep(delay);
-                let answer = serde_json::json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "first"}}]
-                })
-                .to_string();
                 in_flight.fetch_sub(1, Ordering::SeqCst);
-                let mut stream = stream;
-                write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{answer}",
-                    answer.len()
-                )
-                .unwrap();
+                write_reply(stream, "first");
             });
         }
     });

@@ -466,9 +466,17 @@ impl CameraFrames {
                 frame.count += 1;
                 frame.data.clear();
                 frame.data.extend_from_slice(image.data);
+                let count = frame.count;
+                // The copy for a queue is made after the newest-frame lock is released.
+                drop(frame);
                 if let Ok(mut queue) = slot.queue.lock() {
                     if let Some(queue) = queue.as_mut() {
-                        queue.push(&frame);
+                        queue.push(Frame {
+                            stamp_ns: image.stamp_ns,
+                            received_ns,
+                            count,
+                            data: image.data.to_vec(),
+                        });
                     }
                 }
                 true
@@ -531,14 +539,16 @@ impl CameraFrames {
 }
 
 impl FrameQueue {
-    fn push(&mut self, frame: &Frame) {
-        while !self.frames.is_empty() && self.bytes + frame.data.len() > self.limit_bytes {
-            let old = self.frames.pop_front().expect("not empty");
+    fn push(&mut self, frame: Frame) {
+        while self.bytes + frame.data.len() > self.limit_bytes {
+            let Some(old) = self.frames.pop_front() else {
+                break;
+            };
             self.bytes -= old.data.len();
             self.dropped += 1;
         }
         self.bytes += frame.data.len();
-        self.frames.push_back(frame.clone());
+        self.frames.push_back(frame);
     }
 }
 

@@ -223,7 +223,7 @@ impl std::fmt::Display for LabelOutcome {
 }
 
 /// The camera of `dataset` named `camera` (or its only one), with its index.
-fn pick_camera<'a>(
+pub(crate) fn pick_camera<'a>(
     data: &Path,
     dataset: &'a Dataset,
     camera: Option<&str>,
@@ -393,6 +393,10 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         _ => (0, 0),
     };
 
+    anyhow::ensure!(
+        args.concurrency >= 1,
+        "--concurrency 0: at least one request at a time"
+    );
     // With a selection model: checked on a black frame before anything else is read.
     let mut model = match &args.select {
         Some(sel) => {
@@ -510,8 +514,15 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
         Teacher::Scores { .. } => "scores".to_owned(),
         Teacher::Vlm { endpoint, .. } => format!("vlm {}", endpoint.model),
     };
+    let chosen = args.select.as_ref().map(|sel| {
+        format!(
+            "uncertainty of {} by {}",
+            sel.candidates,
+            sel.model.display()
+        )
+    });
     // Up to `concurrency` requests in flight; labels are written in pair order all the same.
-    for chunk in drawn_pairs.chunks(args.concurrency.max(1)) {
+    for chunk in drawn_pairs.chunks(args.concurrency) {
         let answers: Vec<anyhow::Result<Answer>> = match &args.teacher {
             Teacher::Scores { tie } => chunk
                 .iter()
@@ -576,14 +587,12 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
                 }
                 Answer::Inconsistent(p, q) => {
                     outcome.inconsistent += 1;
-                    match (p, q) {
-                        (Preference::First, Preference::First) => {
-                            outcome.inconsistent_first_both += 1;
+                    if p == q {
+                        match p {
+                            Preference::First => outcome.inconsistent_first_both += 1,
+                            Preference::Second => outcome.inconsistent_second_both += 1,
+                            Preference::None => unreachable!("none twice agrees"),
                         }
-                        (Preference::Second, Preference::Second) => {
-                            outcome.inconsistent_second_both += 1;
-                        }
-                        _ => {}
                     }
                     continue;
                 }
@@ -596,13 +605,7 @@ pub fn label_pairs(args: &LabelArgs) -> anyhow::Result<LabelOutcome> {
                 preference,
                 teacher: teacher.clone(),
                 reply,
-                chosen: args.select.as_ref().map(|sel| {
-                    format!(
-                        "uncertainty of {} by {}",
-                        sel.candidates,
-                        sel.model.display()
-                    )
-                }),
+                chosen: chosen.clone(),
             };
             let mut line = serde_json::to_string(&label)?;
             line.push('\n');

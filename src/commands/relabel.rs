@@ -24,6 +24,7 @@ use rlrt_runtime::config::{RewardKind, RewardSourceConfig};
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
 use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
+use super::preferences::pick_camera;
 use super::replay::{checked_program, dataset_config, mean_where};
 use crate::frame_rewards::FrameRewards;
 
@@ -383,10 +384,8 @@ fn score_program(
     })
 }
 
-/// Every recorded frame of the source's camera scored once; step `t`'s reward is the
-/// reward of the newest frame rendered at or before observation row `t + 1` (the state the
-/// step led to), as the loop holds a frame reward until the next frame is scored.
-/// Adds a `preference_model` source for `--model` to the config the dataset is read with.
+/// Adds a `preference_model` source for `--model` to the config the dataset is read with,
+/// on `camera` (or the dataset's only recorded one).
 fn add_model_source(
     config: &mut RobotConfig,
     dataset: &Dataset,
@@ -400,36 +399,7 @@ fn add_model_source(
          train-preferences writes)",
         path.display()
     );
-    let recorded: Vec<&str> = dataset
-        .info
-        .cameras
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let camera = match (camera, recorded.as_slice()) {
-        (Some(camera), _) => camera.to_owned(),
-        (None, [only]) => (*only).to_owned(),
-        (None, []) => anyhow::bail!(
-            "{} recorded no camera frames for --model to score; record with rlrt record \
-             --frames",
-            data.display()
-        ),
-        (None, _) => anyhow::bail!(
-            "{} recorded cameras {recorded:?}; name the one --model scores with --camera",
-            data.display()
-        ),
-    };
-    let cameras: Vec<&str> = config
-        .observation
-        .cameras
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    anyhow::ensure!(
-        cameras.contains(&camera.as_str()),
-        "--camera {camera:?}: {} has cameras {cameras:?}",
-        config.source.display()
-    );
+    let (_, camera) = pick_camera(data, dataset, camera)?;
     anyhow::ensure!(
         config.rewards.iter().all(|r| r.name != MODEL_SOURCE),
         "{} already has a [[rewards]] source named {MODEL_SOURCE:?}; name it with --reward",
@@ -441,7 +411,7 @@ fn add_model_source(
         weight: 1.0,
         program_path: None,
         model_path: Some(path.to_path_buf()),
-        camera: Some(camera),
+        camera: Some(camera.name.clone()),
         goal: None,
         baseline: None,
         alpha: 0.0,
@@ -453,6 +423,9 @@ fn add_model_source(
     Ok(())
 }
 
+/// Every recorded frame of the source's camera scored once; step `t`'s reward is the
+/// reward of the newest frame rendered at or before observation row `t + 1` (the state the
+/// step led to), as the loop holds a frame reward until the next frame is scored.
 fn score_frames(
     args: &RelabelArgs,
     dataset: &Dataset,
