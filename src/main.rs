@@ -272,20 +272,28 @@ enum Command {
         /// The dataset folder (`rlrt record`, `rlrt import`).
         data: PathBuf,
         /// A reward program file (checked against the dataset's config before it runs).
+        /// Repeatable, with --ensemble.
         #[arg(long)]
-        program: Option<PathBuf>,
+        program: Vec<PathBuf>,
         /// A `[[rewards]]` source of the config by name: program, clip, classifier or
-        /// preference_model.
+        /// preference_model. Repeatable, with --ensemble.
         #[arg(long)]
-        reward: Option<String>,
+        reward: Vec<String>,
         /// An ONNX reward model (such as `rlrt reward train-preferences` writes) scoring the
         /// recorded frames of --camera, as a `preference_model` source would: no config
-        /// edit needed.
+        /// edit needed. Repeatable, with --ensemble.
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Vec<PathBuf>,
         /// The camera --model scores (default: the dataset's only camera).
         #[arg(long, requires = "model")]
         camera: Option<String>,
+        /// Combine several rewards (the --program, --reward and --model given, in that
+        /// order), each standardised over the dataset's steps first: mean, min,
+        /// mean-minus-std[:K] (K standard deviations across members, default 1) or
+        /// and[:REFERENCE] (the sum of log-sigmoid(r - REFERENCE), default 0). Reports
+        /// where the members disagree.
+        #[arg(long, value_name = "HOW")]
+        ensemble: Option<rlrt_rewards::ensemble::Aggregate>,
         /// The new dataset's folder (must not exist or be empty).
         #[arg(long)]
         out: PathBuf,
@@ -349,8 +357,8 @@ enum Export {
         json: bool,
     },
     /// An rlrt dataset (`rlrt record`, `rlrt import`) in LeRobot's dataset layout v3.0:
-    /// parquet steps (state, action, reward, done flags), info, stats, tasks and episodes
-    /// metadata. Camera frames are not exported.
+    /// parquet steps (state, action, reward, done flags, and rgb8/mono8 camera frames as PNG
+    /// images), info, stats, tasks and episodes metadata. Depth cameras are not exported.
     Lerobot {
         /// The dataset folder.
         data: PathBuf,
@@ -588,7 +596,8 @@ enum Reward {
         /// The neutral sentence the goal is contrasted with ("a humanoid robot").
         #[arg(long)]
         baseline: Option<String>,
-        /// Weight of the baseline-to-goal projection, in [0, 1]; needs --baseline.
+        /// Weight of the baseline-to-goal projection, in [0, 1] (default 0.5); needs
+        /// --baseline.
         #[arg(long, requires = "baseline")]
         alpha: Option<f64>,
         /// Resize the frame straight to 224 x 224 (as VLM-RM did) instead of shortest side
@@ -1040,12 +1049,18 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 precision,
                 json,
             } => {
+                // As in a config: the default alpha applies when there is a baseline.
+                let alpha = alpha.unwrap_or(if baseline.is_some() {
+                    rlrt_runtime::config::DEFAULT_CLIP_ALPHA
+                } else {
+                    0.0
+                });
                 let report = reward::clip(&reward::ClipArgs {
                     model,
                     image,
                     goal,
                     baseline,
-                    alpha: alpha.unwrap_or(0.5),
+                    alpha,
                     plain_resize,
                     device,
                     precision,
@@ -1432,20 +1447,23 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             reward,
             model,
             camera,
+            ensemble,
             out,
             config,
             json,
         } => {
             use rlrt::commands::relabel::{relabel, RelabelArgs, RewardChoice};
-            let reward = match (program, reward, model) {
-                (Some(path), _, _) => RewardChoice::Program(path),
-                (None, Some(name), _) => RewardChoice::Source(name),
-                (None, None, Some(path)) => RewardChoice::Model { path, camera },
-                (None, None, None) => anyhow::bail!("name --program, --reward or --model"),
-            };
+            let mut rewards: Vec<RewardChoice> =
+                program.into_iter().map(RewardChoice::Program).collect();
+            rewards.extend(reward.into_iter().map(RewardChoice::Source));
+            rewards.extend(model.into_iter().map(|path| RewardChoice::Model {
+                path,
+                camera: camera.clone(),
+            }));
             let outcome = relabel(&RelabelArgs {
                 data,
-                reward,
+                rewards,
+                ensemble,
                 out,
                 config,
             })?;

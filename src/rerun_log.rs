@@ -425,11 +425,15 @@ impl RerunLogger {
     }
 }
 
-/// Spawns the `rerun` of `.deps/python` when `cargo xtask setup` installed it there, else
-/// the one on `PATH`.
+/// Where `cargo xtask setup` leaves the viewer (the rerun-sdk wheel's own executable),
+/// relative to the repository root.
+const LOCAL_VIEWER: &str = ".deps/python/rerun_sdk/rerun_cli/rerun";
+
+/// Spawns the viewer `cargo xtask setup` installed when run from the repository root, else
+/// the `rerun` on `PATH`.
 fn spawn_options() -> rerun::SpawnOptions {
     let mut options = rerun::SpawnOptions::default();
-    let local = std::path::Path::new(".deps/python/bin/rerun");
+    let local = std::path::Path::new(LOCAL_VIEWER);
     if local.is_file() {
         options.executable_path = Some(local.display().to_string());
     }

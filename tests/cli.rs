@@ -23,16 +23,47 @@ fn run_json(cmd: &mut Command) -> (serde_json::Value, String) {
     (value, stderr)
 }
 
+/// The command names listed under "Commands:" in clap's help text.
+fn listed_commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
 #[test]
 fn help_names_every_command() {
     let out = rlrt().arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["check", "run", "sim", "demo", "reward", "bench"] {
-        assert!(help.contains(command), "help lacks {command}:\n{help}");
+    assert!(out.status.success(), "{out:?}");
+    let listed = listed_commands(&String::from_utf8_lossy(&out.stdout));
+    for command in [
+        "check", "run", "sim", "demo", "reward", "record", "import", "train", "eval", "export",
+        "relabel", "replay", "bench",
+    ] {
+        assert!(
+            listed.iter().any(|c| c == command),
+            "help lacks {command}: {listed:?}"
+        );
     }
     let out = rlrt().args(["bench", "--help"]).output().unwrap();
-    let bench_help = String::from_utf8_lossy(&out.stdout);
-    assert!(bench_help.contains("loop") && bench_help.contains("reward-program"));
+    assert!(out.status.success(), "{out:?}");
+    let listed = listed_commands(&String::from_utf8_lossy(&out.stdout));
+    for command in [
+        "clip",
+        "iql",
+        "rerun",
+        "policy",
+        "reward-program",
+        "link",
+        "loop",
+    ] {
+        assert!(
+            listed.iter().any(|c| c == command),
+            "bench help lacks {command}: {listed:?}"
+        );
+    }
 }
 
 #[test]
@@ -178,6 +209,7 @@ fn bench_link_measures_rlrt_and_bare_zenoh_in_one_run() {
     assert_eq!(ours["count"], 300);
     assert_eq!(peer["count"], 300);
     assert!(ours["p50"].as_f64().unwrap() > 0.0 && peer["p50"].as_f64().unwrap() > 0.0);
-    // Lockstep over the link really stepped (the figure itself is for the benchmark).
-    assert!(v["lockstep_steps_per_s"].as_f64().unwrap() > 100.0);
+    // Lockstep over the link really stepped; how fast is the benchmark's figure, not a
+    // test's.
+    assert!(v["lockstep_steps_per_s"].as_f64().unwrap() > 0.0, "{v}");
 }

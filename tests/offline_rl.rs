@@ -198,10 +198,18 @@ fn record_train_eval_and_run_a_checkpoint() {
     let eval = run_json(rlrt().args(["eval", ckpt.to_str().unwrap(), "--episodes", "2", "--json"]));
     assert_eq!(eval["step"], 350);
     assert_eq!(eval["evaluation"]["episodes"], 2);
-    assert!(
-        eval["evaluation"]["success_low"].as_f64().unwrap()
-            <= eval["evaluation"]["success_rate"].as_f64().unwrap()
-    );
+    // The rate is a count of the 2 episodes, and the interval is Wilson's for that count.
+    let e = &eval["evaluation"];
+    let rate = e["success_rate"].as_f64().unwrap();
+    let successes = (rate * 2.0).round() as usize;
+    assert_eq!(rate, successes as f64 / 2.0, "{eval}");
+    let (low, high) = rlrt::rollout::wilson(successes, 2);
+    assert_eq!(e["success_low"].as_f64().unwrap(), low, "{eval}");
+    assert_eq!(e["success_high"].as_f64().unwrap(), high, "{eval}");
+    // Evaluation is seeded: a second run of the same checkpoint reports the same.
+    let again =
+        run_json(rlrt().args(["eval", ckpt.to_str().unwrap(), "--episodes", "2", "--json"]));
+    assert_eq!(again["evaluation"], eval["evaluation"]);
 
     // The checkpoint as the config's policy, through the real config validation.
     let config_path = tmp.path().join("reach-checkpoint.toml");

@@ -485,3 +485,120 @@ fn frame_sources_are_refused_without_the_frames_they_score() {
     assert!(e.contains("cannot be used with"), "{e}");
     assert!(!tmp.path().join("other").exists());
 }
+
+fn relabel_ensemble(data: &Path, programs: &[&Path], ensemble: Option<&str>, out: &Path) -> Output {
+    let mut cmd = rlrt();
+    cmd.arg("relabel").arg(data);
+    for p in programs {
+        cmd.arg("--program").arg(p);
+    }
+    if let Some(how) = ensemble {
+        cmd.args(["--ensemble", how]);
+    }
+    cmd.arg("--out").arg(out).arg("--json").output().unwrap()
+}
+
+/// Every step's reward of a relabelled dataset, episode after episode.
+fn step_rewards(data: &Path) -> Vec<f64> {
+    let d = Dataset::open(data).unwrap();
+    d.episodes.iter().flat_map(|e| e.rewards.clone()).collect()
+}
+
+/// (v - mean) / std over all values, std of the population.
+fn standardised(values: &[f64]) -> Vec<f64> {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    values.iter().map(|v| (v - mean) / std).collect()
+}
+
+#[test]
+fn an_ensemble_combines_standardised_members_and_reports_where_they_disagree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    record(&common::repo("hw-configs/reach-arm.toml"), &data, 4, false);
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let near = write(
+        "near.rhai",
+        "#{ distance: -distance(ee_position, target_position) }\n",
+    );
+    // The same reward on another scale and offset: standardised, it is `near` exactly.
+    let scaled = write(
+        "scaled.rhai",
+        "#{ distance: 3.0 - 10.0 * distance(ee_position, target_position) }\n",
+    );
+    let calm = write("calm.rhai", "#{ effort: -norm(previous_action) }\n");
+    let single = |program: &Path, name: &str| {
+        let out = tmp.path().join(name);
+        ok(relabel(&data, program, &out));
+        step_rewards(&out)
+    };
+    let z_near = standardised(&single(&near, "near"));
+    let z_calm = standardised(&single(&calm, "calm"));
+
+    // min of two different rewards, step by step.
+    let out = tmp.path().join("min");
+    let outcome = ok(relabel_ensemble(&data, &[&near, &calm], Some("min"), &out));
+    let got = step_rewards(&out);
+    assert_eq!(got.len(), z_near.len());
+    for (t, g) in got.iter().enumerate() {
+        let want = z_near[t].min(z_calm[t]);
+        assert!((g - want).abs() < 1e-9, "step {t}: {g} vs {want}");
+    }
+    assert_eq!(
+        Dataset::open(&out).unwrap().info.reward,
+        "ensemble min of standardised [program near.rhai; program calm.rhai]"
+    );
+    let e = &outcome["ensemble"];
+    assert_eq!(e["aggregate"], "min");
+    assert_eq!(e["members"].as_array().unwrap().len(), 2);
+    let r = e["correlations"][0]["r"].as_f64().unwrap();
+    let want_r = z_near.iter().zip(&z_calm).map(|(a, b)| a * b).sum::<f64>() / z_near.len() as f64;
+    assert!((r - want_r).abs() < 1e-9, "{r} vs {want_r}");
+    assert!(r.abs() < 0.99, "two different rewards: {r}");
+    // The most disagreed step has the largest spread of any step.
+    let top = &e["most_disagreed"][0];
+    let spread = |t: usize| (z_near[t] - z_calm[t]).abs() / 2.0;
+    let largest = (0..z_near.len()).map(spread).fold(0.0, f64::max);
+    assert!(
+        (top["spread"].as_f64().unwrap() - largest).abs() < 1e-9,
+        "{top}"
+    );
+    assert!(e["mean_spread"].as_f64().unwrap() > 0.0);
+
+    // Two members that agree up to scale: correlation 1, no spread, and mean minus one
+    // spread is the member itself.
+    let out = tmp.path().join("same");
+    let outcome = ok(relabel_ensemble(
+        &data,
+        &[&near, &scaled],
+        Some("mean-minus-std:1"),
+        &out,
+    ));
+    let e = &outcome["ensemble"];
+    assert!(
+        (e["correlations"][0]["r"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{e}"
+    );
+    assert!(e["mean_spread"].as_f64().unwrap() < 1e-9, "{e}");
+    for (g, want) in step_rewards(&out).iter().zip(&z_near) {
+        assert!((g - want).abs() < 1e-9);
+    }
+
+    // Misuse is refused before anything is written.
+    let refused = |programs: &[&Path], how: Option<&str>, name: &str, says: &str| {
+        let out = tmp.path().join(name);
+        let e = failure(relabel_ensemble(&data, programs, how, &out));
+        assert!(e.contains(says), "{e}");
+        assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+    };
+    refused(&[&near], Some("mean"), "one", "name two or more");
+    refused(&[&near, &calm], None, "two", "several with --ensemble");
+    refused(&[&near, &calm], Some("max"), "max", "expected mean, min");
+    let constant = write("constant.rhai", "#{ one: 1.0 }\n");
+    refused(&[&near, &constant], Some("mean"), "constant", "the same");
+}

@@ -444,6 +444,7 @@ fn connect_streams_to_a_running_rerun_server() {
     let total = file["scalars"]["/rewards/reach-program/total"]["values"]
         .as_array()
         .map_or(0, Vec::len) as u64;
+    assert!(total > 0, "no reward logged: {run}");
     assert_eq!(total, run["rewards"][0]["evaluations"].as_u64().unwrap());
     assert_eq!(
         file["images"]["/camera/front"].as_u64().unwrap_or(0),

@@ -18,6 +18,7 @@ use rlrt_runtime::config::TlsConfig;
 use rlrt_runtime::link::open_session;
 use rlrt_runtime::{RobotConfig, RunLimit};
 use rlrt_sim::{ServeMode, SimServer};
+use zenoh::Wait;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -173,6 +174,18 @@ fn first_state(stats: &rlrt_runtime::link::LinkStats, seconds: f64) -> bool {
     true
 }
 
+/// Waits up to `seconds` for `session` to be connected to a peer (its transport is up).
+fn connected(session: &zenoh::Session, seconds: f64) -> bool {
+    let start = Instant::now();
+    while session.info().peers_zid().wait().next().is_none() {
+        if start.elapsed().as_secs_f64() > seconds {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Serves the kinematic robot on a session made from `config`; returns both.
 fn robot(config: &RobotConfig, serve: &RobotConfig) -> (zenoh::Session, SimServer) {
     let session = open_session(&config.link).unwrap();
@@ -199,7 +212,7 @@ fn mutual_tls_admits_the_right_robot_and_keeps_out_the_wrong_one() {
         let config = dir.path().join("stranger.toml");
         std::fs::write(&config, tls_config_text(port, &stranger)).unwrap();
         let mut sim = Command::new(env!("CARGO_BIN_EXE_rlrt"))
-            .args(["-q", "sim", "--no-cameras", "--seconds", "3"])
+            .args(["-q", "sim", "--no-cameras", "--seconds", "30"])
             .arg(&config)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -208,6 +221,12 @@ fn mutual_tls_admits_the_right_robot_and_keeps_out_the_wrong_one() {
         assert!(!first_state(&stats, 2.5));
         assert_eq!(stats.states_received.load(Ordering::Relaxed), 0);
         assert!(!stats.robot_alive.load(Ordering::Relaxed));
+        // It was still trying: nothing arrived because of the handshake, not because the
+        // intruder failed to start.
+        assert!(
+            sim.try_wait().unwrap().is_none(),
+            "the stranger's sim exited early; the test proved nothing"
+        );
         let _ = sim.kill();
         let _ = sim.wait();
     }
@@ -251,7 +270,12 @@ fn access_control_admits_only_the_named_certificates() {
     // the robot's keys are denied.
     {
         let other = node(dir.path(), &ca, "laptop");
-        let _robot = robot(&with_tls(&base, port, false, &other), &base);
+        let (session, _sim) = robot(&with_tls(&base, port, false, &other), &base);
+        // The TLS link is up, so what keeps the states out is the access list.
+        assert!(
+            connected(&session, 10.0),
+            "the laptop never connected over TLS"
+        );
         assert!(!first_state(&stats, 2.0));
         assert_eq!(stats.states_received.load(Ordering::Relaxed), 0);
     }

@@ -19,6 +19,54 @@ pub enum Aggregate {
     },
 }
 
+impl std::fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Aggregate::Mean => write!(f, "mean"),
+            Aggregate::Min => write!(f, "min"),
+            Aggregate::MeanMinusStd { k } => write!(f, "mean-minus-std:{k}"),
+            Aggregate::LogSigmoidAnd { reference } => write!(f, "and:{reference}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Aggregate {
+    type Err = String;
+
+    /// `mean`, `min`, `mean-minus-std[:K]` (K standard deviations, default 1) or
+    /// `and[:REFERENCE]` (the log-sigmoid sum around REFERENCE, default 0).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, value) = match text.split_once(':') {
+            Some((name, value)) => (name, Some(value)),
+            None => (text, None),
+        };
+        let number = |default: f64| -> Result<f64, String> {
+            match value {
+                None => Ok(default),
+                Some(v) => match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    _ => Err(format!("{text:?}: {v:?} is not a finite number")),
+                },
+            }
+        };
+        let plain = |how: Aggregate| match value {
+            None => Ok(how),
+            Some(_) => Err(format!("{text:?}: {name} takes no value")),
+        };
+        match name {
+            "mean" => plain(Aggregate::Mean),
+            "min" => plain(Aggregate::Min),
+            "mean-minus-std" => Ok(Aggregate::MeanMinusStd { k: number(1.0)? }),
+            "and" => Ok(Aggregate::LogSigmoidAnd {
+                reference: number(0.0)?,
+            }),
+            _ => Err(format!(
+                "{text:?}: expected mean, min, mean-minus-std[:K] or and[:REFERENCE]"
+            )),
+        }
+    }
+}
+
 /// One combined value with the spread that produced it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Combined {
@@ -81,6 +129,25 @@ mod tests {
         assert_eq!((c.min, c.max), (1.0, 6.0));
         assert!(combine(&[], Aggregate::Mean).is_none());
         assert!(combine(&[1.0, f64::NAN], Aggregate::Mean).is_none());
+    }
+
+    #[test]
+    fn aggregates_parse_and_print() {
+        for (text, how) in [
+            ("mean", Aggregate::Mean),
+            ("min", Aggregate::Min),
+            ("mean-minus-std", Aggregate::MeanMinusStd { k: 1.0 }),
+            ("mean-minus-std:0.5", Aggregate::MeanMinusStd { k: 0.5 }),
+            ("and", Aggregate::LogSigmoidAnd { reference: 0.0 }),
+            ("and:-1", Aggregate::LogSigmoidAnd { reference: -1.0 }),
+        ] {
+            assert_eq!(text.parse::<Aggregate>(), Ok(how), "{text}");
+            assert_eq!(how.to_string().parse::<Aggregate>(), Ok(how));
+        }
+        for bad in ["max", "min:2", "mean-minus-std:x", "and:inf", ""] {
+            let e = bad.parse::<Aggregate>().unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod clock;
+pub mod compare;
 pub mod compute;
 pub mod config;
 pub mod control_loop;

@@ -24,6 +24,7 @@ use rlrt_policies::iql::{cpu, seeded_actor};
 use rlrt_policies::onnx::OnnxPolicy;
 use rlrt_policies::onnx_export::export_actor;
 use rlrt_runtime::bench::{BenchReport, Metric};
+use rlrt_runtime::compare::max_abs_difference;
 use rlrt_runtime::Policy;
 
 pub struct BenchPolicyArgs {
@@ -125,8 +126,8 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     let max_difference = action
         .iter()
         .zip(&reference)
-        .map(|(a, b)| (*a as f32 - b).abs())
-        .fold(0.0f32, f32::max);
+        .map(|(a, b)| (*a - f64::from(*b)).abs())
+        .fold(0.0, rlrt_runtime::compare::worse);
 
     let warmup = (args.calls / 10).max(100);
     let time = |f: &mut dyn FnMut()| -> Vec<u64> {
@@ -172,7 +173,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
                 .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e:?}"))?;
             differences.insert(
                 "onnxruntime".into(),
-                serde_json::json!(max_abs(&action, &onnx_action)),
+                serde_json::json!(max_abs_difference(&action, &onnx_action)),
             );
             let ns = time(&mut || {
                 onnx.act(&observation, &mut onnx_action).expect("runs");
@@ -206,7 +207,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
             .map_err(|e| anyhow::anyhow!("libtorch: {e:?}"))?;
         differences.insert(
             "libtorch".into(),
-            serde_json::json!(max_abs(&action, &torch_action)),
+            serde_json::json!(max_abs_difference(&action, &torch_action)),
         );
         let ns = time(&mut || {
             module.act(&observation, &mut torch_action).expect("runs");
@@ -266,7 +267,10 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
                     .iter()
                     .filter_map(|v| v.as_f64())
                     .collect();
-                differences.insert(name.into(), serde_json::json!(max_abs(&action, &output)));
+                differences.insert(
+                    name.into(),
+                    serde_json::json!(max_abs_difference(&action, &output)),
+                );
                 let m = summarise(ns);
                 ratio(&mut report, name, ours_p99, m.p99);
                 report
@@ -311,16 +315,6 @@ fn ratio(report: &mut BenchReport, peer: &str, ours_p99: f64, peer_p99: f64) {
             serde_json::json!(ours_p99 / peer_p99),
         );
     }
-}
-
-fn max_abs(a: &[f64], b: &[f64]) -> f64 {
-    if a.len() != b.len() {
-        return f64::INFINITY;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// Normalisation that changes nothing (the bench's actor works on raw values).

@@ -156,11 +156,9 @@ pub fn run(args: &BenchRewardArgs) -> anyhow::Result<BenchReport> {
                 .iter()
                 .map(|s| program.evaluate(s).map(|t| t.total()).unwrap_or(f64::NAN))
                 .collect();
-            let max_diff = ours_totals
-                .iter()
-                .zip(&peer.totals)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            // NaN when either side failed an evaluation, infinite when the peer returned
+            // fewer totals than it was asked for.
+            let max_diff = rlrt_runtime::compare::max_abs_difference(&ours_totals, &peer.totals);
             let mut metrics = Metrics::new();
             metrics.insert("evaluate".into(), Metric::from_ns_summary(&peer.latency));
             report.peers.insert("python_numpy".into(), metrics);

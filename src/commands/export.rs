@@ -137,7 +137,7 @@ fn compare(
             .iter()
             .zip(&b)
             .map(|(p, q)| (p - q).abs())
-            .fold(worst, f64::max);
+            .fold(worst, rlrt_runtime::compare::worse);
     }
     anyhow::ensure!(
         worst <= 1e-4,

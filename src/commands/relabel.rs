@@ -9,6 +9,12 @@
 //! - A frame source: every recorded frame of its camera is scored once (same model,
 //!   preprocessing and reward as in a run); step `t`'s reward is that of the newest frame
 //!   rendered at or before row `t + 1`, as a run holds a frame's reward until the next.
+//! - An ensemble (`--ensemble`) of several of these: each member's step rewards are
+//!   standardised over the dataset (zero mean, unit deviation, so that models on different
+//!   scales weigh the same), then combined step by step (mean, min, mean minus k deviations,
+//!   or the log-sigmoid AND; `rlrt_rewards::ensemble`). The report gives each member's own
+//!   success gap, the members' pairwise correlations, their mean spread and the steps where
+//!   they disagree most: a policy that exploits one reward model is rarely rewarded by all.
 //!
 //! Observations, actions, terminal and timeout flags, success verdicts, seeds and camera
 //! frames are copied unchanged. Nothing is written unless every step was scored: a source
@@ -19,6 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use rlrt_rewards::ensemble::{self, Aggregate};
 use rlrt_rewards::program::ProgramState;
 use rlrt_runtime::config::{RewardKind, RewardSourceConfig};
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
@@ -45,13 +52,20 @@ pub enum RewardChoice {
     },
 }
 
-/// The name `--model`'s source gets in the config it is added to.
+/// The name `--model`'s source gets in the config it is added to (`model-2`, `model-3`, ..
+/// for more).
 const MODEL_SOURCE: &str = "model";
+
+/// Steps listed as where an ensemble's members disagree most.
+const MOST_DISAGREED: usize = 5;
 
 #[derive(Clone, Debug)]
 pub struct RelabelArgs {
     pub data: PathBuf,
-    pub reward: RewardChoice,
+    /// One reward, or with `ensemble` two or more.
+    pub rewards: Vec<RewardChoice>,
+    /// How several rewards are combined, each standardised over the dataset's steps first.
+    pub ensemble: Option<Aggregate>,
     pub out: PathBuf,
     /// Read the dataset with this hw-config instead of the one saved with it.
     pub config: Option<PathBuf>,
@@ -90,6 +104,51 @@ pub struct RelabelOutcome {
     /// What the terms are summarised over: `steps` or `frames`.
     pub terms_over: &'static str,
     pub terms: Vec<TermSummary>,
+    /// With `--ensemble`: each member, and where they disagree.
+    pub ensemble: Option<EnsembleReport>,
+}
+
+/// An ensemble's members and their disagreement, over the dataset's steps.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EnsembleReport {
+    pub aggregate: String,
+    pub members: Vec<MemberSummary>,
+    /// Pearson correlation of every pair of members' step rewards.
+    pub correlations: Vec<MemberCorrelation>,
+    /// The standard deviation across the standardised members, averaged over steps: 0 when
+    /// they agree everywhere, about 1 when they are unrelated.
+    pub mean_spread: f64,
+    /// The steps with the largest spread.
+    pub most_disagreed: Vec<Disagreement>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemberSummary {
+    /// What the member is, as `dataset.json` would name it alone.
+    pub reward: String,
+    /// Mean and standard deviation of its step rewards (what it is standardised with).
+    pub mean: f64,
+    pub std: f64,
+    /// Its own success gap (mean return of successful episodes minus failed ones).
+    pub success_gap: Option<f64>,
+    /// Frame sources: agreement with the frames' success labels.
+    pub frame_labels: Option<LabelAgreement>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemberCorrelation {
+    pub a: usize,
+    pub b: usize,
+    pub r: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Disagreement {
+    pub episode: usize,
+    pub step: usize,
+    pub spread: f64,
+    /// Each member's standardised reward at that step.
+    pub standardised: Vec<f64>,
 }
 
 /// Frame rewards against the recorded ground-truth success labels.
@@ -182,6 +241,44 @@ impl std::fmt::Display for RelabelOutcome {
                 t.name, t.mean, t.min, t.max, self.terms_over
             )?;
         }
+        if let Some(e) = &self.ensemble {
+            for (i, m) in e.members.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  member {i}: {} (mean {:.4}, std {:.4}, success gap {})",
+                    m.reward,
+                    m.mean,
+                    m.std,
+                    m.success_gap
+                        .map_or_else(|| "n/a".to_owned(), |g| format!("{g:.3}"))
+                )?;
+            }
+            for c in &e.correlations {
+                writeln!(
+                    f,
+                    "  correlation of members {} and {}: {:.3}",
+                    c.a, c.b, c.r
+                )?;
+            }
+            writeln!(
+                f,
+                "  mean spread across members {:.3} (standardised units)",
+                e.mean_spread
+            )?;
+            for d in &e.most_disagreed {
+                writeln!(
+                    f,
+                    "  disagree at episode {} step {}: spread {:.3}, members {:?}",
+                    d.episode,
+                    d.step,
+                    d.spread,
+                    d.standardised
+                        .iter()
+                        .map(|v| (v * 1000.0).round() / 1000.0)
+                        .collect::<Vec<_>>()
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -252,36 +349,39 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
     );
     let dataset = Dataset::open(&args.data)?;
     let (mut config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
+    match (args.rewards.len(), args.ensemble) {
+        (0, _) => anyhow::bail!("name a reward: --program, --reward or --model"),
+        (1, Some(how)) => anyhow::bail!(
+            "--ensemble {how} combines several rewards; name two or more (--program, \
+             --reward, --model)"
+        ),
+        (n, None) if n > 1 => anyhow::bail!(
+            "{n} rewards named; relabel takes one, or several with --ensemble mean|min|\
+             mean-minus-std[:K]|and[:REFERENCE]"
+        ),
+        _ => {}
+    }
 
     // Score every step before writing anything.
-    let scored = match &args.reward {
-        RewardChoice::Program(path) => {
-            score_program(args, &dataset, &config, &features, path, None)?
-        }
-        RewardChoice::Source(name) => {
-            let Some(source) = config.rewards.iter().find(|r| &r.name == name) else {
-                let names: Vec<&str> = config.rewards.iter().map(|r| r.name.as_str()).collect();
-                anyhow::bail!(
-                    "{} has no [[rewards]] source named {name:?} (it has {names:?}); name one, \
-                     or pass --config with a hw-config that defines it",
-                    config.source.display()
-                );
-            };
-            match source.kind {
-                RewardKind::Program => {
-                    let path = source
-                        .program_path
-                        .clone()
-                        .context("a program source without program_path")?;
-                    score_program(args, &dataset, &config, &features, &path, Some(name))?
-                }
-                _ => score_frames(args, &dataset, &config, name)?,
-            }
-        }
-        RewardChoice::Model { path, camera } => {
-            add_model_source(&mut config, &dataset, &args.data, path, camera.as_deref())?;
-            score_frames(args, &dataset, &config, MODEL_SOURCE)
-                .with_context(|| format!("--model {}", path.display()))?
+    let mut members = Vec::with_capacity(args.rewards.len());
+    let mut models = 0;
+    for choice in &args.rewards {
+        members.push(score_choice(
+            args,
+            &dataset,
+            &mut config,
+            &features,
+            choice,
+            &mut models,
+        )?);
+    }
+    let mut ensemble = None;
+    let scored = match args.ensemble {
+        None => members.pop().expect("one reward, checked above"),
+        Some(how) => {
+            let (scored, report) = combine_members(&dataset, members, how)?;
+            ensemble = Some(report);
+            scored
         }
     };
     let rewards = scored.rewards;
@@ -323,7 +423,163 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
             .map(|(a, b)| a - b),
         terms_over: scored.terms_over,
         terms: scored.terms,
+        ensemble,
     })
+}
+
+/// Every step's reward from one choice. `models` counts the `--model` sources added so far.
+fn score_choice(
+    args: &RelabelArgs,
+    dataset: &Dataset,
+    config: &mut RobotConfig,
+    features: &FeatureBuilder,
+    choice: &RewardChoice,
+    models: &mut usize,
+) -> anyhow::Result<Scored> {
+    match choice {
+        RewardChoice::Program(path) => score_program(args, dataset, config, features, path, None),
+        RewardChoice::Source(name) => {
+            let Some(source) = config.rewards.iter().find(|r| &r.name == name) else {
+                let names: Vec<&str> = config.rewards.iter().map(|r| r.name.as_str()).collect();
+                anyhow::bail!(
+                    "{} has no [[rewards]] source named {name:?} (it has {names:?}); name one, \
+                     or pass --config with a hw-config that defines it",
+                    config.source.display()
+                );
+            };
+            match source.kind {
+                RewardKind::Program => {
+                    let path = source
+                        .program_path
+                        .clone()
+                        .context("a program source without program_path")?;
+                    score_program(args, dataset, config, features, &path, Some(name))
+                }
+                _ => score_frames(args, dataset, config, name),
+            }
+        }
+        RewardChoice::Model { path, camera } => {
+            *models += 1;
+            let name = match *models {
+                1 => MODEL_SOURCE.to_owned(),
+                n => format!("{MODEL_SOURCE}-{n}"),
+            };
+            add_model_source(config, dataset, &args.data, path, camera.as_deref(), &name)?;
+            score_frames(args, dataset, config, &name)
+                .with_context(|| format!("--model {}", path.display()))
+        }
+    }
+}
+
+/// Standardises each member over the dataset's steps, combines them step by step and reports
+/// where they disagree.
+fn combine_members(
+    dataset: &Dataset,
+    members: Vec<Scored>,
+    how: Aggregate,
+) -> anyhow::Result<(Scored, EnsembleReport)> {
+    let flat: Vec<Vec<f64>> = members
+        .iter()
+        .map(|m| m.rewards.iter().flatten().copied().collect())
+        .collect();
+    let steps = flat[0].len().max(1) as f64;
+    let mut summaries = Vec::with_capacity(members.len());
+    let mut standardised = Vec::with_capacity(members.len());
+    let successes: Vec<bool> = dataset.episodes.iter().map(|e| e.success).collect();
+    for (m, values) in members.iter().zip(&flat) {
+        let mean = values.iter().sum::<f64>() / steps;
+        let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / steps).sqrt();
+        anyhow::ensure!(
+            std > 1e-12,
+            "ensemble member {} is the same ({mean}) on every step; it cannot be standardised \
+             and adds nothing to the ensemble; nothing was written",
+            m.reward
+        );
+        let returns: Vec<f64> = m.rewards.iter().map(|r| r.iter().sum()).collect();
+        summaries.push(MemberSummary {
+            reward: m.reward.clone(),
+            mean,
+            std,
+            success_gap: mean_where(&returns, &successes, Some(true))
+                .zip(mean_where(&returns, &successes, Some(false)))
+                .map(|(a, b)| a - b),
+            frame_labels: m.frame_labels.clone(),
+        });
+        standardised.push(
+            values
+                .iter()
+                .map(|v| (v - mean) / std)
+                .collect::<Vec<f64>>(),
+        );
+    }
+
+    let mut correlations = Vec::new();
+    for a in 0..standardised.len() {
+        for b in a + 1..standardised.len() {
+            // Standardised series: the correlation is the mean product.
+            let r = standardised[a]
+                .iter()
+                .zip(&standardised[b])
+                .map(|(x, y)| x * y)
+                .sum::<f64>()
+                / steps;
+            correlations.push(MemberCorrelation { a, b, r });
+        }
+    }
+
+    let mut rewards = Vec::with_capacity(dataset.episodes.len());
+    let mut spreads = Vec::new();
+    let mut at = Vec::new();
+    let mut stats = TermStats::default();
+    let names: Vec<String> = (0..members.len()).map(|i| format!("member {i}")).collect();
+    let mut row = vec![0.0; members.len()];
+    let mut index = 0;
+    for (episode, e) in dataset.episodes.iter().enumerate() {
+        let mut episode_rewards = Vec::with_capacity(e.steps());
+        for step in 0..e.steps() {
+            for (slot, z) in row.iter_mut().zip(&standardised) {
+                *slot = z[index];
+            }
+            let combined = ensemble::combine(&row, how)
+                .context("standardised finite rewards always combine")?;
+            stats.add(&names, &row);
+            episode_rewards.push(combined.value);
+            spreads.push(combined.std);
+            at.push((episode, step));
+            index += 1;
+        }
+        rewards.push(episode_rewards);
+    }
+    let mean_spread = spreads.iter().sum::<f64>() / steps;
+    let mut order: Vec<usize> = (0..spreads.len()).collect();
+    order.sort_by(|&a, &b| spreads[b].total_cmp(&spreads[a]).then(a.cmp(&b)));
+    let most_disagreed = order
+        .into_iter()
+        .take(MOST_DISAGREED)
+        .map(|i| Disagreement {
+            episode: at[i].0,
+            step: at[i].1,
+            spread: spreads[i],
+            standardised: standardised.iter().map(|z| z[i]).collect(),
+        })
+        .collect();
+    let described: Vec<&str> = members.iter().map(|m| m.reward.as_str()).collect();
+    let scored = Scored {
+        reward: format!("ensemble {how} of standardised [{}]", described.join("; ")),
+        rewards,
+        frames: members.iter().map(|m| m.frames).sum(),
+        frame_labels: None,
+        terms_over: "steps",
+        terms: stats.summaries(),
+    };
+    let report = EnsembleReport {
+        aggregate: how.to_string(),
+        members: summaries,
+        correlations,
+        mean_spread,
+        most_disagreed,
+    };
+    Ok((scored, report))
 }
 
 /// Step `t`'s reward: the program on observation row `t + 1`, action `t` as
@@ -392,6 +648,7 @@ fn add_model_source(
     data: &Path,
     path: &Path,
     camera: Option<&str>,
+    name: &str,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         path.is_file(),
@@ -401,12 +658,12 @@ fn add_model_source(
     );
     let (_, camera) = pick_camera(data, dataset, camera)?;
     anyhow::ensure!(
-        config.rewards.iter().all(|r| r.name != MODEL_SOURCE),
-        "{} already has a [[rewards]] source named {MODEL_SOURCE:?}; name it with --reward",
+        config.rewards.iter().all(|r| r.name != name),
+        "{} already has a [[rewards]] source named {name:?}; name it with --reward",
         config.source.display()
     );
     config.rewards.push(RewardSourceConfig {
-        name: MODEL_SOURCE.to_owned(),
+        name: name.to_owned(),
         kind: RewardKind::PreferenceModel,
         weight: 1.0,
         program_path: None,

@@ -233,7 +233,7 @@ pub(crate) fn onnx_agrees(
         let q = onnx
             .score(frames.frame(i))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        worst = worst.max((q - f64::from(*b)).abs());
+        worst = rlrt_runtime::compare::worse(worst, (q - f64::from(*b)).abs());
     }
     anyhow::ensure!(
         worst <= 1e-4,

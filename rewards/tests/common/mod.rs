@@ -23,12 +23,14 @@ pub fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// The largest |a_i - b_i|, NaN when any element is NaN (a fold with `f32::max` would skip
+/// it and report agreement).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, rlrt_runtime::compare::worse) as f32
 }
 
 /// Decodes an 8-bit RGB PNG.

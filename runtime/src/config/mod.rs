@@ -213,6 +213,11 @@ pub struct ServoConfig {
     pub gain: f64,
 }
 
+/// A clip reward's alpha when it has a baseline sentence and no alpha is given (in a config
+/// and on `rlrt reward clip`): halfway between plain cosine similarity and the full
+/// goal-baseline projection.
+pub const DEFAULT_CLIP_ALPHA: f64 = 0.5;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RewardSourceConfig {
     pub name: String,
@@ -223,6 +228,7 @@ pub struct RewardSourceConfig {
     pub camera: Option<String>,
     pub goal: Option<String>,
     pub baseline: Option<String>,
+    /// Clip only: [`DEFAULT_CLIP_ALPHA`] when there is a baseline and no alpha, else 0.
     pub alpha: f64,
     pub threshold: f64,
     /// CLIP only: how frames are brought to the model's input size.

@@ -307,7 +307,7 @@ pub enum FrameResize {
     Plain,
 }
 
-/// Reward sources (see MISSION.md).
+/// Reward sources (`[[rewards]]`; hw-configs/REFERENCE.toml describes every kind).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RewardKind {

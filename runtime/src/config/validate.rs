@@ -640,7 +640,11 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             camera: r.camera.clone(),
             goal: r.goal.clone(),
             baseline: r.baseline.clone(),
-            alpha: r.alpha.unwrap_or(0.0),
+            alpha: r.alpha.unwrap_or(if r.baseline.is_some() {
+                super::DEFAULT_CLIP_ALPHA
+            } else {
+                0.0
+            }),
             threshold: r.threshold.unwrap_or(0.5),
             resize: r.resize.unwrap_or_default(),
             device: r.device.unwrap_or_default(),
