@@ -327,6 +327,21 @@ fn gymnasium_hopper_episodes_import_train_and_evaluate_in_rlrt() {
     assert_eq!(e["success_test"], false, "{eval}");
     assert_eq!(e["episodes"], 4);
     assert!(e["mean_return"].as_f64().unwrap().is_finite(), "{eval}");
+    // The interval is around the mean, and evaluation is seeded: a second run agrees.
+    let (low, high) = (
+        e["return_low"].as_f64().unwrap(),
+        e["return_high"].as_f64().unwrap(),
+    );
+    let mean = e["mean_return"].as_f64().unwrap();
+    assert!(low <= mean && mean <= high, "{eval}");
+    let again = ok(rlrt(&[
+        "eval",
+        checkpoint.to_str().unwrap(),
+        "--episodes",
+        "4",
+        "--json",
+    ]));
+    assert_eq!(again["evaluation"], eval["evaluation"]);
     // Every evaluation episode ends by falling over or at Gymnasium's 1000 steps.
     let steps = e["mean_steps"].as_f64().unwrap();
     assert!((1.0..=1000.0).contains(&steps), "{eval}");

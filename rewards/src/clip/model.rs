@@ -56,9 +56,11 @@ impl<B: Backend> Norm<B> {
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    pub q: Dense<B>,
-    pub k: Dense<B>,
-    pub v: Dense<B>,
+    /// The query, key and value projections as one layer, weight [hidden, 3 * hidden]
+    /// (queries, then keys, then values): one matrix product and one bias add per layer
+    /// instead of three of each, which matters most where every operation costs a kernel
+    /// launch (CUDA).
+    pub qkv: Dense<B>,
     pub out: Dense<B>,
     pub heads: usize,
 }
@@ -70,14 +72,20 @@ impl<B: Backend> Attention<B> {
     /// on CUDA, a fused loop on Flex).
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let [batch, tokens, hidden] = x.dims();
-        let head_dim = hidden / self.heads;
-        let split = |t: Tensor<B, 3>| {
-            t.reshape([batch, tokens, self.heads, head_dim])
-                .swap_dims(1, 2)
+        let (heads, head_dim) = (self.heads, hidden / self.heads);
+        // [batch, tokens, (q|k|v, head, dim)] -> [(q|k|v) * batch, head, token, dim], laid
+        // out once (one copy for the three), then three contiguous slices.
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([batch, tokens, 3, heads, head_dim])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3 * batch, heads, tokens, head_dim]);
+        let part = |i: usize| {
+            qkv.clone()
+                .slice([i * batch..(i + 1) * batch, 0..heads, 0..tokens, 0..head_dim])
         };
-        let q = split(self.q.forward(x.clone()));
-        let k = split(self.k.forward(x.clone()));
-        let v = split(self.v.forward(x));
+        let (q, k, v) = (part(0), part(1), part(2));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
@@ -275,6 +283,25 @@ fn dense<B: Backend, S: TensorSource<B>>(
     })
 }
 
+/// HF's separate q_proj, k_proj and v_proj under `prefix` as one [in, 3 * out] layer.
+fn qkv<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    prefix: &str,
+    hidden: usize,
+) -> Result<Dense<B>, S::Error> {
+    let mut weights = Vec::with_capacity(3);
+    let mut biases = Vec::with_capacity(3);
+    for name in ["q_proj", "k_proj", "v_proj"] {
+        let part = dense(src, &format!("{prefix}.{name}"), hidden, hidden, true)?;
+        weights.push(part.weight.val());
+        biases.push(part.bias.expect("built with a bias").val());
+    }
+    Ok(Dense {
+        weight: Param::from_tensor(contiguous(Tensor::cat(weights, 1))),
+        bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
+    })
+}
+
 /// A transposed view laid out in memory once, at load, so that no matmul has to deal with
 /// a strided weight on every call.
 fn contiguous<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -307,9 +334,7 @@ fn layers<B: Backend, S: TensorSource<B>>(
             Ok(Layer {
                 norm1: norm(src, &format!("{p}.layer_norm1"), h, t.layer_norm_eps)?,
                 attention: Attention {
-                    q: dense(src, &format!("{p}.self_attn.q_proj"), h, h, true)?,
-                    k: dense(src, &format!("{p}.self_attn.k_proj"), h, h, true)?,
-                    v: dense(src, &format!("{p}.self_attn.v_proj"), h, h, true)?,
+                    qkv: qkv(src, &format!("{p}.self_attn"), h)?,
                     out: dense(src, &format!("{p}.self_attn.out_proj"), h, h, true)?,
                     heads: t.num_heads,
                 },
