@@ -116,7 +116,8 @@ pub struct EnsembleReport {
     /// Pearson correlation of every pair of members' step rewards.
     pub correlations: Vec<MemberCorrelation>,
     /// The standard deviation across the standardised members, averaged over steps: 0 when
-    /// they agree everywhere, about 1 when they are unrelated.
+    /// they agree everywhere, larger the less they agree (for unrelated members about 0.56
+    /// with two, towards 1 with many).
     pub mean_spread: f64,
     /// The steps with the largest spread.
     pub most_disagreed: Vec<Disagreement>,
