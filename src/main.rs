@@ -266,8 +266,13 @@ enum Command {
     /// the config, or an ONNX reward model file, scoring the recorded camera frames (each
     /// step gets the newest frame's reward).
     /// Observations, actions, flags and frames are copied; nothing is written unless every
-    /// step is scored.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["program", "reward", "model"])))]
+    /// step is scored. With --ensemble, several of these (any mix) combined.
+    #[command(group(
+        clap::ArgGroup::new("source")
+            .required(true)
+            .multiple(true)
+            .args(["program", "reward", "model"])
+    ))]
     Relabel {
         /// The dataset folder (`rlrt record`, `rlrt import`).
         data: PathBuf,

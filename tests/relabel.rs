@@ -367,6 +367,44 @@ fn a_classifier_source_gives_each_step_its_newest_frames_sparse_reward() {
         assert_eq!(after.frames(index).unwrap()[0], tracks[index]);
     }
     assert_eq!(seen, [true, true], "both rewards occur");
+
+    // An ensemble of two kinds from one command: this frame source and a program. Each is
+    // standardised, then averaged step by step.
+    let program = tmp.path().join("near.rhai");
+    std::fs::write(
+        &program,
+        "#{ distance: -distance(ee_position, target_position) }\n",
+    )
+    .unwrap();
+    let alone = tmp.path().join("program-alone");
+    ok(relabel(&data, &program, &alone));
+    let mixed = tmp.path().join("mixed");
+    let outcome = ok(rlrt()
+        .arg("relabel")
+        .arg(&data)
+        .args(["--reward", "success", "--config"])
+        .arg(&config)
+        .arg("--program")
+        .arg(&program)
+        .args(["--ensemble", "mean", "--out"])
+        .arg(&mixed)
+        .arg("--json")
+        .output()
+        .unwrap());
+    let members = outcome["ensemble"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{outcome}");
+    // --program members come first, then --reward, then --model.
+    assert_eq!(members[0]["reward"], "program near.rhai", "{outcome}");
+    assert!(members[1]["frame_labels"].is_object(), "{outcome}");
+    assert_eq!(outcome["frames_scored"], all.len(), "{outcome}");
+    let (z_program, z_frames) = (
+        standardised(&step_rewards(&alone)),
+        standardised(&step_rewards(&out)),
+    );
+    for (t, got) in step_rewards(&mixed).iter().enumerate() {
+        let want = (z_program[t] + z_frames[t]) / 2.0;
+        assert!((got - want).abs() < 1e-9, "step {t}: {got} vs {want}");
+    }
 }
 
 #[test]
@@ -472,7 +510,7 @@ fn frame_sources_are_refused_without_the_frames_they_score() {
     // A program source by name works like --program.
     let outcome = ok(relabel_source(&data, &config, "reach-program", &out));
     assert_eq!(outcome["reward"], "program reach.rhai", "{outcome}");
-    // --program and --reward together.
+    // --program and --reward together, without --ensemble.
     let e = failure(
         rlrt()
             .arg("relabel")
@@ -482,7 +520,8 @@ fn frame_sources_are_refused_without_the_frames_they_score() {
             .output()
             .unwrap(),
     );
-    assert!(e.contains("cannot be used with"), "{e}");
+    assert!(e.contains("2 rewards named"), "{e}");
+    assert!(e.contains("several with --ensemble"), "{e}");
     assert!(!tmp.path().join("other").exists());
 }
 
