@@ -1054,12 +1054,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 precision,
                 json,
             } => {
-                // As in a config: the default alpha applies when there is a baseline.
-                let alpha = alpha.unwrap_or(if baseline.is_some() {
-                    rlrt_runtime::config::DEFAULT_CLIP_ALPHA
-                } else {
-                    0.0
-                });
+                let alpha = rlrt_runtime::config::clip_alpha(alpha, baseline.is_some());
                 let report = reward::clip(&reward::ClipArgs {
                     model,
                     image,

@@ -316,13 +316,16 @@ fn gymnasium_hopper_episodes_import_train_and_evaluate_in_rlrt() {
         "--json",
     ]));
     assert_eq!(trained["steps"], 300);
-    let eval = ok(rlrt(&[
-        "eval",
-        checkpoint.to_str().unwrap(),
-        "--episodes",
-        "4",
-        "--json",
-    ]));
+    let evaluate = || {
+        ok(rlrt(&[
+            "eval",
+            checkpoint.to_str().unwrap(),
+            "--episodes",
+            "4",
+            "--json",
+        ]))
+    };
+    let eval = evaluate();
     let e = &eval["evaluation"];
     assert_eq!(e["success_test"], false, "{eval}");
     assert_eq!(e["episodes"], 4);
@@ -334,14 +337,7 @@ fn gymnasium_hopper_episodes_import_train_and_evaluate_in_rlrt() {
     );
     let mean = e["mean_return"].as_f64().unwrap();
     assert!(low <= mean && mean <= high, "{eval}");
-    let again = ok(rlrt(&[
-        "eval",
-        checkpoint.to_str().unwrap(),
-        "--episodes",
-        "4",
-        "--json",
-    ]));
-    assert_eq!(again["evaluation"], eval["evaluation"]);
+    assert_eq!(evaluate()["evaluation"], eval["evaluation"]);
     // Every evaluation episode ends by falling over or at Gymnasium's 1000 steps.
     let steps = e["mean_steps"].as_f64().unwrap();
     assert!((1.0..=1000.0).contains(&steps), "{eval}");

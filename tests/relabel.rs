@@ -595,6 +595,10 @@ fn an_ensemble_combines_standardised_members_and_reports_where_they_disagree() {
     let e = &outcome["ensemble"];
     assert_eq!(e["aggregate"], "min");
     assert_eq!(e["members"].as_array().unwrap().len(), 2);
+    // Each member keeps its own terms; the ensemble has none of its own.
+    assert_eq!(e["members"][0]["terms"][0]["name"], "distance", "{e}");
+    assert_eq!(e["members"][1]["terms"][0]["name"], "effort", "{e}");
+    assert_eq!(outcome["terms"].as_array().unwrap().len(), 0);
     let r = e["correlations"][0]["r"].as_f64().unwrap();
     let want_r = z_near.iter().zip(&z_calm).map(|(a, b)| a * b).sum::<f64>() / z_near.len() as f64;
     assert!((r - want_r).abs() < 1e-9, "{r} vs {want_r}");

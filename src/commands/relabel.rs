@@ -134,6 +134,9 @@ pub struct MemberSummary {
     pub success_gap: Option<f64>,
     /// Frame sources: agreement with the frames' success labels.
     pub frame_labels: Option<LabelAgreement>,
+    /// Its terms, over `steps` (programs) or `frames` (frame sources).
+    pub terms_over: &'static str,
+    pub terms: Vec<TermSummary>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -235,13 +238,7 @@ impl std::fmt::Display for RelabelOutcome {
                 )?;
             }
         }
-        for t in &self.terms {
-            writeln!(
-                f,
-                "  term {:<20} mean {:>9.4}  min {:>9.4}  max {:>9.4}  (over {})",
-                t.name, t.mean, t.min, t.max, self.terms_over
-            )?;
-        }
+        write_terms(f, "  ", &self.terms, self.terms_over)?;
         if let Some(e) = &self.ensemble {
             for (i, m) in e.members.iter().enumerate() {
                 writeln!(
@@ -253,6 +250,7 @@ impl std::fmt::Display for RelabelOutcome {
                     m.success_gap
                         .map_or_else(|| "n/a".to_owned(), |g| format!("{g:.3}"))
                 )?;
+                write_terms(f, "    ", &m.terms, m.terms_over)?;
             }
             for c in &e.correlations {
                 writeln!(
@@ -282,6 +280,23 @@ impl std::fmt::Display for RelabelOutcome {
         }
         Ok(())
     }
+}
+
+/// One line per term: mean, minimum and maximum over steps or frames.
+fn write_terms(
+    f: &mut std::fmt::Formatter<'_>,
+    indent: &str,
+    terms: &[TermSummary],
+    over: &str,
+) -> std::fmt::Result {
+    for t in terms {
+        writeln!(
+            f,
+            "{indent}term {:<20} mean {:>9.4}  min {:>9.4}  max {:>9.4}  (over {over})",
+            t.name, t.mean, t.min, t.max
+        )?;
+    }
+    Ok(())
 }
 
 /// Every step's new reward, and the terms behind them.
@@ -334,6 +349,19 @@ impl TermStats {
 }
 
 pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
+    match (args.rewards.len(), args.ensemble) {
+        (0, _) => anyhow::bail!("name a reward: --program, --reward or --model"),
+        (1, Some(how)) => anyhow::bail!(
+            "--ensemble {how} combines several rewards; name two or more (--program, \
+             --reward, --model)"
+        ),
+        (n, None) if n > 1 => anyhow::bail!(
+            "{n} rewards named; relabel takes one, or several with --ensemble mean|min|\
+             mean-minus-std[:K]|and[:REFERENCE]"
+        ),
+        _ => {}
+    }
+
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -350,19 +378,6 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
     );
     let dataset = Dataset::open(&args.data)?;
     let (mut config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
-    match (args.rewards.len(), args.ensemble) {
-        (0, _) => anyhow::bail!("name a reward: --program, --reward or --model"),
-        (1, Some(how)) => anyhow::bail!(
-            "--ensemble {how} combines several rewards; name two or more (--program, \
-             --reward, --model)"
-        ),
-        (n, None) if n > 1 => anyhow::bail!(
-            "{n} rewards named; relabel takes one, or several with --ensemble mean|min|\
-             mean-minus-std[:K]|and[:REFERENCE]"
-        ),
-        _ => {}
-    }
-
     // Score every step before writing anything.
     let mut members = Vec::with_capacity(args.rewards.len());
     let mut models = 0;
@@ -505,6 +520,8 @@ fn combine_members(
                 .zip(mean_where(&returns, &successes, Some(false)))
                 .map(|(a, b)| a - b),
             frame_labels: m.frame_labels.clone(),
+            terms_over: m.terms_over,
+            terms: m.terms.clone(),
         });
         standardised.push(
             values
@@ -530,27 +547,30 @@ fn combine_members(
 
     let mut rewards = Vec::with_capacity(dataset.episodes.len());
     let mut spreads = Vec::new();
-    let mut at = Vec::new();
-    let mut stats = TermStats::default();
-    let names: Vec<String> = (0..members.len()).map(|i| format!("member {i}")).collect();
     let mut row = vec![0.0; members.len()];
-    let mut index = 0;
-    for (episode, e) in dataset.episodes.iter().enumerate() {
+    for e in &dataset.episodes {
         let mut episode_rewards = Vec::with_capacity(e.steps());
-        for step in 0..e.steps() {
+        for _ in 0..e.steps() {
+            let index = spreads.len();
             for (slot, z) in row.iter_mut().zip(&standardised) {
                 *slot = z[index];
             }
             let combined = ensemble::combine(&row, how)
                 .context("standardised finite rewards always combine")?;
-            stats.add(&names, &row);
             episode_rewards.push(combined.value);
             spreads.push(combined.std);
-            at.push((episode, step));
-            index += 1;
         }
         rewards.push(episode_rewards);
     }
+    // Step `index` of the flattened dataset as (episode, step).
+    let locate = |mut index: usize| {
+        let mut episode = 0;
+        while index >= dataset.episodes[episode].steps() {
+            index -= dataset.episodes[episode].steps();
+            episode += 1;
+        }
+        (episode, index)
+    };
     let mean_spread = spreads.iter().sum::<f64>() / steps;
     let mut order: Vec<usize> = (0..spreads.len()).collect();
     order.sort_by(|&a, &b| spreads[b].total_cmp(&spreads[a]).then(a.cmp(&b)));
@@ -558,8 +578,8 @@ fn combine_members(
         .into_iter()
         .take(MOST_DISAGREED)
         .map(|i| Disagreement {
-            episode: at[i].0,
-            step: at[i].1,
+            episode: locate(i).0,
+            step: locate(i).1,
             spread: spreads[i],
             standardised: standardised.iter().map(|z| z[i]).collect(),
         })
@@ -570,8 +590,9 @@ fn combine_members(
         rewards,
         frames: members.iter().map(|m| m.frames).sum(),
         frame_labels: None,
+        // Each member's own terms are in its summary.
         terms_over: "steps",
-        terms: stats.summaries(),
+        terms: Vec::new(),
     };
     let report = EnsembleReport {
         aggregate: how.to_string(),

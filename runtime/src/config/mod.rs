@@ -218,6 +218,16 @@ pub struct ServoConfig {
 /// goal-baseline projection.
 pub const DEFAULT_CLIP_ALPHA: f64 = 0.5;
 
+/// A clip reward's alpha: the one given, else [`DEFAULT_CLIP_ALPHA`] with a baseline and 0
+/// (no baseline to mix in) without.
+pub fn clip_alpha(alpha: Option<f64>, has_baseline: bool) -> f64 {
+    alpha.unwrap_or(if has_baseline {
+        DEFAULT_CLIP_ALPHA
+    } else {
+        0.0
+    })
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RewardSourceConfig {
     pub name: String,

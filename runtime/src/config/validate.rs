@@ -640,11 +640,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             camera: r.camera.clone(),
             goal: r.goal.clone(),
             baseline: r.baseline.clone(),
-            alpha: r.alpha.unwrap_or(if r.baseline.is_some() {
-                super::DEFAULT_CLIP_ALPHA
-            } else {
-                0.0
-            }),
+            alpha: clip_alpha(r.alpha, r.baseline.is_some()),
             threshold: r.threshold.unwrap_or(0.5),
             resize: r.resize.unwrap_or_default(),
             device: r.device.unwrap_or_default(),
