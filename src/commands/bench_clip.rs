@@ -18,10 +18,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use rlrt_rewards::clip::model::{Clip, RandomInit};
-use rlrt_rewards::clip::{ClipConfig, Preset};
+use rlrt_rewards::clip::{ClipBackend, ClipConfig, Preset};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 
@@ -131,7 +130,7 @@ struct Series {
 /// Latencies of a random ViT-B/32 vision tower on backend `B` at batch 1 (`calls`) and at
 /// `batch` (`batch_calls`; 0 gives empty series), after `warmup` calls each. The input is made
 /// on the device; each call ends with the embeddings read back to the host.
-fn time_vision<B: Backend>(
+fn time_vision<B: ClipBackend>(
     device: &B::Device,
     calls: usize,
     batch: usize,

@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use rlrt_runtime::compute::{check_pair, ComputeDevice, Precision};
 
-use super::{ClipConfig, ClipError, ClipModel, CpuBackend, Resize, Rgb8};
+use super::{ClipBackend, ClipConfig, ClipError, ClipModel, CpuBackend, Resize, Rgb8};
 
 /// burn's CUDA backend at f32 (feature `cuda`).
 #[cfg(feature = "cuda")]
@@ -52,7 +51,10 @@ enum Source<'a> {
     Random(&'a ClipConfig),
 }
 
-fn build<B: Backend>(source: Source<'_>, device: &B::Device) -> Result<ClipModel<B>, ClipError> {
+fn build<B: ClipBackend>(
+    source: Source<'_>,
+    device: &B::Device,
+) -> Result<ClipModel<B>, ClipError> {
     match source {
         Source::Folder(folder) => ClipModel::load(folder, device),
         Source::Random(config) => Ok(ClipModel::random(config.clone(), device)),
@@ -154,7 +156,7 @@ impl EmbedText for ClipEngine {
     }
 }
 
-impl<B: Backend> EmbedText for ClipModel<B> {
+impl<B: ClipBackend> EmbedText for ClipModel<B> {
     fn embed_texts(&self, prompts: &[&str]) -> Result<Vec<Vec<f32>>, ClipError> {
         ClipModel::embed_texts(self, prompts)
     }

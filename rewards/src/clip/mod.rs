@@ -8,6 +8,7 @@
 pub mod config;
 pub mod engine;
 pub mod hub;
+pub mod kernels;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
@@ -19,6 +20,7 @@ use burn::prelude::*;
 
 pub use config::{Activation, ClipConfig, Preset};
 pub use engine::{ClipEngine, EmbedText};
+pub use kernels::ClipBackend;
 pub use model::Clip;
 pub use preprocess::{Resize, Rgb8};
 pub use tokenizer::Tokenizer;
@@ -83,7 +85,7 @@ pub struct ClipReward {
 
 /// The reward of one frame for a goal prompt, optionally sharpened by a baseline prompt with
 /// weight `alpha` (Rocamonde et al., 2023, goal-baseline regularisation).
-pub fn reward<B: Backend>(
+pub fn reward<B: ClipBackend>(
     model: &ClipModel<B>,
     frame: Rgb8<'_>,
     mode: Resize,
@@ -159,7 +161,7 @@ pub struct ClipModel<B: Backend> {
     device: B::Device,
 }
 
-impl<B: Backend> ClipModel<B> {
+impl<B: ClipBackend> ClipModel<B> {
     /// Loads `config.json`, `model.safetensors`, `vocab.json` and `merges.txt` from a Hugging
     /// Face CLIP folder (as `save_pretrained` or a hub download lays it out), or from the
     /// Hub model `hf:<owner>/<name>` (see [`hub::locate`]).

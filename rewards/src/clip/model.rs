@@ -8,11 +8,12 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::TensorPrimitive;
 
 use super::config::{Activation, ClipConfig, TextConfig, TowerConfig, VisionConfig};
+use super::kernels::{ClipBackend, Epilogue};
 
 /// A linear layer, weight [in, out].
 #[derive(Module, Debug)]
@@ -21,19 +22,34 @@ pub struct Dense<B: Backend> {
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
-impl<B: Backend> Dense<B> {
+impl<B: ClipBackend> Dense<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.forward_then(x, Epilogue::Identity)
+    }
+
+    /// The layer followed by `then` (an activation, or a residual add whose tensor has the
+    /// output's shape), in one step where the backend can (`kernels.rs`).
+    pub fn forward_then<const D: usize>(&self, x: Tensor<B, D>, then: Epilogue<B>) -> Tensor<B, D> {
         let dims = x.dims();
         let [inputs, outputs] = self.weight.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
-        let mut y = x.reshape([rows, inputs]).matmul(self.weight.val());
-        if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze::<2>();
-        }
+        let y = B::dense(
+            x.reshape([rows, inputs]),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            then,
+        );
         let mut out = dims;
         out[D - 1] = outputs;
         y.reshape(out)
     }
+}
+
+/// A residual tensor [..., width] as the [rows, width] matrix `Epilogue::Residual` takes.
+fn residual<B: Backend, const D: usize>(x: Tensor<B, D>) -> Epilogue<B> {
+    let dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    Epilogue::Residual(x.reshape([rows, dims[D - 1]]))
 }
 
 /// LayerNorm over the last dimension.
@@ -45,12 +61,15 @@ pub struct Norm<B: Backend> {
 }
 
 impl<B: Backend> Norm<B> {
+    /// burn's layer-norm operation: one fused pass on Flex, the mean / variance composition
+    /// elsewhere.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mean = x.clone().mean_dim(D - 1);
-        let centred = x - mean;
-        let var = centred.clone().powi_scalar(2).mean_dim(D - 1);
-        let normed = centred / var.add_scalar(self.eps).sqrt();
-        normed * self.gamma.val().unsqueeze::<D>() + self.beta.val().unsqueeze::<D>()
+        Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+            x.into_primitive().tensor(),
+            self.gamma.val().into_primitive().tensor(),
+            Some(self.beta.val().into_primitive().tensor()),
+            self.eps,
+        )))
     }
 }
 
@@ -65,34 +84,19 @@ pub struct Attention<B: Backend> {
     pub heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
-    /// `x`: [batch, tokens, hidden]. `causal`: each token attends to itself and the tokens
-    /// before it (the text tower). The scale is CLIP's 1/sqrt(head_dim), the default of burn's
-    /// attention op, which each backend implements in one kernel where it can (flash attention
-    /// on CUDA, a fused loop on Flex).
-    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let [batch, tokens, hidden] = x.dims();
-        let (heads, head_dim) = (self.heads, hidden / self.heads);
-        // [batch, tokens, (q|k|v, head, dim)] -> [(q|k|v) * batch, head, token, dim], laid
-        // out once (one copy for the three), then three contiguous slices.
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([batch, tokens, 3, heads, head_dim])
-            .permute([2, 0, 3, 1, 4])
-            .reshape([3 * batch, heads, tokens, head_dim]);
-        let part = |i: usize| {
-            qkv.clone()
-                .slice([i * batch..(i + 1) * batch, 0..heads, 0..tokens, 0..head_dim])
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
+impl<B: ClipBackend> Attention<B> {
+    /// `skip + attention(x)`. `x`, `skip`: [batch, tokens, hidden]. `causal`: each token
+    /// attends to itself and the tokens before it (the text tower). The scale is CLIP's
+    /// 1/sqrt(head_dim), the default of burn's attention op, which each backend implements in
+    /// one kernel where it can (flash attention on CUDA, a fused loop on Flex).
+    pub fn forward(&self, x: Tensor<B, 3>, skip: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let [q, k, v] = B::split_heads(self.qkv.forward(x), self.heads);
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
-        let context = attention(q, k, v, None, None, options);
-        self.out
-            .forward(context.swap_dims(1, 2).reshape([batch, tokens, hidden]))
+        let context = B::merge_heads(attention(q, k, v, None, None, options));
+        self.out.forward_then(context, residual(skip))
     }
 }
 
@@ -106,16 +110,20 @@ pub struct Layer<B: Backend> {
     pub quick_gelu: bool,
 }
 
-impl<B: Backend> Layer<B> {
+impl<B: ClipBackend> Layer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let x = x.clone() + self.attention.forward(self.norm1.forward(x), causal);
-        let h = self.fc1.forward(self.norm2.forward(x.clone()));
-        let h = if self.quick_gelu {
-            h.clone() * sigmoid(h.mul_scalar(1.702))
+        let x = self
+            .attention
+            .forward(self.norm1.forward(x.clone()), x, causal);
+        let activation = if self.quick_gelu {
+            Epilogue::QuickGelu
         } else {
-            gelu(h)
+            Epilogue::Gelu
         };
-        x + self.fc2.forward(h)
+        let h = self
+            .fc1
+            .forward_then(self.norm2.forward(x.clone()), activation);
+        self.fc2.forward_then(h, residual(x))
     }
 }
 
@@ -132,7 +140,7 @@ pub struct TextTransformer<B: Backend> {
     pub eos_token_id: u32,
 }
 
-impl<B: Backend> TextTransformer<B> {
+impl<B: ClipBackend> TextTransformer<B> {
     /// Unnormalised text embeddings, [batch, projection]. Every row of `ids` has the same
     /// length (pad after the end token: the causal mask keeps padding out of the pooled
     /// position, so its value does not matter).
@@ -206,7 +214,7 @@ pub struct VisionTransformer<B: Backend> {
     pub patch_size: usize,
 }
 
-impl<B: Backend> VisionTransformer<B> {
+impl<B: ClipBackend> VisionTransformer<B> {
     /// Unnormalised image embeddings, [batch, projection], from preprocessed pixels
     /// [batch, 3, size, size].
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {

@@ -1,0 +1,525 @@
+//! CLIP's hot operations as a burn backend extension: a dense layer with its bias, activation
+//! or residual add folded in, and the head split and merge around attention.
+//!
+//! Every backend gets them composed from burn's tensor operations (the `portable` functions).
+//! On the CPU (burn's Flex) that composition costs a pass over memory and a fresh buffer per
+//! operation, and its sigmoid runs a scalar `expf` per element: at batch 16 those passes took
+//! about a quarter of a ViT-B/32 forward pass, as much as PyTorch's whole lead (docs/clip.md).
+//! The Flex implementation below does each layer in one matrix product (the `gemm` crate, as
+//! Flex's own matmul) that accumulates into a buffer already holding the bias and residual,
+//! followed by at most one vectorised pass; the head split and merge are copies of whole
+//! head-sized rows. Tensors that are not contiguous f32 take the portable path.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::TensorPrimitive;
+
+/// What a dense layer does to its output after the bias.
+pub enum Epilogue<B: Backend> {
+    Identity,
+    /// `y * sigmoid(1.702 y)`, OpenAI CLIP's activation.
+    QuickGelu,
+    /// The erf GELU (open_clip variants).
+    Gelu,
+    /// `residual + y`, residual [rows, outputs].
+    Residual(Tensor<B, 2>),
+}
+
+/// The operations CLIP's layers are built from, overridable per backend.
+pub trait ClipBackend: Backend {
+    /// `then(x · weight + bias)`; x [rows, inputs], weight [inputs, outputs].
+    fn dense(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        then: Epilogue<Self>,
+    ) -> Tensor<Self, 2> {
+        portable::dense(x, weight, bias, then)
+    }
+
+    /// [batch, tokens, (q|k|v, head, dim)] to queries, keys and values, each
+    /// [batch, heads, tokens, dim].
+    fn split_heads(qkv: Tensor<Self, 3>, heads: usize) -> [Tensor<Self, 4>; 3] {
+        portable::split_heads(qkv, heads)
+    }
+
+    /// [batch, heads, tokens, dim] to [batch, tokens, heads * dim].
+    fn merge_heads(context: Tensor<Self, 4>) -> Tensor<Self, 3> {
+        portable::merge_heads(context)
+    }
+}
+
+/// The compositions of burn operations every backend can run.
+pub mod portable {
+    use super::*;
+
+    pub fn dense<B: Backend>(
+        x: Tensor<B, 2>,
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+        then: Epilogue<B>,
+    ) -> Tensor<B, 2> {
+        let mut y = x.matmul(weight);
+        if let Some(bias) = bias {
+            y = y + bias.unsqueeze::<2>();
+        }
+        match then {
+            Epilogue::Identity => y,
+            Epilogue::QuickGelu => y.clone() * sigmoid(y.mul_scalar(QUICK_GELU_SCALE)),
+            Epilogue::Gelu => gelu(y),
+            Epilogue::Residual(residual) => residual + y,
+        }
+    }
+
+    pub fn split_heads<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> [Tensor<B, 4>; 3] {
+        let [batch, tokens, width] = qkv.dims();
+        let head_dim = width / 3 / heads;
+        // Laid out once (one copy for the three), then three contiguous slices.
+        let all = qkv
+            .reshape([batch, tokens, 3, heads, head_dim])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3 * batch, heads, tokens, head_dim]);
+        let part = |i: usize| {
+            all.clone()
+                .slice([i * batch..(i + 1) * batch, 0..heads, 0..tokens, 0..head_dim])
+        };
+        [part(0), part(1), part(2)]
+    }
+
+    pub fn merge_heads<B: Backend>(context: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, heads, tokens, head_dim] = context.dims();
+        context
+            .swap_dims(1, 2)
+            .reshape([batch, tokens, heads * head_dim])
+    }
+}
+
+/// OpenAI CLIP's quick GELU: `x * sigmoid(1.702 x)`.
+pub const QUICK_GELU_SCALE: f32 = 1.702;
+
+/// NdArray (a benchmark peer) runs the portable compositions.
+impl ClipBackend for burn::backend::NdArray {}
+
+#[cfg(feature = "cuda")]
+impl<R, F, I, BT> ClipBackend for burn_cubecl::CubeBackend<R, F, I, BT>
+where
+    R: burn_cubecl::CubeRuntime,
+    F: burn_cubecl::FloatElement,
+    I: burn_cubecl::IntElement,
+    BT: burn_cubecl::BoolElement,
+{
+}
+
+#[cfg(feature = "cuda")]
+impl ClipBackend for burn::backend::Cuda<f32> {}
+
+#[cfg(feature = "cuda")]
+impl ClipBackend for burn::backend::Cuda<half::f16> {}
+
+fn flex<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn primitive<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    t.into_primitive().tensor()
+}
+
+fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(FlexTensor::from_data(
+        TensorData::new(values, shape),
+    )))
+}
+
+impl ClipBackend for Flex {
+    fn dense(
+        x: Tensor<Flex, 2>,
+        weight: Tensor<Flex, 2>,
+        bias: Option<Tensor<Flex, 1>>,
+        then: Epilogue<Flex>,
+    ) -> Tensor<Flex, 2> {
+        let [rows, inputs] = x.dims();
+        let [weight_rows, outputs] = weight.dims();
+        assert_eq!(
+            inputs, weight_rows,
+            "dense: input width {inputs} vs weight {weight_rows}"
+        );
+        let (xp, wp) = (primitive(x), primitive(weight));
+        let bp = bias.map(primitive);
+        let (residual, activation) = match then {
+            Epilogue::Residual(r) => (Some(primitive(r)), Epilogue::Identity),
+            other => (None, other),
+        };
+        let slices = (
+            xp.as_slice::<f32>(),
+            wp.as_slice::<f32>(),
+            bp.as_ref().map(|b| b.as_slice::<f32>()),
+            residual.as_ref().map(|r| r.as_slice::<f32>()),
+        );
+        let (Some(xs), Some(ws), Some(bs), Some(rs)) = (
+            slices.0,
+            slices.1,
+            slices.2.map_or(Some(None), |b| b.map(Some)),
+            slices.3.map_or(Some(None), |r| r.map(Some)),
+        ) else {
+            let then = match residual {
+                Some(r) => Epilogue::Residual(flex(r)),
+                None => activation,
+            };
+            return portable::dense(flex(xp), flex(wp), bp.map(flex), then);
+        };
+        let out = dense_f32(xs, ws, bs, rs, rows, inputs, outputs);
+        let mut out = out;
+        match activation {
+            Epilogue::QuickGelu => quick_gelu_in_place(&mut out),
+            Epilogue::Gelu => return gelu(from_vec(out, [rows, outputs])),
+            Epilogue::Identity | Epilogue::Residual(_) => {}
+        }
+        from_vec(out, [rows, outputs])
+    }
+
+    fn split_heads(qkv: Tensor<Flex, 3>, heads: usize) -> [Tensor<Flex, 4>; 3] {
+        let [batch, tokens, width] = qkv.dims();
+        let p = primitive(qkv);
+        let Some(src) = p.as_slice::<f32>() else {
+            return portable::split_heads(flex(p), heads);
+        };
+        let hidden = width / 3;
+        let head_dim = hidden / heads;
+        let mut parts = [(); 3].map(|_| vec![0f32; batch * tokens * hidden]);
+        for b in 0..batch {
+            for t in 0..tokens {
+                let row = &src[(b * tokens + t) * width..][..width];
+                for (s, part) in parts.iter_mut().enumerate() {
+                    for h in 0..heads {
+                        let to = ((b * heads + h) * tokens + t) * head_dim;
+                        part[to..to + head_dim]
+                            .copy_from_slice(&row[s * hidden + h * head_dim..][..head_dim]);
+                    }
+                }
+            }
+        }
+        parts.map(|v| from_vec(v, [batch, heads, tokens, head_dim]))
+    }
+
+    fn merge_heads(context: Tensor<Flex, 4>) -> Tensor<Flex, 3> {
+        let [batch, heads, tokens, head_dim] = context.dims();
+        let p = primitive(context);
+        let Some(src) = p.as_slice::<f32>() else {
+            return portable::merge_heads(flex(p));
+        };
+        let width = heads * head_dim;
+        let mut out = vec![0f32; batch * tokens * width];
+        for b in 0..batch {
+            for h in 0..heads {
+                for t in 0..tokens {
+                    let from = ((b * heads + h) * tokens + t) * head_dim;
+                    let to = (b * tokens + t) * width + h * head_dim;
+                    out[to..to + head_dim].copy_from_slice(&src[from..from + head_dim]);
+                }
+            }
+        }
+        from_vec(out, [batch, tokens, width])
+    }
+}
+
+/// Up to this many rows, `dense_f32` multiplies in transposed form (see there).
+const TRANSPOSED_UP_TO_ROWS: usize = 64;
+
+/// `residual + bias + x · w` in one matrix product: the output starts as the residual plus
+/// the bias (or the bias alone) and gemm accumulates the product into it.
+fn dense_f32(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+) -> Vec<f32> {
+    assert_eq!(x.len(), rows * inputs);
+    assert_eq!(w.len(), inputs * outputs);
+    let mut out = match residual {
+        Some(r) => {
+            assert_eq!(r.len(), rows * outputs);
+            r.to_vec()
+        }
+        None => vec![0f32; rows * outputs],
+    };
+    if let Some(b) = bias {
+        assert_eq!(b.len(), outputs);
+        for row in out.chunks_exact_mut(outputs) {
+            for (o, b) in row.iter_mut().zip(b) {
+                *o += b;
+            }
+        }
+    }
+    let accumulate = residual.is_some() || bias.is_some();
+    if rows == 0 || outputs == 0 {
+        return out;
+    }
+    // SAFETY (both calls): the three buffers are row-major with the sizes asserted above, the
+    // output is exclusively borrowed and does not alias the inputs.
+    if rows <= TRANSPOSED_UP_TO_ROWS {
+        // One image's tokens (50 for ViT-B/32): gemm's tiles are 64 rows tall, and it copies
+        // (packs) the 50-row input into tile order again for every block of output columns.
+        // Computed as out^T = w^T x^T instead, the weight is the tall operand: its rows are
+        // already contiguous in tile order, and gemm reads it in place once the column count
+        // (50) is under its packing threshold, raised here from 8 * 6 to 16 * 6 columns.
+        // About 15% less time per layer at 50 rows, and slower from about 100 rows on
+        // (gemm 0.19, AVX-512, docs/clip.md).
+        static THRESHOLD: std::sync::Once = std::sync::Once::new();
+        THRESHOLD.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
+        unsafe {
+            gemm::gemm(
+                outputs,
+                rows,
+                inputs,
+                out.as_mut_ptr(),
+                outputs as isize,
+                1,
+                accumulate,
+                w.as_ptr(),
+                outputs as isize,
+                1,
+                x.as_ptr(),
+                inputs as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    } else {
+        unsafe {
+            gemm::gemm(
+                rows,
+                outputs,
+                inputs,
+                out.as_mut_ptr(),
+                1,
+                outputs as isize,
+                accumulate,
+                x.as_ptr(),
+                1,
+                inputs as isize,
+                w.as_ptr(),
+                1,
+                outputs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+    out
+}
+
+/// `v * sigmoid(1.702 v)` over a buffer, vectorised with the widest SIMD the CPU has (AVX-512,
+/// AVX2 or NEON, chosen at run time by `pulp`).
+pub fn quick_gelu_in_place(values: &mut [f32]) {
+    struct Pass<'a>(&'a mut [f32]);
+    impl pulp::WithSimd for Pass<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            for v in self.0.iter_mut() {
+                *v = quick_gelu(*v);
+            }
+        }
+    }
+    pulp::Arch::new().dispatch(Pass(values));
+}
+
+/// `x * sigmoid(1.702 x)` = `x / (1 + e^(-1.702 x))`, branch-free so that loops over it
+/// vectorise.
+#[inline(always)]
+pub fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + exp(-QUICK_GELU_SCALE * x))
+}
+
+/// e^x to within 3e-7 relative error (about 3 ulp) where the result is a normal number, and
+/// infinity or 0 beyond, without branches or
+/// calls (Cody-Waite range reduction and Cephes' degree-5 polynomial for `expf`): `f32::exp`
+/// is a libm call per element that no loop vectorises.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n * LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    // Clamped where 2^n stays a normal number: e^88.37 and e^-87.33 are about 2.4e38 and 1.2e-38.
+    let clamped = x.clamp(-87.33, 88.37);
+    let shifted = clamped * LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // 2^n from the integer in `shifted`'s low bits, into the exponent field.
+    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    let e = e * f32::from_bits(((n_int + 127) as u32) << 23);
+    // Beyond the clamp, what libm returns (selects, not branches, once vectorised).
+    if x > 88.37 {
+        f32::INFINITY
+    } else if x < -87.33 {
+        0.0
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1000.0), 0.0);
+        assert_eq!(exp(1000.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn quick_gelu_matches_its_definition_vectorised() {
+        let mut values: Vec<f32> = (0..10_001).map(|i| (i as f32 - 5000.0) * 0.01).collect();
+        values.extend([f32::MAX, f32::MIN, 1e-30, -1e-30, 0.0, -0.0, 200.0, -200.0]);
+        let want: Vec<f64> = values
+            .iter()
+            .map(|&v| {
+                let v = v as f64;
+                v / (1.0 + (-1.702 * v).exp())
+            })
+            .collect();
+        let mut got = values.clone();
+        quick_gelu_in_place(&mut got);
+        for ((g, w), v) in got.iter().zip(&want).zip(&values) {
+            let err = (*g as f64 - w).abs();
+            assert!(
+                err <= 1e-6 * w.abs().max(1.0),
+                "quick_gelu({v}) = {g}, expected {w}"
+            );
+        }
+    }
+
+    type P = burn::backend::Flex;
+
+    fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<P, D> {
+        let n: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    fn assert_close<const D: usize>(a: Tensor<P, D>, b: Tensor<P, D>, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let (a, b) = (
+            a.into_data().to_vec::<f32>().unwrap(),
+            b.into_data().to_vec::<f32>().unwrap(),
+        );
+        let worst = max_abs(&a, &b);
+        assert!(
+            worst < 1e-5,
+            "{what}: the Flex kernel differs from the portable one by {worst}"
+        );
+    }
+
+    fn max_abs(a: &[f32], b: &[f32]) -> f64 {
+        rlrt_runtime::compare::max_abs_difference(
+            &a.iter().map(|v| *v as f64).collect::<Vec<_>>(),
+            &b.iter().map(|v| *v as f64).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn flex_kernels_agree_with_the_portable_compositions() {
+        // Both orientations of the matrix product: up to 64 rows and more.
+        for rows in [37, 150] {
+            check_dense(rows);
+        }
+        check_heads();
+    }
+
+    fn check_dense(rows: usize) {
+        let (inputs, outputs) = (48, 80);
+        let x = random([rows, inputs], 1);
+        let w = random([inputs, outputs], 2);
+        let b = random([outputs], 3);
+        let r = random([rows, outputs], 4);
+        type Then = fn(Tensor<P, 2>) -> Epilogue<P>;
+        let cases: Vec<(&str, Then)> = vec![
+            ("identity", |_| Epilogue::Identity),
+            ("quick gelu", |_| Epilogue::QuickGelu),
+            ("gelu", |_| Epilogue::Gelu),
+            ("residual", Epilogue::Residual),
+        ];
+        for (name, then) in cases {
+            for bias in [Some(b.clone()), None] {
+                let fast = P::dense(x.clone(), w.clone(), bias.clone(), then(r.clone()));
+                let slow = portable::dense(x.clone(), w.clone(), bias.clone(), then(r.clone()));
+                assert_close(
+                    fast,
+                    slow,
+                    &format!("dense, {name}, bias {}", bias.is_some()),
+                );
+            }
+        }
+        // A transposed (strided) input takes the portable path and still agrees.
+        let xt = random([inputs, rows], 5).transpose();
+        let fast = P::dense(xt.clone(), w.clone(), Some(b.clone()), Epilogue::QuickGelu);
+        let slow = portable::dense(xt, w, Some(b), Epilogue::QuickGelu);
+        assert_close(fast, slow, "dense, strided input");
+    }
+
+    fn check_heads() {
+        let (batch, tokens, heads, head_dim) = (3, 7, 4, 5);
+        let qkv = random([batch, tokens, 3 * heads * head_dim], 6);
+        let fast = P::split_heads(qkv.clone(), heads);
+        let slow = portable::split_heads(qkv, heads);
+        for (i, (f, s)) in fast.into_iter().zip(slow).enumerate() {
+            assert_close(f, s, &format!("split_heads part {i}"));
+        }
+        let context = random([batch, heads, tokens, head_dim], 7);
+        assert_close(
+            P::merge_heads(context.clone()),
+            portable::merge_heads(context.clone()),
+            "merge_heads",
+        );
+        // Strided context (as attention may return) takes the portable path.
+        let strided = random([batch, tokens, heads, head_dim], 8).swap_dims(1, 2);
+        assert_close(
+            P::merge_heads(strided.clone()),
+            portable::merge_heads(strided),
+            "merge_heads, strided",
+        );
+    }
+}
