@@ -267,8 +267,8 @@ fn dense_f32(
         // Computed as out^T = w^T x^T instead, the weight is the tall operand: its rows are
         // already contiguous in tile order, and gemm reads it in place once the column count
         // (50) is under its packing threshold, raised here from 8 * 6 to 16 * 6 columns.
-        // About 15% less time per layer at 50 rows, and slower from about 100 rows on
-        // (gemm 0.19, AVX-512, docs/clip.md).
+        // In a gemm-only timing (gemm 0.19, AVX-512): 10 to 15% less time per layer at 50
+        // rows, slower from about 100 rows on.
         static THRESHOLD: std::sync::Once = std::sync::Once::new();
         THRESHOLD.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
         unsafe {
