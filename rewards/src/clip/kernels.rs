@@ -29,10 +29,17 @@ pub enum Epilogue<B: Backend> {
 
 /// The operations CLIP's layers are built from, overridable per backend.
 pub trait ClipBackend: Backend {
-    /// `then(x · weight + bias)`; x [rows, inputs], weight [inputs, outputs].
+    /// A dense layer's weight [inputs, outputs] in the layout `dense` takes:
+    /// [panels, inputs, outputs / panels], column block `p` of the weight in panel `p`. One
+    /// panel by default (the weight itself).
+    fn dense_weight(weight: Tensor<Self, 2>) -> Tensor<Self, 3> {
+        weight.unsqueeze::<3>()
+    }
+
+    /// `then(x · weight + bias)`; x [rows, inputs], weight from `dense_weight`.
     fn dense(
         x: Tensor<Self, 2>,
-        weight: Tensor<Self, 2>,
+        weight: Tensor<Self, 3>,
         bias: Option<Tensor<Self, 1>>,
         then: Epilogue<Self>,
     ) -> Tensor<Self, 2> {
@@ -57,10 +64,16 @@ pub mod portable {
 
     pub fn dense<B: Backend>(
         x: Tensor<B, 2>,
-        weight: Tensor<B, 2>,
+        weight: Tensor<B, 3>,
         bias: Option<Tensor<B, 1>>,
         then: Epilogue<B>,
     ) -> Tensor<B, 2> {
+        let [panels, inputs, width] = weight.dims();
+        let weight = if panels == 1 {
+            weight.reshape([inputs, width])
+        } else {
+            weight.swap_dims(0, 1).reshape([inputs, panels * width])
+        };
         let mut y = x.matmul(weight);
         if let Some(bias) = bias {
             y = y + bias.unsqueeze::<2>();
@@ -133,14 +146,36 @@ fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<Flex,
 }
 
 impl ClipBackend for Flex {
+    /// Panels of `PANEL` output columns each, every panel [inputs, PANEL] contiguous: the
+    /// order in which gemm's 64-row tiles of the transposed product read the weight (see
+    /// `dense_f32`). A weight whose output count is not a multiple of `PANEL` stays one panel.
+    fn dense_weight(weight: Tensor<Flex, 2>) -> Tensor<Flex, 3> {
+        let [inputs, outputs] = weight.dims();
+        if outputs % PANEL != 0 || outputs == PANEL {
+            return weight.unsqueeze::<3>();
+        }
+        let Ok(values) = weight.clone().into_data().to_vec::<f32>() else {
+            return weight.unsqueeze::<3>();
+        };
+        let panels = outputs / PANEL;
+        let mut laid = Vec::with_capacity(values.len());
+        for p in 0..panels {
+            for row in values.chunks_exact(outputs) {
+                laid.extend_from_slice(&row[p * PANEL..(p + 1) * PANEL]);
+            }
+        }
+        from_vec(laid, [panels, inputs, PANEL])
+    }
+
     fn dense(
         x: Tensor<Flex, 2>,
-        weight: Tensor<Flex, 2>,
+        weight: Tensor<Flex, 3>,
         bias: Option<Tensor<Flex, 1>>,
         then: Epilogue<Flex>,
     ) -> Tensor<Flex, 2> {
         let [rows, inputs] = x.dims();
-        let [weight_rows, outputs] = weight.dims();
+        let [panels, weight_rows, width] = weight.dims();
+        let outputs = panels * width;
         assert_eq!(
             inputs, weight_rows,
             "dense: input width {inputs} vs weight {weight_rows}"
@@ -169,8 +204,7 @@ impl ClipBackend for Flex {
             };
             return portable::dense(flex(xp), flex(wp), bp.map(flex), then);
         };
-        let out = dense_f32(xs, ws, bs, rs, rows, inputs, outputs);
-        let mut out = out;
+        let mut out = dense_f32(xs, ws, bs, rs, rows, inputs, panels);
         match activation {
             Epilogue::QuickGelu => quick_gelu_in_place(&mut out),
             Epilogue::Gelu => return gelu(from_vec(out, [rows, outputs])),
@@ -224,11 +258,20 @@ impl ClipBackend for Flex {
     }
 }
 
-/// Up to this many rows, `dense_f32` multiplies in transposed form (see there).
-const TRANSPOSED_UP_TO_ROWS: usize = 64;
+/// Output columns per weight panel on Flex: the height of gemm's f32 tiles (4 AVX-512
+/// registers of 16), and a multiple of the AVX2 and NEON tile heights.
+const PANEL: usize = 64;
 
-/// `residual + bias + x · w` in one matrix product: the output starts as the residual plus
-/// the bias (or the bias alone) and gemm accumulates the product into it.
+/// `residual + bias + x · w`, w in `panels` panels ([panels, inputs, outputs / panels]).
+///
+/// The output starts as the residual plus the bias (or the bias alone) and gemm accumulates
+/// into it. Each panel is one product in transposed form, out^T[panel] = w[panel]^T x^T: the
+/// panel is gemm's tall left operand, already contiguous in the order its tiles read it, so
+/// gemm streams it from memory once and in place (with the input's columns under its packing
+/// threshold, raised here from 8 * 6 to 16 * 6: one image is 50 tokens). At batch 1 the
+/// weights are most of the memory traffic (350 MB per ViT-B/32 image); in a gemm-only timing
+/// of the 12 layers (gemm 0.19, AVX-512) this took 83 to 90 ms against 115 to 140 ms for
+/// `x · w` on the plain [inputs, outputs] layout, and was no slower at 100 to 800 rows.
 fn dense_f32(
     x: &[f32],
     w: &[f32],
@@ -236,10 +279,12 @@ fn dense_f32(
     residual: Option<&[f32]>,
     rows: usize,
     inputs: usize,
-    outputs: usize,
+    panels: usize,
 ) -> Vec<f32> {
+    assert!(panels > 0 && w.len() % (panels * inputs) == 0);
+    let width = w.len() / (panels * inputs);
+    let outputs = panels * width;
     assert_eq!(x.len(), rows * inputs);
-    assert_eq!(w.len(), inputs * outputs);
     let mut out = match residual {
         Some(r) => {
             assert_eq!(r.len(), rows * outputs);
@@ -259,57 +304,29 @@ fn dense_f32(
     if rows == 0 || outputs == 0 {
         return out;
     }
-    // SAFETY (both calls): the three buffers are row-major with the sizes asserted above, the
-    // output is exclusively borrowed and does not alias the inputs.
-    if rows <= TRANSPOSED_UP_TO_ROWS {
-        // One image's tokens (50 for ViT-B/32): gemm's tiles are 64 rows tall, and it copies
-        // (packs) the 50-row input into tile order again for every block of output columns.
-        // Computed as out^T = w^T x^T instead, the weight is the tall operand: its rows are
-        // already contiguous in tile order, and gemm reads it in place once the column count
-        // (50) is under its packing threshold, raised here from 8 * 6 to 16 * 6 columns.
-        // In a gemm-only timing (gemm 0.19, AVX-512): 10 to 15% less time per layer at 50
-        // rows, slower from about 100 rows on.
-        static THRESHOLD: std::sync::Once = std::sync::Once::new();
-        THRESHOLD.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
+    static THRESHOLD: std::sync::Once = std::sync::Once::new();
+    THRESHOLD.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
+    for (p, panel) in w.chunks_exact(inputs * width).enumerate() {
+        // SAFETY: `out` is [rows, outputs] row-major and this panel writes its columns
+        // p * width .. (p + 1) * width (the transposed view: row stride 1, column stride
+        // `outputs`); the panel is [inputs, width] row-major (read as its transpose) and `x`
+        // is [rows, inputs] row-major (read as its transpose), sizes asserted above. The
+        // output is exclusively borrowed and aliases neither input.
         unsafe {
             gemm::gemm(
-                outputs,
+                width,
                 rows,
                 inputs,
-                out.as_mut_ptr(),
+                out.as_mut_ptr().add(p * width),
                 outputs as isize,
                 1,
                 accumulate,
-                w.as_ptr(),
-                outputs as isize,
+                panel.as_ptr(),
+                width as isize,
                 1,
                 x.as_ptr(),
                 inputs as isize,
                 1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    } else {
-        unsafe {
-            gemm::gemm(
-                rows,
-                outputs,
-                inputs,
-                out.as_mut_ptr(),
-                1,
-                outputs as isize,
-                accumulate,
-                x.as_ptr(),
-                1,
-                inputs as isize,
-                w.as_ptr(),
-                1,
-                outputs as isize,
                 1.0,
                 1.0,
                 false,
@@ -462,17 +479,29 @@ mod tests {
 
     #[test]
     fn flex_kernels_agree_with_the_portable_compositions() {
-        // Both orientations of the matrix product: up to 64 rows and more.
-        for rows in [37, 150] {
-            check_dense(rows);
+        // One panel (80 outputs) and three (192), at one image's rows and more.
+        for (rows, outputs) in [(37, 80), (150, 80), (37, 192), (150, 192)] {
+            check_dense(rows, outputs);
         }
         check_heads();
     }
 
-    fn check_dense(rows: usize) {
-        let (inputs, outputs) = (48, 80);
+    fn check_dense(rows: usize, outputs: usize) {
+        let inputs = 48;
         let x = random([rows, inputs], 1);
-        let w = random([inputs, outputs], 2);
+        let plain = random([inputs, outputs], 2);
+        let w = P::dense_weight(plain.clone());
+        assert_eq!(
+            w.dims()[0],
+            if outputs % 64 == 0 { outputs / 64 } else { 1 }
+        );
+        // The panels hold the weight's column blocks.
+        assert_close(
+            w.clone().swap_dims(0, 1).reshape([inputs, outputs]),
+            plain.clone(),
+            "dense_weight",
+        );
+        let plain = plain.unsqueeze::<3>();
         let b = random([outputs], 3);
         let r = random([rows, outputs], 4);
         type Then = fn(Tensor<P, 2>) -> Epilogue<P>;
@@ -485,7 +514,7 @@ mod tests {
         for (name, then) in cases {
             for bias in [Some(b.clone()), None] {
                 let fast = P::dense(x.clone(), w.clone(), bias.clone(), then(r.clone()));
-                let slow = portable::dense(x.clone(), w.clone(), bias.clone(), then(r.clone()));
+                let slow = portable::dense(x.clone(), plain.clone(), bias.clone(), then(r.clone()));
                 assert_close(
                     fast,
                     slow,
@@ -496,7 +525,7 @@ mod tests {
         // A transposed (strided) input takes the portable path and still agrees.
         let xt = random([inputs, rows], 5).transpose();
         let fast = P::dense(xt.clone(), w.clone(), Some(b.clone()), Epilogue::QuickGelu);
-        let slow = portable::dense(xt, w, Some(b), Epilogue::QuickGelu);
+        let slow = portable::dense(xt, plain, Some(b), Epilogue::QuickGelu);
         assert_close(fast, slow, "dense, strided input");
     }
 

@@ -3,8 +3,8 @@
 //! scaled dot-product attention with a causal mask in the text tower, the text pooled at its end
 //! token, the image at its class token, both projected into the shared space without bias.
 //!
-//! Weights are stored the way the forward pass uses them (Linear weights as [in, out]); the
-//! loader in `weights.rs` transposes HF's [out, in] tensors once at load time.
+//! Weights are stored the way the forward pass uses them: Linear weights as [in, out] (HF's
+//! [out, in] transposed once at load), in the backend's layout (`ClipBackend::dense_weight`).
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -15,10 +15,12 @@ use burn::tensor::TensorPrimitive;
 use super::config::{Activation, ClipConfig, TextConfig, TowerConfig, VisionConfig};
 use super::kernels::{ClipBackend, Epilogue};
 
-/// A linear layer, weight [in, out].
+/// A linear layer.
 #[derive(Module, Debug)]
 pub struct Dense<B: Backend> {
-    pub weight: Param<Tensor<B, 2>>,
+    /// [in, out] in the backend's layout: [panels, in, out / panels]
+    /// (`ClipBackend::dense_weight`).
+    pub weight: Param<Tensor<B, 3>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
@@ -31,7 +33,8 @@ impl<B: ClipBackend> Dense<B> {
     /// output's shape), in one step where the backend can (`kernels.rs`).
     pub fn forward_then<const D: usize>(&self, x: Tensor<B, D>, then: Epilogue<B>) -> Tensor<B, D> {
         let dims = x.dims();
-        let [inputs, outputs] = self.weight.dims();
+        let [panels, inputs, width] = self.weight.dims();
+        let outputs = panels * width;
         let rows = dims[..D - 1].iter().product::<usize>();
         let y = B::dense(
             x.reshape([rows, inputs]),
@@ -266,33 +269,47 @@ pub trait TensorSource<B: Backend> {
     ) -> Result<Tensor<B, D>, Self::Error>;
 }
 
-fn dense<B: Backend, S: TensorSource<B>>(
+/// HF's nn.Linear `name` as a weight [in, out] and its bias.
+#[allow(clippy::type_complexity)]
+fn linear_parts<B: Backend, S: TensorSource<B>>(
+    src: &mut S,
+    name: &str,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>), S::Error> {
+    // HF stores nn.Linear weights as [out, in].
+    let weight = src
+        .tensor(&format!("{name}.weight"), [outputs, inputs])?
+        .transpose();
+    let bias = if bias {
+        Some(src.tensor(&format!("{name}.bias"), [outputs])?)
+    } else {
+        None
+    };
+    Ok((weight, bias))
+}
+
+fn dense_layer<B: ClipBackend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Dense<B> {
+    Dense {
+        weight: Param::from_tensor(B::dense_weight(contiguous(weight))),
+        bias: bias.map(Param::from_tensor),
+    }
+}
+
+fn dense<B: ClipBackend, S: TensorSource<B>>(
     src: &mut S,
     name: &str,
     inputs: usize,
     outputs: usize,
     bias: bool,
 ) -> Result<Dense<B>, S::Error> {
-    // HF stores nn.Linear weights as [out, in].
-    let weight = contiguous(
-        src.tensor(&format!("{name}.weight"), [outputs, inputs])?
-            .transpose(),
-    );
-    let bias = if bias {
-        Some(Param::from_tensor(
-            src.tensor(&format!("{name}.bias"), [outputs])?,
-        ))
-    } else {
-        None
-    };
-    Ok(Dense {
-        weight: Param::from_tensor(weight),
-        bias,
-    })
+    let (weight, bias) = linear_parts(src, name, inputs, outputs, bias)?;
+    Ok(dense_layer(weight, bias))
 }
 
 /// HF's separate q_proj, k_proj and v_proj under `prefix` as one [in, 3 * out] layer.
-fn qkv<B: Backend, S: TensorSource<B>>(
+fn qkv<B: ClipBackend, S: TensorSource<B>>(
     src: &mut S,
     prefix: &str,
     hidden: usize,
@@ -300,14 +317,14 @@ fn qkv<B: Backend, S: TensorSource<B>>(
     let mut weights = Vec::with_capacity(3);
     let mut biases = Vec::with_capacity(3);
     for name in ["q_proj", "k_proj", "v_proj"] {
-        let part = dense(src, &format!("{prefix}.{name}"), hidden, hidden, true)?;
-        weights.push(part.weight.val());
-        biases.push(part.bias.expect("built with a bias").val());
+        let (weight, bias) = linear_parts(src, &format!("{prefix}.{name}"), hidden, hidden, true)?;
+        weights.push(weight);
+        biases.push(bias.expect("asked with a bias"));
     }
-    Ok(Dense {
-        weight: Param::from_tensor(contiguous(Tensor::cat(weights, 1))),
-        bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
-    })
+    Ok(dense_layer(
+        Tensor::cat(weights, 1),
+        Some(Tensor::cat(biases, 0)),
+    ))
 }
 
 /// A transposed view laid out in memory once, at load, so that no matmul has to deal with
@@ -330,7 +347,7 @@ fn norm<B: Backend, S: TensorSource<B>>(
     })
 }
 
-fn layers<B: Backend, S: TensorSource<B>>(
+fn layers<B: ClipBackend, S: TensorSource<B>>(
     src: &mut S,
     prefix: &str,
     t: &TowerConfig,
@@ -355,7 +372,7 @@ fn layers<B: Backend, S: TensorSource<B>>(
         .collect()
 }
 
-fn text<B: Backend, S: TensorSource<B>>(
+fn text<B: ClipBackend, S: TensorSource<B>>(
     src: &mut S,
     c: &TextConfig,
     projection: usize,
@@ -382,7 +399,7 @@ fn text<B: Backend, S: TensorSource<B>>(
     })
 }
 
-fn vision<B: Backend, S: TensorSource<B>>(
+fn vision<B: ClipBackend, S: TensorSource<B>>(
     src: &mut S,
     c: &VisionConfig,
     projection: usize,
@@ -414,7 +431,7 @@ fn vision<B: Backend, S: TensorSource<B>>(
     })
 }
 
-impl<B: Backend> Clip<B> {
+impl<B: ClipBackend> Clip<B> {
     /// The vision tower alone (image embeddings, benchmarks).
     pub fn build_vision<S: TensorSource<B>>(
         config: &ClipConfig,
