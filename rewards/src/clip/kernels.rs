@@ -5,10 +5,11 @@
 //! On the CPU (burn's Flex) that composition costs a pass over memory and a fresh buffer per
 //! operation, and its sigmoid runs a scalar `expf` per element: at batch 16 those passes took
 //! about a quarter of a ViT-B/32 forward pass, as much as PyTorch's whole lead (docs/clip.md).
-//! The Flex implementation below does each layer in one matrix product (the `gemm` crate, as
-//! Flex's own matmul) that accumulates into a buffer already holding the bias and residual,
-//! followed by at most one vectorised pass; the head split and merge are copies of whole
-//! head-sized rows. Tensors that are not contiguous f32 take the portable path.
+//! The Flex implementation below keeps each weight in 64-column panels and multiplies them with
+//! the `gemm` crate (as Flex's own matmul does), accumulating into a buffer that already holds
+//! the bias and residual, followed by at most one vectorised pass; the head split and merge
+//! are copies of whole head-sized rows. Tensors that are not contiguous f32 take the portable
+//! path.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
