@@ -140,6 +140,12 @@ fn primitive<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
     t.into_primitive().tensor()
 }
 
+/// An optional operand as `Some(None)` when absent, `Some(Some(values))` when present as
+/// contiguous f32, and `None` when present in another form (the portable path takes it).
+fn optional_f32(t: &Option<FlexTensor>) -> Option<Option<&[f32]>> {
+    t.as_ref().map_or(Some(None), |t| t.as_slice().map(Some))
+}
+
 fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<Flex, D> {
     Tensor::from_primitive(TensorPrimitive::Float(FlexTensor::from_data(
         TensorData::new(values, shape),
@@ -187,17 +193,11 @@ impl ClipBackend for Flex {
             Epilogue::Residual(r) => (Some(primitive(r)), Epilogue::Identity),
             other => (None, other),
         };
-        let slices = (
+        let (Some(xs), Some(ws), Some(bs), Some(rs)) = (
             xp.as_slice::<f32>(),
             wp.as_slice::<f32>(),
-            bp.as_ref().map(|b| b.as_slice::<f32>()),
-            residual.as_ref().map(|r| r.as_slice::<f32>()),
-        );
-        let (Some(xs), Some(ws), Some(bs), Some(rs)) = (
-            slices.0,
-            slices.1,
-            slices.2.map_or(Some(None), |b| b.map(Some)),
-            slices.3.map_or(Some(None), |r| r.map(Some)),
+            optional_f32(&bp),
+            optional_f32(&residual),
         ) else {
             let then = match residual {
                 Some(r) => Epilogue::Residual(flex(r)),
@@ -271,7 +271,7 @@ const PANEL: usize = 64;
 /// gemm streams it from memory once and in place (with the input's columns under its packing
 /// threshold, raised here from 8 * 6 to 16 * 6: one image is 50 tokens). At batch 1 the
 /// weights are most of the memory traffic (350 MB per ViT-B/32 image); in a gemm-only timing
-/// of the 12 layers (gemm 0.19, AVX-512) this took 83 to 90 ms against 115 to 140 ms for
+/// of the 12 layers (gemm 0.19, AVX-512; a scratch program, not kept) this took 83 to 90 ms against 115 to 140 ms for
 /// `x · w` on the plain [inputs, outputs] layout, and was no slower at 100 to 800 rows.
 fn dense_f32(
     x: &[f32],

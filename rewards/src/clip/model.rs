@@ -269,15 +269,17 @@ pub trait TensorSource<B: Backend> {
     ) -> Result<Tensor<B, D>, Self::Error>;
 }
 
+/// A linear layer's weight [in, out] and optional bias, before `ClipBackend::dense_weight`.
+type LinearParts<B> = (Tensor<B, 2>, Option<Tensor<B, 1>>);
+
 /// HF's nn.Linear `name` as a weight [in, out] and its bias.
-#[allow(clippy::type_complexity)]
 fn linear_parts<B: Backend, S: TensorSource<B>>(
     src: &mut S,
     name: &str,
     inputs: usize,
     outputs: usize,
     bias: bool,
-) -> Result<(Tensor<B, 2>, Option<Tensor<B, 1>>), S::Error> {
+) -> Result<LinearParts<B>, S::Error> {
     // HF stores nn.Linear weights as [out, in].
     let weight = src
         .tensor(&format!("{name}.weight"), [outputs, inputs])?
