@@ -13,6 +13,7 @@ pub mod rollout;
 pub mod run_recorder;
 pub mod signals;
 pub mod telemetry_hub;
+pub mod threads;
 
 /// Exit code for a config the user must fix.
 pub const EXIT_INVALID_CONFIG: i32 = 2;

@@ -11,6 +11,7 @@ use rlrt::commands::{
 };
 use rlrt::rollout::Exploration;
 use rlrt_policies::checkpoint::Algorithm;
+use rlrt_policies::iql::Preset;
 use rlrt_runtime::alloc_count::CountingAllocator;
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 
@@ -29,6 +30,11 @@ struct Cli {
     /// Only warnings and errors in the log.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// CPU threads for training and for CPU inference of reward models (CLIP, classifiers,
+    /// preference models): default all cores, or all but one for commands that run the
+    /// real-time loop (the loop's own thread is never in this pool).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -180,13 +186,16 @@ enum Command {
         json: bool,
     },
     /// Convert a Minari dataset (folder or HDF5 file) or a D4RL HDF5 file into an rlrt
-    /// dataset, described by a hw-config whose observation and action sizes match the file.
+    /// dataset, described by a hw-config whose observation and action sizes match the file
+    /// (or, without --config, by one written from the dataset's own metadata).
     Import {
         /// Minari dataset folder (data/main_data.hdf5) or HDF5 file; D4RL HDF5 file.
         source: PathBuf,
         /// The hw-config describing the observations and actions (stored with the dataset).
+        /// Without it, one is written from the dataset's own description of its spaces
+        /// (Minari's metadata: a Box action space's bounds, the observation length).
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// The rlrt dataset folder to write.
         #[arg(long)]
         out: PathBuf,
@@ -227,12 +236,29 @@ enum Command {
         /// Hidden layer widths, such as 256,256.
         #[arg(long, value_delimiter = ',')]
         hidden: Option<Vec<usize>>,
-        /// IQL expectile (default 0.7).
+        /// IQL's settings for a kind of task (the paper's, Appendix B): locomotion (default;
+        /// expectile 0.7, temperature 3, rewards scaled to a return range of 1000),
+        /// manipulation (0.7, 0.5, rewards as they are) or navigation (0.9, 10, rewards
+        /// shifted by -1). The flags below override single values.
+        #[arg(long)]
+        preset: Option<Preset>,
+        /// IQL expectile tau (the preset's by default).
         #[arg(long)]
         expectile: Option<f64>,
-        /// IQL inverse temperature beta (default 3).
+        /// IQL inverse temperature beta (the preset's by default).
         #[arg(long)]
         temperature: Option<f64>,
+        /// Multiply every reward by this (the preset's rule by default).
+        #[arg(long)]
+        reward_scale: Option<f64>,
+        /// Share of episodes held out of training for the offline diagnostics, spread over
+        /// the dataset (default 0.05 when the config has no [sim] table, else 0).
+        #[arg(long, value_name = "SHARE")]
+        holdout: Option<f64>,
+        /// Plot losses, rollouts and offline diagnostics on a rerun timeline `step`:
+        /// save=<file.rrd>, spawn or connect[=<host:port>].
+        #[arg(long, value_name = "DESTINATION")]
+        rerun: Option<rlrt::rerun_log::Destination>,
         /// Where the updates run: cpu, cuda or cuda:N (CUDA needs rlrt built with `--features
         /// cuda`). Evaluation episodes run the actor on the CPU either way.
         #[arg(long, default_value = "cpu")]
@@ -252,6 +278,10 @@ enum Command {
         /// Run in this hw-config instead of the one saved in the checkpoint.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Evaluate offline on the held-out episodes of this dataset (default, when the
+        /// config has no [sim] table: the dataset the checkpoint was trained on).
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -644,7 +674,7 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 #[derive(Subcommand)]
 enum Bench {
     /// Image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1 and a larger
-    /// batch: burn Flex on the CPU (and NdArray at batch 1), or burn CUDA with --device cuda;
+    /// batch: burn Flex on the CPU at one thread and at --threads, or burn CUDA with --device cuda;
     /// against PyTorch's transformers CLIP of the same config (CPU threads, or the same GPU
     /// eager and from a CUDA graph) when python3 can import torch and transformers.
     Clip {
@@ -676,9 +706,10 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
-    /// IQL update steps per second at batch 256: burn Flex and NdArray on the CPU, or burn
-    /// CUDA with --device cuda; against the same update in PyTorch eager (and, on CUDA, JAX
-    /// jit) when python3 can import them.
+    /// IQL update steps per second at batch 256 through `rlrt train`'s own update loop: burn
+    /// Flex on the CPU at one thread and at --threads (default all cores), or burn CUDA with
+    /// --device cuda; against the same update in PyTorch eager (same thread counts) and JAX
+    /// jit when python3 can import them.
     Iql {
         #[arg(long, default_value_t = 17)]
         observations: usize,
@@ -689,11 +720,11 @@ enum Bench {
         #[arg(long, default_value_t = 256)]
         batch: usize,
         /// Timed update steps per run (after a tenth as many warm-up steps).
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 1000)]
         steps: usize,
         /// Read the losses back every this many steps (a synchronisation on a GPU), in rlrt
-        /// and the peers alike.
-        #[arg(long, default_value_t = 10)]
+        /// and the peers alike (`rlrt train` reads them every 100).
+        #[arg(long, default_value_t = 100)]
         readback_every: usize,
         /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
         #[arg(long, default_value = "cpu")]
@@ -860,6 +891,14 @@ fn print_bench(report: &rlrt_runtime::bench::BenchReport, json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    let realtime = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Sim { .. } | Command::Demo { .. }
+    );
+    if let Err(e) = rlrt::threads::init_global(cli.threads, realtime) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match execute(cli.command) {
         Ok(code) => ExitCode::from(code as u8),
         Err(error) => {
@@ -1352,8 +1391,12 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             deterministic,
             batch_size,
             hidden,
+            preset,
             expectile,
             temperature,
+            reward_scale,
+            holdout,
+            rerun,
             device,
             json,
         } => {
@@ -1369,8 +1412,12 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 deterministic,
                 batch_size,
                 hidden,
+                preset,
                 expectile,
                 temperature,
+                reward_scale,
+                holdout,
+                rerun,
                 device,
             })?;
             print_outcome(&outcome, json)?;
@@ -1382,6 +1429,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
             episodes,
             seed,
             config,
+            data,
             json,
         } => {
             let outcome = train::eval(&train::EvalArgs {
@@ -1389,6 +1437,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 episodes,
                 seed,
                 config,
+                data,
             })?;
             print_outcome(&outcome, json)?;
             Ok(0)
@@ -1500,11 +1549,14 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 python_path,
                 json,
             } => {
+                let mut threads = vec![1, rayon::current_num_threads()];
+                threads.dedup();
                 let report = bench_clip::run(&bench_clip::BenchClipArgs {
                     calls,
                     batch_calls,
                     batch,
                     device,
+                    threads,
                     precision,
                     no_peer,
                     no_fusion,
@@ -1526,6 +1578,8 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                 python_path,
                 json,
             } => {
+                let mut threads = vec![1, rayon::current_num_threads()];
+                threads.dedup();
                 let report = bench_iql::run(&bench_iql::BenchIqlArgs {
                     observations,
                     actions,
@@ -1534,6 +1588,7 @@ fn execute(command: Command) -> anyhow::Result<i32> {
                     steps,
                     readback_every,
                     device,
+                    threads,
                     no_peer,
                     no_fusion,
                     python_path,

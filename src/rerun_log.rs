@@ -327,6 +327,56 @@ fn blueprint(layout: &Layout) -> Blueprint {
     )
 }
 
+/// A recording stream to `destination` with rlrt's own timelines only (rerun's automatic
+/// log_tick/log_time columns would mean nothing for a control loop or a training run): what
+/// `rlrt train --rerun` logs its plots into.
+pub fn open_stream(
+    destination: &Destination,
+    recording_name: &str,
+) -> anyhow::Result<RecordingStream> {
+    open(destination, recording_name, None)
+}
+
+fn open(
+    destination: &Destination,
+    recording_name: &str,
+    blueprint: Option<rerun::blueprint::Blueprint>,
+) -> anyhow::Result<RecordingStream> {
+    let mut builder =
+        rerun::RecordingStreamBuilder::new(APPLICATION_ID).recording_name(recording_name);
+    if let Some(b) = blueprint {
+        builder = builder.with_default_blueprint(b);
+    }
+    let rec = match destination {
+        Destination::Save(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("--rerun save: creating {}", dir.display()))?;
+            }
+            builder
+                .save(path)
+                .with_context(|| format!("--rerun save: cannot write {}", path.display()))?
+        }
+        Destination::Spawn => builder.spawn_opts(&spawn_options()).context(
+            "--rerun spawn: cannot start the rerun viewer (install it with \
+             `pip install rerun-sdk==0.36.3`; `cargo xtask setup` puts it in .deps/python/bin)",
+        )?,
+        Destination::Connect(addr) => {
+            let url = match addr {
+                None => "rerun+http://127.0.0.1:9876/proxy".to_owned(),
+                Some(a) if a.starts_with("rerun") => a.clone(),
+                Some(a) => format!("rerun+http://{a}/proxy"),
+            };
+            builder
+                .connect_grpc_opts(url.clone())
+                .with_context(|| format!("--rerun connect: cannot reach a viewer at {url}"))?
+        }
+    };
+    rec.set_log_tick_enabled(false);
+    rec.set_log_time_enabled(false);
+    Ok(rec)
+}
+
 impl RerunLogger {
     /// Opens the destination and starts the rerun thread.
     pub fn start(
@@ -337,38 +387,7 @@ impl RerunLogger {
         queue_len: usize,
     ) -> anyhow::Result<Self> {
         let layout = Layout::of(config);
-        let builder = rerun::RecordingStreamBuilder::new(APPLICATION_ID)
-            .recording_name(recording_name)
-            .with_default_blueprint(blueprint(&layout));
-        let rec = match destination {
-            Destination::Save(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("--rerun save: creating {}", dir.display()))?;
-                }
-                builder
-                    .save(path)
-                    .with_context(|| format!("--rerun save: cannot write {}", path.display()))?
-            }
-            Destination::Spawn => builder.spawn_opts(&spawn_options()).context(
-                "--rerun spawn: cannot start the rerun viewer (install it with \
-                 `pip install rerun-sdk==0.36.3`; `cargo xtask setup` puts it in .deps/python/bin)",
-            )?,
-            Destination::Connect(addr) => {
-                let url = match addr {
-                    None => "rerun+http://127.0.0.1:9876/proxy".to_owned(),
-                    Some(a) if a.starts_with("rerun") => a.clone(),
-                    Some(a) => format!("rerun+http://{a}/proxy"),
-                };
-                builder
-                    .connect_grpc_opts(url.clone())
-                    .with_context(|| format!("--rerun connect: cannot reach a viewer at {url}"))?
-            }
-        };
-        // Our own timelines only: rerun's automatic log_tick/log_time would add columns that
-        // mean nothing for a control loop.
-        rec.set_log_tick_enabled(false);
-        rec.set_log_time_enabled(false);
+        let rec = open(destination, recording_name, Some(blueprint(&layout)))?;
         let config_text = std::fs::read_to_string(&config.source).unwrap_or_default();
         if !config_text.is_empty() {
             let _ = rec.log_static(

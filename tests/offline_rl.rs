@@ -480,20 +480,20 @@ fn bench_iql_times_both_backends_and_they_compute_the_same_update() {
         "64",
         "--readback-every",
         "5",
+        "--threads",
+        "2",
         "--no-peer",
         "--json",
     ]));
     assert_eq!(report["bench"], "iql");
-    // One sample per block of five updates ending with the losses read back.
+    // One sample per block of five updates ending with the losses read back, at one thread
+    // and at two (the headline), each through train's own update loop.
     assert_eq!(report["metrics"]["update_step"]["count"], 4);
+    assert_eq!(report["metrics"]["update_step_rlrt_1thread"]["count"], 4);
     assert_eq!(report["readback_every"], 5);
     assert!(report["rlrt_steps_per_s"].as_f64().unwrap() > 0.0);
-    assert!(
-        report["peers"]["burn_ndarray_1thread"]["update_step"]["p50"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+    assert!(report["rlrt_1thread_steps_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["rlrt_2thread_steps_per_s"].as_f64().unwrap() > 0.0);
     // The same seed, data and first minibatch on Flex and NdArray: the first update's losses
     // agree to float rounding.
     let losses = &report["first_update_losses"];

@@ -88,7 +88,8 @@ fn environment() -> Result<&'static ort::environment::Environment, OnnxError> {
     })
 }
 
-/// Opens a session on one intra-op thread (the tick's thread budget), fully optimised.
+/// Opens a session on `threads` intra-op threads (one for a policy on the tick: the tick's
+/// thread budget), fully optimised.
 pub fn open_session(path: &Path, threads: usize) -> Result<Session, OnnxError> {
     let env = environment()?;
     let bytes = std::fs::read(path).map_err(|e| model_error(path, format!("cannot read: {e}")))?;

@@ -3,11 +3,11 @@
 //! already on the device to the projected embedding back on the host, at batch 1 and at a
 //! larger batch.
 //!
-//! - **CPU** (`--device cpu`, the default): burn's Flex backend (the one rlrt's CLIP rewards
-//!   use), batch 1 and 16. Peers: the same tower in burn's NdArray backend (batch 1), and Hugging
-//!   Face's `CLIPVisionModelWithProjection` of the same config in PyTorch
-//!   (`torch.inference_mode`, `torch.set_num_threads` at one thread and at all cores). Both
-//!   burn backends are built without rayon, so they run on one thread whatever the machine has.
+//! - **CPU** (`--device cpu`, the default): burn's Flex backend with rlrt's fused layers (the
+//!   path rlrt's CLIP rewards run), batch 1 and 16, at one thread and at `--threads` (default
+//!   all cores), each on a rayon pool of its own. The peer: Hugging Face's
+//!   `CLIPVisionModelWithProjection` of the same config in PyTorch (`torch.inference_mode`,
+//!   `torch.set_num_threads` at the same thread counts).
 //! - **CUDA** (`--device cuda`, feature `cuda`): burn's CUDA backend at `--precision` (f16 by
 //!   default there), batch 1 and 64. The peer is the same transformers model on the same GPU at
 //!   the same precision, eager and replayed from a CUDA graph.
@@ -32,6 +32,9 @@ pub struct BenchClipArgs {
     /// The larger batch (default 16 on the CPU, 64 on CUDA).
     pub batch: Option<usize>,
     pub device: ComputeDevice,
+    /// CPU thread counts rlrt and PyTorch are timed at (each on a pool of its own); the last
+    /// is the headline.
+    pub threads: Vec<usize>,
     /// Default f32 on the CPU, f16 on CUDA.
     pub precision: Option<Precision>,
     pub no_peer: bool,
@@ -53,7 +56,7 @@ config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_la
                           projection_dim=512, hidden_act="quick_gelu")
 model = CLIPVisionModelWithProjection(config).eval()
 out = {"torch": torch.__version__, "threads": {}}
-for threads in sorted({1, os.cpu_count() or 1}):
+for threads in sorted({int(t) for t in sys.argv[4].split(",")}):
     torch.set_num_threads(threads)
     row = {}
     for name, b, n in (("b1", 1, calls), ("bN", batch, batch_calls)):
@@ -162,12 +165,14 @@ fn time_vision<B: ClipBackend>(
     (time(1, calls), time(batch, batch_calls))
 }
 
-/// rlrt's series on the chosen device, and a description of the backend.
+/// rlrt's series on the chosen device (one entry per thread count on the CPU, each timed on
+/// a rayon pool of its own: CLIP's dense layers spread their weight panels over it), with a
+/// name and a description of the backend.
 fn time_rlrt(
     args: &BenchClipArgs,
     precision: Precision,
     batch: usize,
-) -> anyhow::Result<(Series, Series, String)> {
+) -> anyhow::Result<Vec<(String, Series, Series, String)>> {
     match args.device {
         ComputeDevice::Cpu => {
             anyhow::ensure!(
@@ -178,14 +183,27 @@ fn time_rlrt(
                 !args.no_fusion,
                 "--no-fusion applies to --device cuda (the CPU backend has no fusion layer)"
             );
-            let (b1, bn) = time_vision::<rlrt_rewards::clip::CpuBackend>(
-                &Default::default(),
-                args.calls,
-                batch,
-                args.batch_calls,
-                2,
-            );
-            Ok((b1, bn, "burn 0.21 Flex f32 (gemm), 1 thread".into()))
+            let mut runs = Vec::new();
+            for &threads in &args.threads {
+                let pool = crate::threads::local_pool(threads)?;
+                let (b1, bn) = pool.install(|| {
+                    time_vision::<rlrt_rewards::clip::CpuBackend>(
+                        &Default::default(),
+                        args.calls,
+                        batch,
+                        args.batch_calls,
+                        2,
+                    )
+                });
+                let s = if threads == 1 { "" } else { "s" };
+                runs.push((
+                    format!("rlrt_{threads}thread"),
+                    b1,
+                    bn,
+                    format!("burn 0.21 Flex f32 (gemm, rlrt's fused layers), {threads} thread{s}"),
+                ));
+            }
+            Ok(runs)
         }
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
@@ -214,11 +232,12 @@ fn time_rlrt(
                 ),
             })?;
             let layers = super::cuda_layers(args.no_fusion);
-            Ok((
+            Ok(vec![(
+                format!("rlrt_cuda{index}"),
                 b1,
                 bn,
                 format!("burn 0.21 CUDA {precision} (cubecl, {layers}) on cuda:{index}"),
-            ))
+            )])
         }
         #[cfg(not(feature = "cuda"))]
         ComputeDevice::Cuda(_) => Err(super::no_cuda()),
@@ -237,7 +256,18 @@ fn run_peer(
     );
     match args.device {
         ComputeDevice::Cpu => super::python_json(
-            &["-", &calls, &batch_calls, &batch],
+            &[
+                "-",
+                &calls,
+                &batch_calls,
+                &batch,
+                &args
+                    .threads
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ],
             args.python_path.as_deref(),
             PEER_CPU.as_bytes(),
             "torch and transformers importable by python3",
@@ -279,15 +309,7 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
     let precision = args
         .precision
         .unwrap_or(if cuda { Precision::F16 } else { Precision::F32 });
-    let (b1, bn, backend) = time_rlrt(args, precision, batch)?;
-    let (b1_submit, bn_submit) = (
-        Metric::from_samples("ms", b1.submit),
-        Metric::from_samples("ms", bn.submit),
-    );
-    let (b1, bn) = (
-        Metric::from_samples("ms", b1.total),
-        Metric::from_samples("ms", bn.total),
-    );
+    let runs = time_rlrt(args, precision, batch)?;
     let batch_key = format!("batch{batch}_image_embedding");
     let images_per_s = |m: &Metric| batch as f64 * 1e3 / m.p50;
 
@@ -295,7 +317,6 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
     report
         .extra
         .insert("model".into(), "ViT-B/32 vision tower, random init".into());
-    report.extra.insert("rlrt_backend".into(), backend.into());
     report
         .extra
         .insert("device".into(), args.device.to_string().into());
@@ -305,42 +326,51 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
     report.extra.insert("batch".into(), batch.into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
-    report.extra.insert(
-        format!("rlrt_batch{batch}_images_per_s_p50"),
-        images_per_s(&bn).into(),
-    );
-    let (r1, rn) = (b1.p50, bn.p50);
-    report.metrics.insert("batch1_image_embedding".into(), b1);
-    report.metrics.insert(batch_key.clone(), bn);
-    // On a GPU, how much of a call the host spends issuing it: a forward pass that returns
-    // close to the whole call's time is bound by the host, not by the device.
-    if cuda {
-        report
-            .metrics
-            .insert("batch1_host_submit".into(), b1_submit);
-        report
-            .metrics
-            .insert(format!("batch{batch}_host_submit"), bn_submit);
-    }
-
-    if !cuda {
-        report.extra.insert(
-            "rlrt_threads".into(),
-            "1 (Flex built without rayon: the same number for 1 and all threads)".into(),
+    // (name, batch-1 p50, batch-N p50) of each rlrt run, for the ratios.
+    let mut rlrt_p50 = Vec::new();
+    let last = runs.len() - 1;
+    for (i, (name, b1, bn, backend)) in runs.into_iter().enumerate() {
+        let (b1_submit, bn_submit) = (
+            Metric::from_samples("ms", b1.submit),
+            Metric::from_samples("ms", bn.submit),
         );
-        let nd1 = Metric::from_samples(
-            "ms",
-            time_vision::<burn::backend::NdArray<f32>>(&Default::default(), args.calls, 1, 0, 2)
-                .0
-                .total,
+        let (b1, bn) = (
+            Metric::from_samples("ms", b1.total),
+            Metric::from_samples("ms", bn.total),
         );
         report.extra.insert(
-            "ratio_rlrt_over_ndarray_batch1_p50".into(),
-            (r1 / nd1.p50).into(),
+            format!("{name}_batch{batch}_images_per_s_p50"),
+            images_per_s(&bn).into(),
         );
-        let mut ndarray = Metrics::new();
-        ndarray.insert("batch1_image_embedding".into(), nd1);
-        report.peers.insert("burn_ndarray_1thread".into(), ndarray);
+        report
+            .extra
+            .insert(format!("{name}_backend"), backend.clone().into());
+        rlrt_p50.push((name.clone(), b1.p50, bn.p50));
+        // The headline (the last thread count, or the GPU) keeps the plain metric names.
+        let suffix = if i == last {
+            report.extra.insert("rlrt_backend".into(), backend.into());
+            report.extra.insert(
+                format!("rlrt_batch{batch}_images_per_s_p50"),
+                images_per_s(&bn).into(),
+            );
+            String::new()
+        } else {
+            format!("_{name}")
+        };
+        report
+            .metrics
+            .insert(format!("batch1_image_embedding{suffix}"), b1);
+        report.metrics.insert(format!("{batch_key}{suffix}"), bn);
+        // On a GPU, how much of a call the host spends issuing it: a forward pass that
+        // returns close to the whole call's time is bound by the host, not by the device.
+        if cuda {
+            report
+                .metrics
+                .insert("batch1_host_submit".into(), b1_submit);
+            report
+                .metrics
+                .insert(format!("batch{batch}_host_submit"), bn_submit);
+        }
     }
 
     if args.no_peer {
@@ -393,14 +423,18 @@ pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
             Metric::from_samples("ms", series(&row["b1"])),
             Metric::from_samples("ms", series(&row["bN"])),
         );
-        report.extra.insert(
-            format!("ratio_rlrt_over_{name}_batch1_p50"),
-            (r1 / p1.p50).into(),
-        );
-        report.extra.insert(
-            format!("ratio_rlrt_over_{name}_batch{batch}_p50"),
-            (rn / pn.p50).into(),
-        );
+        // Every rlrt run against every peer run; the bar compares equal thread counts
+        // (ratio_rlrt_Nthread_over_pytorch_Nthread_...).
+        for (rlrt_name, r1, rn) in &rlrt_p50 {
+            report.extra.insert(
+                format!("ratio_{rlrt_name}_over_{name}_batch1_p50"),
+                (r1 / p1.p50).into(),
+            );
+            report.extra.insert(
+                format!("ratio_{rlrt_name}_over_{name}_batch{batch}_p50"),
+                (rn / pn.p50).into(),
+            );
+        }
         report.extra.insert(
             format!("{name}_batch{batch}_images_per_s_p50"),
             images_per_s(&pn).into(),

@@ -1,16 +1,17 @@
 //! `rlrt bench iql`: IQL update steps per second at batch 256 (2x256 MLPs, 17 observation
-//! and 6 action values by default), one full update per step: V by expectile regression, the
+//! and 6 action values by default), timed through the update loop `rlrt train` runs
+//! ([`run_updates`]: minibatch sampling, one full update, progress, the losses read back every
+//! `--readback-every` steps, 100 by default as in `train`): V by expectile regression, the
 //! advantage-weighted Gaussian actor with the cosine learning-rate schedule, twin Q, Polyak
-//! targets, as `rlrt train iql` runs it. Losses are read back to the host every
-//! `--readback-every` steps (10 by default; `train` reads them every 100), by rlrt and by the
-//! peers alike: each read is a host-device synchronisation on a GPU.
+//! targets. The peers read their losses back as often.
 //!
-//! - **CPU** (default): rlrt's `Learner` on both of burn's CPU backends (Flex, the training
-//!   default, and NdArray), one thread each. The peer is the same update written in PyTorch
-//!   eager (the way CORL writes it) at one thread and at all cores.
+//! - **CPU** (default): rlrt's `Learner` on burn's Flex backend at one thread and at
+//!   `--threads` (default all cores), each on a rayon pool of its own. Peers: the same update
+//!   in PyTorch eager (the way CORL writes it) at the same thread counts, and in JAX compiled
+//!   with `jax.jit` (optax's Adam; XLA uses every core).
 //! - **CUDA** (`--device cuda`, feature `cuda`): the `Learner` on burn's CUDA backend; its first
-//!   update's losses are checked against Flex's. Peers on the same GPU: PyTorch eager, and the
-//!   same update in JAX compiled with `jax.jit` (optax's Adam), the usual fast reference.
+//!   update's losses are checked against Flex's. Peers on the same GPU: PyTorch eager and JAX
+//!   jit.
 //!
 //! Peers run in `python3` when they can import torch (and jax, optax); `--python-path` is added
 //! to PYTHONPATH. An absent peer is reported, not an error.
@@ -18,10 +19,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::sync::atomic::AtomicBool;
+
 use burn::tensor::backend::AutodiffBackend;
 use rlrt_policies::iql::{IqlConfig, Learner, Replay};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 use rlrt_runtime::compute::ComputeDevice;
+
+use super::train::run_updates;
 
 pub struct BenchIqlArgs {
     pub observations: usize,
@@ -33,6 +38,9 @@ pub struct BenchIqlArgs {
     /// Losses are read back every this many steps.
     pub readback_every: usize,
     pub device: ComputeDevice,
+    /// CPU thread counts rlrt is timed at, each on a pool of its own (the peers run at one
+    /// thread and at the largest of these).
+    pub threads: Vec<usize>,
     pub no_peer: bool,
     /// On CUDA, burn's backend without its fusion layer.
     pub no_fusion: bool,
@@ -116,8 +124,7 @@ def run():
 
 out = {"torch": torch.__version__, "runs": {}}
 if device.type == "cpu":
-    cores = os.cpu_count() or 1
-    for threads in sorted({1, cores}):
+    for threads in sorted({int(t) for t in sys.argv[9].split(",")}):
         torch.set_num_threads(threads)
         out["runs"][f"pytorch_{threads}thread"] = run()
 else:
@@ -125,11 +132,13 @@ else:
 print(json.dumps(out))
 "#;
 
-/// The JAX peer (CUDA runs): the same update as one `jax.jit`-compiled function with optax's
+/// The JAX peer: the same update as one `jax.jit`-compiled function with optax's
 /// Adam, replay buffer on the device, sampled inside the compiled step. argv: o a batch steps
-/// warmup hidden readback. Prints {"jax": version, "platform": ..., "runs": {"jax_jit": [...]}}.
+/// warmup hidden readback [cpu] (on the CPU, XLA uses every core). Prints {"jax": version, "platform": ..., "runs": {"jax_jit": [...]}}.
 const PEER_JAX: &str = r#"
-import json, math, sys, time
+import json, math, os, sys, time
+if len(sys.argv) > 8 and sys.argv[8] == "cpu":
+    os.environ["JAX_PLATFORMS"] = "cpu"
 import jax, jax.numpy as jnp, optax
 o, a, batch, steps, warmup = (int(v) for v in sys.argv[1:6])
 hidden = [int(v) for v in sys.argv[6].split(",")]
@@ -237,26 +246,26 @@ fn first_update<B: AutodiffBackend>(
     )
 }
 
-/// Milliseconds per update of rlrt's learner on backend `B`, one value per block of
-/// `readback_every` updates ending with the losses read back, after `steps / 10` warm-up
-/// steps; and the first update's losses.
+/// Milliseconds per update of rlrt's learner on backend `B`, through the update loop of
+/// `rlrt train` itself ([`run_updates`]: sampling, update, progress, losses read back every
+/// `readback_every` steps), one value per block of `readback_every` updates, after
+/// `steps / 10` warm-up steps; and the first update's losses. Runs on the current rayon pool.
 fn time_learner<B: AutodiffBackend>(
     args: &BenchIqlArgs,
     device: B::Device,
 ) -> (Vec<f64>, [f32; 4]) {
     let (mut learner, first) = first_update::<B>(args, device);
-    for _ in 1..args.steps / 10 {
-        learner.advance();
-    }
-    std::hint::black_box(learner.losses());
-    let every = args.readback_every;
+    let stop = AtomicBool::new(false);
+    let bar = indicatif::ProgressBar::hidden();
+    let every = args.readback_every.min(args.steps);
+    let warm = learner.step() + args.steps / 10;
+    run_updates(&mut learner, warm, every, &stop, &bar);
     let times = (0..(args.steps / every).max(1))
         .map(|_| {
+            let until = learner.step() + every;
             let t = Instant::now();
-            for _ in 0..every {
-                learner.advance();
-            }
-            std::hint::black_box(learner.losses());
+            let done = run_updates(&mut learner, until, every, &stop, &bar);
+            std::hint::black_box(done.losses);
             t.elapsed().as_secs_f64() * 1e3 / every as f64
         })
         .collect();
@@ -267,13 +276,28 @@ fn losses_json(l: [f32; 4]) -> serde_json::Value {
     serde_json::json!({ "value": l[0], "q": l[1], "actor": l[2], "advantage": l[3] })
 }
 
-/// rlrt's timed series on the chosen device, its backend's name, and its first losses.
-fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])> {
+/// rlrt's timed series on the chosen device, one per thread count on the CPU (name, series,
+/// backend), and its first losses.
+#[allow(clippy::type_complexity)]
+fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<(String, Vec<f64>, String)>, [f32; 4])> {
     match args.device {
         ComputeDevice::Cpu => {
-            let (ms, first) =
-                time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default());
-            Ok((ms, "burn 0.21 Autodiff<Flex> f32, 1 thread".into(), first))
+            let mut runs = Vec::new();
+            let mut first = None;
+            for &threads in &args.threads {
+                let pool = crate::threads::local_pool(threads)?;
+                let (ms, losses) = pool.install(|| {
+                    time_learner::<rlrt_policies::iql::CpuBackend>(args, Default::default())
+                });
+                first.get_or_insert(losses);
+                let s = if threads == 1 { "" } else { "s" };
+                runs.push((
+                    format!("rlrt_{threads}thread"),
+                    ms,
+                    format!("burn 0.21 Autodiff<Flex> f32, {threads} thread{s}"),
+                ));
+            }
+            Ok((runs, first.expect("at least one thread count")))
         }
         #[cfg(feature = "cuda")]
         ComputeDevice::Cuda(index) => {
@@ -287,8 +311,11 @@ fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])
             })?;
             let layers = super::cuda_layers(args.no_fusion);
             Ok((
-                ms,
-                format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, {layers}) on cuda:{index}"),
+                vec![(
+                    format!("rlrt_cuda{index}"),
+                    ms,
+                    format!("burn 0.21 Autodiff<Cuda> f32 (cubecl, {layers}) on cuda:{index}"),
+                )],
                 first,
             ))
         }
@@ -300,7 +327,7 @@ fn time_rlrt(args: &BenchIqlArgs) -> anyhow::Result<(Vec<f64>, String, [f32; 4])
 fn run_peer(
     args: &BenchIqlArgs,
     script: &str,
-    device: Option<String>,
+    extra: &[String],
     needs: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let hidden = args
@@ -321,9 +348,9 @@ fn run_peer(
         args.steps.to_string(),
         (args.steps / 10).to_string(),
         hidden,
-        args.readback_every.to_string(),
+        args.readback_every.min(args.steps).to_string(),
     ];
-    argv.extend(device);
+    argv.extend(extra.iter().cloned());
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     super::python_json(&argv, Some(&python_path), script.as_bytes(), needs)
 }
@@ -334,20 +361,23 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
         "--steps must be at least 10, and --batch, --observations and --actions above zero"
     );
     anyhow::ensure!(
-        args.readback_every > 0 && args.readback_every <= args.steps,
-        "--readback-every must be between 1 and --steps"
+        args.readback_every > 0,
+        "--readback-every must be at least 1 (above --steps it reads back once per run)"
     );
     anyhow::ensure!(
         !args.hidden.is_empty() && args.hidden.iter().all(|&h| h > 0),
         "--hidden needs at least one width above zero"
+    );
+    anyhow::ensure!(
+        !args.threads.is_empty() && args.threads.iter().all(|&t| t > 0),
+        "at least one thread count above zero"
     );
     let cuda = args.device.is_cuda();
     anyhow::ensure!(
         cuda || !args.no_fusion,
         "--no-fusion applies to --device cuda (the CPU backend has no fusion layer)"
     );
-    let (ms, backend, first) = time_rlrt(args)?;
-    let rate = steps_per_second(&ms);
+    let (runs, first) = time_rlrt(args)?;
 
     let mut report = BenchReport::new("iql");
     report.extra.insert(
@@ -361,19 +391,44 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
     report
         .extra
         .insert("device".into(), args.device.to_string().into());
-    report.extra.insert("rlrt_backend".into(), backend.into());
-    report
-        .extra
-        .insert("readback_every".into(), args.readback_every.into());
-    report.extra.insert("rlrt_steps_per_s".into(), rate.into());
+    report.extra.insert(
+        "readback_every".into(),
+        args.readback_every.min(args.steps).into(),
+    );
+    report.extra.insert(
+        "timed".into(),
+        "rlrt train's own update loop (sampling, update, progress, losses read back)".into(),
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.extra.insert("cores".into(), cores.into());
-    report
-        .metrics
-        .insert("update_step".into(), Metric::from_samples("ms", ms));
+    // The headline is the last (largest) thread count; every count has its own entry.
+    let mut rates = Vec::new();
+    for (i, (name, ms, backend)) in runs.iter().enumerate() {
+        let rate = steps_per_second(ms);
+        rates.push((name.clone(), rate));
+        report
+            .extra
+            .insert(format!("{name}_steps_per_s"), rate.into());
+        report
+            .extra
+            .insert(format!("{name}_backend"), backend.clone().into());
+        if i + 1 == runs.len() {
+            report
+                .extra
+                .insert("rlrt_backend".into(), backend.clone().into());
+            report.extra.insert("rlrt_steps_per_s".into(), rate.into());
+            report
+                .metrics
+                .insert("update_step".into(), Metric::from_samples("ms", ms.clone()));
+        } else {
+            report.metrics.insert(
+                format!("update_step_{name}"),
+                Metric::from_samples("ms", ms.clone()),
+            );
+        }
+    }
 
-    // The other burn backend: NdArray timed beside Flex on the CPU; on CUDA, Flex's first
-    // update only, as the cross-check.
+    // On CUDA, Flex's first update as the cross-check of the GPU's numbers.
     let mut losses = serde_json::Map::new();
     losses.insert("rlrt".into(), losses_json(first));
     if cuda {
@@ -389,18 +444,13 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             worst.into(),
         );
     } else {
-        let (nd, nd_first) = time_learner::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(
+        // burn's other CPU backend computes the same first update: an independent check of
+        // Flex's kernels (not timed).
+        let (_, nd) = first_update::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(
             args,
             Default::default(),
         );
-        losses.insert("burn_ndarray".into(), losses_json(nd_first));
-        report.extra.insert(
-            "burn_ndarray_steps_per_s".into(),
-            steps_per_second(&nd).into(),
-        );
-        let mut peer = Metrics::new();
-        peer.insert("update_step".into(), Metric::from_samples("ms", nd));
-        report.peers.insert("burn_ndarray_1thread".into(), peer);
+        losses.insert("burn_ndarray".into(), losses_json(nd));
     }
     report
         .extra
@@ -412,25 +462,38 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             .insert("peer".into(), "skipped (--no-peer)".into());
         return Ok(report);
     }
-    // (name, script, what it needs, extra argument): PyTorch takes the device as torch names it,
-    // which is how rlrt prints it; JAX runs on its default device.
-    let mut peers = vec![(
-        "pytorch eager (the same update)",
-        PEER_TORCH,
-        "torch importable by python3",
-        Some(args.device.to_string()),
-    )];
-    if cuda {
-        peers.push((
+    // (name, script, what it needs, extra arguments): PyTorch takes the device as torch
+    // names it (which is how rlrt prints it) and, on the CPU, the thread counts; JAX its
+    // platform.
+    let thread_list = args
+        .threads
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut torch_extra = vec![args.device.to_string()];
+    let mut jax_extra = Vec::new();
+    if !cuda {
+        torch_extra.push(thread_list);
+        jax_extra.push("cpu".to_owned());
+    }
+    let peers = [
+        (
+            "pytorch eager (the same update)",
+            PEER_TORCH,
+            "torch importable by python3",
+            torch_extra,
+        ),
+        (
             "jax jit (the same update, optax Adam)",
             PEER_JAX,
             "jax and optax importable by python3",
-            None,
-        ));
-    }
+            jax_extra,
+        ),
+    ];
     let mut said = Vec::new();
-    for (name, script, needs, device) in peers {
-        let peer = match run_peer(args, script, device, needs) {
+    for (name, script, needs, extra) in peers {
+        let peer = match run_peer(args, script, &extra, needs) {
             Ok(peer) => peer,
             Err(e) => {
                 said.push(format!("{name}: absent: {e:#}"));
@@ -457,10 +520,12 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             report
                 .extra
                 .insert(format!("{run}_steps_per_s"), peer_rate.into());
-            report.extra.insert(
-                format!("ratio_rlrt_over_{run}_steps_per_s"),
-                (rate / peer_rate).into(),
-            );
+            for (rlrt_run, rate) in &rates {
+                report.extra.insert(
+                    format!("ratio_{rlrt_run}_over_{run}_steps_per_s"),
+                    (rate / peer_rate).into(),
+                );
+            }
             let mut metrics = Metrics::new();
             metrics.insert("update_step".into(), Metric::from_samples("ms", ms));
             report.peers.insert(run, metrics);

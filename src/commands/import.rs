@@ -37,14 +37,18 @@ pub enum Layout {
 pub struct ImportArgs {
     /// A Minari dataset folder or HDF5 file, or a D4RL HDF5 file.
     pub source: PathBuf,
-    /// The hw-config describing the observations and actions.
-    pub config: PathBuf,
+    /// The hw-config describing the observations and actions; `None`: one written from the
+    /// dataset's own description ([`derived_config`]).
+    pub config: Option<PathBuf>,
     pub out: PathBuf,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct ImportOutcome {
     pub file: PathBuf,
+    /// The hw-config stored with the dataset: the one given, or "derived from ..." when it
+    /// was written from the dataset's metadata.
+    pub config: String,
     pub layout: Layout,
     pub out: PathBuf,
     pub episodes: usize,
@@ -64,6 +68,7 @@ impl std::fmt::Display for ImportOutcome {
             self.episodes,
             self.transitions
         )?;
+        writeln!(f, "config: {}", self.config)?;
         if self.dropped_transitions > 0 {
             writeln!(
                 f,
@@ -192,11 +197,25 @@ fn hdf5_file(source: &Path) -> PathBuf {
 }
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
-    let (config, text) = super::record::load_config(&args.config)?;
     let file_path = hdf5_file(&args.source);
     let place = Place { file: &file_path };
     let file = hdf5::File::open(&file_path)
         .map_err(|e| anyhow::anyhow!("{}: cannot open as HDF5: {e}", file_path.display()))?;
+    let (config, text, config_path, config_said) = match &args.config {
+        Some(path) => {
+            let (config, text) = super::record::load_config(path)?;
+            (config, text, path.clone(), path.display().to_string())
+        }
+        None => {
+            let derived = derived_config(&file_path, &file)?;
+            // Parsed as if it sat in the new dataset's folder (where it is stored).
+            let path = args.out.join("config.toml");
+            let config = rlrt_runtime::config::parse(&derived.text, &path)
+                .map_err(|e| anyhow::anyhow!("the hw-config derived from {}: {e}", derived.from))?;
+            let said = format!("derived from {}", derived.from);
+            (config, derived.text, path, said)
+        }
+    };
     let (o, a) = (config.observation.feature_len, config.action.len());
     let mut episode_names: Vec<(u64, String)> = file
         .member_names()
@@ -366,7 +385,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
     }
     let info = super::record::dataset_info(
         &config,
-        &args.config,
+        &config_path,
         format!("imported ({layout:?} rewards)"),
         format!("imported from {}", file_path.display()),
         Vec::new(),
@@ -379,10 +398,224 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
     }
     Ok(ImportOutcome {
         file: file_path,
+        config: config_said,
         layout,
         out: args.out.clone(),
         episodes: episodes.len(),
         transitions,
         dropped_transitions: dropped,
     })
+}
+
+/// A hw-config written from a dataset's own description of its spaces.
+pub struct DerivedConfig {
+    pub text: String,
+    /// Where the description came from (for messages).
+    pub from: String,
+}
+
+/// Box bounds of a Gymnasium space as Minari serialises it (`{"type": "Box", "shape": [..],
+/// "low": [..], "high": [..], ...}`).
+struct BoxSpace {
+    shape: Vec<usize>,
+    low: Vec<f64>,
+    high: Vec<f64>,
+}
+
+fn box_space(json: &str, what: &str, from: &str) -> anyhow::Result<BoxSpace> {
+    // Gymnasium writes infinite bounds as bare Infinity, which JSON lacks; only the shape
+    // of such a space is used.
+    let cleaned = json
+        .replace("-Infinity", "\"-inf\"")
+        .replace("Infinity", "\"inf\"")
+        .replace("NaN", "\"nan\"");
+    let v: serde_json::Value = serde_json::from_str(&cleaned)
+        .map_err(|e| anyhow::anyhow!("{from}: {what}: not a serialised space: {e}"))?;
+    let kind = v["type"].as_str().unwrap_or("?");
+    anyhow::ensure!(
+        kind == "Box",
+        "{from}: {what} is a {kind} space; rlrt reads flat Box (vector) spaces: pass --config \
+         with a hw-config that describes the data"
+    );
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let flat = |key: &str| -> Vec<f64> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+            match v {
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                serde_json::Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::String(s) if s == "inf" => out.push(f64::INFINITY),
+                serde_json::Value::String(s) if s == "-inf" => out.push(f64::NEG_INFINITY),
+                _ => out.push(f64::NAN),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&v[key], &mut out);
+        out
+    };
+    Ok(BoxSpace {
+        shape,
+        low: flat("low"),
+        high: flat("high"),
+    })
+}
+
+/// A hw-config for a dataset that describes its own spaces: Minari's `metadata.json` (beside
+/// `main_data.hdf5`, Minari 0.5 and later) or the same keys as attributes of the HDF5 file
+/// (earlier Minari). One joint per action value with the action space's bounds as effort
+/// bounds (`action.mode = "joint_effort"`: Gymnasium's MuJoCo actions are motor controls),
+/// one sensor holding the whole observation vector, no `[sim]` table (so `rlrt train` trains
+/// offline with held-out diagnostics), and a control rate to set before deploying.
+pub fn derived_config(file_path: &Path, file: &hdf5::File) -> anyhow::Result<DerivedConfig> {
+    let metadata_path = file_path.with_file_name("metadata.json");
+    let (fields, from): (serde_json::Map<String, serde_json::Value>, String) =
+        if metadata_path.exists() {
+            let text = std::fs::read_to_string(&metadata_path)
+                .with_context(|| format!("reading {}", metadata_path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: line {}, column {}: {e}",
+                    metadata_path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            (
+                v.as_object().cloned().unwrap_or_default(),
+                metadata_path.display().to_string(),
+            )
+        } else {
+            let mut map = serde_json::Map::new();
+            for key in [
+                "action_space",
+                "observation_space",
+                "env_spec",
+                "dataset_id",
+            ] {
+                if let Ok(attr) = file.attr(key) {
+                    if let Ok(s) = attr.read_scalar::<hdf5::types::VarLenUnicode>() {
+                        map.insert(key.into(), s.as_str().into());
+                    } else if let Ok(s) = attr.read_scalar::<hdf5::types::VarLenAscii>() {
+                        map.insert(key.into(), s.as_str().into());
+                    }
+                }
+            }
+            (map, format!("the attributes of {}", file_path.display()))
+        };
+    let Some(action_json) = fields.get("action_space").and_then(|v| v.as_str()) else {
+        anyhow::bail!(
+            "{}: no description of its action space (Minari's metadata.json or action_space \
+             attribute); pass --config with a hw-config whose observation and action sizes \
+             match the file",
+            file_path.display()
+        );
+    };
+    let action = box_space(action_json, "action_space", &from)?;
+    let a: usize = action.shape.iter().product();
+    anyhow::ensure!(
+        a > 0 && action.low.len() == a && action.high.len() == a,
+        "{from}: action_space has shape {:?} with {} low and {} high bounds",
+        action.shape,
+        action.low.len(),
+        action.high.len()
+    );
+    for j in 0..a {
+        anyhow::ensure!(
+            action.low[j].is_finite()
+                && action.high[j].is_finite()
+                && action.low[j] < action.high[j],
+            "{from}: action_space bound {j} is [{}, {}]; rlrt needs finite bounds with low \
+             below high to scale its actor's outputs: pass --config",
+            action.low[j],
+            action.high[j]
+        );
+    }
+    let o = match fields.get("observation_space").and_then(|v| v.as_str()) {
+        Some(json) => {
+            let space = box_space(json, "observation_space", &from)?;
+            anyhow::ensure!(
+                space.shape.len() == 1,
+                "{from}: observation_space has shape {:?}; rlrt reads flat observation vectors",
+                space.shape
+            );
+            space.shape[0]
+        }
+        None => {
+            anyhow::bail!(
+                "{from}: no observation_space; pass --config with a hw-config that describes the \
+                 observations"
+            )
+        }
+    };
+    let env_id = fields
+        .get("env_spec")
+        .and_then(|v| v.as_str())
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    let dataset_id = fields
+        .get("dataset_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let title = env_id
+        .clone()
+        .or(dataset_id.clone())
+        .unwrap_or_else(|| "imported".into());
+    let name: String = title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!(
+        "# Written by `rlrt import` from {from}\n\
+         # (environment {env}, dataset {dataset}). The observation is one sensor holding the\n\
+         # dataset's whole observation vector; each action value is a joint whose effort bounds\n\
+         # are the action space's. No [sim] table: rlrt trains on this data offline, with\n\
+         # diagnostics on held-out episodes. Set control_rate_hz, the limits and [link] before\n\
+         # running a policy on a robot with it.\n\
+         schema_version = 1\n\n\
+         [robot]\n\
+         name = {name:?}\n\
+         kind = \"hardware\"\n\
+         control_rate_hz = 50.0\n\
+         description = {description:?}\n",
+        env = env_id.as_deref().unwrap_or("not named"),
+        dataset = dataset_id.as_deref().unwrap_or("not named"),
+        description = format!("{title}, imported ({o} observation values, {a} actions)"),
+    );
+    for j in 0..a {
+        let bound = action.low[j].abs().max(action.high[j].abs());
+        text += &format!(
+            "\n[[joints]]\nname = \"action_{j}\"\nposition_min_rad = -1e6\nposition_max_rad = 1e6\n\
+             max_velocity_rad_s = 1e6\nmax_effort_nm = {bound:?}\n"
+        );
+    }
+    text += &format!(
+        "\n[observation]\nstate = [\"observation\"]\n\n[[observation.sensors]]\n\
+         name = \"observation\"\nsize = {o}\n\n\
+         [action]\nmode = \"joint_effort\"\nmin = [{}]\nmax = [{}]\n\n\
+         [link]\nmode = \"peer\"\nkey_prefix = \"rlrt/{name}\"\n\n\
+         [safety]\nstale_observation_timeout_ms = 100.0\nfault_action = \"zero_effort\"\n\n\
+         [policy]\nkind = \"hold\"\n",
+        list(&action.low),
+        list(&action.high)
+    );
+    Ok(DerivedConfig { text, from })
 }

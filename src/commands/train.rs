@@ -1,23 +1,36 @@
-//! `rlrt train iql|bc` and `rlrt eval`: offline training on an rlrt dataset with periodic
-//! evaluation in the config's sim task, checkpoints that resume, and seeded evaluation of a
-//! checkpoint with a confidence interval.
+//! `rlrt train iql|bc` and `rlrt eval`: offline training on an rlrt dataset of any task,
+//! checkpoints that resume, and evaluation of a checkpoint.
+//!
+//! With a `[sim]` table in the dataset's config, training evaluates the actor by seeded
+//! rollouts in the simulated task as it goes, and `rlrt eval` runs seeded episodes with a
+//! confidence interval. Without one (a real robot's recording, an imported dataset of a task
+//! rlrt does not simulate), a few episodes are held out of training, spread over the dataset,
+//! and both commands report offline diagnostics on them instead ([`Diagnostics`]: action
+//! error and log-likelihood of the held-out actions, TD error, V and Q statistics, the
+//! expectile loss and the advantage weights). Those say whether learning is sound; they are
+//! not a measure of how well the policy acts, and the output says so.
 //!
 //! A checkpoint folder holds the learner's burn records and `checkpoint.json` (see
-//! `rlrt_policies::checkpoint`), the resolved hw-config (`config.toml`) and `train_log.json`
-//! (every evaluation so far). It is replaced whole: written next to its place as
-//! `<out>.partial`, then swapped in by renames.
+//! `rlrt_policies::checkpoint`: hyperparameters, preset and reward scale included), the
+//! resolved hw-config (`config.toml`), `train_log.json` (every evaluation so far) and
+//! `held_out.json` (the dataset and its held-out episodes). It is replaced whole: written
+//! next to its place as `<out>.partial`, then swapped in by renames.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use rlrt_policies::checkpoint::{check_fits, Algorithm, CheckpointMeta, CheckpointPolicy};
-use rlrt_policies::iql::{cpu, ActorKind, CpuBackend, IqlConfig, Learner, Replay};
+use rlrt_policies::iql::{
+    cpu, ActorKind, CpuBackend, Diagnostics, IqlConfig, Learner, Losses, Preset, Replay,
+};
 use rlrt_runtime::compute::ComputeDevice;
 use rlrt_runtime::recording::{Dataset, Episode};
 use rlrt_runtime::RobotConfig;
 
+use crate::rerun_log::Destination;
 use crate::rollout::{eval_seed, EpisodeRunner, Evaluation, Exploration};
 
 pub struct TrainArgs {
@@ -32,40 +45,118 @@ pub struct TrainArgs {
     pub deterministic: bool,
     pub batch_size: Option<usize>,
     pub hidden: Option<Vec<usize>>,
+    /// The task kind's settings (IQL); `None`: locomotion, the paper's default.
+    pub preset: Option<Preset>,
     pub expectile: Option<f64>,
     pub temperature: Option<f64>,
+    pub reward_scale: Option<f64>,
+    /// Share of episodes held out for the offline diagnostics (default 0.05 without a sim,
+    /// 0 with one).
+    pub holdout: Option<f64>,
+    /// Losses and diagnostics as plots on a rerun timeline `step`.
+    pub rerun: Option<Destination>,
     /// Where the updates run (evaluation episodes always run the actor on the CPU).
     pub device: ComputeDevice,
 }
+
+/// Losses are read back to the host (a synchronisation on a GPU) every this many updates,
+/// for the progress line and the rerun plots.
+pub const READBACK_EVERY: usize = 100;
+
+/// At most this many transitions go into one offline diagnosis (spread over the data).
+pub const DIAGNOSE_LIMIT: usize = 20_000;
 
 /// One evaluation during training.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EvalRecord {
     pub step: usize,
     pub seconds: f64,
-    pub success_rate: f64,
-    pub success_low: f64,
-    pub success_high: f64,
-    pub mean_return: f64,
+    /// Rollouts in the sim (with a `[sim]` table only).
+    #[serde(flatten)]
+    pub rollout: Option<RolloutRecord>,
     pub value_loss: f32,
     pub q_loss: f32,
     pub actor_loss: f32,
     /// Mean squared error of the actor's mean to the dataset's actions (in [-1, 1] units,
-    /// first 10,000 transitions).
+    /// up to 10,000 training transitions).
     pub actor_mse: f32,
+    /// Offline diagnostics ([`TrainOutcome::diagnostics_on`] says on what).
+    #[serde(default)]
+    pub diagnostics: Option<Diagnostics>,
+}
+
+/// The rollout part of an [`EvalRecord`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RolloutRecord {
+    pub success_rate: f64,
+    pub success_low: f64,
+    pub success_high: f64,
+    pub mean_return: f64,
+}
+
+/// The dataset a checkpoint was trained on and the episodes held out of it
+/// (`held_out.json`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldOut {
+    /// The dataset folder as given to `rlrt train --data`.
+    pub data: PathBuf,
+    /// Episodes in the dataset.
+    pub dataset_episodes: usize,
+    /// Indices of the held-out episodes (none: diagnostics ran on the training data).
+    pub episodes: Vec<usize>,
+}
+
+/// The hyperparameters a run used, as the report states them.
+#[derive(Debug, serde::Serialize)]
+pub struct Hyperparameters {
+    pub preset: Option<Preset>,
+    pub expectile: f64,
+    pub temperature: f64,
+    pub discount: f64,
+    /// The factor rewards were multiplied by (resolved: the preset's rule applied to this
+    /// dataset).
+    pub reward_scale: f64,
+    pub reward_shift: f64,
+    pub batch_size: usize,
+    pub hidden: Vec<usize>,
+    pub learning_rate: f64,
+    pub actor: ActorKind,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct TrainOutcome {
     pub out: PathBuf,
+    pub algorithm: Algorithm,
     pub steps: usize,
+    /// Wall time of the whole run (evaluations and saves included; resumed runs add
+    /// their earlier time).
     pub train_seconds: f64,
+    /// Update steps per second of this run's update loop (sampling, update, bookkeeping),
+    /// evaluations and saves excluded: the figure `rlrt bench iql` measures.
+    pub steps_per_s: f64,
+    /// Threads of the rayon pool the updates ran on.
+    pub threads: usize,
+    pub hyperparameters: Hyperparameters,
+    /// How the policy was evaluated: "rollouts" in the config's sim task, or "offline"
+    /// (diagnostics on held-out episodes; not a rollout).
+    pub evaluation: &'static str,
+    /// "held_out" episodes (`held_out_episodes`), or "training" data when none could be held
+    /// out; `None` with a sim and no hold-out.
+    pub diagnostics_on: Option<&'static str>,
+    pub held_out_episodes: Vec<usize>,
+    pub training_transitions: usize,
     pub dataset_success_rate: f64,
     /// Mean return of the dataset's episodes (in the dataset's own reward).
     pub dataset_mean_return: f64,
     /// The actor's error to the dataset's actions before this run's first step.
     pub initial_actor_mse: f32,
     pub final_eval: Option<Evaluation>,
+    /// Offline diagnostics before this run's first step (the baseline the later ones are
+    /// read against).
+    pub initial_diagnostics: Option<Diagnostics>,
+    /// The last offline diagnostics.
+    pub final_diagnostics: Option<Diagnostics>,
     pub log: Vec<EvalRecord>,
     /// Stopped by Ctrl-C (or SIGTERM) before `steps`; the checkpoint holds the last step
     /// and `--resume` continues from it.
@@ -76,11 +167,26 @@ impl std::fmt::Display for TrainOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} steps in {:.1} s; checkpoint {}",
+            "{} steps in {:.1} s, updates at {:.0} steps/s on {} thread{}; checkpoint {}",
             self.steps,
             self.train_seconds,
+            self.steps_per_s,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
             self.out.display()
         )?;
+        let h = &self.hyperparameters;
+        if self.algorithm == Algorithm::Iql {
+            writeln!(
+                f,
+                "preset {}: expectile {}, temperature {}, rewards x {:.4} {:+}",
+                h.preset.map_or("none".into(), |p| p.to_string()),
+                h.expectile,
+                h.temperature,
+                h.reward_scale,
+                h.reward_shift
+            )?;
+        }
         if self.interrupted {
             writeln!(
                 f,
@@ -103,6 +209,57 @@ impl std::fmt::Display for TrainOutcome {
         )?;
         if let Some(e) = &self.final_eval {
             writeln!(f, "final evaluation: {e}")?;
+        }
+        if let Some(d) = &self.final_diagnostics {
+            writeln!(
+                f,
+                "final offline diagnostics ({}; not a rollout): {}",
+                self.diagnostics_on_text(),
+                DiagnosticsLine(d)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl TrainOutcome {
+    fn diagnostics_on_text(&self) -> String {
+        match self.diagnostics_on {
+            Some("held_out") => format!("{} held-out episodes", self.held_out_episodes.len()),
+            _ => "training data".into(),
+        }
+    }
+}
+
+/// Diagnostics on one line.
+pub struct DiagnosticsLine<'a>(pub &'a Diagnostics);
+
+impl std::fmt::Display for DiagnosticsLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "{} transitions, action error {:.4} (mean abs, action units)",
+            d.transitions, d.action_mae
+        )?;
+        if let Some(ll) = d.log_likelihood {
+            write!(f, ", log-likelihood {ll:.3}")?;
+        }
+        if let Some(c) = &d.critic {
+            write!(
+                f,
+                ", TD error {:.3} (rms), V {:.2}+-{:.2}, Q {:.2}+-{:.2}, expectile loss {:.4}, \
+                 advantage {:+.3}, weight {:.2} ({:.1}% clipped)",
+                c.td_error_rms,
+                c.v_mean,
+                c.v_std,
+                c.q_mean,
+                c.q_std,
+                c.expectile_loss,
+                c.advantage_mean,
+                c.weight_mean,
+                100.0 * c.clipped_share
+            )?;
         }
         Ok(())
     }
@@ -127,6 +284,72 @@ pub fn evaluate(
     Ok(Evaluation::of(&done, runner.has_success_test()))
 }
 
+/// The hyperparameters of a run from its flags: the algorithm's defaults, the preset, then
+/// every explicit flag over them.
+pub fn iql_config(args: &TrainArgs) -> anyhow::Result<IqlConfig> {
+    let mut iql = match args.algorithm {
+        Algorithm::Iql => IqlConfig::preset(args.preset.unwrap_or(Preset::Locomotion)),
+        Algorithm::Bc => {
+            anyhow::ensure!(
+                args.preset.is_none()
+                    && args.expectile.is_none()
+                    && args.temperature.is_none()
+                    && args.reward_scale.is_none(),
+                "--preset, --expectile, --temperature and --reward-scale are IQL's; \
+                 behaviour cloning has no critic"
+            );
+            IqlConfig::behaviour_cloning()
+        }
+    };
+    iql.steps = args.steps;
+    iql.seed = args.seed;
+    if args.deterministic {
+        iql.actor = ActorKind::Deterministic;
+    }
+    if let Some(b) = args.batch_size {
+        anyhow::ensure!(b > 0, "--batch-size must be above zero");
+        iql.batch_size = b;
+    }
+    if let Some(h) = &args.hidden {
+        anyhow::ensure!(
+            !h.is_empty() && h.iter().all(|&w| w > 0),
+            "--hidden needs at least one width above zero"
+        );
+        iql.hidden = h.clone();
+    }
+    if let Some(e) = args.expectile {
+        anyhow::ensure!(
+            e > 0.0 && e < 1.0,
+            "--expectile {e}: expected a value between 0 and 1 (0.7 locomotion, 0.9 navigation)"
+        );
+        iql.expectile = e;
+    }
+    if let Some(t) = args.temperature {
+        anyhow::ensure!(
+            t.is_finite() && t >= 0.0,
+            "--temperature {t}: expected a finite value of at least 0"
+        );
+        iql.temperature = t;
+    }
+    if let Some(s) = args.reward_scale {
+        anyhow::ensure!(
+            s.is_finite() && s > 0.0,
+            "--reward-scale {s}: expected a finite value above 0"
+        );
+        iql.reward_scale = Some(s);
+    }
+    Ok(iql)
+}
+
+/// How many episodes to hold out of `episodes` for a fraction (at least one when the fraction
+/// is above zero, and never all of them).
+fn held_out_count(episodes: usize, fraction: f64) -> usize {
+    if fraction <= 0.0 || episodes < 2 {
+        return 0;
+    }
+    ((fraction * episodes as f64).round() as usize).clamp(1, episodes - 1)
+}
+
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     // The device is checked before a large dataset is read.
     #[cfg(not(feature = "cuda"))]
@@ -138,6 +361,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
         ComputeDevice::Cuda(index) => Some(super::cuda_device(index)?),
         ComputeDevice::Cpu => None,
     };
+    if let Some(h) = args.holdout {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&h),
+            "--holdout {h}: expected a share of episodes in [0, 1)"
+        );
+    }
+    let iql = iql_config(args)?;
     let dataset = Dataset::open(&args.data)?;
     // A recorded run carries no rewards (`rlrt run --record`); behaviour cloning needs none.
     anyhow::ensure!(
@@ -150,39 +380,167 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     let source = PathBuf::from(&dataset.info.config_source);
     let config = config_from_text(&dataset.config_text, &source)
         .with_context(|| format!("the config saved in {}", args.data.display()))?;
-    let mut iql = match args.algorithm {
-        Algorithm::Iql => IqlConfig::default(),
-        Algorithm::Bc => IqlConfig::behaviour_cloning(),
+
+    // The held-out episodes: those of the checkpoint being resumed, else chosen now.
+    let previous = args.resume.then(|| read_held_out(&args.out).ok()).flatten();
+    let held_out = match previous {
+        Some(h) => {
+            anyhow::ensure!(
+                h.dataset_episodes == dataset.episodes.len(),
+                "--resume: {} was trained on a dataset of {} episodes with episodes {:?} held \
+                 out; {} has {}",
+                args.out.display(),
+                h.dataset_episodes,
+                h.episodes,
+                args.data.display(),
+                dataset.episodes.len()
+            );
+            h.episodes
+        }
+        None => {
+            let fraction = args
+                .holdout
+                .unwrap_or(if config.sim.is_some() { 0.0 } else { 0.05 });
+            Replay::held_out_episodes(
+                dataset.episodes.len(),
+                held_out_count(dataset.episodes.len(), fraction),
+            )
+        }
     };
-    iql.steps = args.steps;
-    iql.seed = args.seed;
-    if args.deterministic {
-        iql.actor = ActorKind::Deterministic;
-    }
-    if let Some(b) = args.batch_size {
-        iql.batch_size = b;
-    }
-    if let Some(h) = &args.hidden {
-        iql.hidden = h.clone();
-    }
-    if let Some(e) = args.expectile {
-        iql.expectile = e;
-    }
-    if let Some(t) = args.temperature {
-        iql.temperature = t;
-    }
-    let replay = Replay::from_dataset(&dataset, &config.action.min, &config.action.max, &iql)?;
+    let (min, max) = (&config.action.min, &config.action.max);
+    let (replay, held) = if held_out.is_empty() {
+        (Replay::from_dataset(&dataset, min, max, &iql)?, None)
+    } else {
+        let (replay, held) = Replay::split(&dataset, &held_out, min, max, &iql)?;
+        (replay, Some(held))
+    };
+    let split = HeldOut {
+        data: args.data.clone(),
+        dataset_episodes: dataset.episodes.len(),
+        episodes: held_out,
+    };
     #[cfg(feature = "cuda")]
     if let Some(device) = cuda {
         let learner = Learner::<rlrt_policies::iql::CudaBackend>::new(iql, replay, device);
-        return run(args, &dataset, &config, learner);
+        return run(args, &dataset, &config, learner, held, split);
     }
     run(
         args,
         &dataset,
         &config,
         Learner::<CpuBackend>::new(iql, replay, cpu()),
+        held,
+        split,
     )
+}
+
+fn read_held_out(dir: &Path) -> anyhow::Result<HeldOut> {
+    let path = dir.join("held_out.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// What one run of [`run_updates`] did.
+pub struct UpdatesDone {
+    /// The losses last read back (after the last update when it ended on a read-back step).
+    pub losses: Option<Losses>,
+    /// Time spent in the loop.
+    pub seconds: f64,
+}
+
+/// The update loop of `rlrt train`, also what `rlrt bench iql` times: updates until the
+/// learner reaches step `until` or `stop` is raised, the progress bar moved on each, the
+/// losses read back every `readback_every` steps (a host-device synchronisation on a GPU)
+/// and shown.
+pub fn run_updates<B: AutodiffBackend>(
+    learner: &mut Learner<B>,
+    until: usize,
+    readback_every: usize,
+    stop: &AtomicBool,
+    bar: &indicatif::ProgressBar,
+) -> UpdatesDone {
+    let start = Instant::now();
+    let mut losses = None;
+    while learner.step() < until && !stop.load(Ordering::Relaxed) {
+        learner.advance();
+        bar.inc(1);
+        if learner.step() % readback_every.max(1) == 0 {
+            let recent = learner.losses();
+            bar.set_message(format!(
+                "V {:.3} Q {:.3} actor {:.3}",
+                recent.value, recent.q, recent.actor
+            ));
+            losses = Some(recent);
+        }
+    }
+    UpdatesDone {
+        losses,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Training plots on a rerun timeline `step` (`--rerun`); logging failures are not errors of
+/// the run (a viewer closed mid-run loses plots, not the checkpoint).
+struct TrainPlots {
+    rec: rerun::RecordingStream,
+}
+
+impl TrainPlots {
+    fn open(destination: &Destination, name: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            rec: crate::rerun_log::open_stream(destination, name)?,
+        })
+    }
+
+    fn scalar(&self, path: &str, value: f64) {
+        if value.is_finite() {
+            let _ = self.rec.log(path, &rerun::Scalars::single(value));
+        }
+    }
+
+    fn losses(&self, step: usize, l: &Losses, iql: bool) {
+        self.rec.set_time_sequence("step", step as i64);
+        self.scalar("train/loss/actor", l.actor as f64);
+        if iql {
+            self.scalar("train/loss/value", l.value as f64);
+            self.scalar("train/loss/q", l.q as f64);
+            self.scalar("train/batch/advantage", l.advantage as f64);
+            self.scalar("train/batch/weight", l.weight as f64);
+            self.scalar("train/batch/clipped_share", l.clipped as f64);
+        }
+    }
+
+    fn record(&self, r: &EvalRecord) {
+        self.rec.set_time_sequence("step", r.step as i64);
+        self.scalar("train/actor_mse", r.actor_mse as f64);
+        if let Some(e) = &r.rollout {
+            self.scalar("eval/success_rate", e.success_rate);
+            self.scalar("eval/mean_return", e.mean_return);
+        }
+        if let Some(d) = &r.diagnostics {
+            self.scalar("offline/action_mse", d.action_mse as f64);
+            self.scalar("offline/action_mae", d.action_mae as f64);
+            if let Some(ll) = d.log_likelihood {
+                self.scalar("offline/log_likelihood", ll as f64);
+            }
+            if let Some(c) = &d.critic {
+                self.scalar("offline/td_error_rms", c.td_error_rms as f64);
+                self.scalar("offline/v_mean", c.v_mean as f64);
+                self.scalar("offline/v_std", c.v_std as f64);
+                self.scalar("offline/q_mean", c.q_mean as f64);
+                self.scalar("offline/q_std", c.q_std as f64);
+                self.scalar("offline/expectile_loss", c.expectile_loss as f64);
+                self.scalar("offline/advantage_mean", c.advantage_mean as f64);
+                self.scalar("offline/weight_mean", c.weight_mean as f64);
+                self.scalar("offline/clipped_share", c.clipped_share as f64);
+            }
+        }
+    }
+
+    fn finish(self) {
+        let _ = self.rec.flush_blocking();
+    }
 }
 
 /// The training loop on any backend: resume, update, evaluate and save.
@@ -191,6 +549,8 @@ fn run<B: AutodiffBackend>(
     dataset: &Dataset,
     config: &RobotConfig,
     mut learner: Learner<B>,
+    held: Option<Replay>,
+    split: HeldOut,
 ) -> anyhow::Result<TrainOutcome> {
     let partial = sibling(&args.out, "partial");
     let old = sibling(&args.out, "old");
@@ -221,8 +581,44 @@ fn run<B: AutodiffBackend>(
         );
     }
 
-    let mut runner = EpisodeRunner::new(config)?;
+    // Rollouts where the config simulates its task; offline diagnostics always when episodes
+    // are held out, and on the training data when there is no sim and nothing to hold out.
+    let mut runner = match config.sim {
+        Some(_) => Some(EpisodeRunner::new(config)?),
+        None => None,
+    };
+    let diagnostics_on = match (&held, &runner) {
+        (Some(_), _) => Some("held_out"),
+        (None, None) => Some("training"),
+        (None, Some(_)) => None,
+    };
+    if runner.is_none() {
+        let what = match &held {
+            Some(h) => format!(
+                "{} held-out episodes ({} transitions)",
+                split.episodes.len(),
+                h.len()
+            ),
+            None => "the training data (one episode: nothing to hold out)".into(),
+        };
+        let text = format!(
+            "{}: no [sim] table, so no rollouts: progress shows offline diagnostics on {what}",
+            config.source.display()
+        );
+        // Said once, on stderr, whatever the output format.
+        eprintln!("{text}");
+    }
+    let plots = match &args.rerun {
+        Some(d) => Some(TrainPlots::open(
+            d,
+            &format!("rlrt train {}", args.out.display()),
+        )?),
+        None => None,
+    };
+    let iql = learner.config.algorithm == Algorithm::Iql;
     let initial_actor_mse = learner.actor_mse(10_000);
+    let initial_diagnostics = diagnostics_on
+        .map(|_| learner.diagnose(held.as_ref().unwrap_or(&learner.replay), DIAGNOSE_LIMIT));
     let bar = indicatif::ProgressBar::new(args.steps as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -233,7 +629,10 @@ fn run<B: AutodiffBackend>(
     );
     bar.set_position(learner.step() as u64);
     let start = Instant::now();
+    let first_step = learner.step();
+    let mut update_seconds = 0.0;
     let mut final_eval = None;
+    let mut final_diagnostics = None;
     let save = |learner: &Learner<B>, log: &[EvalRecord]| -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&partial);
         learner.save(&partial)?;
@@ -242,6 +641,10 @@ fn run<B: AutodiffBackend>(
         std::fs::write(
             partial.join("train_log.json"),
             serde_json::to_string_pretty(log)?,
+        )?;
+        std::fs::write(
+            partial.join("held_out.json"),
+            serde_json::to_string_pretty(&split)?,
         )?;
         let _ = std::fs::remove_dir_all(&old);
         if args.out.exists() {
@@ -254,57 +657,136 @@ fn run<B: AutodiffBackend>(
     // Ctrl-C or SIGTERM: save at the current step and stop (a second one ends the process).
     let stop = crate::signals::stop_flag();
     let mut interrupted = false;
+    let say = |line: String| {
+        // indicatif draws nothing when stderr is not a terminal; say it in the log then.
+        if bar.is_hidden() {
+            tracing::info!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     while learner.step() < args.steps {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let step = learner.step();
+        // Read back at every multiple of READBACK_EVERY for the plots, and evaluate at every
+        // multiple of --eval-every and at the end.
+        let next_eval = if args.eval_every > 0 {
+            (step / args.eval_every + 1) * args.eval_every
+        } else {
+            args.steps
+        };
+        let until = next_eval.min(args.steps);
+        let chunk_end = ((step / READBACK_EVERY) + 1) * READBACK_EVERY;
+        let done = run_updates(
+            &mut learner,
+            until.min(chunk_end),
+            READBACK_EVERY,
+            stop,
+            &bar,
+        );
+        update_seconds += done.seconds;
+        if let (Some(p), Some(l)) = (&plots, &done.losses) {
+            p.losses(learner.step(), l, iql);
+        }
+        if stop.load(Ordering::Relaxed) {
             save(&learner, &log)?;
             interrupted = true;
             break;
         }
-        // Losses are read back (a synchronisation on a GPU) only to show and to log them.
-        learner.advance();
-        bar.inc(1);
         let step = learner.step();
-        let last = step == args.steps;
-        let evaluate_now = (args.eval_every > 0 && step % args.eval_every == 0) || last;
-        if step % 100 != 0 && !evaluate_now {
+        if step != until {
             continue;
         }
-        let recent = learner.losses();
-        bar.set_message(format!(
-            "V {:.3} Q {:.3} actor {:.3}",
-            recent.value, recent.q, recent.actor
-        ));
-        if evaluate_now {
-            let mut policy = CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
-            let eval = evaluate(&mut runner, &mut policy, args.eval_episodes, args.seed)?;
-            let record = EvalRecord {
-                step,
-                seconds: elapsed_before + start.elapsed().as_secs_f64(),
-                success_rate: eval.success_rate,
-                success_low: eval.success_low,
-                success_high: eval.success_high,
-                mean_return: eval.mean_return,
-                value_loss: recent.value,
-                q_loss: recent.q,
-                actor_loss: recent.actor,
-                actor_mse: learner.actor_mse(10_000),
-            };
-            // indicatif draws nothing when stderr is not a terminal; say it in the log then.
-            if bar.is_hidden() {
-                tracing::info!("step {step}: {eval}");
-            } else {
-                bar.println(format!("step {step}: {eval}"));
+        let recent = done.losses.unwrap_or_else(|| learner.losses());
+        let eval = match runner.as_mut() {
+            Some(runner) => {
+                let mut policy =
+                    CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
+                Some(evaluate(
+                    runner,
+                    &mut policy,
+                    args.eval_episodes,
+                    args.seed,
+                )?)
             }
-            log.push(record);
-            save(&learner, &log)?;
-            final_eval = Some(eval);
+            None => None,
+        };
+        let diagnostics = diagnostics_on
+            .map(|_| learner.diagnose(held.as_ref().unwrap_or(&learner.replay), DIAGNOSE_LIMIT));
+        let mut line = format!("step {step}:");
+        if let Some(e) = &eval {
+            line += &format!(" {e}");
+        }
+        if let Some(d) = &diagnostics {
+            line += &format!(
+                " offline ({}; not a rollout): {}",
+                diagnostics_on.map_or("", |o| if o == "held_out" {
+                    "held-out"
+                } else {
+                    "training data"
+                }),
+                DiagnosticsLine(d)
+            );
+        }
+        say(line);
+        let record = EvalRecord {
+            step,
+            seconds: elapsed_before + start.elapsed().as_secs_f64(),
+            rollout: eval.as_ref().map(|e| RolloutRecord {
+                success_rate: e.success_rate,
+                success_low: e.success_low,
+                success_high: e.success_high,
+                mean_return: e.mean_return,
+            }),
+            value_loss: recent.value,
+            q_loss: recent.q,
+            actor_loss: recent.actor,
+            actor_mse: learner.actor_mse(10_000),
+            diagnostics: diagnostics.clone(),
+        };
+        if let Some(p) = &plots {
+            p.record(&record);
+        }
+        log.push(record);
+        save(&learner, &log)?;
+        if eval.is_some() {
+            final_eval = eval;
+        }
+        if diagnostics.is_some() {
+            final_diagnostics = diagnostics;
         }
     }
     bar.finish_and_clear();
+    if let Some(p) = plots {
+        p.finish();
+    }
+    let c = &learner.config;
     Ok(TrainOutcome {
         out: args.out.clone(),
+        algorithm: c.algorithm,
         steps: learner.step(),
         train_seconds: elapsed_before + start.elapsed().as_secs_f64(),
+        steps_per_s: (learner.step() - first_step) as f64 / update_seconds.max(1e-9),
+        threads: rayon::current_num_threads(),
+        hyperparameters: Hyperparameters {
+            preset: c.preset,
+            expectile: c.expectile,
+            temperature: c.temperature,
+            discount: c.discount,
+            reward_scale: learner.replay.reward_scale,
+            reward_shift: c.reward_shift,
+            batch_size: c.batch_size,
+            hidden: c.hidden.clone(),
+            learning_rate: c.learning_rate,
+            actor: c.actor,
+        },
+        evaluation: if runner.is_some() {
+            "rollouts"
+        } else {
+            "offline"
+        },
+        diagnostics_on,
+        held_out_episodes: split.episodes.clone(),
+        training_transitions: learner.replay.len(),
         dataset_success_rate: dataset.success_rate(),
         dataset_mean_return: dataset
             .episodes
@@ -314,6 +796,8 @@ fn run<B: AutodiffBackend>(
             / dataset.episodes.len().max(1) as f64,
         initial_actor_mse,
         final_eval,
+        initial_diagnostics,
+        final_diagnostics,
         log,
         interrupted,
     })
@@ -331,6 +815,23 @@ pub struct EvalArgs {
     pub seed: u64,
     /// Another config to run the actor in (default: the one saved in the checkpoint).
     pub config: Option<PathBuf>,
+    /// Without a sim: the dataset whose held-out episodes are measured (default: the one
+    /// the checkpoint was trained on, from `held_out.json`).
+    pub data: Option<PathBuf>,
+}
+
+/// An offline evaluation: no rollout, the checkpoint's networks measured on episodes of its
+/// dataset that training did not see.
+#[derive(Debug, serde::Serialize)]
+pub struct OfflineEvaluation {
+    /// Always "offline: held-out episodes, not a rollout" (or "...training data...").
+    pub kind: String,
+    pub data: PathBuf,
+    pub episodes: Vec<usize>,
+    pub diagnostics: Diagnostics,
+    /// Mean return of the measured episodes in the dataset (the behaviour's, not the
+    /// policy's).
+    pub behaviour_mean_return: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -338,19 +839,42 @@ pub struct EvalOutcome {
     pub checkpoint: PathBuf,
     pub algorithm: Algorithm,
     pub step: usize,
-    pub evaluation: Evaluation,
+    /// Seeded rollouts in the config's sim task (with a `[sim]` table).
+    pub evaluation: Option<Evaluation>,
+    /// Without a sim.
+    pub offline: Option<OfflineEvaluation>,
 }
 
 impl std::fmt::Display for EvalOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{} ({:?}, step {}): {}",
-            self.checkpoint.display(),
-            self.algorithm,
-            self.step,
-            self.evaluation
-        )
+        if let Some(e) = &self.evaluation {
+            writeln!(
+                f,
+                "{} ({:?}, step {}): {e}",
+                self.checkpoint.display(),
+                self.algorithm,
+                self.step,
+            )?;
+        }
+        if let Some(o) = &self.offline {
+            writeln!(
+                f,
+                "{} ({:?}, step {}): {} of {} (episodes {:?})",
+                self.checkpoint.display(),
+                self.algorithm,
+                self.step,
+                o.kind,
+                o.data.display(),
+                o.episodes
+            )?;
+            writeln!(f, "  {}", DiagnosticsLine(&o.diagnostics))?;
+            writeln!(
+                f,
+                "  the behaviour's mean return on these episodes: {:.2}",
+                o.behaviour_mean_return
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -369,13 +893,108 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<EvalOutcome> {
         }
     };
     check_fits(dir, &meta, &config)?;
-    let mut policy = CheckpointPolicy::load(dir)?;
-    let mut runner = EpisodeRunner::new(&config)?;
-    let evaluation = evaluate(&mut runner, &mut policy, args.episodes, args.seed)?;
+    if config.sim.is_some() && args.data.is_none() {
+        let mut policy = CheckpointPolicy::load(dir)?;
+        let mut runner = EpisodeRunner::new(&config)?;
+        let evaluation = evaluate(&mut runner, &mut policy, args.episodes, args.seed)?;
+        return Ok(EvalOutcome {
+            checkpoint: dir.clone(),
+            algorithm: meta.algorithm,
+            step: meta.step,
+            evaluation: Some(evaluation),
+            offline: None,
+        });
+    }
+    let offline = eval_offline(dir, &meta, args.data.as_deref())?;
     Ok(EvalOutcome {
         checkpoint: dir.clone(),
         algorithm: meta.algorithm,
         step: meta.step,
-        evaluation,
+        evaluation: None,
+        offline: Some(offline),
+    })
+}
+
+/// The checkpoint's networks (actor, and for IQL the critic and value) on its held-out
+/// episodes, or on the given dataset's held-out episodes of the same split.
+fn eval_offline(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    data: Option<&Path>,
+) -> anyhow::Result<OfflineEvaluation> {
+    let held = read_held_out(dir).with_context(|| {
+        format!(
+            "{}: no sim to roll out in, and no record of the held-out episodes \
+             (checkpoints written by rlrt train keep one in held_out.json)",
+            dir.display()
+        )
+    })?;
+    let data_dir = data.map(Path::to_path_buf).unwrap_or(held.data.clone());
+    let dataset = Dataset::open(&data_dir).with_context(|| {
+        format!(
+            "the dataset {} was trained on (pass --data to name where it is now)",
+            dir.display()
+        )
+    })?;
+    anyhow::ensure!(
+        dataset.episodes.len() == held.dataset_episodes,
+        "{}: has {} episodes; {} was trained on one of {}",
+        data_dir.display(),
+        dataset.episodes.len(),
+        dir.display(),
+        held.dataset_episodes
+    );
+    let source = PathBuf::from(&dataset.info.config_source);
+    let config = config_from_text(&dataset.config_text, &source)?;
+    let (kind, episodes) = if held.episodes.is_empty() {
+        (
+            "offline: the training data (nothing was held out), not a rollout",
+            (0..dataset.episodes.len()).collect::<Vec<_>>(),
+        )
+    } else {
+        (
+            "offline: held-out episodes, not a rollout",
+            held.episodes.clone(),
+        )
+    };
+    let (min, max) = (&config.action.min, &config.action.max);
+    let mut iql = meta.config.clone();
+    // The scale the checkpoint was trained with, whatever rule chose it.
+    iql.reward_scale = Some(meta.reward_scale);
+    let (replay, measured) = if held.episodes.is_empty() {
+        (Replay::from_dataset(&dataset, min, max, &iql)?, None)
+    } else {
+        let (r, h) = Replay::split(&dataset, &held.episodes, min, max, &iql)?;
+        (r, Some(h))
+    };
+    // (checkpoint.json holds them in decimal: equal to rounding.)
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + y.abs()))
+    };
+    let (n, m) = (&replay.normalisation, &meta.normalisation);
+    anyhow::ensure!(
+        close(&n.observation_mean, &m.observation_mean)
+            && close(&n.observation_std, &m.observation_std),
+        "{}: its observation statistics differ from what {} was trained with: not the same \
+         data",
+        data_dir.display(),
+        dir.display()
+    );
+    let learner = Learner::<CpuBackend>::new(iql, replay, cpu()).resume(dir)?;
+    let diagnostics = learner.diagnose(measured.as_ref().unwrap_or(&learner.replay), usize::MAX);
+    let behaviour_mean_return = episodes
+        .iter()
+        .map(|&i| dataset.episodes[i].total_reward())
+        .sum::<f64>()
+        / episodes.len().max(1) as f64;
+    Ok(OfflineEvaluation {
+        kind: kind.into(),
+        data: data_dir,
+        episodes,
+        diagnostics,
+        behaviour_mean_return,
     })
 }

@@ -90,7 +90,9 @@ impl OnnxClassifier {
                 other.as_str()
             ),
         };
-        let session = rlrt_policies::onnx::open_session(path, 1)?;
+        // As many intra-op threads as the CPU pool has (`--threads`; all cores but the
+        // loop's for `run`): frame rewards are scored off the tick.
+        let session = rlrt_policies::onnx::open_session(path, rayon::current_num_threads())?;
         let (inputs, outputs) = (session.inputs(), session.outputs());
         let int_type = |ty: &ValueType| match ty {
             ValueType::Tensor { ty, shape, .. }

@@ -38,7 +38,10 @@ def main(path, pixels=False):
         entity = chunk.entity_path
         out["timelines"].update(chunk.timeline_names)
         batch = chunk.to_record_batch()
+        # The loop's timeline is `tick`; training plots (`rlrt train --rerun`) use `step`.
         ticks = column(batch, "tick")
+        if ticks is None:
+            ticks = column(batch, "step")
         ticks = ticks.to_pylist() if ticks is not None else [None] * batch.num_rows
         scalars = column(batch, "Scalars:scalars")
         if scalars is not None:

@@ -307,18 +307,31 @@ fn dense_f32(
     }
     static THRESHOLD: std::sync::Once = std::sync::Once::new();
     THRESHOLD.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
-    for (p, panel) in w.chunks_exact(inputs * width).enumerate() {
+    /// The output buffer, shared by the panels' products: each writes its own columns.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: the panels' products write disjoint columns of the buffer (see below), and
+    // the buffer outlives the parallel loop, which joins before `out` is used again.
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+    let dst = Out(out.as_mut_ptr());
+    // The panels are independent products, spread over the current rayon pool (`--threads`;
+    // a pool of one runs them in order). Each panel's own product stays on one thread: at
+    // one image (50 rows) a panel is too small to split further.
+    let product = |p: usize| {
+        let panel = &w[p * inputs * width..(p + 1) * inputs * width];
+        let dst = dst;
         // SAFETY: `out` is [rows, outputs] row-major and this panel writes its columns
         // p * width .. (p + 1) * width (the transposed view: row stride 1, column stride
-        // `outputs`); the panel is [inputs, width] row-major (read as its transpose) and `x`
-        // is [rows, inputs] row-major (read as its transpose), sizes asserted above. The
-        // output is exclusively borrowed and aliases neither input.
+        // `outputs`), which no other panel writes; the panel is [inputs, width] row-major
+        // (read as its transpose) and `x` is [rows, inputs] row-major (read as its
+        // transpose), sizes asserted above. Neither input aliases the output.
         unsafe {
             gemm::gemm(
                 width,
                 rows,
                 inputs,
-                out.as_mut_ptr().add(p * width),
+                dst.0.add(p * width),
                 outputs as isize,
                 1,
                 accumulate,
@@ -336,6 +349,12 @@ fn dense_f32(
                 gemm::Parallelism::None,
             );
         }
+    };
+    if rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        (0..panels).into_par_iter().for_each(product);
+    } else {
+        (0..panels).for_each(product);
     }
     out
 }
