@@ -246,7 +246,7 @@ fn reacher_trains_without_a_sim_and_its_onnx_export_acts_in_gymnasium() {
     ] {
         let s = &rrd["scalars"][entity];
         assert!(
-            !s["values"].as_array().map_or(true, |v| v.is_empty()),
+            !s["values"].as_array().is_none_or(|v| v.is_empty()),
             "{entity}: {}",
             rrd["scalars"]
         );

@@ -401,10 +401,15 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
             let fraction = args
                 .holdout
                 .unwrap_or(if config.sim.is_some() { 0.0 } else { 0.05 });
-            Replay::held_out_episodes(
-                dataset.episodes.len(),
-                held_out_count(dataset.episodes.len(), fraction),
-            )
+            // Only episodes with a step can be measured (a recording cut at a fault can
+            // leave an empty one).
+            let usable: Vec<usize> = (0..dataset.episodes.len())
+                .filter(|&i| dataset.episodes[i].steps() > 0)
+                .collect();
+            Replay::held_out_episodes(usable.len(), held_out_count(usable.len(), fraction))
+                .into_iter()
+                .map(|k| usable[k])
+                .collect()
         }
     };
     let (min, max) = (&config.action.min, &config.action.max);
@@ -605,8 +610,8 @@ fn run<B: AutodiffBackend>(
             "{}: no [sim] table, so no rollouts: progress shows offline diagnostics on {what}",
             config.source.display()
         );
-        // Said once, on stderr, whatever the output format.
-        eprintln!("{text}");
+        // Said once, in the log (stderr), whatever the output format.
+        tracing::info!("{text}");
     }
     let plots = match &args.rerun {
         Some(d) => Some(TrainPlots::open(
@@ -669,11 +674,9 @@ fn run<B: AutodiffBackend>(
         let step = learner.step();
         // Read back at every multiple of READBACK_EVERY for the plots, and evaluate at every
         // multiple of --eval-every and at the end.
-        let next_eval = if args.eval_every > 0 {
-            (step / args.eval_every + 1) * args.eval_every
-        } else {
-            args.steps
-        };
+        let next_eval = step
+            .checked_div(args.eval_every)
+            .map_or(args.steps, |k| (k + 1) * args.eval_every);
         let until = next_eval.min(args.steps);
         let chunk_end = ((step / READBACK_EVERY) + 1) * READBACK_EVERY;
         let done = run_updates(

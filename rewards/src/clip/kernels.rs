@@ -314,13 +314,19 @@ fn dense_f32(
     // the buffer outlives the parallel loop, which joins before `out` is used again.
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
+    impl Out {
+        // A method, so that closures capture the whole `Out` (Send and Sync), not its field.
+        fn at(self, offset: usize) -> *mut f32 {
+            // SAFETY: callers stay within the buffer (see the product below).
+            unsafe { self.0.add(offset) }
+        }
+    }
     let dst = Out(out.as_mut_ptr());
     // The panels are independent products, spread over the current rayon pool (`--threads`;
     // a pool of one runs them in order). Each panel's own product stays on one thread: at
     // one image (50 rows) a panel is too small to split further.
     let product = |p: usize| {
         let panel = &w[p * inputs * width..(p + 1) * inputs * width];
-        let dst = dst;
         // SAFETY: `out` is [rows, outputs] row-major and this panel writes its columns
         // p * width .. (p + 1) * width (the transposed view: row stride 1, column stride
         // `outputs`), which no other panel writes; the panel is [inputs, width] row-major
@@ -331,7 +337,7 @@ fn dense_f32(
                 width,
                 rows,
                 inputs,
-                dst.0.add(p * width),
+                dst.at(p * width),
                 outputs as isize,
                 1,
                 accumulate,
