@@ -1694,6 +1694,32 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The updates give the same numbers on one thread and on several: the three parts
+    /// of a step are independent, and the pool's large products split over output blocks,
+    /// never over a sum.
+    #[test]
+    fn one_thread_and_three_compute_the_same_update() {
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    // Wide enough that Flex splits its products over the pool too.
+                    let mut l = learner(IqlConfig {
+                        hidden: vec![256, 256],
+                        batch_size: 256,
+                        ..small(Algorithm::Iql)
+                    });
+                    for _ in 0..20 {
+                        l.advance();
+                    }
+                    (l.actor_weights(), l.q_values(200), l.losses().q)
+                })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
     /// The largest difference between two sets of gradients over a module's parameters.
     struct CompareGrads<'a> {
         manual: &'a GradientsParams,
