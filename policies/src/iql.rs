@@ -10,7 +10,8 @@
 //! Layout of this file: hyperparameters and presets; the replay buffer with observation
 //! normalisation and reward scaling; the networks (MLP, twin Q, V, actor); the learner with
 //! its update step; saving and resuming. Everything runs on any burn autodiff backend;
-//! [`CpuBackend`] (Flex, one thread) is the default and is deterministic for a seed.
+//! [`CpuBackend`] (Flex, on the CPU pool) is the default and is deterministic for a seed, at
+//! any thread count.
 //! Parameters are initialised from our own seeded generator, not the backend's, so two runs
 //! with one seed start from the same weights on every backend.
 
@@ -31,8 +32,10 @@ use rlrt_runtime::rng::{splitmix64, uniform01};
 use crate::checkpoint::{Algorithm, CheckpointMeta, MlpWeights, Normalisation};
 
 /// The CPU training backend: burn's Flex (matrix products through the `gemm` crate, AVX-512,
-/// AVX2 or NEON picked at run time; built without rayon, so one thread and deterministic)
-/// with reverse-mode autodiff. `rlrt bench iql` times it against NdArray and PyTorch.
+/// AVX2 or NEON picked at run time; large products split over the rayon pool by output
+/// blocks, so any thread count gives the same numbers) with reverse-mode autodiff, which the
+/// optimizers' modules need (the update's gradients are written out by hand, below).
+/// `rlrt bench iql` times it against PyTorch and JAX.
 pub type CpuBackend = Autodiff<Flex>;
 
 /// The default device of [`CpuBackend`].
@@ -280,13 +283,22 @@ impl Replay {
         Ok((replay, held))
     }
 
-    /// `count` episodes of `episodes` to hold out, spread evenly over the dataset (datasets
-    /// are often ordered by when or by how well they were collected, so the last few would not
-    /// be representative). Deterministic.
-    pub fn held_out_episodes(episodes: usize, count: usize) -> Vec<usize> {
-        let count = count.min(episodes);
+    /// The episodes of `dataset` to hold out for a share `fraction` of them: at least one
+    /// when the share is above zero, never all, only episodes with a step (a recording cut
+    /// at a fault can leave an empty one), spread evenly over the dataset (datasets are often
+    /// ordered by when or by how well they were collected, so the last few would not be
+    /// representative). Deterministic.
+    pub fn held_out_episodes(dataset: &Dataset, fraction: f64) -> Vec<usize> {
+        let usable: Vec<usize> = (0..dataset.episodes.len())
+            .filter(|&i| dataset.episodes[i].steps() > 0)
+            .collect();
+        let n = usable.len();
+        if fraction <= 0.0 || n < 2 {
+            return Vec::new();
+        }
+        let count = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
         (0..count)
-            .map(|i| ((2 * i + 1) * episodes) / (2 * count))
+            .map(|i| usable[((2 * i + 1) * n) / (2 * count)])
             .collect()
     }
 
@@ -946,14 +958,14 @@ impl<B: AutodiffBackend> Learner<B> {
                 // --- V by expectile regression, eq. (5):
                 //     L_V = E[ L2^tau( min_i Q_target_i(s, a) - V(s) ) ]
                 let q_target = target_critic.min_q_joined(batch.observations_actions.clone());
-                let inner = value.valid();
-                let trace = mlp_trace(&inner, batch.observations.clone());
+                let inner = value_before.as_ref().expect("IQL has a V snapshot");
+                let trace = mlp_trace(inner, batch.observations.clone());
                 // --- The actor's advantage A = min Q_target - V(s), V before its step.
                 let advantage =
                     q_target.clone() - trace.last().expect("a trace ends with the output").clone();
                 let (value_loss, actor_out) = rayon::join(
                     || {
-                        let (loss, grads) = value_grads(config, &inner, &trace, q_target);
+                        let (loss, grads) = value_grads(config, inner, &trace, q_target);
                         *value = value_optim.step(config.learning_rate, value.clone(), grads);
                         loss
                     },
@@ -971,7 +983,7 @@ impl<B: AutodiffBackend> Learner<B> {
                 (Some((value_loss, advantage.mean())), actor_out)
             },
             || {
-                value_before.map(|value_before| {
+                value_before.as_ref().map(|value_before| {
                     let next_v = value_before.forward(batch.next_observations.clone());
                     update_critic(critic, critic_optim, config, batch, next_v)
                 })
@@ -1251,11 +1263,14 @@ impl<B: AutodiffBackend> Learner<B> {
 
 /// The expectile loss of eq. (5): E[ |tau - 1(u < 0)| u^2 ].
 fn expectile_loss<B: Backend>(u: Tensor<B, 2>, tau: f64) -> Tensor<B, 1> {
-    let weight = u
-        .ones_like()
+    (expectile_weight(&u, tau) * u.square()).mean()
+}
+
+/// |tau - 1(u < 0)| of the expectile loss, per element.
+fn expectile_weight<B: Backend>(u: &Tensor<B, 2>, tau: f64) -> Tensor<B, 2> {
+    u.ones_like()
         .mul_scalar(tau)
-        .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
-    (weight * u.square()).mean()
+        .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau)
 }
 
 /// Advantage weights of eq. (7), exp(beta A) clipped at `advantage_clip`, and the share of
@@ -1335,11 +1350,7 @@ fn value_grads<B: Backend>(
     let v = trace.last().expect("a trace ends with the output").clone();
     let n = v.dims()[0] as f64;
     let u = q_target - v;
-    let tau = config.expectile;
-    let weight = u
-        .ones_like()
-        .mul_scalar(tau)
-        .mask_fill(u.clone().lower_elem(0.0), 1.0 - tau);
+    let weight = expectile_weight(&u, config.expectile);
     let loss = (weight.clone() * u.clone().square()).mean();
     // dL/dV = -2 w u / n
     let dv = (weight * u).mul_scalar(-2.0 / n);

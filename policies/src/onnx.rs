@@ -97,6 +97,9 @@ pub fn open_session(path: &Path, threads: usize) -> Result<Session, OnnxError> {
         Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::All)?
             .with_intra_threads(threads)?
+            // Several threads (frame rewards off the tick): idle workers sleep instead of
+            // spinning, so they do not take cores the control loop runs on.
+            .with_intra_op_spinning(threads == 1)?
             .with_inter_threads(1)?
             .commit_from_memory(&bytes)
     };

@@ -302,7 +302,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     );
     report.extra.insert(
         "threads".to_owned(),
-        serde_json::json!("1 (burn built without rayon)"),
+        serde_json::json!("1 (batch 1: below Flex's threshold for splitting a product)"),
     );
     Ok(report)
 }

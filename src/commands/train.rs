@@ -341,15 +341,6 @@ pub fn iql_config(args: &TrainArgs) -> anyhow::Result<IqlConfig> {
     Ok(iql)
 }
 
-/// How many episodes to hold out of `episodes` for a fraction (at least one when the fraction
-/// is above zero, and never all of them).
-fn held_out_count(episodes: usize, fraction: f64) -> usize {
-    if fraction <= 0.0 || episodes < 2 {
-        return 0;
-    }
-    ((fraction * episodes as f64).round() as usize).clamp(1, episodes - 1)
-}
-
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     // The device is checked before a large dataset is read.
     #[cfg(not(feature = "cuda"))]
@@ -401,15 +392,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
             let fraction = args
                 .holdout
                 .unwrap_or(if config.sim.is_some() { 0.0 } else { 0.05 });
-            // Only episodes with a step can be measured (a recording cut at a fault can
-            // leave an empty one).
-            let usable: Vec<usize> = (0..dataset.episodes.len())
-                .filter(|&i| dataset.episodes[i].steps() > 0)
-                .collect();
-            Replay::held_out_episodes(usable.len(), held_out_count(usable.len(), fraction))
-                .into_iter()
-                .map(|k| usable[k])
-                .collect()
+            Replay::held_out_episodes(&dataset, fraction)
         }
     };
     let (min, max) = (&config.action.min, &config.action.max);
