@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod realtime;
 pub mod recording;
 pub mod rng;
+pub mod ros2;
 pub mod safety;
 pub mod stats;
 pub mod telemetry;

@@ -101,13 +101,21 @@ pub struct LinkStats {
     pub states_non_finite: AtomicU64,
     /// Sequence number not above the last accepted one (a reset to 1 is accepted).
     pub states_out_of_order: AtomicU64,
+    /// ros2: a JointState that lacks one of the hw-config's joints (or names one twice).
+    pub states_missing_joints: AtomicU64,
+    /// ros2: samples (any topic) without rmw_zenoh's attachment, or with a malformed one.
+    pub samples_bad_attachment: AtomicU64,
+    /// ros2: samples on a subscribed topic with another type or type hash (another message,
+    /// or another ROS 2 release's version of it).
+    pub samples_wrong_type: AtomicU64,
     pub commands_sent: AtomicU64,
     pub command_send_failures: AtomicU64,
     pub estop_messages: AtomicU64,
     pub estop_malformed: AtomicU64,
     /// The robot's liveliness token is present.
     pub robot_alive: AtomicBool,
-    /// How often the robot's token disappeared and stayed away (no state either).
+    /// How often the robot's token disappeared and stayed away (at most one straggling
+    /// state after it).
     pub robot_lost: AtomicU64,
     /// How often the token disappeared but came back, or states kept arriving, within the
     /// grace period (zenoh replacing a transport).
@@ -123,6 +131,9 @@ impl LinkStats {
             ("states_malformed", &self.states_malformed),
             ("states_non_finite", &self.states_non_finite),
             ("states_out_of_order", &self.states_out_of_order),
+            ("states_missing_joints", &self.states_missing_joints),
+            ("samples_bad_attachment", &self.samples_bad_attachment),
+            ("samples_wrong_type", &self.samples_wrong_type),
             ("commands_sent", &self.commands_sent),
             ("command_send_failures", &self.command_send_failures),
             ("estop_messages", &self.estop_messages),
@@ -450,13 +461,35 @@ impl CameraFrames {
     /// Checks a payload against camera `index`'s spec and keeps it as its newest frame;
     /// false when it was rejected.
     pub fn receive(&self, index: usize, payload: &[u8], received_ns: u64) -> bool {
+        match protocol::decode_image(payload) {
+            Ok(image) => self.accept(index, &image, true, received_ns),
+            Err(_) => self.reject(index),
+        }
+    }
+
+    /// Counts a frame of camera `index` that could not be decoded; returns false.
+    pub fn reject(&self, index: usize) -> bool {
+        self.slots[index].rejected.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Keeps a decoded frame as camera `index`'s newest if its size and encoding are the
+    /// hw-config's (and, with `check_name`, its frame id is the camera's name, as rlrt's
+    /// own protocol sends it); false when it was rejected.
+    pub fn accept(
+        &self,
+        index: usize,
+        image: &protocol::ImageView<'_>,
+        check_name: bool,
+        received_ns: u64,
+    ) -> bool {
         let slot = &self.slots[index];
-        let fits = match protocol::decode_image(payload) {
-            Ok(image)
+        let fits = match image {
+            image
                 if image.width == slot.spec.width
                     && image.height == slot.spec.height
                     && image.encoding.as_str() == slot.spec.encoding.as_str()
-                    && image.camera == slot.spec.name =>
+                    && (!check_name || image.camera == slot.spec.name) =>
             {
                 let Ok(mut frame) = slot.frame.lock() else {
                     return false;
@@ -464,18 +497,19 @@ impl CameraFrames {
                 frame.stamp_ns = image.stamp_ns;
                 frame.received_ns = received_ns;
                 frame.count += 1;
-                frame.data.clear();
-                frame.data.extend_from_slice(image.data);
+                copy_rows(image, &mut frame.data);
                 let count = frame.count;
                 // The copy for a queue is made after the newest-frame lock is released.
                 drop(frame);
                 if let Ok(mut queue) = slot.queue.lock() {
                     if let Some(queue) = queue.as_mut() {
+                        let mut data = Vec::new();
+                        copy_rows(image, &mut data);
                         queue.push(Frame {
                             stamp_ns: image.stamp_ns,
                             received_ns,
                             count,
-                            data: image.data.to_vec(),
+                            data,
                         });
                     }
                 }
@@ -538,6 +572,19 @@ impl CameraFrames {
     }
 }
 
+/// Copies an image's pixels into `out` without row padding (a `step` longer than a row).
+fn copy_rows(image: &protocol::ImageView<'_>, out: &mut Vec<u8>) {
+    let row = image.width as usize * image.encoding.bytes_per_pixel();
+    out.clear();
+    if image.step as usize == row {
+        out.extend_from_slice(image.data);
+    } else {
+        for r in image.data.chunks(image.step as usize) {
+            out.extend_from_slice(&r[..row]);
+        }
+    }
+}
+
 impl FrameQueue {
     fn push(&mut self, frame: Frame) {
         while self.bytes + frame.data.len() > self.limit_bytes {
@@ -557,12 +604,208 @@ pub struct RobotLink {
     keys: Keys,
     stats: Arc<LinkStats>,
     session: Session,
-    _state: zenoh::pubsub::Subscriber<()>,
-    _estop: zenoh::pubsub::Subscriber<()>,
-    _alive: zenoh::pubsub::Subscriber<()>,
-    _cameras: Vec<zenoh::pubsub::Subscriber<()>>,
+    _subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
     cameras: Arc<CameraFrames>,
-    _token: zenoh::liveliness::LivelinessToken,
+    _tokens: Vec<zenoh::liveliness::LivelinessToken>,
+    /// The ROS 2 node of a `ros2` link (its command publisher is declared on it).
+    ros2: Option<Arc<crate::ros2::node::Node>>,
+}
+
+/// The newest accepted state and the loop's writer, shared by the state callback and the
+/// loss watch (which marks the newest state stale when the robot goes).
+pub(crate) type Mailbox = Arc<Mutex<(ObservationWriter, Observation)>>;
+
+/// What every flavour's callbacks share.
+pub(crate) struct Shared {
+    pub stats: Arc<LinkStats>,
+    pub mailbox: Mailbox,
+    pub waker: Waker,
+    /// Tells the loss watch that the robot's token went (with the count of accepted states
+    /// then).
+    pub gone: crossbeam_channel::Sender<u64>,
+    pub cameras: Arc<CameraFrames>,
+}
+
+/// What a flavour declared; dropping them undeclares it.
+pub(crate) struct Endpoints {
+    pub subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    pub tokens: Vec<zenoh::liveliness::LivelinessToken>,
+    pub node: Option<Arc<crate::ros2::node::Node>>,
+}
+
+/// Hands an accepted state (finite, in order) to the loop: stamps its arrival, publishes it
+/// to the mailbox, counts it and wakes a loop that ticks on arrival.
+pub(crate) fn deliver<C: Clock>(shared: &Shared, clock: &C, state: &mut Observation) {
+    state.received_ns = clock.now_ns();
+    let Ok(mut mailbox) = shared.mailbox.lock() else {
+        return;
+    };
+    mailbox.0.publish(state);
+    mailbox.1 = *state;
+    shared.stats.states_accepted.fetch_add(1, Ordering::Relaxed);
+    shared.waker.wake();
+}
+
+/// Starts the thread that decides, after a short grace, whether a robot whose token went is
+/// really gone (see the comment inside), and returns its sender.
+fn spawn_loss_watch(
+    config: &RobotConfig,
+    stats: &Arc<LinkStats>,
+    mailbox: &Mailbox,
+) -> Result<crossbeam_channel::Sender<u64>, LinkError> {
+    // A token can vanish for a moment while zenoh replaces a transport (seen with TLS),
+    // so a disappearance counts as a loss only if, after a short grace, the token has not
+    // come back and the states have stopped. One state after the token's end is no sign of
+    // life: zenoh may deliver the token's end (a declaration) ahead of the last state the
+    // robot sent (data), so it takes two. Then the newest state is marked stale at once (the
+    // next tick faults) instead of waiting out the stale timeout.
+    let grace = Duration::from_nanos(
+        (2 * config.period_ns())
+            .max(5_000_000)
+            .min(config.safety.stale_observation_timeout_ns / 2),
+    );
+    let (gone_tx, gone_rx) = crossbeam_channel::bounded::<u64>(16);
+    let stats = stats.clone();
+    let mailbox = mailbox.clone();
+    std::thread::Builder::new()
+        .name("rlrt-link-liveliness".into())
+        .spawn(move || {
+            // Ends when the callbacks (holding the sender) are undeclared.
+            while let Ok(accepted_then) = gone_rx.recv() {
+                std::thread::sleep(grace);
+                let since = stats
+                    .states_accepted
+                    .load(Ordering::Acquire)
+                    .saturating_sub(accepted_then);
+                let still_gone = !stats.robot_alive.load(Ordering::Acquire) && since < 2;
+                if !still_gone {
+                    stats.robot_token_flaps.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                stats.robot_lost.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut mailbox) = mailbox.lock() {
+                    if mailbox.1.seq != 0 {
+                        let mut gone = mailbox.1;
+                        gone.received_ns = 0;
+                        mailbox.0.publish(&gone);
+                    }
+                }
+            }
+        })?;
+    Ok(gone_tx)
+}
+
+/// rlrt's own keys under `link.key_prefix`.
+fn rlrt_endpoints<C: Clock + Clone + Sync + 'static>(
+    session: &Session,
+    config: &RobotConfig,
+    keys: &Keys,
+    shared: Shared,
+    clock: C,
+    estop: EStop,
+) -> Result<Endpoints, LinkError> {
+    let dof = config.dof();
+    let sensor_len = config.observation.sensor_values;
+    let shared = Arc::new(shared);
+    let state = {
+        let shared = shared.clone();
+        let clock = clock.clone();
+        let mut scratch = Observation::empty(dof, sensor_len);
+        let mut last_seq = 0u64;
+        session
+            .declare_subscriber(&keys.state)
+            .callback_mut(move |sample| {
+                let stats = &shared.stats;
+                stats.states_received.fetch_add(1, Ordering::Relaxed);
+                let payload = sample.payload().to_bytes();
+                if protocol::decode_state(&payload, dof, sensor_len, &mut scratch).is_err() {
+                    stats.states_malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if !scratch.is_finite() {
+                    stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if scratch.seq <= last_seq && scratch.seq != 1 {
+                    stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                last_seq = scratch.seq;
+                deliver(&shared, &clock, &mut scratch);
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("the state subscriber", &keys.state, e))?
+    };
+
+    let estop_sub = {
+        let stats = shared.stats.clone();
+        session
+            .declare_subscriber(&keys.estop)
+            .callback(
+                move |sample| match protocol::decode_estop(&sample.payload().to_bytes()) {
+                    Ok(engage) => {
+                        stats.estop_messages.fetch_add(1, Ordering::Relaxed);
+                        if engage {
+                            estop.engage();
+                        } else {
+                            estop.reset();
+                        }
+                    }
+                    Err(_) => {
+                        stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            )
+            .wait()
+            .map_err(|e| LinkError::declare("the e-stop subscriber", &keys.estop, e))?
+    };
+
+    let alive = {
+        let shared = shared.clone();
+        session
+            .liveliness()
+            .declare_subscriber(&keys.alive_robot)
+            .history(true)
+            .callback(move |sample| {
+                let stats = &shared.stats;
+                match sample.kind() {
+                    SampleKind::Put => stats.robot_alive.store(true, Ordering::Release),
+                    SampleKind::Delete => {
+                        stats.robot_alive.store(false, Ordering::Release);
+                        let accepted = stats.states_accepted.load(Ordering::Acquire);
+                        let _ = shared.gone.try_send(accepted);
+                    }
+                }
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("the liveliness subscriber", &keys.alive_robot, e))?
+    };
+
+    let mut subscribers = vec![state, estop_sub, alive];
+    for (index, spec) in config.observation.cameras.iter().enumerate() {
+        let key = keys.camera(&spec.name);
+        let cameras = shared.cameras.clone();
+        let clock = clock.clone();
+        let sub = session
+            .declare_subscriber(&key)
+            .callback(move |sample| {
+                cameras.receive_payload(index, sample.payload(), clock.now_ns());
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;
+        subscribers.push(sub);
+    }
+
+    let token = session
+        .liveliness()
+        .declare_token(&keys.alive_runtime)
+        .wait()
+        .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_runtime, e))?;
+    Ok(Endpoints {
+        subscribers,
+        tokens: vec![token],
+        node: None,
+    })
 }
 
 /// Where state callbacks may wake the control thread (for loops that tick on arrival).
@@ -602,157 +845,30 @@ impl RobotLink {
 
         // The writer and the newest accepted state, shared by the state callback and the
         // liveliness callback (which invalidates the newest state when the robot goes).
-        let mailbox = Arc::new(Mutex::new((writer, Observation::empty(dof, sensor_len))));
-        let state = {
-            let stats = stats.clone();
-            let mailbox = mailbox.clone();
-            let clock = clock.clone();
-            let mut scratch = Observation::empty(dof, sensor_len);
-            let mut last_seq = 0u64;
-            session
-                .declare_subscriber(&keys.state)
-                .callback_mut(move |sample| {
-                    stats.states_received.fetch_add(1, Ordering::Relaxed);
-                    let payload = sample.payload().to_bytes();
-                    match protocol::decode_state(&payload, dof, sensor_len, &mut scratch) {
-                        Ok(()) => {}
-                        Err(_) => {
-                            stats.states_malformed.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                    if !scratch.is_finite() {
-                        stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    if scratch.seq <= last_seq && scratch.seq != 1 {
-                        stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    last_seq = scratch.seq;
-                    scratch.received_ns = clock.now_ns();
-                    let Ok(mut mailbox) = mailbox.lock() else {
-                        return;
-                    };
-                    mailbox.0.publish(&scratch);
-                    mailbox.1 = scratch;
-                    stats.states_accepted.fetch_add(1, Ordering::Relaxed);
-                    waker.wake();
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("the state subscriber", &keys.state, e))?
-        };
-
-        let estop_sub = {
-            let stats = stats.clone();
-            session
-                .declare_subscriber(&keys.estop)
-                .callback(move |sample| {
-                    match protocol::decode_estop(&sample.payload().to_bytes()) {
-                        Ok(engage) => {
-                            stats.estop_messages.fetch_add(1, Ordering::Relaxed);
-                            if engage {
-                                estop.engage();
-                            } else {
-                                estop.reset();
-                            }
-                        }
-                        Err(_) => {
-                            stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("the e-stop subscriber", &keys.estop, e))?
-        };
-
-        // A token can vanish for a moment while zenoh replaces a transport (seen with TLS),
-        // so a disappearance counts as a loss only if, after a short grace, the token has
-        // not come back and no state has arrived meanwhile. Then the newest state is marked
-        // stale at once (the next tick faults) instead of waiting out the stale timeout.
-        let grace = Duration::from_nanos(
-            (2 * config.period_ns())
-                .max(5_000_000)
-                .min(config.safety.stale_observation_timeout_ns / 2),
-        );
-        let (gone_tx, gone_rx) = crossbeam_channel::bounded::<u64>(16);
-        {
-            let stats = stats.clone();
-            let mailbox = mailbox.clone();
-            std::thread::Builder::new()
-                .name("rlrt-link-liveliness".into())
-                .spawn(move || {
-                    // Ends when the liveliness subscriber (holding the sender) is undeclared.
-                    while let Ok(accepted_then) = gone_rx.recv() {
-                        std::thread::sleep(grace);
-                        let still_gone = !stats.robot_alive.load(Ordering::Acquire)
-                            && stats.states_accepted.load(Ordering::Acquire) == accepted_then;
-                        if !still_gone {
-                            stats.robot_token_flaps.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        stats.robot_lost.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut mailbox) = mailbox.lock() {
-                            if mailbox.1.seq != 0 {
-                                let mut gone = mailbox.1;
-                                gone.received_ns = 0;
-                                mailbox.0.publish(&gone);
-                            }
-                        }
-                    }
-                })?;
-        }
-        let alive = {
-            let stats = stats.clone();
-            session
-                .liveliness()
-                .declare_subscriber(&keys.alive_robot)
-                .history(true)
-                .callback(move |sample| match sample.kind() {
-                    SampleKind::Put => stats.robot_alive.store(true, Ordering::Release),
-                    SampleKind::Delete => {
-                        stats.robot_alive.store(false, Ordering::Release);
-                        let _ = gone_tx.try_send(stats.states_accepted.load(Ordering::Acquire));
-                    }
-                })
-                .wait()
-                .map_err(|e| {
-                    LinkError::declare("the liveliness subscriber", &keys.alive_robot, e)
-                })?
-        };
-
+        let mailbox: Mailbox = Arc::new(Mutex::new((writer, Observation::empty(dof, sensor_len))));
+        let gone = spawn_loss_watch(config, &stats, &mailbox)?;
         let cameras = Arc::new(CameraFrames::new(&config.observation.cameras));
-        let mut camera_subs = Vec::new();
-        for (index, spec) in config.observation.cameras.iter().enumerate() {
-            let key = keys.camera(&spec.name);
-            let cameras = cameras.clone();
-            let clock = clock.clone();
-            let sub = session
-                .declare_subscriber(&key)
-                .callback(move |sample| {
-                    cameras.receive_payload(index, sample.payload(), clock.now_ns());
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;
-            camera_subs.push(sub);
-        }
-
-        let token = session
-            .liveliness()
-            .declare_token(&keys.alive_runtime)
-            .wait()
-            .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_runtime, e))?;
-
+        let shared = Shared {
+            stats: stats.clone(),
+            mailbox,
+            waker,
+            gone,
+            cameras: cameras.clone(),
+        };
+        let endpoints = match &config.link.ros2 {
+            None => rlrt_endpoints(&session, config, &keys, shared, clock, estop)?,
+            Some(ros) => {
+                crate::ros2::link::endpoints(session.clone(), config, ros, shared, clock, estop)?
+            }
+        };
         Ok(Self {
             keys,
             stats,
             session,
-            _state: state,
-            _estop: estop_sub,
-            _alive: alive,
-            _cameras: camera_subs,
+            _subscribers: endpoints.subscribers,
             cameras,
-            _token: token,
+            _tokens: endpoints.tokens,
+            ros2: endpoints.node,
         })
     }
 
@@ -779,42 +895,55 @@ impl RobotLink {
     }
 
     /// The command sink for the control loop, with its publisher thread. `flags` are added
-    /// to every command (such as [`protocol::FLAG_LOCKSTEP_STEP`]).
+    /// to every command of rlrt's own protocol (such as [`protocol::FLAG_LOCKSTEP_STEP`]); a
+    /// `ros2` link sends the command as its `command_type` instead.
     pub fn command_sink(
         &self,
         config: &RobotConfig,
         flags: u8,
     ) -> Result<LinkCommandSink, LinkError> {
-        let publisher = self
-            .session
-            .declare_publisher(self.keys.command.clone())
-            .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
-            // Sent at once, not held for batching: a command is late the moment it waits.
-            .express(true)
-            .wait()
-            .map_err(|e| LinkError::declare("the command publisher", &self.keys.command, e))?;
+        let send: Box<dyn FnMut(&Command, &mut Vec<u8>) -> bool + Send> =
+            match (&self.ros2, &config.link.ros2) {
+                (Some(node), Some(ros)) => crate::ros2::link::command_sender(node, config, ros)?,
+                _ => {
+                    let publisher = self
+                        .session
+                        .declare_publisher(self.keys.command.clone())
+                        .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
+                        // Sent at once, not held for batching: a command is late the moment it
+                        // waits.
+                        .express(true)
+                        .wait()
+                        .map_err(|e| {
+                            LinkError::declare("the command publisher", &self.keys.command, e)
+                        })?;
+                    Box::new(move |command: &Command, buf: &mut Vec<u8>| {
+                        protocol::encode_command(command, flags, buf);
+                        publisher.put(buf.as_slice()).wait().is_ok()
+                    })
+                }
+            };
         let (input, mut output) =
             triple_buffer::triple_buffer(&Command::new(config.action.mode, config.action.len()));
         let stop = Arc::new(AtomicBool::new(false));
         let stats = self.stats.clone();
         let thread = {
             let stop = stop.clone();
+            let mut send = send;
             std::thread::Builder::new()
                 .name("rlrt-link-publish".into())
                 .spawn(move || {
-                    let mut buf = Vec::with_capacity(64 + 8 * crate::config::MAX_ACTION);
+                    let mut buf = Vec::with_capacity(1024 + 8 * crate::config::MAX_ACTION);
                     let mut last_seq = 0;
                     while !stop.load(Ordering::Acquire) {
                         let command = *output.read();
                         if command.seq != last_seq {
                             last_seq = command.seq;
-                            protocol::encode_command(&command, flags, &mut buf);
-                            match publisher.put(buf.as_slice()).wait() {
-                                Ok(()) => stats.commands_sent.fetch_add(1, Ordering::Relaxed),
-                                Err(_) => {
-                                    stats.command_send_failures.fetch_add(1, Ordering::Relaxed)
-                                }
-                            };
+                            if send(&command, &mut buf) {
+                                stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                stats.command_send_failures.fetch_add(1, Ordering::Relaxed);
+                            }
                             // Check again before sleeping: another command may have arrived.
                             continue;
                         }

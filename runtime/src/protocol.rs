@@ -200,6 +200,46 @@ impl<'a> CdrReader<'a> {
         Ok(Self { data, pos: 4 })
     }
 
+    /// Checks the encapsulation header as a ROS 2 reader does: little-endian plain CDR
+    /// (`00 01`), whatever the two option bytes say (XCDR1 writers may put the count of
+    /// trailing padding bytes there).
+    pub fn new_ros(data: &'a [u8]) -> Result<Self, DecodeError> {
+        if data.len() < 4 {
+            return Err(DecodeError::Truncated {
+                at: 0,
+                needed: 4 - data.len(),
+            });
+        }
+        let header = [data[0], data[1], data[2], data[3]];
+        if header[..2] != CDR_LE[..2] {
+            return Err(DecodeError::Encapsulation(header));
+        }
+        Ok(Self { data, pos: 4 })
+    }
+
+    /// Byte offset of the next read, counted from the start of the payload.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Reads a `sequence<double>` of at most `max` values without copying it.
+    pub fn f64_seq(&mut self, max: usize) -> Result<F64Seq<'a>, DecodeError> {
+        let at = self.pos;
+        let len = self.u32()? as usize;
+        if len > max {
+            return Err(DecodeError::TooLong {
+                field: "sequence<double>",
+                len,
+                max,
+                at,
+            });
+        }
+        if len > 0 {
+            self.align(8);
+        }
+        Ok(F64Seq(self.take(len * 8)?))
+    }
+
     fn align(&mut self, n: usize) {
         let rel = self.pos - 4;
         self.pos += (n - rel % n) % n;
@@ -314,6 +354,27 @@ impl<'a> CdrReader<'a> {
             PROTOCOL_VERSION => Ok(()),
             got => Err(DecodeError::Version { got }),
         }
+    }
+}
+
+/// A `sequence<double>` borrowed from a payload (little endian, aligned or not).
+#[derive(Clone, Copy, Debug)]
+pub struct F64Seq<'a>(&'a [u8]);
+
+impl F64Seq<'_> {
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `i`-th value; panics past the end.
+    pub fn get(&self, i: usize) -> f64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.0[8 * i..8 * i + 8]);
+        f64::from_le_bytes(a)
     }
 }
 
@@ -464,7 +525,16 @@ pub fn encode_image_header(image: &ImageView<'_>, buf: &mut Vec<u8>) {
 
 /// Decodes a frame without copying its pixels.
 pub fn decode_image(data: &[u8]) -> Result<ImageView<'_>, DecodeError> {
-    let mut r = CdrReader::new(data)?;
+    read_image(CdrReader::new(data)?, true)
+}
+
+/// Decodes a ROS 2 `sensor_msgs/msg/Image` as a ROS 2 reader does: any option bytes in the
+/// encapsulation header, bytes after the message ignored. `camera` is its frame id.
+pub fn decode_ros_image(data: &[u8]) -> Result<ImageView<'_>, DecodeError> {
+    read_image(CdrReader::new_ros(data)?, false)
+}
+
+fn read_image(mut r: CdrReader<'_>, exact: bool) -> Result<ImageView<'_>, DecodeError> {
     let stamp_ns = r.time()?;
     let camera = r.string(256)?;
     let height = r.u32()?;
@@ -475,7 +545,9 @@ pub fn decode_image(data: &[u8]) -> Result<ImageView<'_>, DecodeError> {
     let _big_endian = r.u8()?;
     let step = r.u32()?;
     let pixels = r.bytes("data", MAX_IMAGE_BYTES)?;
-    r.finish()?;
+    if exact {
+        r.finish()?;
+    }
     let row = width as usize * encoding.bytes_per_pixel();
     if (step as usize) < row
         || pixels.len() != step as usize * height as usize

@@ -18,8 +18,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use image::ImageEncoder;
+use rlrt_runtime::config::ActionMode;
 use rlrt_runtime::link::{FramePublisher, Keys, LinkError};
 use rlrt_runtime::protocol::{self, EpisodeOp, Evaluation, ImageEncodingName, FLAG_LOCKSTEP_STEP};
+use rlrt_runtime::ros2;
 use rlrt_runtime::{Clock, Command, Observation, RobotConfig, WallClock};
 use zenoh::bytes::Encoding;
 use zenoh::{Session, Wait};
@@ -67,7 +70,9 @@ pub struct SimServer {
     _command: zenoh::pubsub::Subscriber<()>,
     _episode: zenoh::pubsub::Subscriber<()>,
     _evaluation: zenoh::query::Queryable<()>,
-    _token: zenoh::liveliness::LivelinessToken,
+    _tokens: Vec<zenoh::liveliness::LivelinessToken>,
+    /// The simulator's ROS 2 node on a ros2 link.
+    _node: Option<ros2::node::Node>,
 }
 
 /// Everything the serving thread owns.
@@ -75,7 +80,7 @@ struct Served<P: Plant> {
     plant: P,
     observation: Observation,
     state_buf: Vec<u8>,
-    state: zenoh::pubsub::Publisher<'static>,
+    state: StateOut,
     cameras: Vec<ServedCamera>,
     clock: WallClock,
     stats: Arc<ServeStats>,
@@ -91,7 +96,76 @@ struct ServedCamera {
     height: u32,
     period_s: f64,
     next_due_s: f64,
-    publisher: FramePublisher,
+    publisher: CameraOut,
+}
+
+/// Where states go: rlrt's own key, or a ROS 2 `sensor_msgs/msg/JointState` topic.
+enum StateOut {
+    Rlrt(zenoh::pubsub::Publisher<'static>),
+    Ros2 {
+        publisher: ros2::node::Publisher,
+        names: Vec<String>,
+    },
+}
+
+/// Where a camera's frames go: rlrt's own key (from shared memory when it can), or a ROS 2
+/// topic as `sensor_msgs/msg/Image` or as PNG in `sensor_msgs/msg/CompressedImage`.
+enum CameraOut {
+    Rlrt(FramePublisher),
+    Ros2 {
+        publisher: ros2::node::Publisher,
+        png: bool,
+        buf: Vec<u8>,
+        encoded: Vec<u8>,
+    },
+}
+
+impl CameraOut {
+    /// Publishes a frame; true when it went out from shared memory.
+    fn put(&mut self, view: &protocol::ImageView<'_>) -> Result<bool, ()> {
+        match self {
+            CameraOut::Rlrt(publisher) => publisher.put(view).map_err(|_| ()),
+            CameraOut::Ros2 {
+                publisher,
+                png: false,
+                buf,
+                ..
+            } => {
+                protocol::encode_image(view, buf);
+                publisher.put(buf).map(|()| false).map_err(|_| ())
+            }
+            CameraOut::Ros2 {
+                publisher,
+                png: true,
+                buf,
+                encoded,
+            } => {
+                encoded.clear();
+                image::codecs::png::PngEncoder::new_with_quality(
+                    &mut *encoded,
+                    image::codecs::png::CompressionType::Fast,
+                    image::codecs::png::FilterType::NoFilter,
+                )
+                .write_image(
+                    view.data,
+                    view.width,
+                    view.height,
+                    image::ExtendedColorType::Rgb8,
+                )
+                .map_err(|_| ())?;
+                ros2::msgs::encode_compressed_image(
+                    &ros2::msgs::CompressedView {
+                        stamp_ns: view.stamp_ns,
+                        frame_id: view.camera,
+                        format: "rgb8; png compressed rgb8",
+                        data: encoded,
+                    },
+                    buf,
+                );
+                publisher.put(buf).map(|()| false).map_err(|_| ())
+            }
+        }
+    }
 }
 
 impl<P: Plant> Served<P> {
@@ -157,8 +231,25 @@ impl<P: Plant> Served<P> {
         self.plant.observe(&mut self.observation);
         self.observation.seq += 1;
         self.observation.stamp_ns = stamp_ns;
-        protocol::encode_state(&self.observation, &mut self.state_buf);
-        if self.state.put(self.state_buf.as_slice()).wait().is_ok() {
+        let sent = match &mut self.state {
+            StateOut::Rlrt(publisher) => {
+                protocol::encode_state(&self.observation, &mut self.state_buf);
+                publisher.put(self.state_buf.as_slice()).wait().is_ok()
+            }
+            StateOut::Ros2 { publisher, names } => {
+                // Stamped on the system clock, as ROS 2 drivers stamp their states.
+                let stamp = ros2::wire::system_time_ns().max(0) as u64;
+                ros2::msgs::encode_joint_state(
+                    names,
+                    &self.observation,
+                    stamp,
+                    "",
+                    &mut self.state_buf,
+                );
+                publisher.put(&self.state_buf).is_ok()
+            }
+        };
+        if sent {
             self.stats.states_published.fetch_add(1, Ordering::Relaxed);
         }
         let verdict = self.plant.verdict().unwrap_or_default();
@@ -211,18 +302,66 @@ impl SimServer {
         let evaluation = Arc::new(Mutex::new(Evaluation::default()));
         let (events, inbox) = crossbeam_channel::bounded::<Event>(256);
 
-        let state = session
-            .declare_publisher(keys.state.clone())
-            .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
-            // Sent at once, not held for batching, as a robot's driver should.
-            .express(true)
-            .wait()
-            .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?;
+        // On a ros2 link the simulator is a ROS 2 node of its own, named after the runtime's.
+        let node = match &config.link.ros2 {
+            Some(ros) => {
+                let mut sim = ros.clone();
+                sim.node_name = format!("{}_sim", ros.node_name);
+                Some(ros2::node::Node::new(session.clone(), &sim)?)
+            }
+            None => None,
+        };
+        let state = match (&node, &config.link.ros2) {
+            (Some(node), Some(ros)) => StateOut::Ros2 {
+                publisher: node.publisher(
+                    &ros.state_topic,
+                    &ros2::wire::JOINT_STATE,
+                    &ros2::wire::Qos::DEFAULT,
+                )?,
+                names: config.joints.iter().map(|j| j.name.clone()).collect(),
+            },
+            _ => StateOut::Rlrt(
+                session
+                    .declare_publisher(keys.state.clone())
+                    .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
+                    // Sent at once, not held for batching, as a robot's driver should.
+                    .express(true)
+                    .wait()
+                    .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?,
+            ),
+        };
         let mut cameras = Vec::new();
-        for spec in &config.observation.cameras {
-            let key = keys.camera(&spec.name);
+        for (index, spec) in config.observation.cameras.iter().enumerate() {
             let bytes = spec.width as usize * spec.height as usize * 3;
-            let publisher = FramePublisher::new(session, &key, config.link.shared_memory, bytes)?;
+            let publisher = match (&node, &config.link.ros2) {
+                (Some(node), Some(ros)) => {
+                    let camera = &ros.cameras[index];
+                    let ty = if camera.compressed {
+                        ros2::wire::COMPRESSED_IMAGE
+                    } else {
+                        ros2::wire::IMAGE
+                    };
+                    CameraOut::Ros2 {
+                        publisher: node.publisher(
+                            &camera.topic,
+                            &ty,
+                            &ros2::wire::Qos::SENSOR_DATA,
+                        )?,
+                        png: camera.compressed,
+                        buf: Vec::with_capacity(bytes + 256),
+                        encoded: Vec::new(),
+                    }
+                }
+                _ => {
+                    let key = keys.camera(&spec.name);
+                    CameraOut::Rlrt(FramePublisher::new(
+                        session,
+                        &key,
+                        config.link.shared_memory,
+                        bytes,
+                    )?)
+                }
+            };
             cameras.push(ServedCamera {
                 name: spec.name.clone(),
                 width: spec.width,
@@ -233,7 +372,41 @@ impl SimServer {
             });
         }
 
-        let command = {
+        let mut tokens = Vec::new();
+        let command = if let (Some(node), Some(ros)) = (&node, &config.link.ros2) {
+            let (key, token) = node.subscription(
+                &ros.command_topic,
+                &ros2_command_type(ros.command_type),
+                &ros2::wire::Qos::DEFAULT,
+            )?;
+            tokens.push(token);
+            let (stats, events) = (stats.clone(), events.clone());
+            let mut decode = ros2_command_decoder(config);
+            session
+                .declare_subscriber(&key)
+                .callback_mut(move |sample| {
+                    let attachment = sample.attachment().map(|a| a.to_bytes());
+                    let command = match ros2::wire::Attachment::decode(attachment.as_deref()) {
+                        Ok(_) => decode(&sample.payload().to_bytes()),
+                        Err(_) => None,
+                    };
+                    // As ros2_control's controllers do, a command of the wrong shape is
+                    // ignored: the robot holds the last one.
+                    let Some(command) = command else {
+                        stats.malformed_commands.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    stats.commands.fetch_add(1, Ordering::Relaxed);
+                    // A ROS 2 command carries no lockstep flag: in lockstep, each one steps.
+                    if let Err(TrySendError::Full(_)) =
+                        events.try_send(Event::Command(command, FLAG_LOCKSTEP_STEP))
+                    {
+                        stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .wait()
+                .map_err(|e| LinkError::declare("the command subscriber", &key, e))?
+        } else {
             let (stats, events) = (stats.clone(), events.clone());
             let mut scratch = Command::new(config.action.mode, config.action.len());
             let expected = config.action.len();
@@ -352,6 +525,7 @@ impl SimServer {
             .declare_token(&keys.alive_robot)
             .wait()
             .map_err(|e| LinkError::declare("the liveliness token", &keys.alive_robot, e))?;
+        tokens.push(token);
         Ok(Self {
             stats,
             events,
@@ -359,12 +533,61 @@ impl SimServer {
             _command: command,
             _episode: episode,
             _evaluation: queryable,
-            _token: token,
+            _tokens: tokens,
+            _node: node,
         })
     }
 
     pub fn stats(&self) -> Arc<ServeStats> {
         self.stats.clone()
+    }
+}
+
+fn ros2_command_type(kind: rlrt_runtime::config::Ros2Command) -> ros2::wire::MsgType {
+    match kind {
+        rlrt_runtime::config::Ros2Command::Float64MultiArray => ros2::wire::FLOAT64_MULTI_ARRAY,
+        rlrt_runtime::config::Ros2Command::JointTrajectory => ros2::wire::JOINT_TRAJECTORY,
+    }
+}
+
+/// Reads a ROS 2 command as the configured controller would: a Float64MultiArray with one
+/// value per joint, or a JointTrajectory's first point naming every joint with values for
+/// the action's mode (positions, velocities or efforts). Anything else is `None`.
+fn ros2_command_decoder(config: &RobotConfig) -> impl FnMut(&[u8]) -> Option<Command> + Send {
+    let ros = config.link.ros2.clone().expect("a ros2 link");
+    let mode = config.action.mode;
+    let len = config.action.len();
+    let names: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
+    let mut command = Command::new(mode, len);
+    let mut seq = 0;
+    move |payload| {
+        match ros.command_type {
+            rlrt_runtime::config::Ros2Command::Float64MultiArray => {
+                let n =
+                    ros2::msgs::decode_float64_multi_array(payload, &mut command.values).ok()?;
+                if n != len {
+                    return None;
+                }
+            }
+            rlrt_runtime::config::Ros2Command::JointTrajectory => {
+                let point = ros2::msgs::decode_joint_trajectory(payload, &names).ok()?;
+                let (values, has) = match mode {
+                    ActionMode::JointPosition => (&point.positions, point.has[0]),
+                    ActionMode::JointVelocity => (&point.velocities, point.has[1]),
+                    ActionMode::JointEffort => (&point.efforts, point.has[2]),
+                    ActionMode::EeDelta => return None,
+                };
+                if !has {
+                    return None;
+                }
+                command.values[..len].copy_from_slice(&values[..len]);
+            }
+        }
+        seq += 1;
+        command.seq = seq;
+        command.len = len as u32;
+        command.is_fault_action = false;
+        Some(command)
     }
 }
 

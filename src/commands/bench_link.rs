@@ -424,16 +424,18 @@ fn lockstep(seconds: f64, camera: Option<(u32, u32)>) -> anyhow::Result<f64> {
     let ticks = rt.control.stats();
     let rate = std::thread::scope(|scope| {
         let (rt, stop_ref) = (&mut rt, &stop);
-        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, true));
+        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, 1));
         let t0 = Instant::now();
         let before = ticks.ticks.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_secs_f64(seconds));
         let n = ticks.ticks.load(Ordering::Relaxed) - before;
         let dt = t0.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let _ = worker.join();
-        n as f64 / dt
-    });
+        worker
+            .join()
+            .expect("the lockstep worker panicked")
+            .map(|()| n as f64 / dt)
+    })?;
     if camera.is_some() && sim.stats().frames_published.load(Ordering::Relaxed) == 0 {
         anyhow::bail!("the simulator rendered no frame");
     }

@@ -292,14 +292,16 @@ fn run_link_lockstep(
     let ticks = rt.control.stats();
     std::thread::scope(|scope| {
         let (rt, stop_ref) = (&mut rt, &stop);
-        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, true));
-        while ticks.ticks.load(Ordering::Relaxed) < max_ticks && !user_stop.load(Ordering::Relaxed)
+        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, seed));
+        while ticks.ticks.load(Ordering::Relaxed) < max_ticks
+            && !user_stop.load(Ordering::Relaxed)
+            && !worker.is_finished()
         {
             std::thread::sleep(Duration::from_micros(500));
         }
         stop.store(true, Ordering::Relaxed);
-        let _ = worker.join();
-    });
+        worker.join().expect("the lockstep worker panicked")
+    })?;
     let report = rt.control.report();
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel

@@ -3,11 +3,12 @@
 //! `setup` installs, once, what the build and the tests need from PyPI into `.deps/`
 //! (ignored by git): MuJoCo's shared library from the `mujoco` wheel into `.deps/mujoco`
 //! (the build links against it: `.cargo/config.toml` points `MUJOCO_DYNAMIC_LINK_DIR`
-//! there), the Python packages the tests use into `.deps/python`, and libtorch's CPU
-//! libraries and headers from the `torch` wheel into `.deps/libtorch` (for the `tch` feature:
-//! `.cargo/config.toml` points `LIBTORCH` there). `demo` installs all but libtorch and runs
-//! `rlrt demo`; `test` runs `setup` and then the workspace tests in release mode, with the
-//! `tch` feature.
+//! there), the Python packages the tests use into `.deps/python`, libtorch's CPU libraries
+//! and headers from the `torch` wheel into `.deps/libtorch` (for the `tch` feature:
+//! `.cargo/config.toml` points `LIBTORCH` there), and ROS 2 Jazzy's Python message packages
+//! into `.deps/ros` (the tests' oracle for the `ros2` link). `demo` installs neither of the
+//! last two and runs `rlrt demo`; `test` runs `setup` and then the workspace tests in release
+//! mode, with the `tch` feature.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -215,9 +216,58 @@ fn setup_libtorch() -> Result<(), String> {
     })
 }
 
-/// Everything: what the demo needs, and libtorch for the tests of the `tch` feature.
+/// ROS 2 Jazzy's Python client and the message packages rlrt's `ros2` link speaks, from
+/// PyPI: the tests' oracle for the CDR of those messages (`rclpy.serialization`) and the
+/// source of their type descriptions (`share/<pkg>/msg/<Type>.json`, with the RIHS01 hashes).
+/// About 60 MB of downloads.
+const ROS_WHEELS: &[&str] = &[
+    "ros-rclpy[fastrtps]==7.1.6",
+    "ros-std-msgs==5.3.6",
+    "ros-sensor-msgs==5.3.6",
+    "ros-trajectory-msgs==5.3.6",
+];
+
+/// Installs [`ROS_WHEELS`] into `.deps/ros` as a prefix (`lib/python3.X/site-packages`,
+/// `lib/*.so`, `share/`): the wheels keep their libraries under `lib/`, which pip's
+/// `--target` mode drops.
+fn setup_ros() -> Result<(), String> {
+    let ros = root().join(".deps/ros");
+    once(&ros, &ROS_WHEELS.join("\n"), || {
+        eprintln!(
+            "xtask: installing ROS 2 Jazzy's message packages ({}) into {}",
+            ROS_WHEELS.join(", "),
+            ros.display()
+        );
+        std::fs::create_dir_all(&ros).map_err(|e| format!("creating {}: {e}", ros.display()))?;
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--prefix",
+            ])
+            .arg(&ros)
+            .args(ROS_WHEELS)
+            .status()
+            .map_err(|e| format!("running python3 -m pip: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pip install of the ROS 2 wheels failed ({status}); is PyPI reachable?"
+            ))
+        }
+    })
+}
+
+/// Everything: what the demo needs, libtorch for the tests of the `tch` feature, and ROS 2's
+/// message packages for the tests of the `ros2` link.
 fn setup() -> Result<(), String> {
     setup_base()?;
+    setup_ros()?;
     setup_libtorch()
 }
 

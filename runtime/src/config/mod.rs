@@ -11,8 +11,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ActionMode, FaultAction, FrameResize, ImageEncoding, LinkMode, PolicyKind, RewardKind,
-    RobotKind,
+    ActionMode, FaultAction, FrameResize, ImageEncoding, LinkFlavour, LinkMode, PolicyKind,
+    RewardKind, RobotKind,
 };
 pub use source_map::{KeyPath, PathSegment, SourceMap};
 
@@ -169,6 +169,58 @@ pub struct LinkConfig {
     /// When set, only peers whose TLS certificate has one of these common names may
     /// exchange messages on `<key_prefix>/**` with this session, and nothing else passes.
     pub allow_cert_common_names: Option<Vec<String>>,
+    /// Set when the robot speaks ROS 2 (rmw_zenoh): state, commands, cameras and e-stop then
+    /// travel as ROS 2 topics; `key_prefix` keeps only rlrt's own extras (a simulator's
+    /// episode control and verdicts).
+    pub ros2: Option<Ros2Config>,
+}
+
+/// How a `ros2` link meets the robot's ROS 2 graph. Topic names are fully qualified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ros2Config {
+    pub domain_id: u32,
+    pub node_name: String,
+    /// "/" or "/a/b".
+    pub namespace: String,
+    /// `sensor_msgs/msg/JointState`, matched to the joints by name.
+    pub state_topic: String,
+    pub command_topic: String,
+    pub command_type: Ros2Command,
+    /// A JointTrajectory command's one point is to be reached this long after it is sent.
+    pub trajectory_time_from_start_ns: u64,
+    /// `std_msgs/msg/Bool`: true engages the e-stop, false resets it.
+    pub estop_topic: Option<String>,
+    /// One per camera of the observation, in its order.
+    pub cameras: Vec<Ros2Camera>,
+}
+
+/// The message a `ros2` link commands the robot with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ros2Command {
+    /// `std_msgs/msg/Float64MultiArray`: forward_command_controller and the
+    /// JointGroup{Position,Velocity,Effort}Controllers.
+    Float64MultiArray,
+    /// `trajectory_msgs/msg/JointTrajectory` with one point: joint_trajectory_controller.
+    JointTrajectory,
+}
+
+impl Ros2Command {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Ros2Command::Float64MultiArray => "std_msgs/msg/Float64MultiArray",
+            Ros2Command::JointTrajectory => "trajectory_msgs/msg/JointTrajectory",
+        }
+    }
+}
+
+/// A camera's topic on a `ros2` link.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ros2Camera {
+    /// The observation camera it feeds.
+    pub name: String,
+    pub topic: String,
+    /// `sensor_msgs/msg/CompressedImage` (JPEG or PNG) instead of `sensor_msgs/msg/Image`.
+    pub compressed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

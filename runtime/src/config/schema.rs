@@ -165,6 +165,52 @@ pub struct RawLink {
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub access: Option<RawAccess>,
+    /// Which messages travel on the link: rlrt's own keys (default) or ROS 2 topics over
+    /// rmw_zenoh (then `[link.ros2]` says which).
+    #[serde(default)]
+    pub flavour: Option<LinkFlavour>,
+    #[serde(default)]
+    pub ros2: Option<RawRos2>,
+}
+
+/// The messages a link carries.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkFlavour {
+    Rlrt,
+    Ros2,
+}
+
+/// A robot that speaks ROS 2 through rmw_zenoh (ros2_control and its controllers).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRos2 {
+    #[serde(default)]
+    pub domain_id: Option<u32>,
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub state_topic: Option<String>,
+    pub command_topic: String,
+    pub command_type: String,
+    #[serde(default)]
+    pub trajectory_time_from_start_ms: Option<f64>,
+    #[serde(default)]
+    pub estop_topic: Option<String>,
+    #[serde(default)]
+    pub cameras: Vec<RawRos2Camera>,
+}
+
+/// A camera's ROS 2 topic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRos2Camera {
+    pub name: String,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub msg_type: String,
 }
 
 /// Who may exchange this robot's messages on the session.

@@ -387,7 +387,9 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             );
         }
     }
+    let ros2 = validate_ros2(&mut c, &raw, &link_key, period_s);
     let link = LinkConfig {
+        ros2,
         mode: raw.link.mode,
         connect: raw.link.connect.clone(),
         listen: raw.link.listen.clone(),
@@ -1158,5 +1160,200 @@ fn validate_policy(
         servo,
         checkpoint_path: raw.checkpoint_path.as_deref().map(resolve),
         model_path: raw.model_path.as_deref().map(resolve),
+    })
+}
+
+/// The `[link.ros2]` table, read when `link.flavour = "ros2"`.
+fn validate_ros2(
+    c: &mut Checker,
+    raw: &RawConfig,
+    link_key: &KeyPath,
+    period_s: f64,
+) -> Option<Ros2Config> {
+    use crate::ros2::wire::{check_name, qualify};
+    let flavour = raw.link.flavour.unwrap_or(LinkFlavour::Rlrt);
+    let table = link_key.key("ros2");
+    let r = match (flavour, &raw.link.ros2) {
+        (LinkFlavour::Rlrt, None) => return None,
+        (LinkFlavour::Rlrt, Some(_)) => {
+            c.fail(
+                table,
+                "only read when link.flavour = \"ros2\"; set it or remove the table",
+            );
+            return None;
+        }
+        (LinkFlavour::Ros2, None) => {
+            c.fail(
+                table,
+                "missing: link.flavour = \"ros2\" needs a [link.ros2] table with command_topic and command_type",
+            );
+            return None;
+        }
+        (LinkFlavour::Ros2, Some(r)) => r,
+    };
+    let domain_id = r.domain_id.unwrap_or(0);
+    if domain_id > 232 {
+        c.fail(
+            table.key("domain_id"),
+            format!("got {domain_id}, expected a ROS domain id from 0 to 232"),
+        );
+    }
+    let node_name = r.node_name.clone().unwrap_or_else(|| "rlrt".into());
+    let node_ok = !node_name.is_empty()
+        && !node_name.starts_with(|ch: char| ch.is_ascii_digit())
+        && node_name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if !node_ok {
+        c.fail(
+            table.key("node_name"),
+            format!("got {node_name:?}, expected a ROS node name: letters, digits and '_', not starting with a digit"),
+        );
+    }
+    let namespace = r.namespace.clone().unwrap_or_else(|| "/".into());
+    if !namespace.starts_with('/') {
+        c.fail(
+            table.key("namespace"),
+            format!(
+                "got {namespace:?}, expected \"/\" or an absolute ROS namespace such as \"/arm\""
+            ),
+        );
+    } else if let Err(why) = check_name(&namespace) {
+        c.fail(table.key("namespace"), format!("got {namespace:?}: {why}"));
+    }
+    let topic = |c: &mut Checker, key: &str, name: &str| -> String {
+        if name.starts_with('~') {
+            c.fail(
+                table.key(key),
+                format!(
+                    "got {name:?}: private names ('~') are not supported; give the topic in full"
+                ),
+            );
+        } else if let Err(why) = check_name(name) {
+            c.fail(table.key(key), format!("got {name:?}: {why}"));
+        } else if name == "/" {
+            c.fail(table.key(key), "got \"/\", expected a topic name");
+        }
+        qualify(&namespace, name)
+    };
+    let state_topic = topic(
+        c,
+        "state_topic",
+        r.state_topic.as_deref().unwrap_or("joint_states"),
+    );
+    let command_topic = topic(c, "command_topic", &r.command_topic);
+    let estop_topic = r.estop_topic.as_deref().map(|t| topic(c, "estop_topic", t));
+    let command_type = match r.command_type.as_str() {
+        "std_msgs/msg/Float64MultiArray" => Some(Ros2Command::Float64MultiArray),
+        "trajectory_msgs/msg/JointTrajectory" => Some(Ros2Command::JointTrajectory),
+        other => {
+            c.fail(
+                table.key("command_type"),
+                format!("got {other:?}, expected \"std_msgs/msg/Float64MultiArray\" (forward_command_controller, JointGroup*Controller) or \"trajectory_msgs/msg/JointTrajectory\" (joint_trajectory_controller)"),
+            );
+            None
+        }
+    };
+    let mut time_from_start_ns = if period_s.is_finite() {
+        (period_s * 1e9).round() as u64
+    } else {
+        0
+    };
+    if let Some(ms) = r.trajectory_time_from_start_ms {
+        if command_type != Some(Ros2Command::JointTrajectory) {
+            c.unused(
+                table.key("trajectory_time_from_start_ms"),
+                &Some(ms),
+                "command_type = \"trajectory_msgs/msg/JointTrajectory\"",
+            );
+        } else if c.range(
+            table.key("trajectory_time_from_start_ms"),
+            ms,
+            0.0,
+            10_000.0,
+            false,
+        ) {
+            time_from_start_ns = (ms * 1e6).round() as u64;
+        }
+    }
+    if raw.action.mode == ActionMode::EeDelta {
+        c.fail(
+            root("action").key("mode"),
+            "action.mode = \"ee_delta\" cannot drive a ros2_control joint controller; use joint_position, joint_velocity or joint_effort with a ros2 link",
+        );
+    }
+    if command_type == Some(Ros2Command::JointTrajectory)
+        && raw.action.mode == ActionMode::JointEffort
+    {
+        c.fail(
+            table.key("command_type"),
+            "joint_trajectory_controller does not take effort-only points; command action.mode = \"joint_effort\" with \"std_msgs/msg/Float64MultiArray\" (an effort controller)",
+        );
+    }
+    if !raw.observation.sensors.is_empty() {
+        c.fail(
+            root("observation").key("sensors"),
+            "a ros2 link carries joint states and cameras only: sensor values have no topic yet; remove [[observation.sensors]]",
+        );
+    }
+    let mut cameras = Vec::new();
+    for (i, cam) in r.cameras.iter().enumerate() {
+        let key = table.key("cameras").index(i);
+        if !raw.observation.cameras.iter().any(|o| o.name == cam.name) {
+            c.fail(
+                key.key("name"),
+                format!("no camera named {:?} in [[observation.cameras]]", cam.name),
+            );
+        }
+        let compressed = match cam.msg_type.as_str() {
+            "sensor_msgs/msg/Image" => false,
+            "sensor_msgs/msg/CompressedImage" => true,
+            other => {
+                c.fail(
+                    key.key("type"),
+                    format!("got {other:?}, expected \"sensor_msgs/msg/Image\" or \"sensor_msgs/msg/CompressedImage\" (JPEG or PNG)"),
+                );
+                false
+            }
+        };
+        let topic = topic(c, "cameras", &cam.topic);
+        cameras.push((
+            cam.name.clone(),
+            Ros2Camera {
+                name: cam.name.clone(),
+                topic,
+                compressed,
+            },
+        ));
+    }
+    // In the observation's order, each camera once.
+    let mut ordered = Vec::new();
+    for (i, o) in raw.observation.cameras.iter().enumerate() {
+        let mut found = cameras.iter().filter(|(n, _)| *n == o.name);
+        match (found.next(), found.next()) {
+            (Some((_, cam)), None) => ordered.push(cam.clone()),
+            (None, _) => c.fail(
+                root("observation").key("cameras").index(i),
+                format!(
+                    "camera {:?} has no topic: add a [[link.ros2.cameras]] entry with name = {:?}",
+                    o.name, o.name
+                ),
+            ),
+            (Some(_), Some(_)) => c.fail(
+                table.key("cameras"),
+                format!("camera {:?} is given two topics", o.name),
+            ),
+        }
+    }
+    Some(Ros2Config {
+        domain_id,
+        node_name,
+        namespace,
+        state_topic,
+        command_topic,
+        command_type: command_type.unwrap_or(Ros2Command::Float64MultiArray),
+        trajectory_time_from_start_ns: time_from_start_ns,
+        estop_topic,
+        cameras: ordered,
     })
 }

@@ -1,0 +1,327 @@
+//! The `ros2` flavour of the robot link: a ROS 2 node that subscribes to the robot's
+//! `sensor_msgs/msg/JointState`, cameras and e-stop topic and publishes the loop's commands as
+//! the configured controller expects them.
+//!
+//! Every sample is checked before it reaches the loop, and what fails is counted and dropped:
+//! a key with another type or type hash (`samples_wrong_type`), a missing or malformed
+//! attachment (`samples_bad_attachment`), malformed CDR (`states_malformed`,
+//! `estop_malformed`, a camera's `rejected`), a JointState without one of the hw-config's
+//! joints (`states_missing_joints`), non-finite values, and a sequence number that does not
+//! move forward for the same publisher (`states_out_of_order`). The robot counts as present
+//! while at least one publisher token of the state topic exists in the ROS graph.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use zenoh::sample::{Sample, SampleKind};
+use zenoh::{Session, Wait};
+
+use super::msgs;
+use super::node::Node;
+use super::wire::{self, Attachment, MsgType, Qos};
+use crate::clock::Clock;
+use crate::config::{ActionMode, ImageEncoding, RobotConfig, Ros2Command, Ros2Config};
+use crate::link::{deliver, Endpoints, LinkError, LinkStats, Shared};
+use crate::messages::{Command, Observation};
+use crate::protocol::{self, ImageEncodingName, ImageView};
+use crate::safety::EStop;
+
+/// Why a sample was dropped before its payload was read.
+enum SampleReject {
+    WrongType,
+    Attachment,
+}
+
+/// The part of a data key after the topic: `<dds type>/<hash>`.
+fn type_suffix(ty: &MsgType) -> String {
+    format!("{}/{}", ty.dds_name(), ty.hash)
+}
+
+/// Checks a sample's key (the subscription matches any type on the topic) and attachment.
+fn check(sample: &Sample, suffix: &str) -> Result<Attachment, SampleReject> {
+    if !sample.key_expr().as_str().ends_with(suffix) {
+        return Err(SampleReject::WrongType);
+    }
+    let attachment = sample.attachment().map(|a| a.to_bytes());
+    Attachment::decode(attachment.as_deref()).map_err(|_| SampleReject::Attachment)
+}
+
+fn count(stats: &LinkStats, reject: SampleReject) {
+    match reject {
+        SampleReject::WrongType => &stats.samples_wrong_type,
+        SampleReject::Attachment => &stats.samples_bad_attachment,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The subscription key that matches `topic` with any type and hash, so that a publisher of
+/// another type (or another release's hash) is seen and counted rather than ignored.
+fn any_type_key(domain: u32, topic: &str) -> String {
+    format!("{domain}/{}/*/*", topic.trim_start_matches('/'))
+}
+
+/// Declares the node, its subscriptions and their tokens.
+pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
+    session: Session,
+    config: &RobotConfig,
+    ros: &Ros2Config,
+    shared: Shared,
+    clock: C,
+    estop: EStop,
+) -> Result<Endpoints, LinkError> {
+    let node = Arc::new(Node::new(session.clone(), ros)?);
+    let shared = Arc::new(shared);
+    let domain = ros.domain_id;
+    let mut subscribers = Vec::new();
+    let mut tokens = Vec::new();
+
+    // Joint states, by name.
+    let (_, token) = node.subscription(&ros.state_topic, &wire::JOINT_STATE, &Qos::DEFAULT)?;
+    tokens.push(token);
+    {
+        let shared = shared.clone();
+        let clock = clock.clone();
+        let joints: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
+        let mut scratch = Observation::empty(config.dof(), 0);
+        let suffix = type_suffix(&wire::JOINT_STATE);
+        let mut last: Option<([u8; 16], i64)> = None;
+        let mut seq = 0u64;
+        let key = any_type_key(domain, &ros.state_topic);
+        let sub = session
+            .declare_subscriber(&key)
+            .callback_mut(move |sample| {
+                let stats = &shared.stats;
+                stats.states_received.fetch_add(1, Ordering::Relaxed);
+                let attachment = match check(&sample, &suffix) {
+                    Ok(a) => a,
+                    Err(reject) => return count(stats, reject),
+                };
+                let payload = sample.payload().to_bytes();
+                match msgs::decode_joint_state(&payload, &joints, &mut scratch) {
+                    Ok(()) => {}
+                    Err(msgs::StateReject::Malformed(_)) => {
+                        stats.states_malformed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(_) => {
+                        stats.states_missing_joints.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                if !scratch.is_finite() {
+                    stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // In order per publisher; a new publisher (another GID, or a restarted one
+                // counting from 1) starts afresh.
+                if let Some((gid, n)) = last {
+                    if gid == attachment.gid
+                        && attachment.sequence_number <= n
+                        && attachment.sequence_number != 1
+                    {
+                        stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                last = Some((attachment.gid, attachment.sequence_number));
+                seq += 1;
+                scratch.seq = seq;
+                deliver(&shared, &clock, &mut scratch);
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("the JointState subscriber", &key, e))?;
+        subscribers.push(sub);
+    }
+
+    // The robot is present while a publisher of its joint states is in the graph.
+    {
+        let shared = shared.clone();
+        let live: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+        let key = wire::publishers_of(domain, &ros.state_topic, &wire::JOINT_STATE);
+        let sub = session
+            .liveliness()
+            .declare_subscriber(&key)
+            .history(true)
+            .callback(move |sample| {
+                let stats = &shared.stats;
+                let Ok(mut live) = live.lock() else {
+                    return;
+                };
+                let token = sample.key_expr().as_str().to_owned();
+                match sample.kind() {
+                    SampleKind::Put => {
+                        live.insert(token);
+                        stats.robot_alive.store(true, Ordering::Release);
+                    }
+                    SampleKind::Delete => {
+                        if live.remove(&token) && live.is_empty() {
+                            stats.robot_alive.store(false, Ordering::Release);
+                            let accepted = stats.states_accepted.load(Ordering::Acquire);
+                            let _ = shared.gone.try_send(accepted);
+                        }
+                    }
+                }
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("the JointState publishers' watch", &key, e))?;
+        subscribers.push(sub);
+    }
+
+    // E-stop.
+    if let Some(topic) = &ros.estop_topic {
+        let (_, token) = node.subscription(topic, &wire::BOOL, &Qos::DEFAULT)?;
+        tokens.push(token);
+        let shared = shared.clone();
+        let suffix = type_suffix(&wire::BOOL);
+        let key = any_type_key(domain, topic);
+        let sub = session
+            .declare_subscriber(&key)
+            .callback(move |sample| {
+                let stats = &shared.stats;
+                if let Err(reject) = check(&sample, &suffix) {
+                    return count(stats, reject);
+                }
+                match msgs::decode_bool(&sample.payload().to_bytes()) {
+                    Ok(engage) => {
+                        stats.estop_messages.fetch_add(1, Ordering::Relaxed);
+                        if engage {
+                            estop.engage();
+                        } else {
+                            estop.reset();
+                        }
+                    }
+                    Err(_) => {
+                        stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("the e-stop subscriber", &key, e))?;
+        subscribers.push(sub);
+    }
+
+    // Cameras: raw frames checked in place; compressed ones decoded here, on zenoh's thread,
+    // never on the tick.
+    for (index, camera) in ros.cameras.iter().enumerate() {
+        let ty = if camera.compressed {
+            wire::COMPRESSED_IMAGE
+        } else {
+            wire::IMAGE
+        };
+        let (_, token) = node.subscription(&camera.topic, &ty, &Qos::SENSOR_DATA)?;
+        tokens.push(token);
+        let shared = shared.clone();
+        let clock = clock.clone();
+        let suffix = type_suffix(&ty);
+        let spec = config.observation.cameras[index].clone();
+        let compressed = camera.compressed;
+        let mut pixels = Vec::new();
+        let key = any_type_key(domain, &camera.topic);
+        let sub = session
+            .declare_subscriber(&key)
+            .callback_mut(move |sample| {
+                let cameras = &shared.cameras;
+                if let Err(reject) = check(&sample, &suffix) {
+                    cameras.reject(index);
+                    return count(&shared.stats, reject);
+                }
+                let payload = sample.payload().to_bytes();
+                let now = clock.now_ns();
+                if !compressed {
+                    match protocol::decode_ros_image(&payload) {
+                        Ok(image) => cameras.accept(index, &image, false, now),
+                        Err(_) => cameras.reject(index),
+                    };
+                    return;
+                }
+                match decompress(&payload, spec.encoding, &mut pixels) {
+                    Some((stamp_ns, width, height, encoding)) => {
+                        let image = ImageView {
+                            stamp_ns,
+                            camera: &spec.name,
+                            height,
+                            width,
+                            encoding,
+                            step: width * encoding.bytes_per_pixel() as u32,
+                            data: &pixels,
+                        };
+                        cameras.accept(index, &image, false, now)
+                    }
+                    None => cameras.reject(index),
+                };
+            })
+            .wait()
+            .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;
+        subscribers.push(sub);
+    }
+
+    Ok(Endpoints {
+        subscribers,
+        tokens,
+        node: Some(node),
+    })
+}
+
+/// Decodes a CompressedImage (JPEG or PNG, whatever its `format` says: the bytes tell) into
+/// `out` in the hw-config's encoding (rgb8 or mono8); returns its stamp, size and encoding.
+fn decompress(
+    payload: &[u8],
+    wanted: ImageEncoding,
+    out: &mut Vec<u8>,
+) -> Option<(u64, u32, u32, ImageEncodingName)> {
+    let view = msgs::decode_compressed_image(payload).ok()?;
+    let format = image::guess_format(view.data).ok()?;
+    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+        return None;
+    }
+    let decoded = image::load_from_memory_with_format(view.data, format).ok()?;
+    let (width, height) = (decoded.width(), decoded.height());
+    let encoding = match wanted {
+        ImageEncoding::Rgb8 => {
+            *out = decoded.into_rgb8().into_raw();
+            ImageEncodingName::Rgb8
+        }
+        ImageEncoding::Mono8 => {
+            *out = decoded.into_luma8().into_raw();
+            ImageEncodingName::Mono8
+        }
+        // Depth does not survive JPEG; a 16-bit PNG could carry it, but no camera driver
+        // rlrt was checked against sends that.
+        _ => return None,
+    };
+    Some((view.stamp_ns, width, height, encoding))
+}
+
+/// The publisher thread's sender for a `ros2` link: the command as `ros.command_type` on
+/// `ros.command_topic`.
+pub(crate) fn command_sender(
+    node: &Arc<Node>,
+    config: &RobotConfig,
+    ros: &Ros2Config,
+) -> Result<Box<dyn FnMut(&Command, &mut Vec<u8>) -> bool + Send>, LinkError> {
+    let ty = match ros.command_type {
+        Ros2Command::Float64MultiArray => wire::FLOAT64_MULTI_ARRAY,
+        Ros2Command::JointTrajectory => wire::JOINT_TRAJECTORY,
+    };
+    let mut publisher = node.publisher(&ros.command_topic, &ty, &Qos::DEFAULT)?;
+    let names: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
+    let mode: ActionMode = config.action.mode;
+    let kind = ros.command_type;
+    let time_from_start_ns = ros.trajectory_time_from_start_ns;
+    Ok(Box::new(move |command: &Command, buf: &mut Vec<u8>| {
+        match kind {
+            Ros2Command::Float64MultiArray => {
+                msgs::encode_float64_multi_array(command.values(), buf)
+            }
+            Ros2Command::JointTrajectory => msgs::encode_joint_trajectory(
+                &names,
+                mode,
+                command.values(),
+                time_from_start_ns,
+                buf,
+            ),
+        }
+        publisher.put(buf).is_ok()
+    }))
+}
