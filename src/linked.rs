@@ -21,17 +21,20 @@ impl LinkedRuntime {
         let clock = WallClock::new();
         let (writer, reader) = observation_mailbox(config.dof(), config.observation.sensor_values);
         let waker = Waker::default();
+        // One e-stop for the link's e-stop subscriber and the loop's safety layer.
+        let estop = EStop::default();
         let link = RobotLink::connect(
             open_session(&config.link)?,
             config,
             writer,
             clock.clone(),
-            EStop::default(),
+            estop.clone(),
             waker.clone(),
         )?;
         let sink = link.command_sink(config, command_flags)?;
         let policy = rlrt_policies::build(config)?;
-        let control = ControlLoop::new(config, clock, reader, policy, Box::new(sink))?;
+        let control =
+            ControlLoop::new(config, clock, reader, policy, Box::new(sink))?.with_estop(estop);
         Ok(Self {
             control,
             link,

@@ -243,6 +243,13 @@ impl<C: Clock> ControlLoop<C> {
         self
     }
 
+    /// Makes `estop` the loop's e-stop: whoever holds it (a link's e-stop subscriber, an
+    /// operator's button) stops the loop, and faults that latch it latch this one.
+    pub fn with_estop(mut self, estop: EStop) -> Self {
+        self.safety.use_estop(estop);
+        self
+    }
+
     /// Attaches a telemetry sender to a loop already built (same as
     /// [`ControlLoop::with_telemetry`]).
     pub fn set_telemetry(&mut self, telemetry: TelemetrySender) {

@@ -251,6 +251,11 @@ impl SafetyLayer {
         self.estop.clone()
     }
 
+    /// Makes `estop` this layer's e-stop (such as one a link's e-stop topic engages).
+    pub fn use_estop(&mut self, estop: EStop) {
+        self.estop = estop;
+    }
+
     pub fn counters(&self) -> Arc<InterventionCounters> {
         self.counters.clone()
     }

@@ -97,3 +97,43 @@ pub fn read_rrd(path: &Path, pixels: bool) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// `python3` with ROS 2 Jazzy's Python packages (`cargo xtask setup` installs them into
+/// `.deps/ros` as a prefix) and `.deps/python` (eclipse-zenoh) on its paths.
+pub fn ros_python() -> std::process::Command {
+    let prefix = repo(".deps/ros");
+    let lib = prefix.join("lib");
+    let site = std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|dirs| {
+            dirs.flatten().map(|d| d.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+            })
+        })
+        .map(|p| p.join("site-packages"))
+        .unwrap_or_else(|| panic!("no {}/python3.*: run `cargo xtask setup`", lib.display()));
+    // The wheels' own shared libraries: <prefix>/lib and the vendored site-packages/ros_*.libs.
+    let mut libs = vec![lib.clone()];
+    if let Ok(dirs) = std::fs::read_dir(&site) {
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ros_") && name.ends_with(".libs") {
+                libs.push(d.path());
+            }
+        }
+    }
+    let join = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let mut cmd = std::process::Command::new("python3");
+    cmd.env("PYTHONPATH", join(&[site, repo(".deps/python")]))
+        .env("LD_LIBRARY_PATH", join(&libs))
+        .env("AMENT_PREFIX_PATH", &prefix)
+        .env("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp");
+    cmd
+}

@@ -168,6 +168,7 @@ class Robot:
         self.injected = []
         self.estop_sent = []
         self.zid = None
+        self.session = None
 
         self.live_tokens = {}  # token -> gid, other zids only
         self.ever_gids = {}  # gid -> token ever seen for the command topic (MP)
@@ -183,7 +184,10 @@ class Robot:
         c.insert_json5("scouting/multicast/enabled", "false")
         c.insert_json5("connect/endpoints", json.dumps(a.connect or []))
         if a.mode != "client":
-            c.insert_json5("listen/endpoints", json.dumps(a.listen or []))
+            # Like rmw_zenoh's session config (tcp/localhost:0): without a listen endpoint two
+            # peers behind the same router never reach each other (zenoh 1.10 routes peer<->peer
+            # traffic only over a direct link, found by gossip), so default to loopback, port 0.
+            c.insert_json5("listen/endpoints", json.dumps(a.listen or ["tcp/127.0.0.1:0"]))
         elif a.listen:
             raise SystemExit("ros2_robot: a client cannot --listen")
         # rmw_zenoh's session config: timestamps on every session kind; quick reconnects for tests.
@@ -263,8 +267,10 @@ class Robot:
         prefix = f"{d}/{strip_slashes(self.cmd_fq)}"
         self.cmd_any_sub = s.declare_subscriber(prefix + "/**", self.on_any_command_key)
         if a.ready:
-            with open(a.ready, "w") as f:
+            tmp = a.ready + ".tmp"
+            with open(tmp, "w") as f:
                 f.write(self.zid + "\n")
+            os.replace(tmp, a.ready)
 
     def on_token(self, sample):
         key = str(sample.key_expr)
@@ -451,10 +457,21 @@ class Robot:
             raise SystemExit("ros2_robot: --estop-sequence needs --estop-topic")
         start = time.monotonic()
         next_tick = start
-        end_publish = start + a.publish_seconds
+        # With --clock-from-first-command, the schedule (injections, e-stops, the end of
+        # publishing) starts when the controller's first command arrives: its loop is running.
+        waiting = a.clock_from_first_command
+        end_publish = float("inf") if waiting else start + a.publish_seconds
         end = end_publish + a.linger
         while not self.stop.is_set():
             now = time.monotonic()
+            if waiting:
+                with self.lock:
+                    commanded = self.commands_received > 0
+                if commanded:
+                    waiting = False
+                    start = now
+                    end_publish = start + a.publish_seconds
+                    end = end_publish + a.linger
             if now >= end:
                 break
             if now < end_publish:
@@ -463,9 +480,9 @@ class Robot:
                     self.publish_state(self.joint_state())
                     self.states_published += 1
                     elapsed = now - start
-                    if injections and elapsed >= 1.0:
+                    if injections and elapsed >= 1.0 and not waiting:
                         self.inject(injections.pop(0))
-                    while estops and elapsed >= estops[0][0]:
+                    while estops and elapsed >= estops[0][0] and not waiting:
                         self.publish_estop(estops.pop(0)[1])
                     next_tick += period
                     if next_tick < now - period:  # fell far behind: don't burst
@@ -537,6 +554,8 @@ def main():
     p.add_argument("--linger", type=float, default=0.0)
     p.add_argument("--initial", default="")
     p.add_argument("--inject", default="")
+    p.add_argument("--clock-from-first-command", action="store_true",
+                   help="time injections, e-stops and --publish-seconds from the first command received")
     p.add_argument("--estop-sequence", action="store_true")
     p.add_argument("--out", default="")
     p.add_argument("--ready", default="")
@@ -549,17 +568,18 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    robot.setup()
     try:
+        robot.setup()
         robot.run()
     finally:
         robot.write_report()
-        try:
-            for t in robot.token_objs:
+        for t in getattr(robot, "token_objs", []):
+            try:
                 t.undeclare()
-        except Exception:
-            pass
-        robot.session.close()
+            except Exception:
+                pass
+        if getattr(robot, "session", None) is not None:
+            robot.session.close()
     return 0
 
 

@@ -219,12 +219,14 @@ fn setup_libtorch() -> Result<(), String> {
 /// ROS 2 Jazzy's Python client and the message packages rlrt's `ros2` link speaks, from
 /// PyPI: the tests' oracle for the CDR of those messages (`rclpy.serialization`) and the
 /// source of their type descriptions (`share/<pkg>/msg/<Type>.json`, with the RIHS01 hashes).
-/// About 60 MB of downloads.
+/// About 60 MB of downloads, and xxhash.
 const ROS_WHEELS: &[&str] = &[
     "ros-rclpy[fastrtps]==7.1.6",
     "ros-std-msgs==5.3.6",
     "ros-sensor-msgs==5.3.6",
     "ros-trajectory-msgs==5.3.6",
+    // XXH3 for the fake ROS 2 robot's check of rmw_zenoh GIDs (tests/python/ros2_robot.py).
+    "xxhash==3.6.0",
 ];
 
 /// Installs [`ROS_WHEELS`] into `.deps/ros` as a prefix (`lib/python3.X/site-packages`,
