@@ -209,6 +209,10 @@ fn bench_link_measures_rlrt_and_bare_zenoh_in_one_run() {
     assert_eq!(ours["count"], 300);
     assert_eq!(peer["count"], 300);
     assert!(ours["p50"].as_f64().unwrap() > 0.0 && peer["p50"].as_f64().unwrap() > 0.0);
+    // The same exchange over a ros2 link, in the same run.
+    let ros2 = &v["metrics"]["ros2_observation_to_command_round_trip"];
+    assert_eq!(ros2["count"], 300, "{v}");
+    assert!(v["p50_ros2_over_rlrt"].as_f64().unwrap() > 0.0, "{v}");
     // Lockstep over the link really stepped; how fast is the benchmark's figure, not a
     // test's.
     assert!(v["lockstep_steps_per_s"].as_f64().unwrap() > 0.0, "{v}");

@@ -611,6 +611,10 @@ pub struct RobotLink {
     ros2: Option<Arc<crate::ros2::node::Node>>,
 }
 
+/// Encodes a command into the buffer and sends it; false when sending failed. Runs on the
+/// link's publisher thread.
+pub(crate) type CommandSender = Box<dyn FnMut(&Command, &mut Vec<u8>) -> bool + Send>;
+
 /// The newest accepted state and the loop's writer, shared by the state callback and the
 /// loss watch (which marks the newest state stale when the robot goes).
 pub(crate) type Mailbox = Arc<Mutex<(ObservationWriter, Observation)>>;
@@ -902,27 +906,26 @@ impl RobotLink {
         config: &RobotConfig,
         flags: u8,
     ) -> Result<LinkCommandSink, LinkError> {
-        let send: Box<dyn FnMut(&Command, &mut Vec<u8>) -> bool + Send> =
-            match (&self.ros2, &config.link.ros2) {
-                (Some(node), Some(ros)) => crate::ros2::link::command_sender(node, config, ros)?,
-                _ => {
-                    let publisher = self
-                        .session
-                        .declare_publisher(self.keys.command.clone())
-                        .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
-                        // Sent at once, not held for batching: a command is late the moment it
-                        // waits.
-                        .express(true)
-                        .wait()
-                        .map_err(|e| {
-                            LinkError::declare("the command publisher", &self.keys.command, e)
-                        })?;
-                    Box::new(move |command: &Command, buf: &mut Vec<u8>| {
-                        protocol::encode_command(command, flags, buf);
-                        publisher.put(buf.as_slice()).wait().is_ok()
-                    })
-                }
-            };
+        let send: CommandSender = match (&self.ros2, &config.link.ros2) {
+            (Some(node), Some(ros)) => crate::ros2::link::command_sender(node, config, ros)?,
+            _ => {
+                let publisher = self
+                    .session
+                    .declare_publisher(self.keys.command.clone())
+                    .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Command"))
+                    // Sent at once, not held for batching: a command is late the moment it
+                    // waits.
+                    .express(true)
+                    .wait()
+                    .map_err(|e| {
+                        LinkError::declare("the command publisher", &self.keys.command, e)
+                    })?;
+                Box::new(move |command: &Command, buf: &mut Vec<u8>| {
+                    protocol::encode_command(command, flags, buf);
+                    publisher.put(buf.as_slice()).wait().is_ok()
+                })
+            }
+        };
         let (input, mut output) =
             triple_buffer::triple_buffer(&Command::new(config.action.mode, config.action.len()));
         let stop = Arc::new(AtomicBool::new(false));

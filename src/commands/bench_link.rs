@@ -5,7 +5,9 @@
 //! publishes a state and waits for the command it causes: through the runtime's state
 //! subscriber, the mailbox, a tick (policy and safety layer) on the control thread, the
 //! command publisher thread, and back. The peer is zenoh alone: a ping echoed straight back
-//! from the subscriber callback, on the same two sessions.
+//! from the subscriber callback, on the same two sessions. The `ros2` row is the same
+//! exchange on a `ros2` link: JointState in, Float64MultiArray out, rmw_zenoh's keys and
+//! attachments on both ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -196,6 +198,9 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     }
     drop(_commands);
 
+    // The same exchange as a ROS 2 robot has it (rmw_zenoh's wire format).
+    let ros2 = ros2_round_trip(args)?;
+
     // Camera frames, from shared memory and as bytes, at two sizes.
     let mut frames = Vec::new();
     for (w, h) in [(84u32, 84u32), (640, 480)] {
@@ -221,6 +226,10 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         Metric::from_ns_summary(&peer.summary()),
     );
     report.peers.insert("zenoh_ping_pong".into(), peer_metrics);
+    report.metrics.insert(
+        "ros2_observation_to_command_round_trip".into(),
+        Metric::from_ns_summary(&ros2.summary()),
+    );
     let mut as_bytes = Metrics::new();
     for (w, h, shared_memory, summary, shared) in &frames {
         let name = format!("camera_frame_{w}x{h}");
@@ -278,8 +287,145 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
             (o.p99_ns as f64 / p.p99_ns.max(1) as f64).into(),
         );
     }
+    let r = ros2.summary();
+    if o.p50_ns > 0 {
+        extra.insert(
+            "p50_ros2_over_rlrt".into(),
+            (r.p50_ns as f64 / o.p50_ns as f64).into(),
+        );
+        extra.insert(
+            "p99_ros2_over_rlrt".into(),
+            (r.p99_ns as f64 / o.p99_ns.max(1) as f64).into(),
+        );
+    }
+    extra.insert(
+        "ros2_exchange".into(),
+        "sensor_msgs/msg/JointState (joints by name) -> tick -> std_msgs/msg/Float64MultiArray, rmw_zenoh keys and attachments, checked on both ends".into(),
+    );
     extra.insert("transport".into(), "zenoh peer, tcp/127.0.0.1".into());
     Ok(report)
+}
+
+/// The round trip of [`run`] on a `ros2` link: the robot (a ROS 2 node on its own session)
+/// publishes `sensor_msgs/msg/JointState` with rmw_zenoh's attachment and waits for the
+/// `std_msgs/msg/Float64MultiArray` command the tick sends back, checking its attachment and
+/// decoding it as a forward command controller would.
+fn ros2_round_trip(args: &BenchLinkArgs) -> anyhow::Result<Histogram> {
+    use rlrt_runtime::config::{Ros2Command, Ros2Config};
+    use rlrt_runtime::ros2::{msgs, node::Node, wire};
+
+    let port = free_port()?;
+    let ros = Ros2Config {
+        domain_id: 0,
+        node_name: "rlrt".into(),
+        namespace: "/".into(),
+        state_topic: "/joint_states".into(),
+        command_topic: "/forward_position_controller/commands".into(),
+        command_type: Ros2Command::Float64MultiArray,
+        trajectory_time_from_start_ns: 0,
+        estop_topic: None,
+        cameras: Vec::new(),
+    };
+    let mut rc = config(port, "rlrt/bench-link-ros2", true)?;
+    rc.observation.cameras.clear();
+    rc.link.ros2 = Some(ros.clone());
+    let mut robot_cfg = config(port, "rlrt/bench-link-ros2", false)?;
+    robot_cfg.link.ros2 = Some(ros.clone());
+    let mut rt = LinkedRuntime::connect(&rc, 0)?;
+
+    let robot = Node::new(
+        open_session(&robot_cfg.link)?,
+        &Ros2Config {
+            node_name: "bench_robot".into(),
+            ..ros.clone()
+        },
+    )?;
+    let mut state_pub =
+        robot.publisher(&ros.state_topic, &wire::JOINT_STATE, &wire::Qos::DEFAULT)?;
+    let (tx, rx) = bounded::<()>(16);
+    let dof = rc.dof();
+    let _commands = robot
+        .session()
+        .declare_subscriber(wire::data_key(
+            0,
+            &ros.command_topic,
+            &wire::FLOAT64_MULTI_ARRAY,
+        ))
+        .callback(move |sample| {
+            let attachment = sample.attachment().map(|a| a.to_bytes());
+            let mut values = [0.0; rlrt_runtime::config::MAX_ACTION];
+            let ok = wire::Attachment::decode(attachment.as_deref()).is_ok()
+                && msgs::decode_float64_multi_array(&sample.payload().to_bytes(), &mut values)
+                    == Ok(dof);
+            if ok {
+                let _ = tx.try_send(());
+            }
+        })
+        .wait()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names: Vec<String> = rc.joints.iter().map(|j| j.name.clone()).collect();
+
+    let stop = AtomicBool::new(false);
+    let hist = Histogram::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (rt, stop_ref) = (&mut rt, &stop);
+        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, false));
+        let mut obs = Observation::empty(dof, 0);
+        obs.joint_positions[0] = 0.1;
+        let mut buf = Vec::with_capacity(512);
+        let mut put_state = || -> anyhow::Result<Instant> {
+            let stamp = wire::system_time_ns().max(0) as u64;
+            msgs::encode_joint_state(&names, &obs, stamp, "", &mut buf);
+            let t0 = Instant::now();
+            state_pub.put(&buf).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(t0)
+        };
+        let mut measure = || -> anyhow::Result<()> {
+            let start = Instant::now();
+            loop {
+                put_state()?;
+                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    anyhow::bail!("the runtime never answered a JointState within 10 s");
+                }
+            }
+            while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+            let warmup = 200;
+            for i in 0..(args.round_trips + warmup) {
+                let t0 = put_state()?;
+                match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok(()) => {
+                        if i >= warmup {
+                            hist.record(t0.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Err(_) => {
+                        anyhow::bail!("no ROS 2 command came back within 2 s (round trip {i})")
+                    }
+                }
+            }
+            Ok(())
+        };
+        let result = measure();
+        stop.store(true, Ordering::Relaxed);
+        let _ = worker.join();
+        result
+    })?;
+    let link = rt.link.stats().snapshot();
+    for (name, count) in link {
+        if name.starts_with("samples_")
+            || name == "states_malformed"
+            || name == "states_missing_joints"
+        {
+            anyhow::ensure!(
+                count == 0,
+                "the ROS 2 exchange rejected states: {name} = {count}"
+            );
+        }
+    }
+    Ok(hist)
 }
 
 /// Camera frame latency: a `width` x `height` rgb8 frame published by `FramePublisher` on one

@@ -198,8 +198,12 @@ pub enum EvalError {
         line: usize,
         column: usize,
     },
-    #[error("stopped after the time budget of {budget_us} us per call")]
-    TimeLimit { budget_us: u64 },
+    #[error("stopped after the time budget of {budget_us} us per call{}", at(*.line, *.column))]
+    TimeLimit {
+        budget_us: u64,
+        line: usize,
+        column: usize,
+    },
     #[error("stopped: calls nested deeper than {limit} (endless recursion?){}", at(*.line, *.column))]
     CallDepth {
         limit: usize,
@@ -275,6 +279,7 @@ impl EvalError {
     pub fn location(&self) -> Option<(usize, usize)> {
         match self {
             Self::OperationLimit { line, column, .. }
+            | Self::TimeLimit { line, column, .. }
             | Self::CallDepth { line, column, .. }
             | Self::SizeLimit { line, column, .. }
             | Self::Script { line, column, .. }
@@ -312,6 +317,8 @@ impl EvalError {
             {
                 Self::TimeLimit {
                     budget_us: limits.time_budget.as_micros() as u64,
+                    line,
+                    column,
                 }
             }
             EvalAltResult::ErrorStackOverflow(_) => Self::CallDepth {

@@ -22,7 +22,7 @@ use super::node::Node;
 use super::wire::{self, Attachment, MsgType, Qos};
 use crate::clock::Clock;
 use crate::config::{ActionMode, ImageEncoding, RobotConfig, Ros2Command, Ros2Config};
-use crate::link::{deliver, Endpoints, LinkError, LinkStats, Shared};
+use crate::link::{deliver, CommandSender, Endpoints, LinkError, LinkStats, Shared};
 use crate::messages::{Command, Observation};
 use crate::protocol::{self, ImageEncodingName, ImageView};
 use crate::safety::EStop;
@@ -299,7 +299,7 @@ pub(crate) fn command_sender(
     node: &Arc<Node>,
     config: &RobotConfig,
     ros: &Ros2Config,
-) -> Result<Box<dyn FnMut(&Command, &mut Vec<u8>) -> bool + Send>, LinkError> {
+) -> Result<CommandSender, LinkError> {
     let ty = match ros.command_type {
         Ros2Command::Float64MultiArray => wire::FLOAT64_MULTI_ARRAY,
         Ros2Command::JointTrajectory => wire::JOINT_TRAJECTORY,
