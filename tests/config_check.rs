@@ -338,3 +338,57 @@ fn effort_configs_refuse_position_controllers_fault_actions_and_bounds() {
         assert!(stderr.contains(&format!("`{key}`")), "{to}: {stderr}");
     }
 }
+
+const ROS2_BASE: &str = include_str!("../hw-configs/reach-arm-ros2.toml");
+
+/// The `[link.ros2]` table: every wrong value names its key and what was expected.
+#[test]
+fn ros2_link_mistakes_name_the_key() {
+    let table = "[link.ros2]\nnode_name = \"rlrt\"\ncommand_topic = \"/forward_position_controller/commands\"\ncommand_type = \"std_msgs/msg/Float64MultiArray\"\nestop_topic = \"/rlrt/estop\"\n";
+    let camera = "[[link.ros2.cameras]]\nname = \"front\"\ntopic = \"/camera/front/image_raw\"\ntype = \"sensor_msgs/msg/Image\"\n";
+    let both = format!("{table}\n{camera}");
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        ("unknown command type", "command_type = \"std_msgs/msg/Float64MultiArray\"", "command_type = \"std_msgs/msg/Float64\"", "link.ros2.command_type", "Float64MultiArray"),
+        ("topic with a space", "command_topic = \"/forward_position_controller/commands\"", "command_topic = \"/forward position\"", "link.ros2.command_topic", "letters, digits"),
+        ("domain beyond ROS's range", "node_name = \"rlrt\"", "node_name = \"rlrt\"\ndomain_id = 300", "link.ros2.domain_id", "0 to 232"),
+        ("node name with a dash", "node_name = \"rlrt\"", "node_name = \"rl-rt\"", "link.ros2.node_name", "ROS node name"),
+        ("relative namespace", "node_name = \"rlrt\"", "node_name = \"rlrt\"\nnamespace = \"arm\"", "link.ros2.namespace", "absolute"),
+        ("unknown key", "node_name = \"rlrt\"", "node_name = \"rlrt\"\nstate_type = \"x\"", "link.ros2.state_type", ""),
+        ("camera type", "type = \"sensor_msgs/msg/Image\"", "type = \"sensor_msgs/msg/PointCloud2\"", "link.ros2.cameras[0].type", "CompressedImage"),
+        ("camera without a topic", camera, "", "observation.cameras[0]", "[[link.ros2.cameras]]"),
+        ("ros2 flavour without its table", &both, "", "link.ros2", "command_topic"),
+        ("table without the flavour", "flavour = \"ros2\"\n", "", "link.ros2", "link.flavour = \"ros2\""),
+        ("end-effector actions", "mode = \"joint_position\"", "mode = \"ee_delta\"\nmin = [-0.01, -0.01, -0.01]\nmax = [0.01, 0.01, 0.01]\nmax_delta_per_tick = [0.005, 0.005, 0.005]", "action.mode", "joint controller"),
+        ("time from start without a trajectory", "node_name = \"rlrt\"", "node_name = \"rlrt\"\ntrajectory_time_from_start_ms = 20.0", "link.ros2.trajectory_time_from_start_ms", "JointTrajectory"),
+    ];
+    let mut failures = Vec::new();
+    for (what, from, to, key, expected) in cases {
+        assert!(ROS2_BASE.contains(from), "case {what:?}: base lacks {from:?}");
+        let text = ROS2_BASE.replacen(from, to, 1);
+        let (code, stderr, file, _dir) = check_text("ros2.toml", &text);
+        let mut problems = Vec::new();
+        if code != 2 {
+            problems.push(format!("exit code {code}, expected 2"));
+        }
+        if !stderr.starts_with(&file.display().to_string()) {
+            problems.push("message does not start with the file name".to_owned());
+        }
+        if !stderr.contains(&format!("`{key}`")) {
+            problems.push(format!("message does not name key `{key}`"));
+        }
+        if !stderr.contains(expected) {
+            problems.push(format!("message does not say {expected:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{what}: {}\n    stderr: {}", problems.join("; "), stderr.trim()));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    // The shipped configs themselves pass, with topics qualified in their namespace.
+    let config = rlrt_runtime::config::load(repo("hw-configs/ur5e-ros2.toml")).unwrap();
+    let ros = config.link.ros2.unwrap();
+    assert_eq!(ros.state_topic, "/joint_states");
+    assert_eq!(ros.command_topic, "/forward_velocity_controller/commands");
+    assert_eq!(config.link.mode, rlrt_runtime::config::LinkMode::Client);
+}

@@ -379,3 +379,96 @@ fn bad_samples_are_counted_an_estop_stops_the_arm_and_silence_trips_the_watchdog
     assert_eq!(robot["commands_bad_attachment"], 0, "{robot}");
     assert_eq!(robot["commands_seq_errors"], 0, "{robot}");
 }
+
+/// `rlrt sim`'s side of a ros2 link, as a ros2_control robot: JointState with the config's
+/// names and rmw_zenoh's attachment, and a forward position controller that ignores (and
+/// counts) commands of the wrong shape and obeys the rest.
+#[test]
+fn the_simulator_acts_as_a_ros2_control_robot() {
+    use rlrt_runtime::ros2::{msgs, node::Node, wire};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    use zenoh::Wait;
+
+    let config = common::shipped_config("reach-arm-ros2.toml", &[]);
+    let (sim_cfg, test_cfg) =
+        rlrt::loopback::loopback_configs(&config, rlrt::loopback::free_port().unwrap());
+    let sim_session = rlrt_runtime::link::open_session(&sim_cfg.link).unwrap();
+    let sim = rlrt_sim::SimServer::start(
+        &sim_session,
+        &sim_cfg,
+        1,
+        rlrt_sim::ServeMode::FreeRun { rate_hz: 100.0 },
+    )
+    .unwrap();
+    let ros = config.link.ros2.clone().unwrap();
+    let node = Node::new(
+        rlrt_runtime::link::open_session(&test_cfg.link).unwrap(),
+        &rlrt_runtime::config::Ros2Config {
+            node_name: "controller".into(),
+            ..ros.clone()
+        },
+    )
+    .unwrap();
+    let names: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
+    let latest: Arc<Mutex<Option<(Vec<f64>, bool)>>> = Arc::default();
+    let _states = {
+        let latest = latest.clone();
+        let names = names.clone();
+        node.session()
+            .declare_subscriber(wire::data_key(0, &ros.state_topic, &wire::JOINT_STATE))
+            .callback(move |sample| {
+                let attachment = sample.attachment().map(|a| a.to_bytes());
+                let attached = wire::Attachment::decode(attachment.as_deref()).is_ok();
+                let mut obs = rlrt_runtime::Observation::empty(names.len(), 0);
+                if msgs::decode_joint_state(&sample.payload().to_bytes(), &names, &mut obs).is_ok()
+                {
+                    *latest.lock().unwrap() = Some((obs.positions().to_vec(), attached));
+                }
+            })
+            .wait()
+            .unwrap()
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_until("a JointState from the simulator", &|| {
+        latest.lock().unwrap().is_some()
+    });
+    assert!(latest.lock().unwrap().as_ref().unwrap().1, "no attachment");
+
+    let mut commands = node
+        .publisher(&ros.command_topic, &wire::FLOAT64_MULTI_ARRAY, &wire::Qos::DEFAULT)
+        .unwrap();
+    let stats = sim.stats();
+    let target = [0.3, -0.2, 0.4];
+    let mut buf = Vec::new();
+    // Wrong lengths first: ignored and counted; then the right one, repeated until obeyed.
+    for wrong in [&target[..2], &[0.1, 0.2, 0.3, 0.4][..]] {
+        msgs::encode_float64_multi_array(wrong, &mut buf);
+        commands.put(&buf).unwrap();
+    }
+    wait_until("the simulator to count the wrong-length commands", &|| {
+        stats.malformed_commands.load(Ordering::Relaxed) >= 2
+    });
+    assert_eq!(stats.commands.load(Ordering::Relaxed), 0);
+    msgs::encode_float64_multi_array(&target, &mut buf);
+    let start = Instant::now();
+    loop {
+        commands.put(&buf).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let positions = latest.lock().unwrap().as_ref().unwrap().0.clone();
+        if positions.iter().zip(target).all(|(p, t)| (p - t).abs() < 0.02) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the arm never reached {target:?}: {positions:?}"
+        );
+    }
+    assert_eq!(stats.malformed_commands.load(Ordering::Relaxed), 2);
+}
