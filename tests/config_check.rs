@@ -364,7 +364,10 @@ fn ros2_link_mistakes_name_the_key() {
     ];
     let mut failures = Vec::new();
     for (what, from, to, key, expected) in cases {
-        assert!(ROS2_BASE.contains(from), "case {what:?}: base lacks {from:?}");
+        assert!(
+            ROS2_BASE.contains(from),
+            "case {what:?}: base lacks {from:?}"
+        );
         let text = ROS2_BASE.replacen(from, to, 1);
         let (code, stderr, file, _dir) = check_text("ros2.toml", &text);
         let mut problems = Vec::new();
@@ -381,7 +384,11 @@ fn ros2_link_mistakes_name_the_key() {
             problems.push(format!("message does not say {expected:?}"));
         }
         if !problems.is_empty() {
-            failures.push(format!("{what}: {}\n    stderr: {}", problems.join("; "), stderr.trim()));
+            failures.push(format!(
+                "{what}: {}\n    stderr: {}",
+                problems.join("; "),
+                stderr.trim()
+            ));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));

@@ -442,7 +442,11 @@ fn the_simulator_acts_as_a_ros2_control_robot() {
     assert!(latest.lock().unwrap().as_ref().unwrap().1, "no attachment");
 
     let mut commands = node
-        .publisher(&ros.command_topic, &wire::FLOAT64_MULTI_ARRAY, &wire::Qos::DEFAULT)
+        .publisher(
+            &ros.command_topic,
+            &wire::FLOAT64_MULTI_ARRAY,
+            &wire::Qos::DEFAULT,
+        )
         .unwrap();
     let stats = sim.stats();
     let target = [0.3, -0.2, 0.4];
@@ -462,7 +466,11 @@ fn the_simulator_acts_as_a_ros2_control_robot() {
         commands.put(&buf).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let positions = latest.lock().unwrap().as_ref().unwrap().0.clone();
-        if positions.iter().zip(target).all(|(p, t)| (p - t).abs() < 0.02) {
+        if positions
+            .iter()
+            .zip(target)
+            .all(|(p, t)| (p - t).abs() < 0.02)
+        {
             break;
         }
         assert!(
@@ -471,4 +479,41 @@ fn the_simulator_acts_as_a_ros2_control_robot() {
         );
     }
     assert_eq!(stats.malformed_commands.load(Ordering::Relaxed), 2);
+}
+
+/// `rlrt demo` over a ros2 link, the camera as PNG in `sensor_msgs/msg/CompressedImage`: the
+/// frames arrive decoded at the configured size, and the killed simulator is noticed through
+/// its publisher tokens leaving the graph.
+#[test]
+fn demo_over_ros2_with_a_compressed_camera_notices_the_robot_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::shipped_text("reach-arm-ros2.toml")
+        .replace(
+            "type = \"sensor_msgs/msg/Image\"",
+            "type = \"sensor_msgs/msg/CompressedImage\"",
+        )
+        .replace("image_raw", "image_raw/compressed");
+    let config = dir.path().join("reach-arm-ros2-compressed.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args(["demo", "--config"])
+        .arg(&config)
+        .args(["--episodes", "2", "--episode-seconds", "2.5", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // EXIT_RUN_FAILED: the config's fixed joint target does not solve the reach task, so the
+    // episodes fail; the link is what is checked here.
+    assert_eq!(
+        out.status.code(),
+        Some(rlrt::EXIT_RUN_FAILED as i32),
+        "{stderr}"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let camera = &v["cameras"][0];
+    assert!(camera["frames"].as_u64().unwrap() > 50, "{v}");
+    assert_eq!(camera["rejected"], 0, "{v}");
+    assert_eq!(link_count(&v, "robot_lost"), 1, "{v}");
+    assert_eq!(link_count(&v, "samples_bad_attachment"), 0, "{v}");
+    assert_eq!(v["out_of_limit_commands"], 0, "{v}");
 }

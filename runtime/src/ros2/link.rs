@@ -325,3 +325,70 @@ pub(crate) fn command_sender(
         publisher.put(buf).is_ok()
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageEncoder;
+
+    fn compressed(data: &[u8], format: &str) -> Vec<u8> {
+        let mut buf = Vec::new();
+        msgs::encode_compressed_image(
+            &msgs::CompressedView {
+                stamp_ns: 5,
+                frame_id: "cam",
+                format,
+                data,
+            },
+            &mut buf,
+        );
+        buf
+    }
+
+    #[test]
+    fn jpeg_and_png_frames_decode_into_the_configured_encoding() {
+        let (w, h) = (16u32, 8u32);
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| [(i * 3) as u8, 128, 255 - (i * 3) as u8])
+            .collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let mut out = Vec::new();
+        let got = decompress(&compressed(&jpeg, "jpeg"), ImageEncoding::Rgb8, &mut out);
+        assert_eq!(got, Some((5, w, h, ImageEncodingName::Rgb8)));
+        assert_eq!(out.len(), rgb.len());
+        let worst = out
+            .iter()
+            .zip(&rgb)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst < 40, "JPEG error {worst}");
+
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        // The bytes decide, not the format string.
+        let got = decompress(&compressed(&png, "jpeg"), ImageEncoding::Rgb8, &mut out);
+        assert_eq!(got, Some((5, w, h, ImageEncodingName::Rgb8)));
+        assert_eq!(out, rgb);
+        let got = decompress(&compressed(&png, "png"), ImageEncoding::Mono8, &mut out);
+        assert_eq!(got, Some((5, w, h, ImageEncodingName::Mono8)));
+        assert_eq!(out.len(), (w * h) as usize);
+
+        for bad in [&b"not an image"[..], &png[..png.len() / 2], &[]] {
+            assert_eq!(
+                decompress(&compressed(bad, "png"), ImageEncoding::Rgb8, &mut out),
+                None
+            );
+        }
+        assert_eq!(decompress(&png[..3], ImageEncoding::Rgb8, &mut out), None);
+        assert_eq!(
+            decompress(&compressed(&png, "png"), ImageEncoding::Depth16, &mut out),
+            None
+        );
+    }
+}
