@@ -411,7 +411,9 @@ fn the_simulator_acts_as_a_ros2_control_robot() {
     )
     .unwrap();
     let names: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
-    let latest: Arc<Mutex<Option<(Vec<f64>, bool)>>> = Arc::default();
+    // The newest JointState's positions, and whether it carried an attachment.
+    type Latest = Arc<Mutex<Option<(Vec<f64>, bool)>>>;
+    let latest: Latest = Arc::default();
     let _states = {
         let latest = latest.clone();
         let names = names.clone();
@@ -504,11 +506,7 @@ fn demo_over_ros2_with_a_compressed_camera_notices_the_robot_leave() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // EXIT_RUN_FAILED: the config's fixed joint target does not solve the reach task, so the
     // episodes fail; the link is what is checked here.
-    assert_eq!(
-        out.status.code(),
-        Some(rlrt::EXIT_RUN_FAILED as i32),
-        "{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(rlrt::EXIT_RUN_FAILED), "{stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     let camera = &v["cameras"][0];
     assert!(camera["frames"].as_u64().unwrap() > 50, "{v}");
