@@ -299,3 +299,45 @@ fn malformed_states_are_counted_and_dropped() {
         "NaN states never reach the loop"
     );
 }
+
+/// An e-stop message on `<prefix>/estop` stops the loop that the link feeds (the link and
+/// the loop share one e-stop), and a reset message releases it.
+#[test]
+fn an_estop_message_on_the_link_stops_the_loop() {
+    let (rc, sc) = configs(free_port(), "rlrt/test-estop");
+    let mut rt = runtime(&rc);
+    let sim_session = open_session(&sc.link).unwrap();
+    let _sim =
+        SimServer::start(&sim_session, &sc, 4, ServeMode::FreeRun { rate_hz: 1000.0 }).unwrap();
+    let link_stats = rt.link.stats();
+    wait_for("the robot's first state", Duration::from_secs(10), || {
+        link_stats.states_accepted.load(Ordering::Relaxed) > 0
+    });
+    let keys = rt.link.keys().clone();
+    let send = |engage: bool| {
+        let mut buf = Vec::new();
+        protocol::encode_estop(engage, &mut buf);
+        sim_session.put(&keys.estop, buf).wait().unwrap();
+    };
+    let estop = rt.control.estop();
+    send(true);
+    wait_for("the e-stop to engage", Duration::from_secs(10), || {
+        estop.is_engaged()
+    });
+    let report = rt.control.run(
+        &AtomicBool::new(false),
+        RunLimit {
+            max_ticks: Some(50),
+        },
+    );
+    assert!(report.estop_engaged, "{report}");
+    assert_eq!(
+        report.fault_ticks, 50,
+        "every tick on the fault action: {report}"
+    );
+    send(false);
+    wait_for("the e-stop to reset", Duration::from_secs(10), || {
+        !estop.is_engaged()
+    });
+    assert_eq!(link_stats.estop_messages.load(Ordering::Relaxed), 2);
+}

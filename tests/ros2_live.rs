@@ -515,3 +515,28 @@ fn demo_over_ros2_with_a_compressed_camera_notices_the_robot_leave() {
     assert_eq!(link_count(&v, "samples_bad_attachment"), 0, "{v}");
     assert_eq!(v["out_of_limit_commands"], 0, "{v}");
 }
+
+/// Without a robot, `rlrt run` stops after `--wait-seconds` and says which topic, domain and
+/// endpoints it listened on.
+#[test]
+fn no_robot_is_an_error_naming_the_topic_and_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &format!("mode = \"peer\"\nlisten = [\"tcp/127.0.0.1:{port}\"]"),
+        "",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .arg("run")
+        .arg(&config)
+        .args(["--ticks", "10", "--wait-seconds", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/arm/joint_states") && stderr.contains("ROS domain 7"),
+        "{stderr}"
+    );
+}

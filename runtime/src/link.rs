@@ -112,7 +112,8 @@ pub struct LinkStats {
     pub command_send_failures: AtomicU64,
     pub estop_messages: AtomicU64,
     pub estop_malformed: AtomicU64,
-    /// The robot's liveliness token is present.
+    /// The robot's liveliness token is present (ros2: at least one publisher token of the
+    /// state topic is in the graph).
     pub robot_alive: AtomicBool,
     /// How often the robot's token disappeared and stayed away (at most one straggling
     /// state after it).

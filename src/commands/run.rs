@@ -156,6 +156,30 @@ fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyh
     while stats.states_accepted.load(Ordering::Relaxed) == 0 {
         if start.elapsed().as_secs_f64() > wait_s {
             let l = &config.link;
+            if let Some(ros) = &l.ros2 {
+                // Say what was seen: nothing at all, or samples that were all refused.
+                let refused: Vec<String> = stats
+                    .snapshot()
+                    .into_iter()
+                    .filter(|(name, n)| *n > 0 && *name != "states_received")
+                    .map(|(name, n)| format!("{name} {n}"))
+                    .collect();
+                anyhow::bail!(
+                    "no sensor_msgs/msg/JointState accepted on {} (ROS domain {}) within {wait_s} s                      (link mode {:?}, connect {:?}, listen {:?}; received {}, {}); is the robot's                      rmw_zenohd router reachable, does joint_state_broadcaster publish there, and                      do its joint names include every [[joints]] name of {}?",
+                    ros.state_topic,
+                    ros.domain_id,
+                    l.mode,
+                    l.connect,
+                    l.listen,
+                    stats.states_received.load(Ordering::Relaxed),
+                    if refused.is_empty() {
+                        "none refused".to_owned()
+                    } else {
+                        refused.join(", ")
+                    },
+                    config.source.display()
+                );
+            }
             anyhow::bail!(
                 "no robot state arrived on {} within {wait_s} s (link mode {:?}, listen {:?}, connect {:?}); \
                  is the robot's driver or `rlrt sim {}` running?",

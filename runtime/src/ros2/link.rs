@@ -71,6 +71,14 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
     estop: EStop,
 ) -> Result<Endpoints, LinkError> {
     let node = Arc::new(Node::new(session.clone(), ros)?);
+    tracing::info!(
+        node = %wire::qualify(&ros.namespace, &ros.node_name),
+        domain = ros.domain_id,
+        state = %ros.state_topic,
+        command = %ros.command_topic,
+        command_type = ros.command_type.type_name(),
+        "ROS 2 node on the link (rmw_zenoh wire format)"
+    );
     let shared = Arc::new(shared);
     let domain = ros.domain_id;
     let mut subscribers = Vec::new();
