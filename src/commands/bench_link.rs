@@ -6,8 +6,9 @@
 //! subscriber, the mailbox, a tick (policy and safety layer) on the control thread, the
 //! command publisher thread, and back. The peer is zenoh alone: a ping echoed straight back
 //! from the subscriber callback, on the same two sessions. The `ros2` row is the same
-//! exchange on a `ros2` link: JointState in, Float64MultiArray out, rmw_zenoh's keys and
-//! attachments on both ends.
+//! exchange on a `ros2` link (JointState in, Float64MultiArray out, rmw_zenoh's keys and
+//! attachments on both ends), set up beside rlrt's and timed in alternating blocks of 100
+//! round trips, so that drift on a shared machine falls on both alike.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -67,14 +68,14 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     // Robot side.
     let robot = open_session(&robot_cfg.link)?;
     let keys = rt.link.keys().clone();
-    let (tx, rx) = bounded::<u64>(16);
+    let (tx, rx) = bounded::<()>(16);
     let _commands = robot
         .declare_subscriber(&keys.command)
         .callback(move |sample| {
             let mut cmd =
                 rlrt_runtime::Command::new(rlrt_runtime::config::ActionMode::JointPosition, 0);
             if protocol::decode_command(&sample.payload().to_bytes(), &mut cmd).is_ok() {
-                let _ = tx.try_send(cmd.seq);
+                let _ = tx.try_send(());
             }
         })
         .wait()
@@ -84,19 +85,26 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         .wait()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
+    // The same exchange as a ROS 2 robot has it (rmw_zenoh's wire format), set up beside
+    // it: the two are timed in alternating blocks, so drift on a shared machine falls on both.
+    let mut ros2 = Ros2Exchange::new(&rc)?;
+    let mut put_joint_state = ros2.putter(rc.dof());
+
     let stop = AtomicBool::new(false);
     let ours = Histogram::new();
+    let theirs = Histogram::new();
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (rt, stop_ref) = (&mut rt, &stop);
+        let (rt, rt2, stop_ref) = (&mut rt, &mut ros2.rt, &stop);
         let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, false));
+        let worker2 = scope.spawn(move || rt2.tick_on_arrival(stop_ref, false));
         let mut obs = Observation::empty(rc.dof(), 0);
         obs.joint_positions[0] = 0.1;
         let mut buf = Vec::with_capacity(512);
         let mut seq = 0u64;
-        let mut put_state = |obs: &mut Observation| -> anyhow::Result<Instant> {
+        let mut put_state = || -> anyhow::Result<Instant> {
             seq += 1;
             obs.seq = seq;
-            protocol::encode_state(obs, &mut buf);
+            protocol::encode_state(&obs, &mut buf);
             let t0 = Instant::now();
             state_pub
                 .put(buf.as_slice())
@@ -105,39 +113,30 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
             Ok(t0)
         };
         let mut measure = || -> anyhow::Result<()> {
-            // Declarations take a moment to reach the other session: send states until
-            // the first command comes back, then drain.
-            let start = Instant::now();
-            loop {
-                put_state(&mut obs)?;
-                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
-                    break;
-                }
-                if start.elapsed() > Duration::from_secs(10) {
-                    anyhow::bail!("the runtime never answered a state within 10 s");
-                }
-            }
-            while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+            answered(&mut put_state, &rx, "a state")?;
+            answered(&mut put_joint_state, &ros2.rx, "a JointState")?;
             let warmup = 200;
-            for i in 0..(args.round_trips + warmup) {
-                let t0 = put_state(&mut obs)?;
-                match rx.recv_timeout(Duration::from_secs(2)) {
-                    Ok(_) => {
-                        if i >= warmup {
-                            ours.record(t0.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    Err(_) => anyhow::bail!("no command came back within 2 s (round trip {i})"),
-                }
+            timed(&mut put_state, &rx, warmup, None)?;
+            timed(&mut put_joint_state, &ros2.rx, warmup, None)?;
+            let block = 100;
+            let mut left = args.round_trips;
+            while left > 0 {
+                let n = left.min(block);
+                timed(&mut put_state, &rx, n, Some(&ours))?;
+                timed(&mut put_joint_state, &ros2.rx, n, Some(&theirs))?;
+                left -= n;
             }
             Ok(())
         };
         let result = measure();
-        // Stop the ticking thread on every path, or the scope would wait for it forever.
+        // Stop the ticking threads on every path, or the scope would wait for them forever.
         stop.store(true, Ordering::Relaxed);
         let _ = worker.join();
+        let _ = worker2.join();
         result
     })?;
+    ros2.check()?;
+    let ros2 = theirs;
 
     // Peer: zenoh alone, ping echoed from the callback on the same sessions.
     let runtime_session = rt.link.session().clone();
@@ -197,9 +196,6 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         }
     }
     drop(_commands);
-
-    // The same exchange as a ROS 2 robot has it (rmw_zenoh's wire format).
-    let ros2 = ros2_round_trip(args)?;
 
     // Camera frames, from shared memory and as bytes, at two sizes.
     let mut frames = Vec::new();
@@ -306,126 +302,158 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
+/// Sends states until the first command comes back (declarations take a moment to reach
+/// the other session), then drains.
+fn answered(
+    put: &mut dyn FnMut() -> anyhow::Result<Instant>,
+    rx: &crossbeam_channel::Receiver<()>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        put()?;
+        if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!("the runtime never answered {what} within 10 s");
+        }
+    }
+    while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+    Ok(())
+}
+
+/// `n` round trips, one at a time, recorded in `hist` when given (warm-up otherwise).
+fn timed(
+    put: &mut dyn FnMut() -> anyhow::Result<Instant>,
+    rx: &crossbeam_channel::Receiver<()>,
+    n: u32,
+    hist: Option<&Histogram>,
+) -> anyhow::Result<()> {
+    for i in 0..n {
+        let t0 = put()?;
+        if rx.recv_timeout(Duration::from_secs(2)).is_err() {
+            anyhow::bail!("no command came back within 2 s (round trip {i} of a block)");
+        }
+        if let Some(hist) = hist {
+            hist.record(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(())
+}
+
 /// The round trip of [`run`] on a `ros2` link: the robot (a ROS 2 node on its own session)
 /// publishes `sensor_msgs/msg/JointState` with rmw_zenoh's attachment and waits for the
 /// `std_msgs/msg/Float64MultiArray` command the tick sends back, checking its attachment and
 /// decoding it as a forward command controller would.
-fn ros2_round_trip(args: &BenchLinkArgs) -> anyhow::Result<Histogram> {
-    use rlrt_runtime::config::{Ros2Command, Ros2Config};
-    use rlrt_runtime::ros2::{msgs, node::Node, wire};
+struct Ros2Exchange {
+    rt: LinkedRuntime,
+    _robot: rlrt_runtime::ros2::node::Node,
+    state_pub: Option<rlrt_runtime::ros2::node::Publisher>,
+    _commands: zenoh::pubsub::Subscriber<()>,
+    rx: crossbeam_channel::Receiver<()>,
+    names: Vec<String>,
+}
 
-    let port = free_port()?;
-    let ros = Ros2Config {
-        domain_id: 0,
-        node_name: "rlrt".into(),
-        namespace: "/".into(),
-        state_topic: "/joint_states".into(),
-        command_topic: "/forward_position_controller/commands".into(),
-        command_type: Ros2Command::Float64MultiArray,
-        trajectory_time_from_start_ns: 0,
-        estop_topic: None,
-        cameras: Vec::new(),
-    };
-    let mut rc = config(port, "rlrt/bench-link-ros2", true)?;
-    rc.observation.cameras.clear();
-    rc.link.ros2 = Some(ros.clone());
-    let mut robot_cfg = config(port, "rlrt/bench-link-ros2", false)?;
-    robot_cfg.link.ros2 = Some(ros.clone());
-    let mut rt = LinkedRuntime::connect(&rc, 0)?;
+impl Ros2Exchange {
+    fn new(base: &RobotConfig) -> anyhow::Result<Self> {
+        use rlrt_runtime::config::{Ros2Command, Ros2Config};
+        use rlrt_runtime::ros2::{msgs, node::Node, wire};
 
-    let robot = Node::new(
-        open_session(&robot_cfg.link)?,
-        &Ros2Config {
-            node_name: "bench_robot".into(),
-            ..ros.clone()
-        },
-    )?;
-    let mut state_pub =
-        robot.publisher(&ros.state_topic, &wire::JOINT_STATE, &wire::Qos::DEFAULT)?;
-    let (tx, rx) = bounded::<()>(16);
-    let dof = rc.dof();
-    let _commands = robot
-        .session()
-        .declare_subscriber(wire::data_key(
-            0,
-            &ros.command_topic,
-            &wire::FLOAT64_MULTI_ARRAY,
-        ))
-        .callback(move |sample| {
-            let attachment = sample.attachment().map(|a| a.to_bytes());
-            let mut values = [0.0; rlrt_runtime::config::MAX_ACTION];
-            let ok = wire::Attachment::decode(attachment.as_deref()).is_ok()
-                && msgs::decode_float64_multi_array(&sample.payload().to_bytes(), &mut values)
-                    == Ok(dof);
-            if ok {
-                let _ = tx.try_send(());
-            }
+        let port = free_port()?;
+        let ros = Ros2Config {
+            domain_id: 0,
+            node_name: "rlrt".into(),
+            namespace: "/".into(),
+            state_topic: "/joint_states".into(),
+            command_topic: "/forward_position_controller/commands".into(),
+            command_type: Ros2Command::Float64MultiArray,
+            trajectory_time_from_start_ns: 0,
+            estop_topic: None,
+            cameras: Vec::new(),
+        };
+        let mut rc = base.clone();
+        rc.link.key_prefix = "rlrt/bench-link-ros2".into();
+        rc.link.listen = vec![format!("tcp/127.0.0.1:{port}")];
+        rc.observation.cameras.clear();
+        rc.link.ros2 = Some(ros.clone());
+        let mut robot_cfg = rc.clone();
+        robot_cfg.link.listen = Vec::new();
+        robot_cfg.link.connect = vec![format!("tcp/127.0.0.1:{port}")];
+        let rt = LinkedRuntime::connect(&rc, 0)?;
+
+        let robot = Node::new(
+            open_session(&robot_cfg.link)?,
+            &Ros2Config {
+                node_name: "bench_robot".into(),
+                ..ros.clone()
+            },
+        )?;
+        let state_pub =
+            robot.publisher(&ros.state_topic, &wire::JOINT_STATE, &wire::Qos::DEFAULT)?;
+        let (tx, rx) = bounded::<()>(16);
+        let dof = rc.dof();
+        let commands = robot
+            .session()
+            .declare_subscriber(wire::data_key(
+                0,
+                &ros.command_topic,
+                &wire::FLOAT64_MULTI_ARRAY,
+            ))
+            .callback(move |sample| {
+                let attachment = sample.attachment().map(|a| a.to_bytes());
+                let mut values = [0.0; rlrt_runtime::config::MAX_ACTION];
+                let ok = wire::Attachment::decode(attachment.as_deref()).is_ok()
+                    && msgs::decode_float64_multi_array(&sample.payload().to_bytes(), &mut values)
+                        == Ok(dof);
+                if ok {
+                    let _ = tx.try_send(());
+                }
+            })
+            .wait()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            rt,
+            _robot: robot,
+            state_pub: Some(state_pub),
+            _commands: commands,
+            rx,
+            names: rc.joints.iter().map(|j| j.name.clone()).collect(),
         })
-        .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let names: Vec<String> = rc.joints.iter().map(|j| j.name.clone()).collect();
+    }
 
-    let stop = AtomicBool::new(false);
-    let hist = Histogram::new();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (rt, stop_ref) = (&mut rt, &stop);
-        let worker = scope.spawn(move || rt.tick_on_arrival(stop_ref, false));
+    /// Publishes one JointState per call and returns when it left.
+    fn putter(&mut self, dof: usize) -> impl FnMut() -> anyhow::Result<Instant> + use<> {
+        use rlrt_runtime::ros2::{msgs, wire};
+        let mut publisher = self.state_pub.take().expect("one putter");
+        let names = self.names.clone();
         let mut obs = Observation::empty(dof, 0);
         obs.joint_positions[0] = 0.1;
         let mut buf = Vec::with_capacity(512);
-        let mut put_state = || -> anyhow::Result<Instant> {
+        move || {
             let stamp = wire::system_time_ns().max(0) as u64;
             msgs::encode_joint_state(&names, &obs, stamp, "", &mut buf);
             let t0 = Instant::now();
-            state_pub.put(&buf).map_err(|e| anyhow::anyhow!("{e}"))?;
+            publisher.put(&buf).map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(t0)
-        };
-        let mut measure = || -> anyhow::Result<()> {
-            let start = Instant::now();
-            loop {
-                put_state()?;
-                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
-                    break;
-                }
-                if start.elapsed() > Duration::from_secs(10) {
-                    anyhow::bail!("the runtime never answered a JointState within 10 s");
-                }
-            }
-            while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
-            let warmup = 200;
-            for i in 0..(args.round_trips + warmup) {
-                let t0 = put_state()?;
-                match rx.recv_timeout(Duration::from_secs(2)) {
-                    Ok(()) => {
-                        if i >= warmup {
-                            hist.record(t0.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    Err(_) => {
-                        anyhow::bail!("no ROS 2 command came back within 2 s (round trip {i})")
-                    }
-                }
-            }
-            Ok(())
-        };
-        let result = measure();
-        stop.store(true, Ordering::Relaxed);
-        let _ = worker.join();
-        result
-    })?;
-    let link = rt.link.stats().snapshot();
-    for (name, count) in link {
-        if name.starts_with("samples_")
-            || name == "states_malformed"
-            || name == "states_missing_joints"
-        {
-            anyhow::ensure!(
-                count == 0,
-                "the ROS 2 exchange rejected states: {name} = {count}"
-            );
         }
     }
-    Ok(hist)
+
+    /// Fails if the runtime refused any of the robot's samples.
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, count) in self.rt.link.stats().snapshot() {
+            if name.starts_with("samples_")
+                || name == "states_malformed"
+                || name == "states_missing_joints"
+            {
+                anyhow::ensure!(
+                    count == 0,
+                    "the ROS 2 exchange rejected states: {name} = {count}"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Camera frame latency: a `width` x `height` rgb8 frame published by `FramePublisher` on one

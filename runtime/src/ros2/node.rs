@@ -82,9 +82,16 @@ impl Node {
             .endpoint_token(id, EntityKind::Publisher, topic, ty, qos);
         let gid = wire::gid(&token);
         let key = wire::data_key(self.name.domain, topic, ty);
+        // Declared once, so that samples carry a short numeric id instead of the ~110-byte
+        // key (rmw_zenoh's keys are long: topic, type and hash).
+        let declared = self
+            .session
+            .declare_keyexpr(key.clone())
+            .wait()
+            .map_err(|e| LinkError::declare("a ROS 2 key expression", &key, e))?;
         let publisher = self
             .session
-            .declare_publisher(key.clone())
+            .declare_publisher(declared)
             .reliability(if qos.reliable {
                 zenoh::qos::Reliability::Reliable
             } else {
