@@ -638,6 +638,27 @@ pub(crate) struct Endpoints {
     pub node: Option<Arc<crate::ros2::node::Node>>,
 }
 
+/// Acts on a decoded e-stop message (true engages, false resets) or counts a malformed one.
+pub(crate) fn apply_estop(
+    message: Result<bool, protocol::DecodeError>,
+    stats: &LinkStats,
+    estop: &EStop,
+) {
+    match message {
+        Ok(engage) => {
+            stats.estop_messages.fetch_add(1, Ordering::Relaxed);
+            if engage {
+                estop.engage();
+            } else {
+                estop.reset();
+            }
+        }
+        Err(_) => {
+            stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Hands an accepted state (finite, in order) to the loop: stamps its arrival, publishes it
 /// to the mailbox, counts it and wakes a loop that ticks on arrival.
 pub(crate) fn deliver<C: Clock>(shared: &Shared, clock: &C, state: &mut Observation) {
@@ -746,21 +767,13 @@ fn rlrt_endpoints<C: Clock + Clone + Sync + 'static>(
         let stats = shared.stats.clone();
         session
             .declare_subscriber(&keys.estop)
-            .callback(
-                move |sample| match protocol::decode_estop(&sample.payload().to_bytes()) {
-                    Ok(engage) => {
-                        stats.estop_messages.fetch_add(1, Ordering::Relaxed);
-                        if engage {
-                            estop.engage();
-                        } else {
-                            estop.reset();
-                        }
-                    }
-                    Err(_) => {
-                        stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-            )
+            .callback(move |sample| {
+                apply_estop(
+                    protocol::decode_estop(&sample.payload().to_bytes()),
+                    &stats,
+                    &estop,
+                )
+            })
             .wait()
             .map_err(|e| LinkError::declare("the e-stop subscriber", &keys.estop, e))?
     };

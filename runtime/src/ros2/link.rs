@@ -23,7 +23,7 @@ use super::node::Node;
 use super::wire::{self, Attachment, MsgType, Qos};
 use crate::clock::Clock;
 use crate::config::{ActionMode, ImageEncoding, RobotConfig, Ros2Command, Ros2Config};
-use crate::link::{deliver, CommandSender, Endpoints, LinkError, LinkStats, Shared};
+use crate::link::{apply_estop, deliver, CommandSender, Endpoints, LinkError, LinkStats, Shared};
 use crate::messages::{Command, Observation};
 use crate::protocol::{self, ImageEncodingName, ImageView};
 use crate::safety::EStop;
@@ -224,19 +224,11 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
                 if attachment(&sample, stats).is_none() {
                     return;
                 }
-                match msgs::decode_bool(&sample.payload().to_bytes()) {
-                    Ok(engage) => {
-                        stats.estop_messages.fetch_add(1, Ordering::Relaxed);
-                        if engage {
-                            estop.engage();
-                        } else {
-                            estop.reset();
-                        }
-                    }
-                    Err(_) => {
-                        stats.estop_malformed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                apply_estop(
+                    msgs::decode_bool(&sample.payload().to_bytes()),
+                    stats,
+                    &estop,
+                );
             })
             .wait()
             .map_err(|e| LinkError::declare("the e-stop subscriber", &key, e))?;

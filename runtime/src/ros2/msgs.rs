@@ -36,6 +36,64 @@ pub enum StateReject {
     DuplicateJoint { joint: usize },
 }
 
+/// Where each named entry of a message goes among the hw-config's joints (`u8::MAX`: not one
+/// of them), for the first `len` entries.
+struct NameSlots {
+    slot: [u8; MAX_STATE_NAMES],
+    len: usize,
+}
+
+impl NameSlots {
+    fn as_slice(&self) -> &[u8] {
+        &self.slot[..self.len]
+    }
+}
+
+/// Reads a `string[]` of joint names and maps it onto `joints`: every joint must be named
+/// once; names the hw-config lacks are skipped.
+fn read_names(
+    r: &mut CdrReader<'_>,
+    field: &'static str,
+    joints: &[String],
+) -> Result<NameSlots, StateReject> {
+    let dof = joints.len().min(MAX_JOINTS);
+    let mut slots = NameSlots {
+        slot: [u8::MAX; MAX_STATE_NAMES],
+        len: 0,
+    };
+    let at = r.position();
+    let names = r.u32()? as usize;
+    if names > MAX_STATE_NAMES {
+        return Err(DecodeError::TooLong {
+            field,
+            len: names,
+            max: MAX_STATE_NAMES,
+            at,
+        }
+        .into());
+    }
+    let mut seen = 0u64; // joints found so far, one bit each (MAX_JOINTS <= 32)
+    for entry in slots.slot.iter_mut().take(names) {
+        let name = r.string(MAX_NAME_BYTES)?;
+        if let Some(j) = joints[..dof].iter().position(|n| n == name) {
+            if seen & (1 << j) != 0 {
+                return Err(StateReject::DuplicateJoint { joint: j });
+            }
+            seen |= 1 << j;
+            *entry = j as u8;
+        }
+    }
+    let missing = ((1u64 << dof) - 1) & !seen;
+    if missing != 0 {
+        return Err(StateReject::MissingJoints {
+            missing: missing.count_ones() as usize,
+            first: missing.trailing_zeros() as usize,
+        });
+    }
+    slots.len = names;
+    Ok(slots)
+}
+
 /// Decodes `sensor_msgs/msg/JointState` into the joints of `joints` by name, in any order;
 /// joints the hw-config does not have are skipped. `position` must have one value per name;
 /// `velocity` and `effort` one per name or none (then zeros). Writes `stamp_ns`, the joint
@@ -50,41 +108,8 @@ pub fn decode_joint_state(
     let mut r = CdrReader::new_ros(data)?;
     out.stamp_ns = r.time()?;
     let _frame_id = r.string(MAX_NAME_BYTES)?;
-    // Where each named entry goes in the robot's joints (u8::MAX: not one of them).
-    let mut slot = [u8::MAX; MAX_STATE_NAMES];
-    let at = r.position();
-    let names = r.u32()? as usize;
-    if names > MAX_STATE_NAMES {
-        return Err(DecodeError::TooLong {
-            field: "name",
-            len: names,
-            max: MAX_STATE_NAMES,
-            at,
-        }
-        .into());
-    }
-    let mut seen = 0u64; // joints found so far, one bit each (MAX_JOINTS <= 64)
-    for entry in slot.iter_mut().take(names) {
-        let name = r.string(MAX_NAME_BYTES)?;
-        if let Some(j) = joints[..dof].iter().position(|n| n == name) {
-            if seen & (1 << j) != 0 {
-                return Err(StateReject::DuplicateJoint { joint: j });
-            }
-            seen |= 1 << j;
-            *entry = j as u8;
-        }
-    }
-    let all = if dof == 64 {
-        u64::MAX
-    } else {
-        (1u64 << dof) - 1
-    };
-    if seen != all {
-        let missing = (all & !seen).count_ones() as usize;
-        let first = (all & !seen).trailing_zeros() as usize;
-        return Err(StateReject::MissingJoints { missing, first });
-    }
-    let slot = &slot[..names];
+    let slots = read_names(&mut r, "name", joints)?;
+    let slot = slots.as_slice();
     read_named(&mut r, "position", slot, false, &mut out.joint_positions)?;
     read_named(&mut r, "velocity", slot, true, &mut out.joint_velocities)?;
     read_named(&mut r, "effort", slot, true, &mut out.joint_efforts)?;
@@ -228,44 +253,11 @@ pub fn decode_joint_trajectory(
     data: &[u8],
     joints: &[String],
 ) -> Result<TrajectoryPoint, StateReject> {
-    let dof = joints.len().min(MAX_JOINTS);
     let mut r = CdrReader::new_ros(data)?;
     let _stamp = r.time()?;
     let _frame_id = r.string(MAX_NAME_BYTES)?;
-    let mut slot = [u8::MAX; MAX_STATE_NAMES];
-    let at = r.position();
-    let names = r.u32()? as usize;
-    if names > MAX_STATE_NAMES {
-        return Err(DecodeError::TooLong {
-            field: "joint_names",
-            len: names,
-            max: MAX_STATE_NAMES,
-            at,
-        }
-        .into());
-    }
-    let mut seen = 0u64;
-    for entry in slot.iter_mut().take(names) {
-        let name = r.string(MAX_NAME_BYTES)?;
-        if let Some(j) = joints[..dof].iter().position(|n| n == name) {
-            if seen & (1 << j) != 0 {
-                return Err(StateReject::DuplicateJoint { joint: j });
-            }
-            seen |= 1 << j;
-            *entry = j as u8;
-        }
-    }
-    let all = if dof == 64 {
-        u64::MAX
-    } else {
-        (1u64 << dof) - 1
-    };
-    if seen != all {
-        let missing = (all & !seen).count_ones() as usize;
-        let first = (all & !seen).trailing_zeros() as usize;
-        return Err(StateReject::MissingJoints { missing, first });
-    }
-    let slot = &slot[..names];
+    let slots = read_names(&mut r, "joint_names", joints)?;
+    let (slot, names) = (slots.as_slice(), slots.len);
     let points = r.u32()? as usize;
     if points == 0 {
         return Err(DecodeError::WrongLength {

@@ -49,10 +49,6 @@ impl Node {
         &self.session
     }
 
-    pub fn domain(&self) -> u32 {
-        self.name.domain
-    }
-
     /// Declares the token of a subscription to `topic` (fully qualified) and returns it with
     /// the topic's data key. The caller subscribes to the data itself.
     pub fn subscription(
@@ -131,21 +127,6 @@ pub struct Publisher {
 impl Publisher {
     /// Puts one CDR payload (encapsulation header included).
     pub fn put(&mut self, payload: &[u8]) -> zenoh::Result<()> {
-        self.sequence_number += 1;
-        let attachment = Attachment {
-            sequence_number: self.sequence_number,
-            source_timestamp_ns: wire::system_time_ns(),
-            gid: self.gid,
-        }
-        .encode();
-        self.publisher
-            .put(payload)
-            .attachment(&attachment[..])
-            .wait()
-    }
-
-    /// Puts a payload already in a zenoh buffer (such as shared memory).
-    pub fn put_bytes(&mut self, payload: zenoh::bytes::ZBytes) -> zenoh::Result<()> {
         self.sequence_number += 1;
         let attachment = Attachment {
             sequence_number: self.sequence_number,

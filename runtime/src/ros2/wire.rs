@@ -61,11 +61,6 @@ pub const TYPES: [MsgType; 6] = [
 ];
 
 impl MsgType {
-    /// The type by its `pkg/msg/Type` name.
-    pub fn by_name(name: &str) -> Option<Self> {
-        TYPES.into_iter().find(|t| t.name == name)
-    }
-
     /// The DDS-style name rmw_zenoh puts in keys: `pkg::msg::dds_::Type_`.
     pub fn dds_name(&self) -> String {
         let (namespace, name) = self.name.rsplit_once('/').unwrap_or(("", self.name));
