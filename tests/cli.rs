@@ -1,6 +1,6 @@
 //! The `rlrt` binary end to end: run, demo and bench outputs as a user or a script sees them.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

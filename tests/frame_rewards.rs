@@ -9,7 +9,7 @@
 //! `tests/fixtures/classifier/make_classifier.py` (PyTorch); rlrt must match PyTorch's
 //! probabilities within 1e-5.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

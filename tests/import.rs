@@ -2,7 +2,7 @@
 //! by `cargo xtask setup`) in those projects' layouts, from episodes rlrt recorded: the
 //! imported dataset must hold the same episodes, value for value.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

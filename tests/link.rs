@@ -1,6 +1,6 @@
 //! The runtime and a simulated robot over real zenoh sessions on loopback (peer mode, TCP).
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};

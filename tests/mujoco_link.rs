@@ -2,7 +2,7 @@
 //! with cameras, lockstep determinism, ground-truth evaluation, and `rlrt sim` + `rlrt run`
 //! as two processes.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! record a small noisy dataset, train behaviour cloning and IQL for a few hundred steps,
 //! evaluate, load the checkpoint as the config's policy; plus the bad-input cases.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! a VLM teacher behind a local OpenAI-compatible endpoint, shown both frames as PNG images,
 //! its unusable replies counted and skipped; refusals that leave the labels written so far.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! with the standard library's `struct`, and follows them. `cargo xtask setup` installs the
 //! package into `.deps/python`.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};

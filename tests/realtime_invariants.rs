@@ -1,10 +1,9 @@
 //! Proves that ticks do not allocate, on the normal path and on every fault path, with a
 //! counting global allocator.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use rlrt_runtime::alloc_count::{self, CountingAllocator, TickScope};
 use rlrt_runtime::telemetry::telemetry_channel;
@@ -14,29 +13,24 @@ use rlrt_sim::LockstepPlant;
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// The allocation counter is global: run these tests one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 #[test]
 fn the_counter_sees_allocations_inside_ticks() {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let before = alloc_count::tick_allocations();
+    let before = alloc_count::this_thread_tick_allocations();
     {
         let _tick = TickScope::enter();
         let v: Vec<u64> = Vec::with_capacity(std::hint::black_box(64));
         std::hint::black_box(&v);
     }
     assert!(alloc_count::is_installed());
-    assert_eq!(alloc_count::tick_allocations() - before, 1);
+    assert_eq!(alloc_count::this_thread_tick_allocations() - before, 1);
     // Outside a tick nothing is counted.
     let v: Vec<u64> = Vec::with_capacity(std::hint::black_box(64));
     std::hint::black_box(&v);
-    assert_eq!(alloc_count::tick_allocations() - before, 1);
+    assert_eq!(alloc_count::this_thread_tick_allocations() - before, 1);
 }
 
 #[test]
 fn normal_ticks_with_telemetry_do_not_allocate() {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = common::shipped_config(
         "franka-panda.toml",
         &[("kind = \"hold\"", "kind = \"sine\"")],
@@ -55,7 +49,7 @@ fn normal_ticks_with_telemetry_do_not_allocate() {
             max_ticks: Some(100),
         },
     );
-    let before = alloc_count::tick_allocations();
+    let before = alloc_count::this_thread_tick_allocations();
     // Drain between batches so that the channel also sees the full/empty transitions.
     for _ in 0..20 {
         control.run(
@@ -67,7 +61,7 @@ fn normal_ticks_with_telemetry_do_not_allocate() {
         rx.drain(|_| {});
     }
     let report = control.report();
-    assert_eq!(alloc_count::tick_allocations() - before, 0);
+    assert_eq!(alloc_count::this_thread_tick_allocations() - before, 0);
     assert!(
         report.interventions.is_empty(),
         "{:?}",
@@ -108,7 +102,6 @@ impl Policy for Chaos {
 
 #[test]
 fn fault_paths_do_not_allocate() {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = common::shipped_config(
         "reach-arm-joint-space.toml",
         &[(
@@ -136,7 +129,7 @@ fn fault_paths_do_not_allocate() {
             max_ticks: Some(10),
         },
     );
-    let before = alloc_count::tick_allocations();
+    let before = alloc_count::this_thread_tick_allocations();
     control.run(
         &stop,
         RunLimit {
@@ -164,7 +157,7 @@ fn fault_paths_do_not_allocate() {
             max_ticks: Some(50),
         },
     );
-    assert_eq!(alloc_count::tick_allocations() - before, 0);
+    assert_eq!(alloc_count::this_thread_tick_allocations() - before, 0);
     let report = control.report();
     use rlrt_runtime::Cause;
     assert!(report.count(Cause::NonFiniteAction) > 0);
@@ -182,7 +175,6 @@ fn fault_paths_do_not_allocate() {
 #[test]
 fn trained_actor_ticks_do_not_allocate() {
     use rlrt_policies::checkpoint::{CheckpointPolicy, Normalisation};
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let config = common::shipped_config("reach-arm-joint-space.toml", &[]);
     let (inputs, outputs) = (config.observation.feature_len, config.action.len());
     // A 2x256 actor with seeded weights, copied out of burn into the batch-1 path.
@@ -226,13 +218,13 @@ fn trained_actor_ticks_do_not_allocate() {
             max_ticks: Some(10),
         },
     );
-    let before = alloc_count::tick_allocations();
+    let before = alloc_count::this_thread_tick_allocations();
     let report = control.run(
         &stop,
         RunLimit {
             max_ticks: Some(2000),
         },
     );
-    assert_eq!(alloc_count::tick_allocations() - before, 0);
+    assert_eq!(alloc_count::this_thread_tick_allocations() - before, 0);
     assert_eq!(report.fault_ticks, 0, "{:?}", report.interventions);
 }

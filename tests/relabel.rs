@@ -5,7 +5,7 @@
 //! recorded frame is scored and each step gets its newest frame's reward, checked against the
 //! same models run here frame by frame.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

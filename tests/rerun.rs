@@ -3,7 +3,7 @@
 //! value, and the camera frames it logged; a replay compares two reward programs on the
 //! same episodes; a run killed mid-way leaves a readable recording.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

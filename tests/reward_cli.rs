@@ -1,6 +1,6 @@
 //! `rlrt reward ...` and `rlrt bench reward-program` as a user runs them.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! The printed reward is checked against the VLM-RM formula evaluated on the unit embeddings
 //! that transformers computed for the same frame and prompts (reference.json).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! summaries reported, and a program edited during the run is checked and hot-swapped (a
 //! broken edit is rejected and the old version stays in service).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

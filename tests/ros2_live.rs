@@ -6,7 +6,7 @@
 //! liveliness tokens rlrt declared. Once with both as peers, once through a zenoh router with
 //! rlrt as its client; then with bad samples, an e-stop, and `/joint_states` going silent.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! serialisation (`rclpy.serialization`, from PyPI) decoding what rlrt encodes and encoding
 //! what rlrt decodes, field by field.
 
-mod common;
+use crate::common;
 
 use rlrt_runtime::config::{ActionMode, MAX_JOINTS};
 use rlrt_runtime::protocol::{self, ImageEncodingName, ImageView};

@@ -4,7 +4,7 @@
 //! unchanged; episodes are cut at the set length and continue one another; camera frames
 //! come with rows; the dataset relabels and trains; a second run continues the folder.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

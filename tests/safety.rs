@@ -2,7 +2,7 @@
 //! with the kinematic plant. Whatever the policy does, every published command must be
 //! finite, inside bounds and joint limits, and within the per-tick change limit.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

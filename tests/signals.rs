@@ -1,8 +1,7 @@
 //! Ctrl-C (SIGINT): a control loop stops at the end of its tick and still reports; a command
 //! without a loop (training, benchmarks) ends at once instead of ignoring the signal.
-#![cfg(unix)]
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -5,7 +5,7 @@
 //! right authority is driven; one from another authority, or with a name the access control
 //! does not list, never gets through.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! hand-written hw-config, trained on with held-out diagnostics, evaluated offline, exported
 //! to ONNX and run back in Gymnasium by an evaluator that knows nothing of rlrt.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -4,7 +4,6 @@
 //! first update's losses within 1e-3 (relative), and a hundred updates later within 5%. The
 //! first bound is not 1e-5: on an H100 the first value loss differed by 1.3e-4 relative
 //! (cubecl's f32 matrix products round differently from the CPU's; seen 2026-11-27).
-#![cfg(feature = "cuda")]
 
 use rlrt_policies::iql::{cpu, CpuBackend, CudaBackend, IqlConfig, Learner, Replay};
 

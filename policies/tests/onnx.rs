@@ -1,11 +1,8 @@
 //! ONNX policies through ONNX Runtime (feature `onnx`): a PyTorch-exported MLP gives
 //! PyTorch's outputs within 1e-5; an rlrt actor exported to ONNX gives the checkpoint path's
 //! outputs within 1e-5; bad models are refused at load with what is wrong.
-#![cfg(feature = "onnx")]
 
-mod common;
-
-use common::{fixture, max_difference_from_pytorch, random_actor};
+use crate::common::{fixture, max_difference_from_pytorch, random_actor};
 use rlrt_policies::checkpoint::CheckpointPolicy;
 use rlrt_policies::onnx::OnnxPolicy;
 use rlrt_policies::onnx_export::export_actor;

@@ -2,13 +2,10 @@
 //! PyTorch's outputs within 1e-5; an rlrt actor exported to TorchScript gives the checkpoint
 //! path's outputs within 1e-5 and agrees with its ONNX export; bad modules are refused at
 //! load with what is wrong.
-#![cfg(feature = "tch")]
-
-mod common;
 
 use std::path::Path;
 
-use common::{fixture, max_difference_from_pytorch, random_actor};
+use crate::common::{fixture, max_difference_from_pytorch, random_actor};
 use rlrt_policies::checkpoint::CheckpointPolicy;
 use rlrt_policies::torchscript::{export_actor, TorchScriptPolicy};
 use rlrt_runtime::rng::uniform;

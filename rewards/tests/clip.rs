@@ -5,11 +5,9 @@
 //! paths: a missing tensor, a tensor of the wrong shape, an empty prompt, a frame of the wrong
 //! size.
 
-mod common;
-
 use std::path::Path;
 
-use common::{fixtures, floats, max_abs_diff, read_png, reference};
+use crate::common::{fixtures, floats, max_abs_diff, read_png, reference};
 use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipError, ClipModel, Resize, Rgb8};
 

@@ -2,11 +2,8 @@
 //! feature, which CI never enables). The same transformers fixtures as `clip.rs`, through
 //! `ClipEngine` as the runtime uses it: f32 within a TF32 bound, f16 within a half-precision
 //! bound. The 1e-4 in f32 is checked on the CPU (`clip.rs`).
-#![cfg(feature = "cuda")]
 
-mod common;
-
-use common::{fixtures, floats, max_abs_diff, read_png, reference};
+use crate::common::{fixtures, floats, max_abs_diff, read_png, reference};
 use rlrt_rewards::clip::preprocess::{normalise, resize_frame};
 use rlrt_rewards::clip::{ClipEngine, Resize, Rgb8};
 use rlrt_runtime::compute::{ComputeDevice, Precision};

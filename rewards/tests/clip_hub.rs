@@ -2,14 +2,12 @@
 //! layout, then loaded from the cache with no network. The endpoint is a small HTTP server in
 //! this test serving the transformers fixtures the way the Hub's `resolve/main` URLs do.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{fixtures, floats, max_abs_diff, reference};
+use crate::common::{fixtures, floats, max_abs_diff, reference};
 use rlrt_rewards::clip::{hub, ClipModel, CpuBackend};
 
 /// Serves `/<owner>/<name>/resolve/main/<file>` from the fixtures folder with an

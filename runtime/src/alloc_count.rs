@@ -14,6 +14,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static IN_TICK: Cell<bool> = const { Cell::new(false) };
+    static THREAD_TICK_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The system allocator plus a counter of allocations made inside ticks.
@@ -25,6 +26,7 @@ impl CountingAllocator {
         INSTALLED.store(true, Ordering::Relaxed);
         if IN_TICK.try_with(Cell::get).unwrap_or(false) {
             TICK_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            let _ = THREAD_TICK_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
         }
     }
 }
@@ -61,6 +63,12 @@ pub fn is_installed() -> bool {
 /// Allocations made inside ticks so far, on all threads.
 pub fn tick_allocations() -> u64 {
     TICK_ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Allocations made inside ticks so far on the calling thread only: what a test that runs a
+/// loop on its own thread reads, undisturbed by loops other tests run beside it.
+pub fn this_thread_tick_allocations() -> u64 {
+    THREAD_TICK_ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Marks the current thread as inside a tick until dropped.

@@ -4,7 +4,6 @@
 //! bindings of the same MuJoCo version (`sim/tests/python/gymnasium_replay.py`, run with
 //! `.deps/python` from `cargo xtask setup`). Also: reset distributions, episode lengths and
 //! configs that do not fit a Gymnasium task.
-#![cfg(feature = "mujoco")]
 
 use std::io::Write;
 use std::process::{Command as Process, Stdio};
@@ -16,9 +15,7 @@ use rlrt_sim::mujoco::task::TaskSource;
 use rlrt_sim::mujoco::MujocoSim;
 use rlrt_sim::Plant;
 
-mod common;
-
-use common::{config, sim, workspace};
+use crate::common::{config, sim, workspace};
 
 fn observation(config: &RobotConfig, plant: &impl Plant) -> Vec<f64> {
     let mut o = Observation::empty(config.dof(), config.observation.sensor_values);

@@ -1,6 +1,5 @@
 //! The MuJoCo tasks against real MuJoCo: loading, seeded resets, the end-effector
 //! controller, ground-truth success, offscreen rendering, determinism and bad task files.
-#![cfg(feature = "mujoco")]
 
 use rlrt_runtime::config::ActionMode;
 use rlrt_runtime::{Command, Observation, RobotConfig};
@@ -8,9 +7,7 @@ use rlrt_sim::mujoco::task::TaskSource;
 use rlrt_sim::mujoco::MujocoSim;
 use rlrt_sim::Plant;
 
-mod common;
-
-use common::{config, sim, workspace};
+use crate::common::{config, sim, workspace};
 
 fn observe(config: &RobotConfig, plant: &impl Plant) -> Observation {
     let mut o = Observation::empty(config.dof(), config.observation.sensor_values);

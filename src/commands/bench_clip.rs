@@ -24,23 +24,40 @@ use rlrt_rewards::clip::{ClipBackend, ClipConfig, Preset};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 
+/// `rlrt bench clip`: image-embedding latency of a randomly initialised CLIP ViT-B/32 at batch 1
+/// and a larger batch: burn Flex on the CPU at one thread and at --threads, or burn CUDA with
+/// --device cuda; against PyTorch's transformers CLIP of the same config (CPU threads, or the
+/// same GPU eager and from a CUDA graph) when python3 can import torch and transformers.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchClipArgs {
     /// Timed calls at batch 1 (after the warm-up calls).
+    #[arg(long, default_value_t = 20)]
     pub calls: usize,
     /// Timed calls at the larger batch.
+    #[arg(long, default_value_t = 5)]
     pub batch_calls: usize,
     /// The larger batch (default 16 on the CPU, 64 on CUDA).
+    #[arg(long)]
     pub batch: Option<usize>,
+    /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
     pub device: ComputeDevice,
     /// CPU thread counts rlrt and PyTorch are timed at (each on a pool of its own); the last
-    /// is the headline.
+    /// is the headline. Empty: one thread and every thread of the global pool.
+    #[arg(skip)]
     pub threads: Vec<usize>,
-    /// Default f32 on the CPU, f16 on CUDA.
+    /// f32 or f16 (default f32 on the CPU, f16 on CUDA).
+    #[arg(long)]
     pub precision: Option<Precision>,
+    /// Skip the PyTorch peer.
+    #[arg(long)]
     pub no_peer: bool,
-    /// On CUDA, burn's backend without its fusion layer.
+    /// With --device cuda: burn's CUDA backend without its fusion layer (each operation
+    /// its own kernel).
+    #[arg(long)]
     pub no_fusion: bool,
     /// Added to PYTHONPATH for the PyTorch peer.
+    #[arg(long)]
     pub python_path: Option<PathBuf>,
 }
 
@@ -296,6 +313,10 @@ fn series(value: &serde_json::Value) -> Vec<f64> {
 }
 
 pub fn run(args: &BenchClipArgs) -> anyhow::Result<BenchReport> {
+    let args = &BenchClipArgs {
+        threads: super::bench::default_thread_counts(&args.threads),
+        ..args.clone()
+    };
     anyhow::ensure!(
         args.calls > 0 && args.batch_calls > 0,
         "--calls and --batch-calls must be above zero"

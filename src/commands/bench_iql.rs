@@ -28,23 +28,45 @@ use rlrt_runtime::compute::ComputeDevice;
 
 use super::train::run_updates;
 
+/// `rlrt bench iql`: IQL update steps per second at batch 256 through `rlrt train`'s own update
+/// loop: burn Flex on the CPU at one thread and at --threads (default all cores), or burn CUDA
+/// with --device cuda; against the same update in PyTorch eager (same thread counts) and JAX
+/// jit when python3 can import them.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchIqlArgs {
+    #[arg(long, default_value_t = 17)]
     pub observations: usize,
+    #[arg(long, default_value_t = 6)]
     pub actions: usize,
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
     pub hidden: Vec<usize>,
+    #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Timed update steps per run (after a tenth as many warm-up steps).
+    #[arg(long, default_value_t = 1000)]
     pub steps: usize,
-    /// Losses are read back every this many steps.
+    /// Read the losses back every this many steps (a synchronisation on a GPU), in rlrt
+    /// and the peers alike (`rlrt train` reads them every 100).
+    #[arg(long, default_value_t = 100)]
     pub readback_every: usize,
+    /// cpu, cuda or cuda:N (CUDA needs rlrt built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
     pub device: ComputeDevice,
     /// CPU thread counts rlrt is timed at, each on a pool of its own (the peers run at one
-    /// thread and at the largest of these).
+    /// thread and at the largest of these). Empty: one thread and every thread of the global
+    /// pool.
+    #[arg(skip)]
     pub threads: Vec<usize>,
+    /// Skip the peers.
+    #[arg(long)]
     pub no_peer: bool,
-    /// On CUDA, burn's backend without its fusion layer.
+    /// With --device cuda: burn's CUDA backend without its fusion layer (each operation
+    /// its own kernel).
+    #[arg(long)]
     pub no_fusion: bool,
-    /// Added to PYTHONPATH for the peers (default `.deps/python`).
+    /// Where the peers find torch (and jax, optax): added to PYTHONPATH; default
+    /// .deps/python, which has no torch: pip install torch elsewhere and point here.
+    #[arg(long)]
     pub python_path: Option<PathBuf>,
 }
 
@@ -356,6 +378,10 @@ fn run_peer(
 }
 
 pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
+    let args = &BenchIqlArgs {
+        threads: super::bench::default_thread_counts(&args.threads),
+        ..args.clone()
+    };
     anyhow::ensure!(
         args.steps >= 10 && args.batch > 0 && args.observations > 0 && args.actions > 0,
         "--steps must be at least 10, and --batch, --observations and --actions above zero"

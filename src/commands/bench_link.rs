@@ -28,11 +28,20 @@ use crate::loopback::{free_port, loopback_configs, serve_mujoco};
 const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm-joint-space.toml");
 const REACH_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 
-#[derive(Clone, Debug)]
+/// `rlrt bench link`: observation-to-command round trip through zenoh on loopback (against
+/// zenoh's own ping-pong, and over a ros2 link), and the lockstep step rate of runtime plus
+/// simulator over the link.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchLinkArgs {
+    /// Round trips measured (after 200 warm-up ones).
+    #[arg(long, default_value_t = 5000)]
     pub round_trips: u32,
-    /// Camera frames timed per size and transport.
+    /// Camera frames timed per size (84x84, 640x480) and transport (zenoh shared memory,
+    /// bytes).
+    #[arg(long, default_value_t = 300)]
     pub frames: usize,
+    /// Seconds of lockstep stepping to measure.
+    #[arg(long, default_value_t = 3.0)]
     pub lockstep_seconds: f64,
 }
 

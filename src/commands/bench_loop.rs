@@ -22,14 +22,28 @@ const DEFAULT_CONFIG_TEXT: &str = include_str!("../../hw-configs/franka-panda.to
 const DEFAULT_CONFIG_PATH: &str = "hw-configs/franka-panda.toml";
 const WARMUP_S: f64 = 0.5;
 
-#[derive(Clone, Debug)]
+/// `rlrt bench loop`: tick punctuality of the control loop against a sleep-until-deadline loop.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchLoopArgs {
+    #[arg(long, default_value_t = 1000.0)]
     pub rate_hz: f64,
+    /// Seconds measured for rlrt's loop (after a 0.5 s warm-up).
+    #[arg(long, default_value_t = 20.0)]
     pub seconds: f64,
+    /// Seconds measured for the peer loop.
+    #[arg(long, default_value_t = 5.0)]
     pub peer_seconds: f64,
+    /// hw-config to benchmark (default: the built-in Franka Panda, sine policy).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Pin the control thread to this CPU.
+    #[arg(long)]
     pub cpu_core: Option<usize>,
+    /// SCHED_FIFO priority (1-99) for the control thread.
+    #[arg(long)]
     pub realtime_priority: Option<i32>,
+    /// Spin this long before each deadline instead of sleeping (default 200 us).
+    #[arg(long)]
     pub spin_us: Option<f64>,
 }
 

@@ -27,12 +27,24 @@ use rlrt_runtime::bench::{BenchReport, Metric};
 use rlrt_runtime::compare::max_abs_difference;
 use rlrt_runtime::Policy;
 
+/// `rlrt bench policy`: per-call latency of a trained actor at batch 1: the tick's path (plain
+/// arrays, no allocation) against burn's own forward pass on the same weights, and the ONNX,
+/// TorchScript and PyTorch peers.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchPolicyArgs {
+    #[arg(long, default_value_t = 17)]
     pub inputs: usize,
+    #[arg(long, default_value_t = 6)]
     pub outputs: usize,
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
     pub hidden: Vec<usize>,
+    /// Timed calls per path (after a tenth as many warm-up calls).
+    #[arg(long, default_value_t = 20_000)]
     pub calls: usize,
-    /// Added to PYTHONPATH for the Python peers (default `.deps/python`).
+    /// Where the Python peers find torch and onnxruntime (added to PYTHONPATH; default
+    /// .deps/python, which has onnxruntime but not torch: pip install torch elsewhere
+    /// and point here to measure PyTorch eager).
+    #[arg(long)]
     pub python_path: Option<PathBuf>,
 }
 

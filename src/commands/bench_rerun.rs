@@ -12,25 +12,37 @@ use std::path::PathBuf;
 
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 
-use super::run::{run_config, Robot, RunArgs, RunOutcome};
+use super::run::{run_config, RunArgs, RunOutcome};
 use crate::rerun_log::Destination;
 
 const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 const CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
 
-#[derive(Clone, Debug)]
+/// `rlrt bench rerun`: tick jitter with everything logged to rerun against the same run without
+/// rerun: the reach arm in MuJoCo over loopback zenoh, its reward program and one camera.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchRerunArgs {
+    #[arg(long, default_value_t = 500.0)]
     pub rate_hz: f64,
+    #[arg(long, default_value_t = 30.0)]
     pub camera_hz: f64,
+    /// Camera width and height, pixels.
+    #[arg(long, default_value_t = 84)]
     pub camera_size: u32,
+    /// Seconds of each run.
+    #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Rounds of (off, on).
+    /// Rounds of (off, on); medians over rounds are reported.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Pin the control thread to this core.
+    #[arg(long)]
     pub cpu_core: Option<usize>,
-    /// Run the control thread under SCHED_FIFO at this priority.
+    /// Run the control thread under SCHED_FIFO at this priority (needs the privilege).
+    #[arg(long)]
     pub realtime_priority: Option<i32>,
-    /// Where the measured recording is written (a temporary file when absent).
+    /// Keep the recording of the logged run here (a temporary file when absent).
+    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
@@ -108,13 +120,15 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
         config: PathBuf::from(CONFIG_PATH),
         seconds: Some(args.seconds),
         ticks: None,
-        robot: Robot::Sim,
+        sim: true,
+        kinematic: false,
         lockstep: false,
         seed: 0,
         plant_rate_hz: None,
-        wait_s: 10.0,
+        wait_seconds: 10.0,
         rerun: None,
         record: None,
+        episode_seconds: 30.0,
     };
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {

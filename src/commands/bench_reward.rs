@@ -73,11 +73,15 @@ print(json.dumps({
 }))
 "#;
 
-#[derive(Clone, Debug)]
+/// `rlrt bench reward-program`: evaluations per second and per-call latency of the reach reward
+/// program, against the same reward in Python with numpy.
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchRewardArgs {
-    /// Timed calls for each of the two measurements (throughput, latency).
+    /// Timed calls (for the throughput and again for the latency measurement).
+    #[arg(long, default_value_t = 100_000)]
     pub calls: usize,
     /// Skip the Python peer.
+    #[arg(long)]
     pub no_peer: bool,
 }
 

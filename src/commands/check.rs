@@ -39,3 +39,20 @@ pub fn run(files: &[PathBuf]) -> usize {
     }
     invalid
 }
+
+/// `rlrt check`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckArgs {
+    /// hw-config TOML files (see hw-configs/REFERENCE.toml for every key).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `rlrt check`: exit code 0 when every file is valid, 2 when any is not.
+pub fn execute(args: CheckArgs) -> anyhow::Result<super::Exit> {
+    Ok(if run(&args.files) == 0 {
+        super::Exit::Success
+    } else {
+        super::Exit::InvalidConfig
+    })
+}

@@ -31,18 +31,28 @@ use crate::telemetry_hub::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
 const DEFAULT_CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 
-#[derive(Clone, Debug)]
+/// `rlrt demo`: the MuJoCo reach task over loopback zenoh, driven by the scripted controller.
+#[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
+    /// Another hw-config (with a [sim] table) instead of the built-in reach arm.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
     pub episodes: u32,
-    /// Episode length; the task's own suggestion when absent.
+    /// Episode length (default: the task's episode_seconds).
+    #[arg(long)]
     pub episode_seconds: Option<f64>,
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// How long the simulator stays away in the middle episode (0: no outage).
+    /// How long the simulator stays killed in the middle episode (0: never killed).
+    #[arg(long, default_value_t = 300.0)]
     pub dropout_ms: f64,
-    /// Render the config's cameras (off: no EGL needed).
-    pub cameras: bool,
-    /// Log everything to rerun (`--rerun`).
+    /// Do not render the cameras (no EGL needed).
+    #[arg(long)]
+    pub no_cameras: bool,
+    /// Log frames, joints, actions, every reward term, safety events and timing to rerun:
+    /// save=<file.rrd>, spawn (start a viewer) or connect[=<host:port>].
+    #[arg(long, value_name = "DESTINATION")]
     pub rerun: Option<Destination>,
 }
 
@@ -151,7 +161,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
     let mode = ServeMode::FreeRun {
         rate_hz: config.control_rate_hz,
     };
-    let start_sim = |seed: u64| serve_mujoco(&sim_session, &robot_config, seed, mode, args.cameras);
+    let start_sim =
+        |seed: u64| serve_mujoco(&sim_session, &robot_config, seed, mode, !args.no_cameras);
     let mut sim = Some(start_sim(args.seed)?);
     let episode_seconds = match args.episode_seconds {
         Some(s) => s,
@@ -379,4 +390,12 @@ impl std::fmt::Display for DemoOutcome {
         }
         Ok(())
     }
+}
+
+/// `rlrt demo`: runs the episodes and prints the outcome; exit code 3 unless it passed.
+pub fn execute(args: DemoArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    crate::signals::stop_flag();
+    let outcome = run(&args)?;
+    output.print(&outcome)?;
+    Ok(super::Exit::run_failed_unless(outcome.passed()))
 }

@@ -11,9 +11,13 @@ use rlrt_policies::onnx::OnnxPolicy;
 use rlrt_policies::onnx_export::export_actor;
 use rlrt_runtime::Policy;
 
-#[derive(Clone, Debug)]
+/// `rlrt export onnx` and `rlrt export torchscript`.
+#[derive(clap::Args, Clone, Debug)]
 pub struct ExportArgs {
+    /// The checkpoint folder (`rlrt train --out`).
     pub checkpoint: PathBuf,
+    /// The file to write (.onnx or .pt).
+    #[arg(long)]
     pub out: PathBuf,
 }
 
@@ -174,4 +178,45 @@ fn outcome(
         max_abs_difference,
         check,
     }
+}
+
+/// `rlrt export`: a trained actor for other runtimes, or a dataset for LeRobot.
+#[derive(clap::Subcommand)]
+pub enum Export {
+    /// An `rlrt train` checkpoint's actor as one ONNX graph (normalisation, network, tanh,
+    /// scaling to the action bounds), checked with ONNX Runtime against the checkpoint.
+    Onnx {
+        #[command(flatten)]
+        args: ExportArgs,
+        #[command(flatten)]
+        output: super::Output,
+    },
+    /// An `rlrt train` checkpoint's actor as a TorchScript module traced by libtorch (the
+    /// same graph as `export onnx`), checked with libtorch against the checkpoint. Needs rlrt
+    /// built with the `tch` feature.
+    Torchscript {
+        #[command(flatten)]
+        args: ExportArgs,
+        #[command(flatten)]
+        output: super::Output,
+    },
+    /// An rlrt dataset (`rlrt record`, `rlrt import`) in LeRobot's dataset layout v3.0:
+    /// parquet steps (state, action, reward, done flags, and rgb8/mono8 camera frames as PNG
+    /// images), info, stats, tasks and episodes metadata. Depth cameras are not exported.
+    Lerobot {
+        #[command(flatten)]
+        args: super::lerobot::LeRobotArgs,
+        #[command(flatten)]
+        output: super::Output,
+    },
+}
+
+/// `rlrt export ...`: writes the export and prints what was written.
+pub fn execute(export: Export) -> anyhow::Result<super::Exit> {
+    match export {
+        Export::Onnx { args, output } => output.print(&onnx(&args)?)?,
+        Export::Torchscript { args, output } => output.print(&torchscript(&args)?)?,
+        Export::Lerobot { args, output } => output.print(&super::lerobot::export(&args)?)?,
+    }
+    Ok(super::Exit::Success)
 }

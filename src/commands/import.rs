@@ -34,12 +34,19 @@ pub enum Layout {
     D4rl,
 }
 
+/// `rlrt import`: a Minari or D4RL dataset as an rlrt dataset.
+#[derive(clap::Args, Clone, Debug)]
 pub struct ImportArgs {
-    /// A Minari dataset folder or HDF5 file, or a D4RL HDF5 file.
+    /// Minari dataset folder (data/main_data.hdf5) or HDF5 file; D4RL HDF5 file.
     pub source: PathBuf,
-    /// The hw-config describing the observations and actions; `None`: one written from the
-    /// dataset's own description ([`derived_config`]).
+    /// The hw-config describing the observations and actions (stored with the dataset).
+    /// Without it, one is written from the dataset's own description of its spaces
+    /// (Minari's metadata: a Box action space's bounds, the observation length); see
+    /// [`derived_config`].
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The rlrt dataset folder to write.
+    #[arg(long)]
     pub out: PathBuf,
 }
 
@@ -618,4 +625,10 @@ pub fn derived_config(file_path: &Path, file: &hdf5::File) -> anyhow::Result<Der
         list(&action.high)
     );
     Ok(DerivedConfig { text, from })
+}
+
+/// `rlrt import`: converts and prints what was written.
+pub fn execute(args: ImportArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    output.print(&run(&args)?)?;
+    Ok(super::Exit::Success)
 }

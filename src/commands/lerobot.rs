@@ -43,11 +43,16 @@ pub const CODEBASE_VERSION: &str = "v3.0";
 const CHUNKS_SIZE: usize = 1000;
 const DATA_FILE_MB: usize = 100;
 
-#[derive(Clone, Debug)]
+/// `rlrt export lerobot`.
+#[derive(clap::Args, Clone, Debug)]
 pub struct LeRobotArgs {
+    /// The dataset folder.
     pub data: PathBuf,
+    /// The folder to write (must not hold a LeRobot dataset yet).
+    #[arg(long)]
     pub out: PathBuf,
-    /// The task sentence of every episode (default: the robot's name from the config).
+    /// The task sentence of every episode (default: the robot's name in the config).
+    #[arg(long)]
     pub task: Option<String>,
 }
 

@@ -1,5 +1,6 @@
 //! One module per `rlrt` command.
 
+pub mod bench;
 pub mod bench_clip;
 pub mod bench_iql;
 pub mod bench_link;
@@ -25,6 +26,109 @@ pub mod train_classifier;
 use std::path::Path;
 
 use rlrt_runtime::config::{self, ConfigError};
+
+/// How a command ended, for its exit code (errors are mapped by [`error_exit_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Success,
+    /// 2: a config, program or model the user must fix.
+    InvalidConfig,
+    /// 3: a run that ended unsafely or failed its own checks.
+    RunFailed,
+    /// 130 (128 + SIGINT), as a shell reports a command Ctrl-C stopped.
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::InvalidConfig => crate::EXIT_INVALID_CONFIG as u8,
+            Exit::RunFailed => crate::EXIT_RUN_FAILED as u8,
+            Exit::Interrupted => 130,
+        }
+    }
+
+    /// `Success` when `ok`, else `RunFailed`.
+    pub fn run_failed_unless(ok: bool) -> Self {
+        if ok {
+            Exit::Success
+        } else {
+            Exit::RunFailed
+        }
+    }
+}
+
+/// The one mapping of errors to exit codes: 2 for input the user must fix (a config, a reward
+/// program, a CLIP model folder, a language model's rejected program), 1 for anything else.
+pub fn error_exit_code(error: &anyhow::Error) -> u8 {
+    use rlrt_rewards::program::generate::GenerateError;
+    let users_input = error.downcast_ref::<ConfigError>().is_some()
+        || error
+            .downcast_ref::<rlrt_rewards::program::ProgramError>()
+            .is_some()
+        || error
+            .downcast_ref::<rlrt_rewards::clip::ClipError>()
+            .is_some()
+        || matches!(
+            error.downcast_ref::<GenerateError>(),
+            Some(GenerateError::Rejected { .. })
+        );
+    if users_input {
+        Exit::InvalidConfig.code()
+    } else {
+        1
+    }
+}
+
+/// `--json` of a command: its outcome as one JSON object on stdout instead of text.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Output {
+    /// Print the outcome as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Output {
+    /// A command's outcome: JSON on one line with `--json`, else its text form.
+    pub fn print(
+        self,
+        outcome: &(impl serde::Serialize + std::fmt::Display),
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(outcome)?);
+        } else {
+            print!("{outcome}");
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar over `len` steps that clears itself when dropped.
+pub(crate) struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    pub(crate) fn new(len: usize) -> Self {
+        Self(indicatif::ProgressBar::new(len as u64))
+    }
+
+    pub(crate) fn set(&self, done: usize) {
+        self.0.set_position(done as u64);
+    }
+
+    /// Position `epoch` with its loss.
+    pub(crate) fn epoch(&self, epoch: usize, loss: f64) {
+        self.0.set_position(epoch as u64);
+        self.0.set_message(format!("loss {loss:.4}"));
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
 
 /// The error of a `--device cuda` in an rlrt built without the `cuda` feature.
 pub fn no_cuda() -> anyhow::Error {

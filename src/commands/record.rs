@@ -10,14 +10,45 @@ use rlrt_runtime::RobotConfig;
 
 use crate::rollout::{EpisodeRunner, Evaluation, Exploration};
 
+/// `rlrt record`: seeded episodes of a config's sim task as an rlrt dataset.
+#[derive(clap::Args, Clone, Debug)]
 pub struct RecordArgs {
+    /// The hw-config file (needs a [sim] table).
     pub config: PathBuf,
+    #[arg(long, default_value_t = 50)]
     pub episodes: usize,
-    pub exploration: Exploration,
+    /// Standard deviation of the Gaussian noise added to each action value (action
+    /// units, such as m for ee_delta).
+    #[arg(long, default_value_t = 0.0)]
+    pub noise_std: f64,
+    /// Uniformly random actions within the action bounds instead of the policy.
+    #[arg(long, conflicts_with = "noise_std")]
+    pub uniform: bool,
+    /// Episode i resets with seed + i (numbering continues in an existing dataset).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The dataset folder (created, or continued if it holds a matching dataset).
+    #[arg(long)]
     pub out: PathBuf,
-    /// Also record every camera of the config (rendered offscreen), with success labels.
+    /// Also record every camera of the config, rendered offscreen at its rate, each frame
+    /// with the task's ground-truth success (labels for `rlrt reward train-classifier`).
+    #[arg(long)]
     pub frames: bool,
+}
+
+impl RecordArgs {
+    /// The behaviour policy's exploration the flags choose.
+    pub fn exploration(&self) -> Exploration {
+        if self.uniform {
+            Exploration::Uniform
+        } else if self.noise_std > 0.0 {
+            Exploration::Gaussian {
+                std: self.noise_std,
+            }
+        } else {
+            Exploration::None
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -88,7 +119,7 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
     } else {
         EpisodeRunner::new(&config)?
     };
-    let controller = match args.exploration {
+    let controller = match args.exploration() {
         Exploration::None => policy.name().to_owned(),
         Exploration::Gaussian { std } => format!("{} + gaussian(std {std})", policy.name()),
         Exploration::Uniform => "uniform random".to_owned(),
@@ -111,7 +142,7 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
         let index = (first + i) as u64;
         let episode = runner.run(
             policy.as_mut(),
-            args.exploration,
+            args.exploration(),
             args.seed.wrapping_add(index),
             args.seed.wrapping_mul(31).wrapping_add(index),
         )?;
@@ -130,4 +161,13 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
         episodes_in_dataset: writer.episodes(),
         behaviour: Evaluation::of(&episodes, runner.has_success_test()),
     })
+}
+
+/// `rlrt record`: records with a progress bar, then prints what was written.
+pub fn execute(args: RecordArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    let progress = super::Progress::new(args.episodes);
+    let outcome = run(&args, |done| progress.set(done))?;
+    drop(progress);
+    output.print(&outcome)?;
+    Ok(super::Exit::Success)
 }

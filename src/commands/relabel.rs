@@ -59,16 +59,59 @@ const MODEL_SOURCE: &str = "model";
 /// Steps listed as where an ensemble's members disagree most.
 const MOST_DISAGREED: usize = 5;
 
-#[derive(Clone, Debug)]
+/// `rlrt relabel`: a dataset written again with its rewards from another source.
+#[derive(clap::Args, Clone, Debug)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .multiple(true)
+        .args(["program", "reward", "model"])
+))]
 pub struct RelabelArgs {
+    /// The dataset folder (`rlrt record`, `rlrt import`).
     pub data: PathBuf,
-    /// One reward, or with `ensemble` two or more.
-    pub rewards: Vec<RewardChoice>,
-    /// How several rewards are combined, each standardised over the dataset's steps first.
+    /// A reward program file (checked against the dataset's config before it runs).
+    /// Repeatable, with --ensemble.
+    #[arg(long)]
+    pub program: Vec<PathBuf>,
+    /// A `[[rewards]]` source of the config by name: program, clip, classifier or
+    /// preference_model. Repeatable, with --ensemble.
+    #[arg(long)]
+    pub reward: Vec<String>,
+    /// An ONNX reward model (such as `rlrt reward train-preferences` writes) scoring the
+    /// recorded frames of --camera, as a `preference_model` source would: no config
+    /// edit needed. Repeatable, with --ensemble.
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// The camera --model scores (default: the dataset's only camera).
+    #[arg(long, requires = "model")]
+    pub camera: Option<String>,
+    /// Combine several rewards (the --program, --reward and --model given, in that
+    /// order), each standardised over the dataset's steps first: mean, min,
+    /// mean-minus-std[:K] (K standard deviations across members, default 1) or
+    /// and[:REFERENCE] (the sum of log-sigmoid(r - REFERENCE), default 0). Reports
+    /// where the members disagree.
+    #[arg(long, value_name = "HOW")]
     pub ensemble: Option<Aggregate>,
+    /// The new dataset's folder (must not exist or be empty).
+    #[arg(long)]
     pub out: PathBuf,
     /// Read the dataset with this hw-config instead of the one saved with it.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+impl RelabelArgs {
+    /// The rewards asked for, in order: programs, the config's sources, then models.
+    pub fn rewards(&self) -> Vec<RewardChoice> {
+        let programs = self.program.iter().cloned().map(RewardChoice::Program);
+        let sources = self.reward.iter().cloned().map(RewardChoice::Source);
+        let models = self.model.iter().map(|path| RewardChoice::Model {
+            path: path.clone(),
+            camera: self.camera.clone(),
+        });
+        programs.chain(sources).chain(models).collect()
+    }
 }
 
 /// One reward term over the relabelled steps (program) or scored frames (CLIP, classifier).
@@ -349,7 +392,8 @@ impl TermStats {
 }
 
 pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
-    match (args.rewards.len(), args.ensemble) {
+    let rewards = args.rewards();
+    match (rewards.len(), args.ensemble) {
         (0, _) => anyhow::bail!("name a reward: --program, --reward or --model"),
         (1, Some(how)) => anyhow::bail!(
             "--ensemble {how} combines several rewards; name two or more (--program, \
@@ -379,9 +423,9 @@ pub fn relabel(args: &RelabelArgs) -> anyhow::Result<RelabelOutcome> {
     let dataset = Dataset::open(&args.data)?;
     let (mut config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
     // Score every step before writing anything.
-    let mut members = Vec::with_capacity(args.rewards.len());
+    let mut members = Vec::with_capacity(rewards.len());
     let mut models = 0;
-    for choice in &args.rewards {
+    for choice in &rewards {
         members.push(score_choice(
             args,
             &dataset,
@@ -830,4 +874,10 @@ fn score_frames(
         terms_over: "frames",
         terms: stats.summaries(),
     })
+}
+
+/// `rlrt relabel`: writes the relabelled dataset and prints the rewards' summary.
+pub fn execute(args: RelabelArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    output.print(&relabel(&args)?)?;
+    Ok(super::Exit::Success)
 }

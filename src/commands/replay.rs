@@ -21,15 +21,23 @@ use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
 use crate::rerun_log::{Destination, Event, RerunLogger, RerunSummary, WallTime};
 
-#[derive(Clone, Debug)]
+/// `rlrt replay`: a recorded dataset into rerun with its rewards recomputed.
+#[derive(clap::Args, Clone, Debug)]
 pub struct ReplayArgs {
+    /// The dataset folder.
     pub data: PathBuf,
-    /// Use this hw-config instead of the one saved in the dataset.
+    /// Use this hw-config instead of the one saved with the dataset.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// `(name, program file)`; the config's own reward programs when empty.
+    /// A reward program to score the episodes with, as NAME=FILE (repeat to compare
+    /// several); default: the reward programs of the dataset's config.
+    #[arg(long = "program", value_name = "NAME=FILE", value_parser = parse_named_program)]
     pub programs: Vec<(String, PathBuf)>,
-    /// At most this many episodes (all when absent).
+    /// Replay at most this many episodes.
+    #[arg(long)]
     pub episodes: Option<usize>,
+    /// Where the recording goes: save=<file.rrd>, spawn or connect[=<host:port>].
+    #[arg(long, value_name = "DESTINATION")]
     pub rerun: Destination,
 }
 
@@ -340,4 +348,22 @@ pub(crate) fn mean_where(returns: &[f64], successes: &[bool], want: Option<bool>
 /// True while the rerun queue is more than half full.
 fn handle_backlog(handle: &crate::rerun_log::RerunHandle) -> bool {
     handle.backlog() > crate::rerun_log::DEFAULT_QUEUE_LEN / 2
+}
+
+/// `NAME=FILE` of `rlrt replay --program`.
+fn parse_named_program(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "--program {s:?}: expected NAME=FILE, such as reach=rewards/programs/reach.rhai"
+        )),
+    }
+}
+
+/// `rlrt replay`: replays and prints what went to rerun.
+pub fn execute(args: ReplayArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    output.print(&replay(&args)?)?;
+    Ok(super::Exit::Success)
 }

@@ -40,21 +40,80 @@ pub enum Robot {
     Kinematic,
 }
 
-#[derive(Clone, Debug)]
+/// `rlrt run`: a robot config's policy in the control loop.
+#[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
+    /// The hw-config file.
     pub config: PathBuf,
+    /// Stop after this many seconds (of loop time).
+    #[arg(long, conflicts_with = "ticks")]
     pub seconds: Option<f64>,
+    /// Stop after this many ticks.
+    #[arg(long)]
     pub ticks: Option<u64>,
-    pub robot: Robot,
+    /// Serve the config's [sim] task in MuJoCo in this process, over a loopback link.
+    #[arg(long, conflicts_with = "kinematic")]
+    pub sim: bool,
+    /// Use the in-process kinematic model of the configured joints (no link).
+    #[arg(long)]
+    pub kinematic: bool,
+    /// With --sim or --kinematic: step once per command, as fast as possible
+    /// (deterministic); without it the simulation runs in real time.
+    #[arg(long)]
     pub lockstep: bool,
+    /// Seed of the simulated robot's start state.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Rate of the kinematic model's thread in real time (default: max(1000, control rate)).
+    #[arg(long)]
     pub plant_rate_hz: Option<f64>,
     /// How long to wait for the robot's first state over the link.
-    pub wait_s: f64,
-    /// Log the run to rerun.
+    #[arg(long, default_value_t = 10.0)]
+    pub wait_seconds: f64,
+    /// Log frames, joints, actions, every reward term, safety events and timing to rerun:
+    /// save=<file.rrd>, spawn (start a viewer) or connect[=<host:port>].
+    #[arg(long, value_name = "DESTINATION")]
     pub rerun: Option<Destination>,
-    /// Record the run's steps and camera frames as a dataset (`run --record`).
-    pub record: Option<crate::run_recorder::Recording>,
+    /// Record the run as an rlrt dataset in this folder (continued if it holds one of the
+    /// same config): every tick's observation and command, and the camera frames, in
+    /// episodes cut at faults and every --episode-seconds; rewards are left for `rlrt
+    /// relabel`.
+    #[arg(long, value_name = "FOLDER")]
+    pub record: Option<PathBuf>,
+    /// With --record: the longest episode, seconds (each is written when it ends, so a
+    /// crash loses at most this much).
+    #[arg(long, default_value_t = 30.0, requires = "record")]
+    pub episode_seconds: f64,
+}
+
+impl RunArgs {
+    /// The robot the flags choose.
+    pub fn robot(&self) -> Robot {
+        match (self.sim, self.kinematic) {
+            (true, _) => Robot::Sim,
+            (_, true) => Robot::Kinematic,
+            _ => Robot::Link,
+        }
+    }
+
+    /// What `--record` asks for, with the config file's text to save beside the dataset.
+    fn recording(&self) -> anyhow::Result<Option<crate::run_recorder::Recording>> {
+        let Some(dir) = &self.record else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.episode_seconds.is_finite() && self.episode_seconds > 0.0,
+            "--episode-seconds {}: expected a positive number",
+            self.episode_seconds
+        );
+        let (_, config_text) = super::record::load_config(&self.config)?;
+        Ok(Some(crate::run_recorder::Recording {
+            dir: dir.clone(),
+            config_path: self.config.clone(),
+            config_text,
+            episode_seconds: self.episode_seconds,
+        }))
+    }
 }
 
 /// The outcome of a run, for printing and for the exit code.
@@ -88,7 +147,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
 /// [`run`] with a config already loaded (`args.config` is not read).
 pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     let config = config.clone();
-    warn_unrunnable(&config, args.robot);
+    let robot = args.robot();
+    warn_unrunnable(&config, robot);
     let limit = RunLimit {
         max_ticks: args.ticks.or_else(|| {
             args.seconds
@@ -96,8 +156,9 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
         }),
     };
     let rerun = args.rerun.as_ref();
-    let record = args.record.as_ref();
-    if args.robot == Robot::Kinematic
+    let record = args.recording()?;
+    let record = record.as_ref();
+    if robot == Robot::Kinematic
         && config.action.mode == rlrt_runtime::config::ActionMode::JointEffort
     {
         anyhow::bail!(
@@ -106,7 +167,7 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
             config.source.display()
         );
     }
-    match (args.robot, args.lockstep) {
+    match (robot, args.lockstep) {
         (Robot::Kinematic, true) => run_lockstep(&config, args.seed, limit, rerun, record),
         (Robot::Kinematic, false) => {
             let plant_rate = args
@@ -118,7 +179,7 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
             "--lockstep needs --sim or --kinematic (a robot on the link sets its own pace; \
              `rlrt sim --lockstep` serves a lockstep simulator)"
         ),
-        (Robot::Link, false) => run_link(&config, limit, args.wait_s, rerun, record),
+        (Robot::Link, false) => run_link(&config, limit, args.wait_seconds, rerun, record),
         (Robot::Sim, lockstep) => {
             crate::loopback::sim_task(&config)?;
             let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
@@ -136,12 +197,12 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
                     &runtime_config,
                     args.seed,
                     limit,
-                    args.wait_s,
+                    args.wait_seconds,
                     rerun,
                     record,
                 )?
             } else {
-                run_link(&runtime_config, limit, args.wait_s, rerun, record)?
+                run_link(&runtime_config, limit, args.wait_seconds, rerun, record)?
             };
             outcome.out_of_limit_commands =
                 Some(sim.stats().out_of_limit_commands.load(Ordering::Relaxed));
@@ -478,4 +539,47 @@ pub(crate) fn run_lockstep(
         rerun,
         recording,
     })
+}
+
+impl RunOutcome {
+    /// A run passes when the robot saw no command outside the joint limits and a recording
+    /// asked for was written (a recording not written is a failed run, whatever the robot did).
+    pub fn passed(&self) -> bool {
+        let recording_failed = self.recording.as_ref().is_some_and(|r| r.error.is_some());
+        self.out_of_limit_commands.unwrap_or(0) == 0 && !recording_failed
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "robot {}", self.robot)?;
+        write!(f, "{}", self.report)?;
+        if let Some(n) = self.out_of_limit_commands {
+            writeln!(f, "commands outside joint limits seen by the robot: {n}")?;
+        }
+        crate::reward_programs::write_summaries(f, &self.rewards)?;
+        crate::frame_rewards::write_summaries(f, &self.frame_rewards)?;
+        if !self.link.is_empty() {
+            let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(f, "link: {}", link.join(", "))?;
+        }
+        if let Some(rerun) = &self.rerun {
+            write!(f, "{rerun}")?;
+        }
+        if let Some(recording) = &self.recording {
+            write!(f, "{recording}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `rlrt run`: runs, prints the report, and fails (exit code 3) when [`RunOutcome::passed`]
+/// is false.
+pub fn execute(args: RunArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    // Ctrl-C stops the loop at the end of a tick; taken before the set-up so that a signal
+    // that arrives while the run starts is not lost.
+    crate::signals::stop_flag();
+    let outcome = run(&args)?;
+    output.print(&outcome)?;
+    Ok(super::Exit::run_failed_unless(outcome.passed()))
 }

@@ -13,13 +13,23 @@ use rlrt_sim::ServeMode;
 
 use crate::loopback::serve_mujoco;
 
-#[derive(Clone, Debug)]
+/// `rlrt sim`: a config's MuJoCo task served as a robot on the zenoh link.
+#[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
+    /// The hw-config file; its [sim] table names the task, its [link] table the session.
     pub config: PathBuf,
+    /// Step once per command flagged lockstep (for training loops) instead of in real
+    /// time at the control rate.
+    #[arg(long)]
     pub lockstep: bool,
+    /// Seed of the first episode's start state.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    pub cameras: bool,
-    /// Stop after this long (default: until Ctrl-C).
+    /// Do not render the cameras (no EGL needed).
+    #[arg(long)]
+    pub no_cameras: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
     pub seconds: Option<f64>,
 }
 
@@ -57,7 +67,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<SimOutcome> {
             rate_hz: config.control_rate_hz,
         }
     };
-    let server = serve_mujoco(&session, &config, args.seed, mode, args.cameras)?;
+    let server = serve_mujoco(&session, &config, args.seed, mode, !args.no_cameras)?;
     tracing::info!(
         robot = config.name,
         task,
@@ -134,4 +144,11 @@ impl std::fmt::Display for SimOutcome {
             self.render_failures
         )
     }
+}
+
+/// `rlrt sim`: serves until Ctrl-C (or `--seconds`), then prints the counters.
+pub fn execute(args: SimArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    crate::signals::stop_flag();
+    output.print(&run(&args)?)?;
+    Ok(super::Exit::Success)
 }

@@ -33,30 +33,75 @@ use rlrt_runtime::RobotConfig;
 use crate::rerun_log::Destination;
 use crate::rollout::{eval_seed, EpisodeRunner, Evaluation, Exploration};
 
+/// `rlrt train`: a policy trained offline on an rlrt dataset.
+#[derive(clap::Args, Clone, Debug)]
 pub struct TrainArgs {
+    /// iql or bc.
+    #[arg(value_parser = parse_algorithm)]
     pub algorithm: Algorithm,
+    /// The dataset folder (`rlrt record --out`).
+    #[arg(long)]
     pub data: PathBuf,
+    /// The checkpoint folder.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Gradient steps (also the length of the actor's cosine schedule).
+    #[arg(long, default_value_t = 100_000)]
     pub steps: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Continue the checkpoint in --out (weights, optimizer state, step, sampler).
+    #[arg(long)]
     pub resume: bool,
+    /// Evaluate (and save a checkpoint) every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 5000)]
     pub eval_every: usize,
+    /// Episodes per evaluation.
+    #[arg(long, default_value_t = 20)]
     pub eval_episodes: usize,
+    /// A deterministic actor (weighted squared error) instead of the Gaussian.
+    #[arg(long)]
     pub deterministic: bool,
+    #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Hidden layer widths, such as 256,256.
+    #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// The task kind's settings (IQL); `None`: locomotion, the paper's default.
+    /// IQL's settings for a kind of task (the paper's, Appendix B): locomotion (default;
+    /// expectile 0.7, temperature 3, rewards scaled to a return range of 1000),
+    /// manipulation (0.7, 0.5, rewards as they are) or navigation (0.9, 10, rewards
+    /// shifted by -1). The flags below override single values.
+    #[arg(long)]
     pub preset: Option<Preset>,
+    /// IQL expectile tau (the preset's by default).
+    #[arg(long)]
     pub expectile: Option<f64>,
+    /// IQL inverse temperature beta (the preset's by default).
+    #[arg(long)]
     pub temperature: Option<f64>,
+    /// Multiply every reward by this (the preset's rule by default).
+    #[arg(long)]
     pub reward_scale: Option<f64>,
-    /// Share of episodes held out for the offline diagnostics (default 0.05 without a sim,
-    /// 0 with one).
+    /// Share of episodes held out of training for the offline diagnostics, spread over
+    /// the dataset (default 0.05 when the config has no [sim] table, else 0).
+    #[arg(long, value_name = "SHARE")]
     pub holdout: Option<f64>,
-    /// Losses and diagnostics as plots on a rerun timeline `step`.
+    /// Plot losses, rollouts and offline diagnostics on a rerun timeline `step`:
+    /// save=<file.rrd>, spawn or connect[=<host:port>].
+    #[arg(long, value_name = "DESTINATION")]
     pub rerun: Option<Destination>,
-    /// Where the updates run (evaluation episodes always run the actor on the CPU).
+    /// Where the updates run: cpu, cuda or cuda:N (CUDA needs rlrt built with `--features
+    /// cuda`). Evaluation episodes run the actor on the CPU either way.
+    #[arg(long, default_value = "cpu")]
     pub device: ComputeDevice,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    match s {
+        "iql" => Ok(Algorithm::Iql),
+        "bc" => Ok(Algorithm::Bc),
+        other => Err(format!("{other:?}: expected iql or bc")),
+    }
 }
 
 /// Losses are read back to the host (a synchronisation on a GPU) every this many updates,
@@ -795,14 +840,22 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// `rlrt eval`: a checkpoint's actor for seeded episodes (or on held-out recorded ones).
+#[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
+    /// The checkpoint folder (`rlrt train --out`).
     pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 50)]
     pub episodes: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Another config to run the actor in (default: the one saved in the checkpoint).
+    /// Run in this hw-config instead of the one saved in the checkpoint.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Without a sim: the dataset whose held-out episodes are measured (default: the one
-    /// the checkpoint was trained on, from `held_out.json`).
+    /// Evaluate offline on the held-out episodes of this dataset (default, when the
+    /// config has no [sim] table: the dataset the checkpoint was trained on, from
+    /// `held_out.json`).
+    #[arg(long)]
     pub data: Option<PathBuf>,
 }
 
@@ -983,4 +1036,23 @@ fn eval_offline(
         diagnostics,
         behaviour_mean_return,
     })
+}
+
+/// `rlrt train`: trains and prints the outcome; a run Ctrl-C stopped (its checkpoint saved)
+/// exits with 130.
+pub fn execute_train(args: TrainArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    crate::signals::stop_flag();
+    let outcome = train(&args)?;
+    output.print(&outcome)?;
+    Ok(if outcome.interrupted {
+        super::Exit::Interrupted
+    } else {
+        super::Exit::Success
+    })
+}
+
+/// `rlrt eval`: evaluates and prints the outcome.
+pub fn execute_eval(args: EvalArgs, output: super::Output) -> anyhow::Result<super::Exit> {
+    output.print(&eval(&args)?)?;
+    Ok(super::Exit::Success)
 }
