@@ -1,19 +1,24 @@
-//! The `rlrt` command line as a library: each command is a function that takes parsed
-//! arguments and returns a result; `main.rs` only parses arguments and maps errors to exit
-//! codes. Integration tests in `tests/` call the binary itself.
+//! The `rlrt` command line as a library: one module per command in `commands` (its arguments,
+//! one entry function, its outcome's output), and the assembly they share: a loop on a link
+//! (`linked`), a run's telemetry consumers (`telemetry`), simulated episodes in process
+//! (`rollout`, `loopback`), signals and the CPU pool. The domain lives in the library crates.
+//! Integration tests in `tests/` call the binary itself.
+//!
+//! Features: `sim` (MuJoCo: `sim`, `demo`, `record`, `train`, `eval`, `run --sim`; implies
+//! `rerun`), `rerun` (`--rerun`, `replay`), `datasets` (`import`, `export lerobot`: libhdf5,
+//! Arrow and Parquet), all in the default `workstation`; `robot` is the lean build without
+//! them (`check`, `run` on the link, rewards, exports, benches of the loop and policies).
 
 pub mod commands;
-pub mod fault_log;
-pub mod frame_rewards;
 pub mod linked;
+#[cfg(feature = "sim")]
 pub mod loopback;
-pub mod rerun_log;
-pub mod reward_programs;
+#[cfg(feature = "sim")]
 pub mod rollout;
-pub mod run_recorder;
 pub mod signals;
-pub mod telemetry_hub;
+pub mod telemetry;
 pub mod threads;
+pub mod timeline;
 
 /// Exit code for a config the user must fix.
 pub const EXIT_INVALID_CONFIG: i32 = 2;

@@ -6,9 +6,13 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlrt::commands::{
-    bench, check, demo, export, import, record, relabel, replay, reward, run, sim, train, Output,
-};
+#[cfg(feature = "datasets")]
+use rlrt::commands::import;
+#[cfg(feature = "rerun")]
+use rlrt::commands::replay;
+use rlrt::commands::{bench, check, export, relabel, reward, run, Output};
+#[cfg(feature = "sim")]
+use rlrt::commands::{demo, record, sim, train};
 use rlrt_runtime::alloc_count::CountingAllocator;
 
 // Counts allocations made inside control ticks (reported by `rlrt bench loop`).
@@ -53,6 +57,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "sim")]
     /// Serve a config's MuJoCo task as a robot on the zenoh link, for `rlrt run` in another
     /// process or on another host. Ctrl-C stops.
     Sim {
@@ -61,6 +66,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "sim")]
     /// The built-in demo: the MuJoCo reach task served over zenoh on loopback, driven by the
     /// scripted controller for seeded episodes, with the simulator killed and restarted in
     /// the middle episode; prints success rate, loop statistics and safety interventions.
@@ -77,6 +83,7 @@ enum Command {
         #[command(subcommand)]
         what: reward::Reward,
     },
+    #[cfg(feature = "sim")]
     /// Record seeded episodes of a config's sim task as an rlrt dataset (one file per
     /// episode; see docs/recordings.md): the config's scripted policy plus Gaussian noise,
     /// or uniformly random actions, every action through the safety layer.
@@ -86,6 +93,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "datasets")]
     /// Convert a Minari dataset (folder or HDF5 file) or a D4RL HDF5 file into an rlrt
     /// dataset, described by a hw-config whose observation and action sizes match the file
     /// (or, without --config, by one written from the dataset's own metadata).
@@ -95,6 +103,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "sim")]
     /// Train a policy offline on an rlrt dataset (IQL or behaviour cloning), evaluating it
     /// in the dataset's sim task as it goes; writes a checkpoint folder.
     Train {
@@ -103,6 +112,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "sim")]
     /// Run a checkpoint's actor for seeded episodes in its config's sim task; prints the
     /// success rate with a 95% Wilson interval and the mean return.
     Eval {
@@ -129,6 +139,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    #[cfg(feature = "rerun")]
     /// Replay a recorded dataset (`rlrt record`) into rerun with its rewards recomputed by
     /// reward programs, to compare programs side by side on the same episodes.
     Replay {
@@ -147,25 +158,34 @@ enum Command {
 impl Command {
     /// Commands that run the real-time loop keep one core free of the global thread pool.
     fn runs_the_loop(&self) -> bool {
-        matches!(
-            self,
-            Command::Run { .. } | Command::Sim { .. } | Command::Demo { .. }
-        )
+        match self {
+            Command::Run { .. } => true,
+            #[cfg(feature = "sim")]
+            Command::Sim { .. } | Command::Demo { .. } => true,
+            _ => false,
+        }
     }
 
     fn execute(self) -> anyhow::Result<rlrt::commands::Exit> {
         match self {
             Command::Check(args) => check::execute(args),
             Command::Run { args, output } => run::execute(args, output),
+            #[cfg(feature = "sim")]
             Command::Sim { args, output } => sim::execute(args, output),
+            #[cfg(feature = "sim")]
             Command::Demo { args, output } => demo::execute(args, output),
             Command::Reward { what } => reward::execute(what),
+            #[cfg(feature = "sim")]
             Command::Record { args, output } => record::execute(args, output),
+            #[cfg(feature = "datasets")]
             Command::Import { args, output } => import::execute(args, output),
+            #[cfg(feature = "sim")]
             Command::Train { args, output } => train::execute_train(args, output),
+            #[cfg(feature = "sim")]
             Command::Eval { args, output } => train::execute_eval(args, output),
             Command::Export { what } => export::execute(what),
             Command::Relabel { args, output } => relabel::execute(args, output),
+            #[cfg(feature = "rerun")]
             Command::Replay { args, output } => replay::execute(args, output),
             Command::Bench { what } => bench::execute(what),
         }

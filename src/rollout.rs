@@ -14,7 +14,7 @@
 //! simulated time, each frame with the observation row it shows and the task's ground-truth
 //! success at that state.
 
-use rlrt_runtime::recording::{CameraInfo, Episode, FrameTrack};
+use rlrt_runtime::recording::{Episode, FrameTrack};
 use rlrt_runtime::rng::{gaussian, uniform01};
 use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
 use rlrt_sim::mujoco::task::{TaskError, TaskSource};
@@ -60,22 +60,6 @@ pub struct EpisodeRunner {
     command: Command,
     /// Per camera: its period in s and when its next frame is due; empty without frames.
     cameras: Vec<(f64, f64)>,
-}
-
-/// The cameras of a config, as a dataset lists them.
-pub fn camera_infos(config: &RobotConfig) -> Vec<CameraInfo> {
-    config
-        .observation
-        .cameras
-        .iter()
-        .map(|c| CameraInfo {
-            name: c.name.clone(),
-            width: c.width,
-            height: c.height,
-            encoding: c.encoding.as_str().to_owned(),
-            rate_hz: c.rate_hz,
-        })
-        .collect()
 }
 
 impl EpisodeRunner {

@@ -14,8 +14,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlrt::frame_rewards::classifier::OnnxClassifier;
 use rlrt_rewards::clip::{ClipGoal, ClipModel, Resize, Rgb8};
+use rlrt_rewards::frame_model::OnnxClassifier;
 use rlrt_runtime::config::{CameraSpec, ImageEncoding};
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ fn onnx_classifiers_match_pytorch_in_both_input_layouts() {
                 "{file} frame {k}: rlrt {p}, PyTorch {expected}"
             );
         }
-        let err = model.probability(&[0u8; 10]).unwrap_err();
+        let err = model.probability(&[0u8; 10]).unwrap_err().to_string();
         assert!(err.contains("expected 21168"), "{err}");
     }
 }

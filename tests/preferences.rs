@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use rlrt::frame_rewards::classifier::OnnxClassifier;
+use rlrt_rewards::frame_model::OnnxClassifier;
 use rlrt_runtime::config::{CameraSpec, ImageEncoding};
 use rlrt_runtime::recording::{Dataset, FrameTrack};
 use serde_json::Value;

@@ -10,8 +10,8 @@ use crate::common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rlrt::frame_rewards::classifier::OnnxClassifier;
 use rlrt_rewards::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
+use rlrt_rewards::frame_model::OnnxClassifier;
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 use rlrt_runtime::config::{CameraSpec, ImageEncoding};
 use rlrt_runtime::recording::{Dataset, FrameTrack};

@@ -404,7 +404,7 @@ pub fn check_fits(
             meta.observation_len, config.observation.feature_len
         )));
     }
-    let fields = observation_fields(config);
+    let fields = config.observation_field_names();
     if meta.observation_fields != fields {
         return Err(mismatch(format!(
             "the actor was trained on observation.state = {:?}, the config has {:?}",
@@ -418,7 +418,7 @@ pub fn check_fits(
             config.action.len()
         )));
     }
-    let mode = action_mode_name(config);
+    let mode = config.action.mode.as_str().to_owned();
     if meta.action_mode != mode {
         return Err(mismatch(format!(
             "the actor was trained with action.mode = {:?}, the config has {mode:?}",
@@ -426,34 +426,6 @@ pub fn check_fits(
         )));
     }
     Ok(())
-}
-
-/// `observation.state` of a config, by name.
-pub fn observation_fields(config: &RobotConfig) -> Vec<String> {
-    use rlrt_runtime::config::FieldSource;
-    config
-        .observation
-        .fields
-        .iter()
-        .map(|f| match &f.source {
-            FieldSource::JointPositions => "joint_positions".to_owned(),
-            FieldSource::JointVelocities => "joint_velocities".to_owned(),
-            FieldSource::JointEfforts => "joint_efforts".to_owned(),
-            FieldSource::Sensor(i) => config.observation.sensors[*i].name.clone(),
-        })
-        .collect()
-}
-
-/// `action.mode` of a config as written in TOML.
-pub fn action_mode_name(config: &RobotConfig) -> String {
-    use rlrt_runtime::config::ActionMode;
-    match config.action.mode {
-        ActionMode::JointPosition => "joint_position",
-        ActionMode::JointVelocity => "joint_velocity",
-        ActionMode::EeDelta => "ee_delta",
-        ActionMode::JointEffort => "joint_effort",
-    }
-    .to_owned()
 }
 
 impl Policy for CheckpointPolicy {

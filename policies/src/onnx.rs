@@ -1,8 +1,6 @@
 //! Policies trained elsewhere, as ONNX models run by ONNX Runtime through `ort`.
 //!
-//! ONNX Runtime is not linked: its shared library is loaded when the first model is
-//! (`load-dynamic`), from `ORT_DYLIB_PATH` if set, else from the `onnxruntime` wheel that
-//! `cargo xtask setup` installs into `.deps/python`. A model must have one float input shaped
+//! ONNX Runtime is not linked (see `rlrt_models::ort`, which opens the sessions). A model must have one float input shaped
 //! `[batch, observation length]` (batch may be symbolic) and one float output shaped `[batch,
 //! action length]`; both are checked at load against the hw-config, so a mismatch stops the
 //! runtime before the loop starts.
@@ -13,28 +11,18 @@
 //! still allocate inside a run; `rlrt bench policy` reports allocations per call.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use ort::memory::Allocator;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
+use rlrt_models::ort::open_session;
 use rlrt_runtime::{Policy, PolicyError, RobotConfig};
 
 /// Why an ONNX policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
-    #[error(
-        "cannot load ONNX Runtime from {}: {message} (set ORT_DYLIB_PATH to a \
-         libonnxruntime.so, or run `cargo xtask setup`, which installs the onnxruntime wheel)",
-        path.display()
-    )]
-    Runtime { path: PathBuf, message: String },
-    #[error(
-        "no ONNX Runtime library found: set ORT_DYLIB_PATH to a libonnxruntime.so, or run \
-         `cargo xtask setup` (it installs the onnxruntime wheel into .deps/python)"
-    )]
-    NoRuntime,
+    #[error(transparent)]
+    Session(#[from] rlrt_models::ort::SessionError),
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
 }
@@ -44,66 +32,6 @@ fn model_error(path: &Path, message: impl Into<String>) -> OnnxError {
         path: path.to_owned(),
         message: message.into(),
     }
-}
-
-/// Where libonnxruntime is: `ORT_DYLIB_PATH`, else the wheel in `.deps/python` (searched
-/// from the working directory and from the executable's folder upwards).
-pub fn runtime_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    rlrt_runtime::deps::search_roots()
-        .into_iter()
-        .find_map(|root| {
-            let capi = root.join(".deps/python/onnxruntime/capi");
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
-                .ok()?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-                })
-                .collect();
-            found.sort();
-            found.pop()
-        })
-}
-
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
-
-/// The process's ONNX Runtime environment, loading the library on first use.
-fn environment() -> Result<&'static ort::environment::Environment, OnnxError> {
-    let path = runtime_library().ok_or(OnnxError::NoRuntime)?;
-    let env = ENVIRONMENT.get_or_init(|| {
-        ort::init_from(&path)
-            .map_err(|e| e.to_string())?
-            .with_name("rlrt")
-            .build()
-            .map_err(|e| e.to_string())
-    });
-    env.as_ref().map_err(|message| OnnxError::Runtime {
-        path,
-        message: message.clone(),
-    })
-}
-
-/// Opens a session on `threads` intra-op threads (one for a policy on the tick: the tick's
-/// thread budget), fully optimised.
-pub fn open_session(path: &Path, threads: usize) -> Result<Session, OnnxError> {
-    let env = environment()?;
-    let bytes = std::fs::read(path).map_err(|e| model_error(path, format!("cannot read: {e}")))?;
-    let build = || -> ort::Result<Session> {
-        Session::builder(env)?
-            .with_optimization_level(GraphOptimizationLevel::All)?
-            .with_intra_threads(threads)?
-            // Several threads (frame rewards off the tick): idle workers sleep instead of
-            // spinning, so they do not take cores the control loop runs on.
-            .with_intra_op_spinning(threads == 1)?
-            .with_inter_threads(1)?
-            .commit_from_memory(&bytes)
-    };
-    build().map_err(|e| model_error(path, format!("not a model ONNX Runtime can run: {e}")))
 }
 
 /// Checks that `dtype` is a float tensor `[batch, len]`; returns its name for messages.

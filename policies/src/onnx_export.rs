@@ -9,10 +9,10 @@
 //!                        -> mid + half_range * y -> action [batch, A]
 //! ```
 //!
-//! The file is written with rlrt's small protobuf encoder (`rlrt_runtime::onnx_proto`),
+//! The file is written with rlrt's small protobuf encoder (`rlrt_models::onnx_proto`),
 //! opset 17, IR version 8, float32 throughout; the batch dimension is symbolic.
 
-use rlrt_runtime::onnx_proto::{model, node, tensor, value_info, Attr, Dim, FLOAT};
+use rlrt_models::onnx_proto::{model, node, tensor, value_info, Attr, Dim, FLOAT};
 
 use crate::checkpoint::{MlpWeights, Normalisation};
 

@@ -8,7 +8,7 @@
 use rlrt_policies::iql::{cpu, CpuBackend, CudaBackend, IqlConfig, Learner, Replay};
 
 fn learners() -> (Learner<CpuBackend>, Learner<CudaBackend>) {
-    rlrt_runtime::compute::check_cuda_driver().unwrap();
+    rlrt_models::cuda::check_cuda_driver().unwrap();
     let config = IqlConfig {
         steps: 1000,
         ..IqlConfig::default()

@@ -41,7 +41,7 @@ fn exported_rlrt_actor_matches_the_checkpoint_path_within_1e_5() {
         onnx.act(&x, &mut a).unwrap();
         native.act(&x, &mut b).unwrap();
         for (p, q) in a.iter().zip(&b) {
-            worst = rlrt_runtime::compare::worse(worst, (p - q).abs());
+            worst = rlrt_models::compare::worse(worst, (p - q).abs());
         }
     }
     assert!(worst <= 1e-5, "max abs difference {worst}");

@@ -50,7 +50,7 @@ fn exported_rlrt_actor_matches_the_checkpoint_path_within_1e_5() {
         torch.act(&x, &mut a).unwrap();
         native.act(&x, &mut b).unwrap();
         for (j, (p, q)) in a.iter().zip(&b).enumerate() {
-            worst = rlrt_runtime::compare::worse(worst, (p - q).abs());
+            worst = rlrt_models::compare::worse(worst, (p - q).abs());
             low[j] = low[j].min(*q);
             high[j] = high[j].max(*q);
         }

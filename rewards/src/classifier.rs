@@ -27,7 +27,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use rlrt_runtime::onnx_proto::{self, model, node, tensor, value_info, Attr, Dim};
+use rlrt_models::onnx_proto::{self, model, node, tensor, value_info, Attr, Dim};
 use rlrt_runtime::rng::{splitmix64, uniform01};
 
 /// Training backend: burn's Flex on the CPU (one thread, deterministic for a seed).

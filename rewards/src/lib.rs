@@ -1,11 +1,14 @@
-//! Reward sources for rlrt. This crate starts with the model-independent parts: the VLM-RM
-//! scoring of embeddings (`vlm_rm`) and the aggregation of several reward models
-//! (`ensemble`). The CLIP encoders, reward classifiers and sandboxed reward programs that
-//! produce the inputs build on them.
+//! Reward sources for rlrt: sandboxed reward programs (`program`), CLIP (`clip`) and the
+//! VLM-RM scoring of its embeddings (`vlm_rm`), success classifiers and preference reward
+//! models trained in burn (`classifier`, `preference`) and run as ONNX models on camera
+//! frames (`frame_model`), ensembles of several (`ensemble`), and their evaluation while the
+//! robot runs (`live`).
 
 pub mod classifier;
 pub mod clip;
 pub mod ensemble;
+pub mod frame_model;
+pub mod live;
 pub mod preference;
 pub mod program;
 pub mod vlm_rm;

@@ -30,7 +30,7 @@ fn worst(precision: Precision) -> (f32, f32) {
         .iter()
         .zip(&embedded)
         .map(|(t, got)| f64::from(max_abs_diff(got, &floats(&t["embedding"]))))
-        .fold(0.0, rlrt_runtime::compare::worse) as f32;
+        .fold(0.0, rlrt_models::compare::worse) as f32;
     let mut image = 0f32;
     for item in reference["images"].as_array().unwrap() {
         let name = item["name"].as_str().unwrap();
@@ -44,7 +44,7 @@ fn worst(precision: Precision) -> (f32, f32) {
             let pixels = normalise(&resize_frame(frame, 224, mode).unwrap(), 224);
             let got = engine.embed_pixels(&[pixels]).unwrap().remove(0);
             let diff = max_abs_diff(&got, &floats(&item[variant]["embedding"]));
-            image = rlrt_runtime::compare::worse(image.into(), diff.into()) as f32;
+            image = rlrt_models::compare::worse(image.into(), diff.into()) as f32;
         }
     }
     println!("{}: text {text:e}, image {image:e}", engine.describe());

@@ -7,14 +7,13 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod clock;
-pub mod compare;
 pub mod compute;
 pub mod config;
 pub mod control_loop;
 pub mod deps;
+pub mod hub;
 pub mod link;
 pub mod messages;
-pub mod onnx_proto;
 pub mod policy;
 pub mod protocol;
 pub mod realtime;

@@ -58,6 +58,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::RobotConfig;
+
 const MAGIC: &[u8; 8] = b"RLRTEPI1";
 const FRAMES_MAGIC: &[u8; 8] = b"RLRTFRM1";
 const VERSION: u32 = 1;
@@ -127,6 +129,51 @@ pub struct CameraInfo {
     /// `rgb8`, `mono8`, `16UC1` or `32FC1`.
     pub encoding: String,
     pub rate_hz: f64,
+}
+
+impl DatasetInfo {
+    /// The description of a dataset recorded with `config` (read from `config_path`), its
+    /// rewards made by `reward` and its actions chosen by `controller`.
+    pub fn describe(
+        config: &RobotConfig,
+        config_path: &Path,
+        reward: String,
+        controller: String,
+        cameras: Vec<CameraInfo>,
+    ) -> Self {
+        Self {
+            format: FORMAT.to_owned(),
+            version: 1,
+            observation_len: config.observation.feature_len,
+            action_len: config.action.len(),
+            action_mode: config.action.mode.as_str().to_owned(),
+            control_rate_hz: config.control_rate_hz,
+            observation_fields: config.observation_field_names(),
+            reward,
+            controller,
+            config_source: std::path::absolute(config_path)
+                .unwrap_or_else(|_| config_path.to_owned())
+                .display()
+                .to_string(),
+            cameras,
+        }
+    }
+}
+
+/// The config's cameras, as a dataset records them.
+pub fn camera_infos(config: &RobotConfig) -> Vec<CameraInfo> {
+    config
+        .observation
+        .cameras
+        .iter()
+        .map(|c| CameraInfo {
+            name: c.name.clone(),
+            width: c.width,
+            height: c.height,
+            encoding: c.encoding.as_str().to_owned(),
+            rate_hz: c.rate_hz,
+        })
+        .collect()
 }
 
 impl CameraInfo {

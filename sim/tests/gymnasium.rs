@@ -56,7 +56,7 @@ fn max_difference(a: &[f64], b: &serde_json::Value) -> f64 {
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(a.len(), b.len());
-    rlrt_runtime::compare::max_abs_difference(a, &b)
+    rlrt_models::compare::max_abs_difference(a, &b)
 }
 
 /// Runs `steps` seeded random actions (uniform in +/- `scale`) in rlrt and in Gymnasium

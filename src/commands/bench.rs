@@ -4,10 +4,9 @@
 use clap::Subcommand;
 use rlrt_runtime::bench::BenchReport;
 
-use super::{
-    bench_clip, bench_iql, bench_link, bench_loop, bench_policy, bench_rerun, bench_reward, Exit,
-    Output,
-};
+use super::{bench_clip, bench_loop, bench_policy, bench_reward, Exit, Output};
+#[cfg(feature = "sim")]
+use super::{bench_iql, bench_link, bench_rerun};
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -16,11 +15,13 @@ pub enum Bench {
     /// against PyTorch's transformers CLIP of the same config (CPU threads, or the same GPU
     /// eager and from a CUDA graph) when python3 can import torch and transformers.
     Clip(BenchCommand<bench_clip::BenchClipArgs>),
+    #[cfg(feature = "sim")]
     /// IQL update steps per second at batch 256 through `rlrt train`'s own update loop: burn
     /// Flex on the CPU at one thread and at --threads (default all cores), or burn CUDA with
     /// --device cuda; against the same update in PyTorch eager (same thread counts) and JAX
     /// jit when python3 can import them.
     Iql(BenchCommand<bench_iql::BenchIqlArgs>),
+    #[cfg(feature = "sim")]
     /// Tick jitter with everything logged to rerun against the same run without rerun: the
     /// reach arm in MuJoCo over loopback zenoh, its reward program and one camera.
     Rerun(BenchCommand<bench_rerun::BenchRerunArgs>),
@@ -30,6 +31,7 @@ pub enum Bench {
     /// Evaluations per second and per-call latency of the reach reward program, against
     /// the same reward in Python with numpy.
     RewardProgram(BenchCommand<bench_reward::BenchRewardArgs>),
+    #[cfg(feature = "sim")]
     /// Observation-to-command round trip through zenoh on loopback (against zenoh's own
     /// ping-pong), and the lockstep step rate of runtime plus simulator over the link.
     Link(BenchCommand<bench_link::BenchLinkArgs>),
@@ -50,10 +52,13 @@ pub struct BenchCommand<A: clap::Args> {
 pub fn execute(bench: Bench) -> anyhow::Result<Exit> {
     let (report, output) = match bench {
         Bench::Clip(c) => (bench_clip::run(&c.args)?, c.output),
+        #[cfg(feature = "sim")]
         Bench::Iql(c) => (bench_iql::run(&c.args)?, c.output),
+        #[cfg(feature = "sim")]
         Bench::Rerun(c) => (bench_rerun::run(&c.args)?, c.output),
         Bench::Policy(c) => (bench_policy::run(&c.args)?, c.output),
         Bench::RewardProgram(c) => (bench_reward::run(&c.args)?, c.output),
+        #[cfg(feature = "sim")]
         Bench::Link(c) => (bench_link::run(&c.args)?, c.output),
         Bench::Loop(c) => {
             // Ctrl-C ends the measured loop at a tick; taken before the set-up.

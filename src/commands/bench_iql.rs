@@ -463,7 +463,7 @@ pub fn run(args: &BenchIqlArgs) -> anyhow::Result<BenchReport> {
             .iter()
             .zip(cpu)
             .map(|(g, c)| ((g - c).abs() / c.abs().max(1e-6)) as f64)
-            .fold(0.0, rlrt_runtime::compare::worse);
+            .fold(0.0, rlrt_models::compare::worse);
         losses.insert("burn_flex_cpu".into(), losses_json(cpu));
         report.extra.insert(
             "first_update_max_relative_difference_to_cpu".into(),

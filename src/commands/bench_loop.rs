@@ -192,9 +192,9 @@ fn measure(config: &RobotConfig, seconds: f64, tuned: bool) -> anyhow::Result<Me
     let (telemetry, receiver) =
         telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
     control = control.with_telemetry(telemetry);
-    let log_thread = crate::telemetry_hub::spawn(
+    let log_thread = rlrt_runtime::hub::spawn(
         receiver,
-        crate::telemetry_hub::standard_consumers(config.period_ns(), None, None),
+        crate::telemetry::standard_consumers(config.period_ns(), None, None),
     )?;
     let scheduler = config.scheduler.clone();
     let rate = config.control_rate_hz;

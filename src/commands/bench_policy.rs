@@ -19,12 +19,12 @@ use anyhow::Context;
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
+use rlrt_models::compare::max_abs_difference;
 use rlrt_policies::checkpoint::{CheckpointPolicy, Normalisation};
 use rlrt_policies::iql::{cpu, seeded_actor};
 use rlrt_policies::onnx::OnnxPolicy;
 use rlrt_policies::onnx_export::export_actor;
 use rlrt_runtime::bench::{BenchReport, Metric};
-use rlrt_runtime::compare::max_abs_difference;
 use rlrt_runtime::Policy;
 
 /// `rlrt bench policy`: per-call latency of a trained actor at batch 1: the tick's path (plain
@@ -139,7 +139,7 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
         .iter()
         .zip(&reference)
         .map(|(a, b)| (*a - f64::from(*b)).abs())
-        .fold(0.0, rlrt_runtime::compare::worse);
+        .fold(0.0, rlrt_models::compare::worse);
 
     let warmup = (args.calls / 10).max(100);
     let time = |f: &mut dyn FnMut()| -> Vec<u64> {

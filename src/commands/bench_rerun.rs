@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 
 use super::run::{run_config, RunArgs, RunOutcome};
-use crate::rerun_log::Destination;
+use crate::timeline::Destination;
 
 const CONFIG_TEXT: &str = include_str!("../../hw-configs/reach-arm.toml");
 const CONFIG_PATH: &str = "hw-configs/reach-arm.toml";

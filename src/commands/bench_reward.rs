@@ -162,7 +162,7 @@ pub fn run(args: &BenchRewardArgs) -> anyhow::Result<BenchReport> {
                 .collect();
             // NaN when either side failed an evaluation, infinite when the peer returned
             // fewer totals than it was asked for.
-            let max_diff = rlrt_runtime::compare::max_abs_difference(&ours_totals, &peer.totals);
+            let max_diff = rlrt_models::compare::max_abs_difference(&ours_totals, &peer.totals);
             let mut metrics = Metrics::new();
             metrics.insert("evaluate".into(), Metric::from_ns_summary(&peer.latency));
             report.peers.insert("python_numpy".into(), metrics);

@@ -13,11 +13,18 @@ pub fn run(files: &[PathBuf]) -> usize {
     let mut invalid = 0;
     for file in files {
         let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
-            crate::reward_programs::ProgramRewards::load(&c)
-                .map_err(|e| format!("{}: reward program: {e:#}", file.display()))?;
-            crate::frame_rewards::FrameRewards::load(&c)
-                .map_err(|e| format!("{}: frame reward: {e:#}", file.display()))?;
-            rlrt_policies::build(&c).map_err(|e| format!("{}: policy: {e}", file.display()))?;
+            rlrt_rewards::live::programs::ProgramRewards::load(&c).map_err(|e| {
+                let e = anyhow::Error::new(e);
+                format!("{}: reward program: {e:#}", file.display())
+            })?;
+            rlrt_rewards::live::frames::FrameRewards::load(&c).map_err(|e| {
+                let e = anyhow::Error::new(e);
+                format!("{}: frame reward: {e:#}", file.display())
+            })?;
+            rlrt_policies::build(&c).map_err(|e| {
+                let e = anyhow::Error::new(e);
+                format!("{}: policy: {e:#}", file.display())
+            })?;
             Ok(c)
         });
         match checked {

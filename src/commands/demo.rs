@@ -20,12 +20,13 @@ use rlrt_runtime::Clock;
 use rlrt_runtime::{realtime, Cause, RunLimit};
 use rlrt_sim::ServeMode;
 
-use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::linked::LinkedRuntime;
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
-use crate::rerun_log::{Destination, Event, RerunSummary};
-use crate::reward_programs::{write_summaries, ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::telemetry::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::timeline::{Destination, RerunSummary};
+use rlrt_rewards::live::frames::{FrameRewardSummary, FrameRewards};
+use rlrt_rewards::live::programs::{write_summaries, ProgramRewards, ProgramSummary};
+use rlrt_runtime::hub::Event;
 
 /// The demo's robot when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "hw-configs/reach-arm.toml";
@@ -373,7 +374,7 @@ impl std::fmt::Display for DemoOutcome {
             )?;
         }
         write_summaries(f, &self.rewards)?;
-        crate::frame_rewards::write_summaries(f, &self.frame_rewards)?;
+        rlrt_rewards::live::frames::write_summaries(f, &self.frame_rewards)?;
         write!(f, "{}", self.loop_stats)?;
         if self.interventions.is_empty() {
             writeln!(f, "safety interventions: none")?;

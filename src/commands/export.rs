@@ -141,7 +141,7 @@ fn compare(
             .iter()
             .zip(&b)
             .map(|(p, q)| (p - q).abs())
-            .fold(worst, rlrt_runtime::compare::worse);
+            .fold(worst, rlrt_models::compare::worse);
     }
     anyhow::ensure!(
         worst <= 1e-4,
@@ -200,6 +200,7 @@ pub enum Export {
         #[command(flatten)]
         output: super::Output,
     },
+    #[cfg(feature = "datasets")]
     /// An rlrt dataset (`rlrt record`, `rlrt import`) in LeRobot's dataset layout v3.0:
     /// parquet steps (state, action, reward, done flags, and rgb8/mono8 camera frames as PNG
     /// images), info, stats, tasks and episodes metadata. Depth cameras are not exported.
@@ -216,6 +217,7 @@ pub fn execute(export: Export) -> anyhow::Result<super::Exit> {
     match export {
         Export::Onnx { args, output } => output.print(&onnx(&args)?)?,
         Export::Torchscript { args, output } => output.print(&torchscript(&args)?)?,
+        #[cfg(feature = "datasets")]
         Export::Lerobot { args, output } => output.print(&super::lerobot::export(&args)?)?,
     }
     Ok(super::Exit::Success)

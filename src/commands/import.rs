@@ -210,7 +210,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
         .map_err(|e| anyhow::anyhow!("{}: cannot open as HDF5: {e}", file_path.display()))?;
     let (config, text, config_path, config_said) = match &args.config {
         Some(path) => {
-            let (config, text) = super::record::load_config(path)?;
+            let (config, text) = super::load_config(path)?;
             (config, text, path.clone(), path.display().to_string())
         }
         None => {
@@ -390,7 +390,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ImportOutcome> {
     if episodes.is_empty() {
         anyhow::bail!("{}: no episodes with a step", file_path.display());
     }
-    let info = super::record::dataset_info(
+    let info = rlrt_runtime::recording::DatasetInfo::describe(
         &config,
         &config_path,
         format!("imported ({layout:?} rewards)"),

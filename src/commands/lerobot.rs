@@ -128,29 +128,6 @@ fn image_type() -> DataType {
     )
 }
 
-/// `pixels` (rows top first, `channels` 1 or 3 bytes per pixel) as a PNG file.
-pub(crate) fn encode_png(
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    channels: usize,
-) -> anyhow::Result<Vec<u8>> {
-    let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, width, height);
-    encoder.set_color(if channels == 1 {
-        png::ColorType::Grayscale
-    } else {
-        png::ColorType::Rgb
-    });
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
-    writer
-        .write_image_data(pixels)
-        .context("encoding a frame as PNG")?;
-    writer.finish().context("encoding a frame as PNG")?;
-    Ok(png)
-}
-
 impl Column {
     fn dtype(&self) -> &'static str {
         match self.values {
@@ -498,7 +475,7 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
                         k += 1;
                     }
                     if k != last {
-                        pngs.push(encode_png(
+                        pngs.push(super::encode_png(
                             track.frame(k),
                             spec.width,
                             spec.height,

@@ -2,29 +2,40 @@
 
 pub mod bench;
 pub mod bench_clip;
+#[cfg(feature = "sim")]
 pub mod bench_iql;
+#[cfg(feature = "sim")]
 pub mod bench_link;
 pub mod bench_loop;
 pub mod bench_policy;
+#[cfg(feature = "sim")]
 pub mod bench_rerun;
 pub mod bench_reward;
 pub mod check;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod export;
+#[cfg(feature = "datasets")]
 pub mod import;
+#[cfg(feature = "datasets")]
 pub mod lerobot;
 pub mod preferences;
+#[cfg(feature = "sim")]
 pub mod record;
 pub mod relabel;
+#[cfg(feature = "rerun")]
 pub mod replay;
 pub mod reward;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
 pub mod train;
 pub mod train_classifier;
 
 use std::path::Path;
 
+use anyhow::Context;
 use rlrt_runtime::config::{self, ConfigError};
 
 /// How a command ended, for its exit code (errors are mapped by [`error_exit_code`]).
@@ -64,17 +75,16 @@ impl Exit {
 /// program, a CLIP model folder, a language model's rejected program), 1 for anything else.
 pub fn error_exit_code(error: &anyhow::Error) -> u8 {
     use rlrt_rewards::program::generate::GenerateError;
-    let users_input = error.downcast_ref::<ConfigError>().is_some()
-        || error
-            .downcast_ref::<rlrt_rewards::program::ProgramError>()
-            .is_some()
-        || error
-            .downcast_ref::<rlrt_rewards::clip::ClipError>()
-            .is_some()
-        || matches!(
-            error.downcast_ref::<GenerateError>(),
-            Some(GenerateError::Rejected { .. })
-        );
+    // Anywhere in the chain: a library error wraps the cause as its source.
+    let users_input = error.chain().any(|e| {
+        e.is::<ConfigError>()
+            || e.is::<rlrt_rewards::program::ProgramError>()
+            || e.is::<rlrt_rewards::clip::ClipError>()
+            || matches!(
+                e.downcast_ref::<GenerateError>(),
+                Some(GenerateError::Rejected { .. })
+            )
+    });
     if users_input {
         Exit::InvalidConfig.code()
     } else {
@@ -113,6 +123,7 @@ impl Progress {
         Self(indicatif::ProgressBar::new(len as u64))
     }
 
+    #[cfg(feature = "sim")]
     pub(crate) fn set(&self, done: usize) {
         self.0.set_position(done as u64);
     }
@@ -148,14 +159,14 @@ pub fn cuda_layers(no_fusion: bool) -> &'static str {
     }
 }
 
-/// Runs `f` on CUDA device `index` (see `rlrt_runtime::compute::on_cuda`: a missing driver or
+/// Runs `f` on CUDA device `index` (see `rlrt_models::cuda::on_cuda`: a missing driver or
 /// a panic of burn's CUDA backend becomes an error).
 #[cfg(feature = "cuda")]
 pub fn with_cuda<T>(
     index: usize,
     f: impl FnOnce(burn::backend::cuda::CudaDevice) -> T,
 ) -> anyhow::Result<T> {
-    rlrt_runtime::compute::on_cuda(index, || f(burn::backend::cuda::CudaDevice::new(index)))
+    rlrt_models::cuda::on_cuda(index, || f(burn::backend::cuda::CudaDevice::new(index)))
         .map_err(anyhow::Error::msg)
 }
 
@@ -221,7 +232,6 @@ pub(crate) fn run_python(
     pythonpath: Option<&std::path::Path>,
     stdin: &[u8],
 ) -> anyhow::Result<std::process::Output> {
-    use anyhow::Context;
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut command = Command::new("python3");
@@ -253,7 +263,6 @@ pub(crate) fn python_json(
     stdin: &[u8],
     needs: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
     let out = run_python(args, pythonpath, stdin)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(
@@ -267,4 +276,35 @@ pub(crate) fn python_json(
             .unwrap_or("")
     );
     serde_json::from_slice(&out.stdout).context("the Python peer's output")
+}
+
+/// A config and its text, loaded and validated.
+pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = rlrt_runtime::config::parse(&text, path)?;
+    Ok((config, text))
+}
+
+/// `pixels` (rows top first, `channels` 1 or 3 bytes per pixel) as a PNG file.
+pub(crate) fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(if channels == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
+    writer
+        .write_image_data(pixels)
+        .context("encoding a frame as PNG")?;
+    writer.finish().context("encoding a frame as PNG")?;
+    Ok(png)
 }

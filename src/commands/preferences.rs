@@ -24,7 +24,7 @@ use rlrt_runtime::recording::{CameraInfo, Dataset, FrameTrack};
 use rlrt_runtime::rng::{splitmix64, uniform01};
 
 use super::train_classifier::{is_validation, onnx_agrees, spec, write_file};
-use crate::frame_rewards::classifier::OnnxClassifier;
+use rlrt_rewards::frame_model::OnnxClassifier;
 
 /// A frame of a dataset: episode, then its index among that camera's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -471,7 +471,7 @@ pub fn parse_reply(reply: &str) -> Option<Preference> {
 fn png_data_url(pixels: &[u8], camera: &CameraInfo) -> anyhow::Result<String> {
     use base64::Engine;
     let channels = if camera.encoding == "mono8" { 1 } else { 3 };
-    let png = super::lerobot::encode_png(pixels, camera.width, camera.height, channels)?;
+    let png = super::encode_png(pixels, camera.width, camera.height, channels)?;
     Ok(format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(png)

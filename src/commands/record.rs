@@ -2,11 +2,9 @@
 //! policy plus noise (or uniformly random actions), written as an rlrt dataset
 //! (`rlrt_runtime::recording`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
-use rlrt_runtime::recording::{DatasetInfo, DatasetWriter, FORMAT};
-use rlrt_runtime::RobotConfig;
+use rlrt_runtime::recording::{DatasetInfo, DatasetWriter};
 
 use crate::rollout::{EpisodeRunner, Evaluation, Exploration};
 
@@ -71,42 +69,8 @@ impl std::fmt::Display for RecordOutcome {
     }
 }
 
-/// A config and its text, loaded and validated.
-pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = rlrt_runtime::config::parse(&text, path)?;
-    Ok((config, text))
-}
-
-/// `dataset.json` of episodes of `config`, read from `config_path`.
-pub fn dataset_info(
-    config: &RobotConfig,
-    config_path: &Path,
-    reward: String,
-    controller: String,
-    cameras: Vec<rlrt_runtime::recording::CameraInfo>,
-) -> DatasetInfo {
-    DatasetInfo {
-        format: FORMAT.to_owned(),
-        version: 1,
-        observation_len: config.observation.feature_len,
-        action_len: config.action.len(),
-        action_mode: rlrt_policies::checkpoint::action_mode_name(config),
-        control_rate_hz: config.control_rate_hz,
-        observation_fields: rlrt_policies::checkpoint::observation_fields(config),
-        reward,
-        controller,
-        config_source: std::path::absolute(config_path)
-            .unwrap_or_else(|_| config_path.to_owned())
-            .display()
-            .to_string(),
-        cameras,
-    }
-}
-
 pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result<RecordOutcome> {
-    let (config, text) = load_config(&args.config)?;
+    let (config, text) = super::load_config(&args.config)?;
     let mut policy = rlrt_policies::build(&config)?;
     let mut runner = if args.frames {
         if config.observation.cameras.is_empty() {
@@ -125,7 +89,7 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
         Exploration::Uniform => "uniform random".to_owned(),
     };
     let cameras = if args.frames {
-        crate::rollout::camera_infos(&config)
+        rlrt_runtime::recording::camera_infos(&config)
     } else {
         Vec::new()
     };
@@ -134,7 +98,7 @@ pub fn run(args: &RecordArgs, mut progress: impl FnMut(usize)) -> anyhow::Result
     } else {
         format!("task_reward ({})", runner.task_name())
     };
-    let info = dataset_info(&config, &args.config, reward, controller, cameras);
+    let info = DatasetInfo::describe(&config, &args.config, reward, controller, cameras);
     let mut writer = DatasetWriter::create(&args.out, info, &text)?;
     let first = writer.episodes();
     let mut episodes = Vec::with_capacity(args.episodes);

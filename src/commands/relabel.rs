@@ -26,14 +26,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rlrt_rewards::ensemble::{self, Aggregate};
-use rlrt_rewards::program::ProgramState;
+use rlrt_rewards::program::{
+    check_file, CheckOptions, Environment, Limits, ProgramState, RewardProgram,
+};
 use rlrt_runtime::config::{RewardKind, RewardSourceConfig};
 use rlrt_runtime::recording::{Dataset, DatasetInfo, DatasetWriter};
 use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
 
 use super::preferences::pick_camera;
-use super::replay::{checked_program, dataset_config, mean_where};
-use crate::frame_rewards::FrameRewards;
+use rlrt_rewards::live::frames::FrameRewards;
 
 /// Where the new rewards come from.
 #[derive(Clone, Debug)]
@@ -880,4 +881,99 @@ fn score_frames(
 pub fn execute(args: RelabelArgs, output: super::Output) -> anyhow::Result<super::Exit> {
     output.print(&relabel(&args)?)?;
     Ok(super::Exit::Success)
+}
+
+/// The hw-config a dataset's steps are read with: `config`, or the one saved with the
+/// dataset; it must describe the dataset's observation and action sizes.
+pub(crate) fn dataset_config(
+    data: &Path,
+    dataset: &Dataset,
+    config: Option<&Path>,
+) -> anyhow::Result<(RobotConfig, FeatureBuilder)> {
+    let config = match config {
+        Some(path) => rlrt_runtime::config::load(path)?,
+        None => rlrt_runtime::config::parse(
+            &dataset.config_text,
+            &PathBuf::from(&dataset.info.config_source),
+        )
+        .with_context(|| format!("the config saved in {}", data.display()))?,
+    };
+    let features = FeatureBuilder::new(&config);
+    anyhow::ensure!(
+        features.len() == dataset.info.observation_len
+            && config.action.len() == dataset.info.action_len,
+        "{}: the dataset holds {} observation and {} action values per step, the config {} \
+         describes {} and {}",
+        data.display(),
+        dataset.info.observation_len,
+        dataset.info.action_len,
+        config.source.display(),
+        features.len(),
+        config.action.len()
+    );
+    Ok((config, features))
+}
+
+/// Checks the reward program in `path` against `config` (compile, names, dry run) and
+/// that it reads only what `dataset` recorded.
+pub(crate) fn checked_program(
+    name: &str,
+    path: &Path,
+    config: &RobotConfig,
+    data: &Path,
+    dataset: &Dataset,
+) -> anyhow::Result<RewardProgram> {
+    let env = Environment::from_config(config)?;
+    let (program, _) = check_file(&env, path, &Limits::default(), &CheckOptions::default())?;
+    let allowed = replayable(dataset);
+    let missing: Vec<&str> = program
+        .fields_read()
+        .into_iter()
+        .filter(|f| !allowed.iter().any(|a| a == f))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "reward program {} ({}) reads {:?}, which {} did not record (it holds {:?})",
+        name,
+        path.display(),
+        missing,
+        data.display(),
+        dataset.info.observation_fields
+    );
+    Ok(program)
+}
+
+/// Mean of the episode `returns` whose success flag equals `want` (all when `None`); `None`
+/// when no episode qualifies. The success gap of a reward is
+/// `mean_where(.., Some(true)) - mean_where(.., Some(false))`.
+pub(crate) fn mean_where(returns: &[f64], successes: &[bool], want: Option<bool>) -> Option<f64> {
+    let picked: Vec<f64> = returns
+        .iter()
+        .zip(successes)
+        .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
+        .map(|(r, _)| *r)
+        .collect();
+    (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
+}
+
+/// Names a program may read from a replayed state: the recorded observation fields and
+/// what is derived from the config or the actions.
+fn replayable(dataset: &Dataset) -> Vec<String> {
+    let mut names: Vec<String> = dataset
+        .info
+        .observation_fields
+        .iter()
+        .map(|n| n.replace('-', "_"))
+        .collect();
+    names.extend(
+        [
+            "joint_position_min",
+            "joint_position_max",
+            "previous_action",
+            "dt",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    names
 }

@@ -7,19 +7,19 @@
 //! observation the policy saw before action `t` and, as `previous_action`, action `t - 1`
 //! (zeros at the start of an episode): what the same program sees in the loop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
-use rlrt_rewards::program::{
-    check_file, CheckOptions, Environment, Limits, ProgramState, RewardProgram,
-};
+use rlrt_rewards::program::ProgramState;
 use rlrt_runtime::config::{RewardKind, MAX_ACTION};
 use rlrt_runtime::recording::Dataset;
 use rlrt_runtime::telemetry::TickRecord;
-use rlrt_runtime::{FeatureBuilder, Observation, RobotConfig};
+use rlrt_runtime::Observation;
 
-use crate::rerun_log::{Destination, Event, RerunLogger, RerunSummary, WallTime};
+use crate::timeline::{Destination, RerunLogger, RerunSummary, WallTime};
+use rlrt_runtime::hub::Event;
+
+use super::relabel::{checked_program, dataset_config, mean_where};
 
 /// `rlrt replay`: a recorded dataset into rerun with its rewards recomputed.
 #[derive(clap::Args, Clone, Debug)]
@@ -97,88 +97,6 @@ struct Source {
     returns: Vec<f64>,
 }
 
-/// Names a program may read from a replayed state: the recorded observation fields and
-/// what is derived from the config or the actions.
-fn replayable(dataset: &Dataset) -> Vec<String> {
-    let mut names: Vec<String> = dataset
-        .info
-        .observation_fields
-        .iter()
-        .map(|n| n.replace('-', "_"))
-        .collect();
-    names.extend(
-        [
-            "joint_position_min",
-            "joint_position_max",
-            "previous_action",
-            "dt",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned()),
-    );
-    names
-}
-
-/// The hw-config a dataset's steps are read with: `config`, or the one saved with the
-/// dataset; it must describe the dataset's observation and action sizes.
-pub(crate) fn dataset_config(
-    data: &Path,
-    dataset: &Dataset,
-    config: Option<&Path>,
-) -> anyhow::Result<(RobotConfig, FeatureBuilder)> {
-    let config = match config {
-        Some(path) => rlrt_runtime::config::load(path)?,
-        None => rlrt_runtime::config::parse(
-            &dataset.config_text,
-            &PathBuf::from(&dataset.info.config_source),
-        )
-        .with_context(|| format!("the config saved in {}", data.display()))?,
-    };
-    let features = FeatureBuilder::new(&config);
-    anyhow::ensure!(
-        features.len() == dataset.info.observation_len
-            && config.action.len() == dataset.info.action_len,
-        "{}: the dataset holds {} observation and {} action values per step, the config {} \
-         describes {} and {}",
-        data.display(),
-        dataset.info.observation_len,
-        dataset.info.action_len,
-        config.source.display(),
-        features.len(),
-        config.action.len()
-    );
-    Ok((config, features))
-}
-
-/// Checks the reward program in `path` against `config` (compile, names, dry run) and
-/// that it reads only what `dataset` recorded.
-pub(crate) fn checked_program(
-    name: &str,
-    path: &Path,
-    config: &RobotConfig,
-    data: &Path,
-    dataset: &Dataset,
-) -> anyhow::Result<RewardProgram> {
-    let env = Environment::from_config(config)?;
-    let (program, _) = check_file(&env, path, &Limits::default(), &CheckOptions::default())?;
-    let allowed = replayable(dataset);
-    let missing: Vec<&str> = program
-        .fields_read()
-        .into_iter()
-        .filter(|f| !allowed.iter().any(|a| a == f))
-        .collect();
-    anyhow::ensure!(
-        missing.is_empty(),
-        "reward program {} ({}) reads {:?}, which {} did not record (it holds {:?})",
-        name,
-        path.display(),
-        missing,
-        data.display(),
-        dataset.info.observation_fields
-    );
-    Ok(program)
-}
-
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     let dataset = Dataset::open(&args.data)?;
     let (config, features) = dataset_config(&args.data, &dataset, args.config.as_deref())?;
@@ -211,9 +129,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
         &config,
         &format!("rlrt replay {}", args.data.display()),
         WallTime::OnArrival,
-        crate::rerun_log::DEFAULT_QUEUE_LEN,
+        crate::timeline::DEFAULT_QUEUE_LEN,
     )?;
-    let handle = rerun.handle();
+    let handle = rerun.events();
     let (obs_len, act_len) = (dataset.info.observation_len, dataset.info.action_len);
     let period_ns = config.period_ns();
     let episodes: Vec<_> = dataset
@@ -332,22 +250,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     })
 }
 
-/// Mean of the episode `returns` whose success flag equals `want` (all when `None`); `None`
-/// when no episode qualifies. The success gap of a reward is
-/// `mean_where(.., Some(true)) - mean_where(.., Some(false))`.
-pub(crate) fn mean_where(returns: &[f64], successes: &[bool], want: Option<bool>) -> Option<f64> {
-    let picked: Vec<f64> = returns
-        .iter()
-        .zip(successes)
-        .filter(|(_, ok)| want.is_none_or(|w| **ok == w))
-        .map(|(r, _)| *r)
-        .collect();
-    (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
-}
-
 /// True while the rerun queue is more than half full.
-fn handle_backlog(handle: &crate::rerun_log::RerunHandle) -> bool {
-    handle.backlog() > crate::rerun_log::DEFAULT_QUEUE_LEN / 2
+fn handle_backlog(handle: &rlrt_runtime::hub::EventSender) -> bool {
+    handle.backlog() > crate::timeline::DEFAULT_QUEUE_LEN / 2
 }
 
 /// `NAME=FILE` of `rlrt replay --program`.

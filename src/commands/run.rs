@@ -8,11 +8,15 @@
 //! loop goes.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "sim")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+#[cfg(feature = "sim")]
 use rlrt_runtime::link::open_session;
+#[cfg(feature = "sim")]
 use rlrt_runtime::protocol::FLAG_LOCKSTEP_STEP;
 use rlrt_runtime::telemetry::telemetry_channel;
 use rlrt_runtime::Clock;
@@ -20,14 +24,17 @@ use rlrt_runtime::{
     config, observation_mailbox, realtime, ControlLoop, ManualClock, RobotConfig, RunLimit,
     RunReport, WallClock,
 };
-use rlrt_sim::{LockstepPlant, ServeMode, ThreadedPlant};
+#[cfg(feature = "sim")]
+use rlrt_sim::ServeMode;
+use rlrt_sim::{LockstepPlant, ThreadedPlant};
 
-use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
 use crate::linked::LinkedRuntime;
+#[cfg(feature = "sim")]
 use crate::loopback::{free_port, loopback_configs, serve_mujoco};
-use crate::rerun_log::{Destination, RerunSummary, WallTime};
-use crate::reward_programs::{ProgramRewards, ProgramSummary};
-use crate::telemetry_hub::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::telemetry::{RunTelemetry, TelemetryOutcome, TelemetrySetup};
+use crate::timeline::{Destination, RerunSummary, WallTime};
+use rlrt_rewards::live::frames::{FrameRewardSummary, FrameRewards};
+use rlrt_rewards::live::programs::{ProgramRewards, ProgramSummary};
 
 /// Which robot `run` drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +104,7 @@ impl RunArgs {
     }
 
     /// What `--record` asks for, with the config file's text to save beside the dataset.
-    fn recording(&self) -> anyhow::Result<Option<crate::run_recorder::Recording>> {
+    fn recording(&self) -> anyhow::Result<Option<rlrt_runtime::hub::recorder::Recording>> {
         let Some(dir) = &self.record else {
             return Ok(None);
         };
@@ -106,8 +113,8 @@ impl RunArgs {
             "--episode-seconds {}: expected a positive number",
             self.episode_seconds
         );
-        let (_, config_text) = super::record::load_config(&self.config)?;
-        Ok(Some(crate::run_recorder::Recording {
+        let (_, config_text) = super::load_config(&self.config)?;
+        Ok(Some(rlrt_runtime::hub::recorder::Recording {
             dir: dir.clone(),
             config_path: self.config.clone(),
             config_text,
@@ -136,7 +143,7 @@ pub struct RunOutcome {
     /// What went to rerun, when asked.
     pub rerun: Option<RerunSummary>,
     /// What `--record` wrote.
-    pub recording: Option<crate::run_recorder::RecordingSummary>,
+    pub recording: Option<rlrt_runtime::hub::recorder::RecordingSummary>,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
@@ -180,6 +187,12 @@ pub fn run_config(config: &RobotConfig, args: &RunArgs) -> anyhow::Result<RunOut
              `rlrt sim --lockstep` serves a lockstep simulator)"
         ),
         (Robot::Link, false) => run_link(&config, limit, args.wait_seconds, rerun, record),
+        #[cfg(not(feature = "sim"))]
+        (Robot::Sim, _) => anyhow::bail!(
+            "--sim: this rlrt was built without MuJoCo (the robot build); run against a robot \
+             on the link, use --kinematic, or rebuild with the default features"
+        ),
+        #[cfg(feature = "sim")]
         (Robot::Sim, lockstep) => {
             crate::loopback::sim_task(&config)?;
             let (runtime_config, robot_config) = loopback_configs(&config, free_port()?);
@@ -262,7 +275,7 @@ fn run_link(
     limit: RunLimit,
     wait_s: f64,
     rerun: Option<&Destination>,
-    record: Option<&crate::run_recorder::Recording>,
+    record: Option<&rlrt_runtime::hub::recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let frame_rewards = FrameRewards::load(config)?;
@@ -331,13 +344,14 @@ fn run_link(
 }
 
 /// Runs against a lockstep simulator on the link: one tick per state, as fast as it goes.
+#[cfg(feature = "sim")]
 fn run_link_lockstep(
     config: &RobotConfig,
     seed: u64,
     limit: RunLimit,
     wait_s: f64,
     rerun: Option<&Destination>,
-    record: Option<&crate::run_recorder::Recording>,
+    record: Option<&rlrt_runtime::hub::recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let frame_rewards = FrameRewards::load(config)?;
@@ -431,7 +445,7 @@ pub(crate) fn run_wall_clock(
     plant_rate_hz: f64,
     limit: RunLimit,
     rerun: Option<&Destination>,
-    record: Option<&crate::run_recorder::Recording>,
+    record: Option<&rlrt_runtime::hub::recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let clock = WallClock::new();
@@ -494,7 +508,7 @@ pub(crate) fn run_lockstep(
     seed: u64,
     limit: RunLimit,
     rerun: Option<&Destination>,
-    record: Option<&crate::run_recorder::Recording>,
+    record: Option<&rlrt_runtime::hub::recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
     let rewards = ProgramRewards::load(config)?;
     let clock = ManualClock::new(0);
@@ -557,8 +571,8 @@ impl std::fmt::Display for RunOutcome {
         if let Some(n) = self.out_of_limit_commands {
             writeln!(f, "commands outside joint limits seen by the robot: {n}")?;
         }
-        crate::reward_programs::write_summaries(f, &self.rewards)?;
-        crate::frame_rewards::write_summaries(f, &self.frame_rewards)?;
+        rlrt_rewards::live::programs::write_summaries(f, &self.rewards)?;
+        rlrt_rewards::live::frames::write_summaries(f, &self.frame_rewards)?;
         if !self.link.is_empty() {
             let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(f, "link: {}", link.join(", "))?;

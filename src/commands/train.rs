@@ -30,8 +30,8 @@ use rlrt_runtime::compute::ComputeDevice;
 use rlrt_runtime::recording::{Dataset, Episode};
 use rlrt_runtime::RobotConfig;
 
-use crate::rerun_log::Destination;
 use crate::rollout::{eval_seed, EpisodeRunner, Evaluation, Exploration};
+use crate::timeline::Destination;
 
 /// `rlrt train`: a policy trained offline on an rlrt dataset.
 #[derive(clap::Args, Clone, Debug)]
@@ -407,7 +407,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     let dataset = Dataset::open(&args.data)?;
     // A recorded run carries no rewards (`rlrt run --record`); behaviour cloning needs none.
     anyhow::ensure!(
-        args.algorithm == Algorithm::Bc || dataset.info.reward != crate::run_recorder::NO_REWARD,
+        args.algorithm == Algorithm::Bc
+            || dataset.info.reward != rlrt_runtime::hub::recorder::NO_REWARD,
         "{}: its rewards are `none` (recorded by rlrt run --record); score it first with \
          rlrt relabel (a reward program, or a CLIP, classifier or preference_model source), \
          or train bc",
@@ -516,24 +517,22 @@ pub fn run_updates<B: AutodiffBackend>(
 /// Training plots on a rerun timeline `step` (`--rerun`); logging failures are not errors of
 /// the run (a viewer closed mid-run loses plots, not the checkpoint).
 struct TrainPlots {
-    rec: rerun::RecordingStream,
+    plots: rlrt_rerun::Plots,
 }
 
 impl TrainPlots {
     fn open(destination: &Destination, name: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            rec: crate::rerun_log::open_stream(destination, name)?,
+            plots: rlrt_rerun::Plots::open(destination, name)?,
         })
     }
 
     fn scalar(&self, path: &str, value: f64) {
-        if value.is_finite() {
-            let _ = self.rec.log(path, &rerun::Scalars::single(value));
-        }
+        self.plots.scalar(path, value);
     }
 
     fn losses(&self, step: usize, l: &Losses, iql: bool) {
-        self.rec.set_time_sequence("step", step as i64);
+        self.plots.set_time("step", step as i64);
         self.scalar("train/loss/actor", l.actor as f64);
         if iql {
             self.scalar("train/loss/value", l.value as f64);
@@ -545,7 +544,7 @@ impl TrainPlots {
     }
 
     fn record(&self, r: &EvalRecord) {
-        self.rec.set_time_sequence("step", r.step as i64);
+        self.plots.set_time("step", r.step as i64);
         self.scalar("train/actor_mse", r.actor_mse as f64);
         if let Some(e) = &r.rollout {
             self.scalar("eval/success_rate", e.success_rate);
@@ -572,7 +571,7 @@ impl TrainPlots {
     }
 
     fn finish(self) {
-        let _ = self.rec.flush_blocking();
+        self.plots.flush();
     }
 }
 

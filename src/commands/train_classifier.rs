@@ -12,7 +12,7 @@ use rlrt_rewards::classifier::{self, ClassifierConfig, Frames, Scores};
 use rlrt_runtime::config::{CameraSpec, ImageEncoding};
 use rlrt_runtime::recording::{CameraInfo, Dataset};
 
-use crate::frame_rewards::classifier::OnnxClassifier;
+use rlrt_rewards::frame_model::OnnxClassifier;
 
 /// `rlrt reward train-classifier` on the command line.
 #[derive(clap::Args)]
@@ -330,7 +330,7 @@ pub(crate) fn onnx_agrees(
         let q = onnx
             .score(frames.frame(i))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        worst = rlrt_runtime::compare::worse(worst, (q - f64::from(*b)).abs());
+        worst = rlrt_models::compare::worse(worst, (q - f64::from(*b)).abs());
     }
     anyhow::ensure!(
         worst <= 1e-4,

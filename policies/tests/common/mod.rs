@@ -34,7 +34,7 @@ pub fn max_difference_from_pytorch(policy: &mut dyn Policy, outputs_key: &str) -
             .collect();
         policy.act(&x, &mut action).unwrap();
         for (got, want) in action.iter().zip(y.as_array().unwrap()) {
-            worst = rlrt_runtime::compare::worse(worst, (got - want.as_f64().unwrap()).abs());
+            worst = rlrt_models::compare::worse(worst, (got - want.as_f64().unwrap()).abs());
         }
     }
     worst

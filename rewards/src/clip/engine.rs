@@ -89,7 +89,7 @@ impl ClipEngine {
         match device {
             ComputeDevice::Cpu => Ok(ClipEngine::Cpu(build(source, &Default::default())?)),
             #[cfg(feature = "cuda")]
-            ComputeDevice::Cuda(index) => rlrt_runtime::compute::on_cuda(index, || {
+            ComputeDevice::Cuda(index) => rlrt_models::cuda::on_cuda(index, || {
                 let d = burn::backend::cuda::CudaDevice::new(index);
                 match precision {
                     Precision::F32 => build(source, &d).map(ClipEngine::Cuda),

@@ -497,7 +497,7 @@ mod tests {
     }
 
     fn max_abs(a: &[f32], b: &[f32]) -> f64 {
-        rlrt_runtime::compare::max_abs_difference(
+        rlrt_models::compare::max_abs_difference(
             &a.iter().map(|v| *v as f64).collect::<Vec<_>>(),
             &b.iter().map(|v| *v as f64).collect::<Vec<_>>(),
         )

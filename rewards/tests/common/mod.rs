@@ -30,7 +30,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| f64::from((x - y).abs()))
-        .fold(0.0, rlrt_runtime::compare::worse) as f32
+        .fold(0.0, rlrt_models::compare::worse) as f32
 }
 
 /// Decodes an 8-bit RGB PNG.

@@ -57,6 +57,21 @@ pub struct SimConfig {
 }
 
 impl RobotConfig {
+    /// The names of `observation.state`'s fields, in order: `joint_positions`,
+    /// `joint_velocities`, `joint_efforts` or a sensor's name.
+    pub fn observation_field_names(&self) -> Vec<String> {
+        self.observation
+            .fields
+            .iter()
+            .map(|f| match &f.source {
+                FieldSource::JointPositions => "joint_positions".to_owned(),
+                FieldSource::JointVelocities => "joint_velocities".to_owned(),
+                FieldSource::JointEfforts => "joint_efforts".to_owned(),
+                FieldSource::Sensor(i) => self.observation.sensors[*i].name.clone(),
+            })
+            .collect()
+    }
+
     /// Tick period in nanoseconds.
     pub fn period_ns(&self) -> u64 {
         (1e9 / self.control_rate_hz).round() as u64

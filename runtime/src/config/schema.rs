@@ -148,6 +148,18 @@ pub enum ActionMode {
     JointEffort,
 }
 
+impl ActionMode {
+    /// The name in hw-configs (`action.mode`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionMode::JointPosition => "joint_position",
+            ActionMode::JointVelocity => "joint_velocity",
+            ActionMode::EeDelta => "ee_delta",
+            ActionMode::JointEffort => "joint_effort",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLink {

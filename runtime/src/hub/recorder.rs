@@ -1,4 +1,4 @@
-//! `rlrt run --record <folder>`: the run's steps as an rlrt dataset (docs/recordings.md), so
+//! A run recorded as it happens (`rlrt run --record <folder>`): the run's steps as an rlrt dataset (docs/recordings.md), so
 //! that data collected on a real robot (or a simulator on the link), with any policy, can be
 //! relabelled and trained on like `rlrt record`'s.
 //!
@@ -28,12 +28,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rlrt_runtime::link::{CameraFrames, Frame};
-use rlrt_runtime::recording::{DatasetWriter, Episode, FrameTrack};
-use rlrt_runtime::telemetry::TickRecord;
-use rlrt_runtime::{FeatureBuilder, RobotConfig};
-
-use crate::telemetry_hub::TickConsumer;
+use super::TickConsumer;
+use crate::link::{CameraFrames, Frame};
+use crate::recording::{
+    camera_infos, DatasetInfo, DatasetWriter, Episode, FrameTrack, RecordingError,
+};
+use crate::telemetry::TickRecord;
+use crate::{FeatureBuilder, RobotConfig};
 
 /// Pixels of frames waiting for the rows they belong to (all cameras), and of frames each
 /// camera keeps between the recorder's looks: beyond these the oldest are dropped, counted.
@@ -123,7 +124,7 @@ impl RunRecorder {
         config: &RobotConfig,
         rec: &Recording,
         cameras: Option<Arc<CameraFrames>>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, RecordingError> {
         // The policy's kind in the config's spelling (ee_servo, checkpoint, ...).
         let mut policy = String::new();
         for (i, c) in format!("{:?}", config.policy.kind).chars().enumerate() {
@@ -133,11 +134,11 @@ impl RunRecorder {
             policy.push(c.to_ascii_lowercase());
         }
         let camera_infos = if cameras.is_some() {
-            crate::rollout::camera_infos(config)
+            camera_infos(config)
         } else {
             Vec::new()
         };
-        let info = crate::commands::record::dataset_info(
+        let info = DatasetInfo::describe(
             config,
             &rec.config_path,
             NO_REWARD.to_owned(),

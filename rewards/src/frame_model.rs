@@ -18,7 +18,7 @@
 //! L and padded with the end token (as transformers' `CLIPTokenizer` pads); with a symbolic
 //! L they are not padded. They are computed once, at load.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
@@ -55,14 +55,59 @@ pub struct OnnxClassifier {
     height: usize,
 }
 
-fn model_error(path: &Path, message: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{}: {message}", path.display())
+/// Why a frame model cannot be used for a camera.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Session(#[from] rlrt_models::ort::SessionError),
+    #[error("camera {camera:?} sends {encoding} frames; a classifier reward reads rgb8 or mono8")]
+    Encoding {
+        camera: String,
+        encoding: &'static str,
+    },
+    /// The model's inputs, outputs or text do not fit the camera or the source.
+    #[error("{}: {message}", path.display())]
+    Unfit { path: PathBuf, message: String },
+    #[error("{}: the model reads a sentence", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: crate::clip::ClipError,
+    },
+    #[error("{}: a trial run on a black frame failed", path.display())]
+    Trial {
+        path: PathBuf,
+        #[source]
+        source: ScoreError,
+    },
+}
+
+fn model_error(path: &Path, message: impl std::fmt::Display) -> ModelError {
+    ModelError::Unfit {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// Why one frame could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("frame has {got} bytes, expected {want}")]
+    FrameSize { got: usize, want: usize },
+    #[error("ONNX Runtime: {0}")]
+    Run(#[from] ort::Error),
+    #[error("the model gave {0}")]
+    NotFinite(f32),
+    #[error("the model gave {0}, not a probability in [0, 1] (end the model with a sigmoid)")]
+    NotProbability(f32),
+    #[error("the model gave {0} values for one frame, expected 1")]
+    Values(usize),
 }
 
 impl OnnxClassifier {
     /// Loads `path` for frames of `camera`, with `text` for a model that reads a sentence;
     /// runs it once on a black frame.
-    pub fn load(path: &Path, camera: &CameraSpec, text: Option<&str>) -> anyhow::Result<Self> {
+    pub fn load(path: &Path, camera: &CameraSpec, text: Option<&str>) -> Result<Self, ModelError> {
         Self::load_as(path, camera, text, Output::Probability)
     }
 
@@ -71,7 +116,7 @@ impl OnnxClassifier {
         path: &Path,
         camera: &CameraSpec,
         text: Option<&str>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ModelError> {
         Self::load_as(path, camera, text, Output::Reward)
     }
 
@@ -80,19 +125,20 @@ impl OnnxClassifier {
         camera: &CameraSpec,
         text: Option<&str>,
         output: Output,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ModelError> {
         let channels = match camera.encoding {
             ImageEncoding::Rgb8 => 3,
             ImageEncoding::Mono8 => 1,
-            other => anyhow::bail!(
-                "camera {:?} sends {} frames; a classifier reward reads rgb8 or mono8",
-                camera.name,
-                other.as_str()
-            ),
+            other => {
+                return Err(ModelError::Encoding {
+                    camera: camera.name.clone(),
+                    encoding: other.as_str(),
+                })
+            }
         };
         // As many intra-op threads as the CPU pool has (`--threads`; all cores but the
         // loop's for `run`): frame rewards are scored off the tick.
-        let session = rlrt_policies::onnx::open_session(path, rayon::current_num_threads())?;
+        let session = rlrt_models::ort::open_session(path, rayon::current_num_threads())?;
         let (inputs, outputs) = (session.inputs(), session.outputs());
         let int_type = |ty: &ValueType| match ty {
             ValueType::Tensor { ty, shape, .. }
@@ -151,17 +197,28 @@ impl OnnxClassifier {
                 let (_, len) = int_type(ids_input.dtype()).expect("an int input");
                 let folder = path.parent().unwrap_or(Path::new("."));
                 let context = if len > 0 { len as usize } else { 77 };
-                let tokenizer = rlrt_rewards::clip::Tokenizer::from_folder(folder, context)
-                    .map_err(|e| model_error(path, format!("the model reads text: {e}")))?;
+                let tokenizer =
+                    crate::clip::Tokenizer::from_folder(folder, context).map_err(|source| {
+                        ModelError::Tokenizer {
+                            path: path.to_owned(),
+                            source,
+                        }
+                    })?;
                 let ids = if len > 0 {
                     tokenizer.encode_padded(sentence)
                 } else {
                     tokenizer.encode(sentence)
                 }
-                .map_err(|e| model_error(path, e))?;
+                .map_err(|source| ModelError::Tokenizer {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 let real = tokenizer
                     .encode(sentence)
-                    .map_err(|e| model_error(path, e))?
+                    .map_err(|source| ModelError::Tokenizer {
+                        path: path.to_owned(),
+                        source,
+                    })?
                     .len();
                 texts
                     .iter()
@@ -249,7 +306,10 @@ impl OnnxClassifier {
         let black = vec![0u8; classifier.frame_len()];
         classifier
             .score(&black)
-            .map_err(|e| model_error(path, format!("a trial run on a black frame failed: {e}")))?;
+            .map_err(|source| ModelError::Trial {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(classifier)
     }
 
@@ -259,22 +319,21 @@ impl OnnxClassifier {
 
     /// The success probability of one frame (the camera's bytes, rows top first); for a
     /// model loaded with [`OnnxClassifier::load_reward`], its reward.
-    pub fn probability(&mut self, frame: &[u8]) -> Result<f64, String> {
+    pub fn probability(&mut self, frame: &[u8]) -> Result<f64, ScoreError> {
         self.score(frame)
     }
 
     /// The model's output for one frame, checked: a probability in [0, 1], or a finite
     /// reward.
-    pub fn score(&mut self, frame: &[u8]) -> Result<f64, String> {
+    pub fn score(&mut self, frame: &[u8]) -> Result<f64, ScoreError> {
         if frame.len() != self.frame_len() {
-            return Err(format!(
-                "frame has {} bytes, expected {}",
-                frame.len(),
-                self.frame_len()
-            ));
+            return Err(ScoreError::FrameSize {
+                got: frame.len(),
+                want: self.frame_len(),
+            });
         }
         let (h, w, c) = (self.height, self.width, self.channels);
-        let run = |e: ort::Error| e.to_string();
+        let run = ScoreError::Run;
         let image: SessionInputValue<'_> = match self.layout {
             Layout::NchwF32 => {
                 let mut planes = vec![0.0f32; frame.len()];
@@ -309,15 +368,10 @@ impl OnnxClassifier {
         let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(run)?;
         match values {
             [r] if self.output == Output::Reward && r.is_finite() => Ok(f64::from(*r)),
-            [r] if self.output == Output::Reward => Err(format!("the model gave {r}")),
+            [r] if self.output == Output::Reward => Err(ScoreError::NotFinite(*r)),
             [p] if (0.0..=1.0).contains(p) => Ok(f64::from(*p)),
-            [p] => Err(format!(
-                "the model gave {p}, not a probability in [0, 1] (end the model with a sigmoid)"
-            )),
-            other => Err(format!(
-                "the model gave {} values for one frame, expected 1",
-                other.len()
-            )),
+            [p] => Err(ScoreError::NotProbability(*p)),
+            other => Err(ScoreError::Values(other.len())),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The control loop never sees rerun. Its per-tick records reach the telemetry thread through
 //! the loop's bounded queue; the [`RerunConsumer`] there forwards them (and each new camera
-//! frame) to the rerun thread through a second bounded queue, with `try_send`: when rerun
+//! frame) to the rerun thread through a second bounded queue (`rlrt_runtime::hub`'s event
+//! queue, which reward consumers also send their terms to), with `try_send`: when rerun
 //! falls behind, events are dropped and counted ([`RerunSummary::dropped`]), so neither the
 //! tick nor the reward programs ever wait for it. The rerun thread batches scalars into
 //! columns (one chunk per series every 100 ms) and logs frames as they come.
@@ -18,8 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rerun::blueprint::{
     Blueprint, Horizontal, Spatial2DView, TextLogView, TimeSeriesView, Vertical,
 };
@@ -30,7 +30,7 @@ use rlrt_runtime::safety::Cause;
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::RobotConfig;
 
-use crate::telemetry_hub::TickConsumer;
+use rlrt_runtime::hub::{event_queue, Event, EventSender, TickConsumer};
 
 /// The application id recordings are filed under in the viewer.
 pub const APPLICATION_ID: &str = "rlrt";
@@ -62,17 +62,25 @@ pub enum Destination {
     Connect(Option<String>),
 }
 
+/// A `--rerun` value that names no destination.
+#[derive(Debug, thiserror::Error)]
+#[error("--rerun {given:?}: expected save=<file.rrd>, spawn, connect or connect=<host:port>")]
+pub struct BadDestination {
+    pub given: String,
+}
+
 impl FromStr for Destination {
-    type Err = String;
+    type Err = BadDestination;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected = "expected save=<file.rrd>, spawn, connect or connect=<host:port>";
         match s.split_once('=') {
             Some(("save", path)) if !path.is_empty() => Ok(Self::Save(PathBuf::from(path))),
             Some(("connect", addr)) if !addr.is_empty() => Ok(Self::Connect(Some(addr.into()))),
             None if s == "spawn" => Ok(Self::Spawn),
             None if s == "connect" => Ok(Self::Connect(None)),
-            _ => Err(format!("--rerun {s:?}: {expected}")),
+            _ => Err(BadDestination {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -118,44 +126,6 @@ fn unix_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// What the rerun thread logs.
-pub enum Event {
-    Tick(Box<TickRecord>),
-    /// A step of a recorded episode: observation, proposed and sent action only (no timing
-    /// or safety: those were not recorded).
-    Replayed(Box<TickRecord>),
-    /// One evaluation of a reward source: its terms and their sum.
-    Reward {
-        tick: u64,
-        time_ns: u64,
-        source: Arc<str>,
-        names: Arc<[String]>,
-        values: Vec<f64>,
-        total: f64,
-    },
-    /// A reward source could not score this tick (a limit, a NaN, a bad frame).
-    RewardInvalid {
-        tick: u64,
-        time_ns: u64,
-        source: Arc<str>,
-        why: String,
-    },
-    /// A camera frame, on the first tick that could see it.
-    Frame {
-        camera: usize,
-        tick: u64,
-        time_ns: u64,
-        data: Vec<u8>,
-    },
-    /// A line in the event log (`events`).
-    Text {
-        tick: u64,
-        time_ns: u64,
-        level: &'static str,
-        text: String,
-    },
-}
-
 /// Counters of the rerun thread.
 #[derive(Debug, Default)]
 pub struct RerunStats {
@@ -165,8 +135,6 @@ pub struct RerunStats {
     /// looked (only each camera's newest frame is kept).
     pub frames_skipped: AtomicU64,
     pub reward_rows: AtomicU64,
-    /// Events not logged because the rerun queue was full.
-    pub dropped: AtomicU64,
     /// Log calls rerun refused (such as a malformed batch).
     pub errors: AtomicU64,
 }
@@ -200,38 +168,10 @@ impl std::fmt::Display for RerunSummary {
     }
 }
 
-/// The sending side, for the telemetry thread's consumers. Cloning is cheap.
-#[derive(Clone)]
-pub struct RerunHandle {
-    tx: Sender<Event>,
-    stats: Arc<RerunStats>,
-}
-
-impl RerunHandle {
-    /// Never blocks: a full queue drops the event and counts it.
-    pub fn offer(&self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    pub fn stats(&self) -> &RerunStats {
-        &self.stats
-    }
-
-    /// Events waiting in the queue.
-    pub fn backlog(&self) -> usize {
-        self.tx.len()
-    }
-}
-
 /// A running rerun logger. [`RerunLogger::finish`] (after every handle is dropped) waits for
 /// the queue to drain and the recording to be flushed.
 pub struct RerunLogger {
-    handle: RerunHandle,
+    events: EventSender,
     thread: JoinHandle<()>,
     destination: Destination,
     stats: Arc<RerunStats>,
@@ -333,15 +273,46 @@ fn blueprint(layout: &Layout) -> Blueprint {
 pub fn open_stream(
     destination: &Destination,
     recording_name: &str,
-) -> anyhow::Result<RecordingStream> {
+) -> Result<RecordingStream, RerunError> {
     open(destination, recording_name, None)
+}
+
+/// Plots on a timeline of rlrt's own (such as `rlrt train`'s `step`): scalars logged one by
+/// one. Logging failures are not errors of the caller (a viewer closed mid-run loses plots).
+pub struct Plots {
+    rec: RecordingStream,
+}
+
+impl Plots {
+    pub fn open(destination: &Destination, recording_name: &str) -> Result<Self, RerunError> {
+        Ok(Self {
+            rec: open_stream(destination, recording_name)?,
+        })
+    }
+
+    /// Later scalars belong to `value` on `timeline`.
+    pub fn set_time(&self, timeline: &'static str, value: i64) {
+        self.rec.set_time_sequence(timeline, value);
+    }
+
+    /// One finite value at `path` (others are left out).
+    pub fn scalar(&self, path: &str, value: f64) {
+        if value.is_finite() {
+            let _ = self.rec.log(path, &Scalars::single(value));
+        }
+    }
+
+    /// Waits until what was logged has been written or sent.
+    pub fn flush(&self) {
+        let _ = self.rec.flush_blocking();
+    }
 }
 
 fn open(
     destination: &Destination,
     recording_name: &str,
     blueprint: Option<rerun::blueprint::Blueprint>,
-) -> anyhow::Result<RecordingStream> {
+) -> Result<RecordingStream, RerunError> {
     let mut builder =
         rerun::RecordingStreamBuilder::new(APPLICATION_ID).recording_name(recording_name);
     if let Some(b) = blueprint {
@@ -350,17 +321,19 @@ fn open(
     let rec = match destination {
         Destination::Save(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("--rerun save: creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|source| RerunError::CreateDir {
+                    dir: dir.to_owned(),
+                    source,
+                })?;
             }
-            builder
-                .save(path)
-                .with_context(|| format!("--rerun save: cannot write {}", path.display()))?
+            builder.save(path).map_err(|source| RerunError::Save {
+                path: path.clone(),
+                source,
+            })?
         }
-        Destination::Spawn => builder.spawn_opts(&spawn_options()).context(
-            "--rerun spawn: cannot start the rerun viewer (install it with \
-             `pip install rerun-sdk==0.36.3`; `cargo xtask setup` puts it in .deps/python/bin)",
-        )?,
+        Destination::Spawn => builder
+            .spawn_opts(&spawn_options())
+            .map_err(|source| RerunError::Spawn { source })?,
         Destination::Connect(addr) => {
             let url = match addr {
                 None => "rerun+http://127.0.0.1:9876/proxy".to_owned(),
@@ -369,7 +342,7 @@ fn open(
             };
             builder
                 .connect_grpc_opts(url.clone())
-                .with_context(|| format!("--rerun connect: cannot reach a viewer at {url}"))?
+                .map_err(|source| RerunError::Connect { url, source })?
         }
     };
     rec.set_log_tick_enabled(false);
@@ -385,7 +358,7 @@ impl RerunLogger {
         recording_name: &str,
         wall: WallTime,
         queue_len: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, RerunError> {
         let layout = Layout::of(config);
         let rec = open(destination, recording_name, Some(blueprint(&layout)))?;
         let config_text = std::fs::read_to_string(&config.source).unwrap_or_default();
@@ -398,38 +371,43 @@ impl RerunLogger {
                 )),
             );
         }
-        let (tx, rx) = crossbeam_channel::bounded(queue_len.max(16));
+        let (events, rx) = event_queue(queue_len);
         let stats = Arc::new(RerunStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("rlrt-rerun".into())
             .spawn(move || Writer::new(rec, layout, wall, thread_stats).run(rx))
-            .context("starting the rerun thread")?;
+            .map_err(|source| RerunError::Thread { source })?;
         Ok(Self {
-            handle: RerunHandle {
-                tx,
-                stats: stats.clone(),
-            },
+            events,
             thread,
             destination: destination.clone(),
             stats,
         })
     }
 
-    pub fn handle(&self) -> RerunHandle {
-        self.handle.clone()
+    /// A sender into this logger's queue, for consumers that log their own events (reward
+    /// terms, episode ends).
+    pub fn events(&self) -> EventSender {
+        self.events.clone()
     }
 
-    /// Drops this logger's handle, waits for the rerun thread to log what is queued and flush
-    /// the recording. Every other handle must be gone (the telemetry thread joined).
+    /// The telemetry consumer that forwards every tick record and each camera's new frames.
+    pub fn consumer(&self, cameras: Option<Arc<CameraFrames>>) -> RerunConsumer {
+        RerunConsumer::new(self.events(), self.stats.clone(), cameras)
+    }
+
+    /// Drops this logger's sender, waits for the rerun thread to log what is queued and flush
+    /// the recording. Every other sender must be gone (the telemetry thread joined).
     pub fn finish(self) -> RerunSummary {
         let Self {
-            handle,
+            events,
             thread,
             destination,
             stats,
         } = self;
-        drop(handle);
+        let dropped = events.dropped();
+        drop(events);
         let _ = thread.join();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RerunSummary {
@@ -438,7 +416,7 @@ impl RerunLogger {
             frames: get(&stats.frames),
             frames_skipped: get(&stats.frames_skipped),
             reward_rows: get(&stats.reward_rows),
-            dropped: get(&stats.dropped),
+            dropped,
             errors: get(&stats.errors),
         }
     }
@@ -815,13 +793,13 @@ impl Writer {
             ];
             let sent = Scalars::new(s.values.drain(..))
                 .columns_of_unit_batches()
-                .map_err(anyhow::Error::from)
+                .ok()
                 .and_then(|columns| {
                     self.rec
                         .send_columns(s.path.as_str(), indexes, columns)
-                        .map_err(anyhow::Error::from)
+                        .ok()
                 });
-            if sent.is_err() {
+            if sent.is_none() {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -861,17 +839,23 @@ impl TextLogLevelName {
 /// The telemetry thread's side: forwards every tick record, and each camera's new frames
 /// on the first tick whose start follows the frame's arrival.
 pub struct RerunConsumer {
-    handle: RerunHandle,
+    events: EventSender,
+    stats: Arc<RerunStats>,
     cameras: Option<Arc<CameraFrames>>,
     last_count: Vec<u64>,
     scratch: Frame,
 }
 
 impl RerunConsumer {
-    pub fn new(handle: RerunHandle, cameras: Option<Arc<CameraFrames>>) -> Self {
+    fn new(
+        events: EventSender,
+        stats: Arc<RerunStats>,
+        cameras: Option<Arc<CameraFrames>>,
+    ) -> Self {
         let n = cameras.as_ref().map_or(0, |c| c.slots().len());
         Self {
-            handle,
+            events,
+            stats,
             cameras,
             last_count: vec![0; n],
             scratch: Frame::default(),
@@ -892,12 +876,11 @@ impl RerunConsumer {
                 continue; // not new, or not yet visible at this tick
             }
             let skipped = self.scratch.count - self.last_count[i] - 1;
-            self.handle
-                .stats()
+            self.stats
                 .frames_skipped
                 .fetch_add(skipped, Ordering::Relaxed);
             self.last_count[i] = self.scratch.count;
-            self.handle.offer(Event::Frame {
+            self.events.offer(Event::Frame {
                 camera: i,
                 tick,
                 time_ns: self.scratch.received_ns,
@@ -910,6 +893,42 @@ impl RerunConsumer {
 impl TickConsumer for RerunConsumer {
     fn on_tick(&mut self, record: &TickRecord) {
         self.frames(record.tick, record.start_ns);
-        self.handle.offer(Event::Tick(Box::new(*record)));
+        self.events.offer(Event::Tick(Box::new(*record)));
     }
+}
+
+/// A rerun destination that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunError {
+    #[error("--rerun save: creating {}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--rerun save: cannot write {}", path.display())]
+    Save {
+        path: PathBuf,
+        #[source]
+        source: rerun::RecordingStreamError,
+    },
+    #[error(
+        "--rerun spawn: cannot start the rerun viewer (install it with \
+         `pip install rerun-sdk==0.36.3`; `cargo xtask setup` puts it in .deps/python/bin)"
+    )]
+    Spawn {
+        #[source]
+        source: rerun::RecordingStreamError,
+    },
+    #[error("--rerun connect: cannot reach a viewer at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: rerun::RecordingStreamError,
+    },
+    #[error("starting the rerun thread")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
 }

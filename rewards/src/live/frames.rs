@@ -19,27 +19,24 @@
 //! sizes, prompts), so a bad source stops the run before it starts; a frame that cannot be
 //! scored at run time is counted and skipped.
 
-pub mod classifier;
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
-use rlrt_rewards::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 use rlrt_runtime::config::{FrameResize, ImageEncoding, RewardKind};
 use rlrt_runtime::link::{CameraFrames, Frame};
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::{Clock, RobotConfig, WallClock};
 
-use crate::rerun_log::{Event, RerunHandle};
-use crate::reward_programs::SeriesSummary;
-use crate::telemetry_hub::TickConsumer;
-use classifier::OnnxClassifier;
+use rlrt_runtime::hub::{Event, EventSender, TickConsumer};
+
+use super::{LoadError, SeriesSummary, SourceError, Unscored};
+use crate::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
+use crate::frame_model::OnnxClassifier;
 
 /// How often the scoring thread looks for new frames when it found none.
 const POLL: Duration = Duration::from_millis(1);
@@ -98,29 +95,40 @@ pub struct Scored {
     /// Frames of this camera replaced by newer ones before the scoring thread took this one.
     pub superseded: u64,
     /// The reward and its terms, or why the frame could not be scored.
-    pub result: Result<(f64, Vec<f64>), String>,
+    pub result: Result<(f64, Vec<f64>), Unscored>,
 }
 
-fn located(config: &RobotConfig, index: usize, key: &str) -> String {
-    format!("{}: rewards[{index}].{key}", config.source.display())
+/// `rewards[index].key` of `config` is wrong: `source` says how.
+fn located(
+    config: &RobotConfig,
+    index: usize,
+    key: &'static str,
+) -> impl FnOnce(SourceError) -> LoadError {
+    let file = config.source.clone();
+    move |source| LoadError::Source {
+        file,
+        index,
+        key,
+        source: Box::new(source),
+    }
 }
 
 impl FrameRewards {
     /// Loads every clip and classifier source of `config`; `None` when it has none.
-    pub fn load(config: &RobotConfig) -> anyhow::Result<Option<Self>> {
+    pub fn load(config: &RobotConfig) -> Result<Option<Self>, LoadError> {
         Self::load_where(config, |_| true)
     }
 
     /// Loads the clip or classifier source of `config` named `name` alone (`None` when no
     /// such source exists): what `rlrt relabel` scores a dataset's frames with.
-    pub fn load_named(config: &RobotConfig, name: &str) -> anyhow::Result<Option<Self>> {
+    pub fn load_named(config: &RobotConfig, name: &str) -> Result<Option<Self>, LoadError> {
         Self::load_where(config, |r| r.name == name)
     }
 
     fn load_where(
         config: &RobotConfig,
         keep: impl Fn(&rlrt_runtime::config::RewardSourceConfig) -> bool,
-    ) -> anyhow::Result<Option<Self>> {
+    ) -> Result<Option<Self>, LoadError> {
         let mut sources = Vec::new();
         let mut scorers: Vec<Scorer> = Vec::new();
         // (folder, resize, device, precision) -> scorer index
@@ -136,22 +144,22 @@ impl FrameRewards {
                 .cameras
                 .iter()
                 .position(|c| c.name == camera_name)
-                .with_context(|| located(config, i, "camera"))?;
+                .ok_or_else(|| {
+                    located(config, i, "camera")(SourceError::UnknownCamera(camera_name.clone()))
+                })?;
             let spec = &config.observation.cameras[camera];
             let model_path = reward
                 .model_path
                 .clone()
-                .with_context(|| format!("{}: missing", located(config, i, "model_path")))?;
+                .ok_or_else(|| located(config, i, "model_path")(SourceError::Missing))?;
             let source = sources.len();
             let terms: Vec<String> = match reward.kind {
                 RewardKind::Clip => {
                     if !matches!(spec.encoding, ImageEncoding::Rgb8 | ImageEncoding::Mono8) {
-                        anyhow::bail!(
-                            "{}: camera {:?} sends {} frames; CLIP reads rgb8 or mono8",
-                            located(config, i, "camera"),
-                            spec.name,
-                            spec.encoding.as_str()
-                        );
+                        return Err(located(config, i, "camera")(SourceError::ClipEncoding {
+                            camera: spec.name.clone(),
+                            encoding: spec.encoding.as_str(),
+                        }));
                     }
                     // Sources on the same folder, resizing, device and precision share a model.
                     let key = (
@@ -165,7 +173,7 @@ impl FrameRewards {
                         None => {
                             let model =
                                 ClipEngine::load(&model_path, reward.device, reward.precision)
-                                    .with_context(|| located(config, i, "model_path"))?;
+                                    .map_err(|e| located(config, i, "model_path")(e.into()))?;
                             tracing::info!(
                                 reward = reward.name,
                                 model = %model_path.display(),
@@ -193,7 +201,7 @@ impl FrameRewards {
                         reward.baseline.as_deref(),
                         reward.alpha,
                     )
-                    .with_context(|| located(config, i, "goal"))?;
+                    .map_err(|e| located(config, i, "goal")(e.into()))?;
                     goals.push((source, goal));
                     let mut names = vec!["goal_similarity".to_owned()];
                     if reward.baseline.is_some() {
@@ -203,7 +211,7 @@ impl FrameRewards {
                 }
                 RewardKind::Classifier => {
                     let model = OnnxClassifier::load(&model_path, spec, reward.goal.as_deref())
-                        .with_context(|| located(config, i, "model_path"))?;
+                        .map_err(|e| located(config, i, "model_path")(e.into()))?;
                     scorers.push(Scorer::Classifier {
                         model: Box::new(model),
                         source,
@@ -214,7 +222,7 @@ impl FrameRewards {
                 _ => {
                     let model =
                         OnnxClassifier::load_reward(&model_path, spec, reward.goal.as_deref())
-                            .with_context(|| located(config, i, "model_path"))?;
+                            .map_err(|e| located(config, i, "model_path")(e.into()))?;
                     scorers.push(Scorer::Classifier {
                         model: Box::new(model),
                         source,
@@ -241,7 +249,7 @@ impl FrameRewards {
         self,
         cameras: Arc<CameraFrames>,
         clock: WallClock,
-        rerun: Option<RerunHandle>,
+        rerun: Option<EventSender>,
     ) -> std::io::Result<FrameRewardConsumer> {
         let (tx, rx) = crossbeam_channel::bounded(RESULT_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -350,7 +358,7 @@ impl Worker {
                      t: &Taken,
                      inference_ns: u64,
                      scored_ns: u64,
-                     result: Result<(f64, Vec<f64>), String>| Scored {
+                     result: Result<(f64, Vec<f64>), Unscored>| Scored {
             source,
             frame: t.frame.count,
             stamp_ns: t.frame.stamp_ns,
@@ -404,7 +412,7 @@ impl Worker {
                     };
                     let result = match &embedded {
                         Ok(e) => clip_result(goal, &e[row]),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Unscored::new(e)),
                     };
                     results.push(stamp(*source, &taken[cam], t1 - t0, t1, result));
                 }
@@ -422,7 +430,9 @@ impl Worker {
                 let t0 = self.clock.now_ns();
                 let p = model.score(&t.frame.data);
                 let t1 = self.clock.now_ns();
-                let result = p.map(|p| classifier_result(p, *threshold));
+                let result = p
+                    .map(|p| classifier_result(p, *threshold))
+                    .map_err(Unscored::new);
                 results.push(stamp(*source, t, t1 - t0, t1, result));
             }
         }
@@ -433,14 +443,14 @@ impl Worker {
 }
 
 /// A CLIP source's reward and terms (goal, then baseline similarity) for one embedding.
-fn clip_result(goal: &ClipGoal, embedding: &[f32]) -> Result<(f64, Vec<f64>), String> {
+fn clip_result(goal: &ClipGoal, embedding: &[f32]) -> Result<(f64, Vec<f64>), Unscored> {
     goal.score(embedding)
         .map(|r| {
             let mut terms = vec![r.goal_similarity];
             terms.extend(r.baseline_similarity);
             (r.reward, terms)
         })
-        .map_err(|e| e.to_string())
+        .map_err(Unscored::new)
 }
 
 /// A classifier's sparse reward (1 at or above the threshold) and its probability; without
@@ -481,19 +491,28 @@ impl FrameRewards {
         source: usize,
         spec: &rlrt_runtime::config::CameraSpec,
         frames: &[&[u8]],
-    ) -> Vec<Result<(f64, Vec<f64>), String>> {
+    ) -> Vec<Result<(f64, Vec<f64>), Unscored>> {
         let mut out = Vec::with_capacity(frames.len());
         let scorer = self.scorers.iter_mut().find(|s| match s {
             Scorer::Clip { goals, .. } => goals.iter().any(|(g, _)| *g == source),
             Scorer::Classifier { source: s, .. } => *s == source,
         });
         match scorer {
-            None => out.extend(frames.iter().map(|_| Err(format!("no source {source}")))),
+            None => out.extend(
+                frames
+                    .iter()
+                    .map(|_| Err(Unscored(format!("no source {source}")))),
+            ),
             Some(Scorer::Classifier {
                 model, threshold, ..
             }) => {
                 for frame in frames {
-                    out.push(model.score(frame).map(|p| classifier_result(p, *threshold)));
+                    out.push(
+                        model
+                            .score(frame)
+                            .map(|p| classifier_result(p, *threshold))
+                            .map_err(Unscored::new),
+                    );
                 }
             }
             Some(Scorer::Clip {
@@ -529,7 +548,7 @@ impl FrameRewards {
                         Ok(embedded) => {
                             out.extend(embedded.iter().map(|e| clip_result(goal, e)));
                         }
-                        Err(e) => out.extend(chunk.iter().map(|_| Err(e.to_string()))),
+                        Err(e) => out.extend(chunk.iter().map(|_| Err(Unscored::new(&e)))),
                     }
                 }
             }
@@ -656,7 +675,7 @@ pub struct FrameRewardConsumer {
     latencies: Vec<Vec<u64>>,
     inference: Vec<Vec<u64>>,
     shared: Arc<Mutex<Vec<FrameRewardSummary>>>,
-    rerun: Option<RerunHandle>,
+    rerun: Option<EventSender>,
     last_publish: Instant,
 }
 
@@ -722,7 +741,7 @@ impl FrameRewardConsumer {
                         tick,
                         time_ns: start_ns,
                         source: source.name.clone(),
-                        why,
+                        why: why.0,
                     });
                 }
             }

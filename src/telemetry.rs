@@ -1,68 +1,31 @@
-//! The one thread that drains the control loop's telemetry and hands every tick record to
-//! each consumer in turn: the fault log, reward programs, and (next) recording and rerun.
-//! Consumers may be slow; the loop never waits for them (the channel drops the newest record
-//! when full and counts it in `telemetry_dropped`).
+//! A run's telemetry, assembled: the hub thread (`rlrt_runtime::hub`) with the consumers a
+//! command asked for (the fault log, the config's reward programs and frame rewards, the run
+//! recorder, rerun logging), and what they report when the run ends.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
+use rlrt_runtime::hub::{spawn, EventSender, TickConsumer};
 use rlrt_runtime::link::CameraFrames;
-use rlrt_runtime::telemetry::{TelemetryReceiver, TickRecord};
+use rlrt_runtime::telemetry::TelemetryReceiver;
 
-use crate::frame_rewards::{FrameRewardSummary, FrameRewards};
-use crate::rerun_log::{RerunConsumer, RerunHandle};
-
-/// Something that wants every tick's record.
-pub trait TickConsumer: Send {
-    fn on_tick(&mut self, record: &TickRecord);
-    /// Called when the queue is empty, before the thread sleeps (such as for hot reload).
-    fn on_idle(&mut self) {}
-    /// Called once after the loop's sender is gone and the queue is drained.
-    fn finish(&mut self) {}
-}
-
-/// Starts the telemetry thread; it ends when the loop's telemetry sender is dropped.
-pub fn spawn(
-    receiver: TelemetryReceiver,
-    mut consumers: Vec<Box<dyn TickConsumer>>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("rlrt-telemetry".into())
-        .spawn(move || {
-            while let Some(n) = receiver.drain_or_closed(|record| {
-                for c in consumers.iter_mut() {
-                    c.on_tick(record);
-                }
-            }) {
-                if n == 0 {
-                    for c in consumers.iter_mut() {
-                        c.on_idle();
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            for c in consumers.iter_mut() {
-                c.finish();
-            }
-        })
-}
+use rlrt_rewards::live::frames::{FrameRewardSummary, FrameRewards};
 
 /// The consumers of a run: the fault log, the config's reward programs if any, and rerun
 /// logging if asked for (`rerun` with the link's camera frames, when there is a link).
 pub fn standard_consumers(
     period_ns: u64,
-    rewards: Option<crate::reward_programs::ProgramRewards>,
-    rerun: Option<(RerunHandle, Option<Arc<CameraFrames>>)>,
+    rewards: Option<rlrt_rewards::live::programs::ProgramRewards>,
+    rerun: Option<(&crate::timeline::RerunLogger, Option<Arc<CameraFrames>>)>,
 ) -> Vec<Box<dyn TickConsumer>> {
     let mut consumers: Vec<Box<dyn TickConsumer>> =
-        vec![Box::new(crate::fault_log::FaultLog::new(period_ns))];
-    let handle = rerun.as_ref().map(|(h, _)| h.clone());
+        vec![Box::new(rlrt_runtime::hub::FaultLog::new(period_ns))];
+    let events = rerun.as_ref().map(|(logger, _)| logger.events());
     if let Some(rewards) = rewards {
-        consumers.push(Box::new(rewards.with_rerun(handle)));
+        consumers.push(Box::new(rewards.with_rerun(events)));
     }
-    if let Some((handle, cameras)) = rerun {
-        consumers.push(Box::new(RerunConsumer::new(handle, cameras)));
+    if let Some((logger, cameras)) = rerun {
+        consumers.push(Box::new(logger.consumer(cameras)));
     }
     consumers
 }
@@ -70,19 +33,19 @@ pub fn standard_consumers(
 /// The telemetry side of one run: the thread and what it reports at the end.
 pub struct RunTelemetry {
     thread: JoinHandle<()>,
-    summaries: Option<Arc<std::sync::Mutex<Vec<crate::reward_programs::ProgramSummary>>>>,
+    summaries: Option<Arc<std::sync::Mutex<Vec<rlrt_rewards::live::programs::ProgramSummary>>>>,
     frame_summaries: Option<Arc<std::sync::Mutex<Vec<FrameRewardSummary>>>>,
-    recording: Option<Arc<std::sync::Mutex<crate::run_recorder::RecordingSummary>>>,
-    rerun: Option<crate::rerun_log::RerunLogger>,
+    recording: Option<Arc<std::sync::Mutex<rlrt_runtime::hub::recorder::RecordingSummary>>>,
+    rerun: Option<crate::timeline::RerunLogger>,
 }
 
 /// What a run's telemetry reports once it has finished.
 pub struct TelemetryOutcome {
-    pub programs: Vec<crate::reward_programs::ProgramSummary>,
+    pub programs: Vec<rlrt_rewards::live::programs::ProgramSummary>,
     pub frame_rewards: Vec<FrameRewardSummary>,
     /// What `--record` wrote.
-    pub recording: Option<crate::run_recorder::RecordingSummary>,
-    pub rerun: Option<crate::rerun_log::RerunSummary>,
+    pub recording: Option<rlrt_runtime::hub::recorder::RecordingSummary>,
+    pub rerun: Option<crate::timeline::RerunSummary>,
 }
 
 /// The link's camera frames and the clock they are stamped with, for frame-scored rewards.
@@ -94,22 +57,25 @@ pub struct CameraFeed {
 /// What a run's telemetry thread serves.
 pub struct TelemetrySetup<'a> {
     /// The config's reward programs, loaded and checked.
-    pub programs: Option<crate::reward_programs::ProgramRewards>,
+    pub programs: Option<rlrt_rewards::live::programs::ProgramRewards>,
     /// The config's clip and classifier rewards, loaded; they need `cameras`.
     pub frame_rewards: Option<FrameRewards>,
-    pub rerun: Option<&'a crate::rerun_log::Destination>,
+    pub rerun: Option<&'a crate::timeline::Destination>,
     /// The recording's name in rerun, such as "rlrt run reach-arm".
     pub title: String,
-    pub wall: crate::rerun_log::WallTime,
+    pub wall: crate::timeline::WallTime,
     /// The link's camera frames (runs over a link).
     pub cameras: Option<CameraFeed>,
     /// Record the run's steps (and camera frames) as a dataset.
-    pub recording: Option<crate::run_recorder::Recording>,
+    pub recording: Option<rlrt_runtime::hub::recorder::Recording>,
 }
 
 impl TelemetrySetup<'_> {
     /// Also records the run as a dataset.
-    pub fn with_recording(mut self, recording: Option<crate::run_recorder::Recording>) -> Self {
+    pub fn with_recording(
+        mut self,
+        recording: Option<rlrt_runtime::hub::recorder::Recording>,
+    ) -> Self {
         self.recording = recording;
         self
     }
@@ -121,9 +87,9 @@ impl<'a> TelemetrySetup<'a> {
     pub fn on_link(
         rt: &crate::linked::LinkedRuntime,
         title: String,
-        programs: Option<crate::reward_programs::ProgramRewards>,
+        programs: Option<rlrt_rewards::live::programs::ProgramRewards>,
         frame_rewards: Option<FrameRewards>,
-        rerun: Option<&'a crate::rerun_log::Destination>,
+        rerun: Option<&'a crate::timeline::Destination>,
     ) -> Self {
         let clock = rt.control.clock();
         Self {
@@ -131,7 +97,7 @@ impl<'a> TelemetrySetup<'a> {
             frame_rewards,
             rerun,
             title,
-            wall: crate::rerun_log::WallTime::from_clock_now(rlrt_runtime::Clock::now_ns(clock)),
+            wall: crate::timeline::WallTime::from_clock_now(rlrt_runtime::Clock::now_ns(clock)),
             cameras: Some(CameraFeed {
                 frames: rt.link.cameras(),
                 clock: clock.clone(),
@@ -146,9 +112,9 @@ impl<'a> TelemetrySetup<'a> {
     /// rewards.
     pub fn without_link(
         title: String,
-        programs: Option<crate::reward_programs::ProgramRewards>,
-        rerun: Option<&'a crate::rerun_log::Destination>,
-        wall: crate::rerun_log::WallTime,
+        programs: Option<rlrt_rewards::live::programs::ProgramRewards>,
+        rerun: Option<&'a crate::timeline::Destination>,
+        wall: crate::timeline::WallTime,
     ) -> Self {
         Self {
             programs,
@@ -182,12 +148,12 @@ impl RunTelemetry {
         } = setup;
         let rerun = rerun
             .map(|d| {
-                crate::rerun_log::RerunLogger::start(
+                crate::timeline::RerunLogger::start(
                     d,
                     config,
                     &title,
                     wall,
-                    crate::rerun_log::DEFAULT_QUEUE_LEN,
+                    crate::timeline::DEFAULT_QUEUE_LEN,
                 )
             })
             .transpose()?;
@@ -197,11 +163,11 @@ impl RunTelemetry {
             programs,
             rerun
                 .as_ref()
-                .map(|r| (r.handle(), cameras.as_ref().map(|c| c.frames.clone()))),
+                .map(|r| (r, cameras.as_ref().map(|c| c.frames.clone()))),
         );
         let mut recording_summary = None;
         if let Some(rec) = &recording {
-            let recorder = crate::run_recorder::RunRecorder::new(
+            let recorder = rlrt_runtime::hub::recorder::RunRecorder::new(
                 config,
                 rec,
                 cameras.as_ref().map(|c| c.frames.clone()),
@@ -218,7 +184,7 @@ impl RunTelemetry {
             ),
             (Some(f), Some(feed)) => {
                 let consumer =
-                    f.start(feed.frames, feed.clock, rerun.as_ref().map(|r| r.handle()))?;
+                    f.start(feed.frames, feed.clock, rerun.as_ref().map(|r| r.events()))?;
                 frame_summaries = Some(consumer.summaries());
                 consumers.push(Box::new(consumer));
             }
@@ -234,8 +200,8 @@ impl RunTelemetry {
 
     /// A handle for logging more events (such as episode ends) to this run's recording.
     /// Drop it before [`RunTelemetry::finish`], which waits for the recording to close.
-    pub fn rerun_handle(&self) -> Option<RerunHandle> {
-        self.rerun.as_ref().map(|r| r.handle())
+    pub fn rerun_handle(&self) -> Option<EventSender> {
+        self.rerun.as_ref().map(|r| r.events())
     }
 
     /// Waits for the thread (the loop's telemetry sender must be dropped first), the
@@ -252,7 +218,7 @@ impl RunTelemetry {
             recording: self
                 .recording
                 .and_then(|s| s.lock().ok().map(|s| s.clone())),
-            rerun: self.rerun.map(crate::rerun_log::RerunLogger::finish),
+            rerun: self.rerun.map(crate::timeline::RerunLogger::finish),
         }
     }
 }

@@ -2,10 +2,9 @@
 //! fault begins (with its cause), when it clears and how long it lasted. It runs on the
 //! telemetry thread, so the tick never formats or writes a log line.
 
-use rlrt_runtime::safety::Cause;
-use rlrt_runtime::telemetry::TickRecord;
-
-use crate::telemetry_hub::TickConsumer;
+use super::TickConsumer;
+use crate::safety::Cause;
+use crate::telemetry::TickRecord;
 
 pub struct FaultLog {
     period_ns: u64,

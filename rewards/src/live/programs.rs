@@ -8,16 +8,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use rlrt_rewards::program::{
-    CheckOptions, Environment, Limits, ProgramState, ProgramWatcher, Reload,
-};
+use crate::program::{CheckOptions, Environment, Limits, ProgramState, ProgramWatcher, Reload};
 use rlrt_runtime::config::{RewardKind, MAX_ACTION};
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::RobotConfig;
 
-use crate::rerun_log::{Event, RerunHandle};
-use crate::telemetry_hub::TickConsumer;
+use rlrt_runtime::hub::{Event, EventSender, TickConsumer};
+
+use super::LoadError;
 
 /// How often program files are looked at for edits.
 const RELOAD_POLL: Duration = Duration::from_millis(250);
@@ -84,12 +82,12 @@ pub struct ProgramRewards {
     previous_action: [f64; MAX_ACTION],
     action_len: usize,
     last_poll: Instant,
-    rerun: Option<RerunHandle>,
+    rerun: Option<EventSender>,
 }
 
 impl ProgramRewards {
     /// Loads and checks every reward program of `config`; `None` when it has none.
-    pub fn load(config: &RobotConfig) -> anyhow::Result<Option<Self>> {
+    pub fn load(config: &RobotConfig) -> Result<Option<Self>, LoadError> {
         let mut sources = Vec::new();
         for reward in config
             .rewards
@@ -99,7 +97,9 @@ impl ProgramRewards {
             let path = reward
                 .program_path
                 .as_ref()
-                .with_context(|| format!("reward {:?} has no program_path", reward.name))?;
+                .ok_or_else(|| LoadError::NoProgramPath {
+                    name: reward.name.clone(),
+                })?;
             let env = Environment::from_config(config)?;
             let (watcher, report) =
                 ProgramWatcher::new(env, path, Limits::default(), CheckOptions::default())?;
@@ -143,7 +143,7 @@ impl ProgramRewards {
     }
 
     /// Also sends every evaluation (each term and the total) to rerun.
-    pub fn with_rerun(mut self, handle: Option<RerunHandle>) -> Self {
+    pub fn with_rerun(mut self, handle: Option<EventSender>) -> Self {
         self.rerun = handle;
         self
     }
