@@ -18,8 +18,9 @@ pub fn standard_consumers(
     rewards: Option<rlrt_rewards::live::programs::ProgramRewards>,
     rerun: Option<(&crate::timeline::RerunLogger, Option<Arc<CameraFrames>>)>,
 ) -> Vec<Box<dyn TickConsumer>> {
-    let mut consumers: Vec<Box<dyn TickConsumer>> =
-        vec![Box::new(rlrt_runtime::hub::FaultLog::new(period_ns))];
+    let mut consumers: Vec<Box<dyn TickConsumer>> = vec![Box::new(
+        rlrt_runtime::hub::fault_log::FaultLog::new(period_ns),
+    )];
     let events = rerun.as_ref().map(|(logger, _)| logger.events());
     if let Some(rewards) = rewards {
         consumers.push(Box::new(rewards.with_rerun(events)));

@@ -1,4 +1,4 @@
-//! Trained actors in the loop: a checkpoint written by `rlrt train` (see [`crate::iql`])
+//! Trained actors in the loop: a checkpoint written by `rlrt train` (see `crate::iql`)
 //! becomes an [`rlrt_runtime::Policy`].
 //!
 //! A checkpoint is a folder: `checkpoint.json` ([`CheckpointMeta`]: sizes, observation
@@ -16,17 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rlrt_runtime::{Policy, PolicyError, RobotConfig};
 
-use crate::iql::IqlConfig;
-
-/// Which learner produced a checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Implicit Q-Learning.
-    Iql,
-    /// Behaviour cloning.
-    Bc,
-}
+pub use crate::iql_config::Algorithm;
+use crate::iql_config::IqlConfig;
 
 /// Observation normalisation (dataset mean and std) and the action bounds that map the
 /// actor's [-1, 1] outputs to commands.
@@ -345,17 +336,6 @@ pub struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// Loads `checkpoint.json` and `actor.bin` from `dir`.
-    pub fn load(dir: &Path) -> Result<Self, CheckpointError> {
-        let meta = CheckpointMeta::read(&dir.join("checkpoint.json"))?;
-        let weights =
-            crate::iql::load_actor_weights(dir, &meta).map_err(|e| CheckpointError::Invalid {
-                path: dir.join("actor.bin"),
-                message: e.to_string(),
-            })?;
-        Ok(Self::from_parts(&meta, weights))
-    }
-
     /// From an actor held in memory (evaluation during training).
     pub fn from_parts(meta: &CheckpointMeta, weights: MlpWeights) -> Self {
         let mut policy = Self::from_weights(weights, meta.normalisation.clone());

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod iql;
+pub mod iql_config;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod onnx_export;

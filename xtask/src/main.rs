@@ -1,4 +1,4 @@
-//! `cargo xtask setup | demo [rlrt demo args...] | test [cargo test args...]`
+//! `cargo xtask setup | demo [rlrt demo args...] | test [cargo test args...] | robot | layout`
 //!
 //! `setup` installs, once, what the build and the tests need from PyPI into `.deps/`
 //! (ignored by git): MuJoCo's shared library from the `mujoco` wheel into `.deps/mujoco`
@@ -8,7 +8,10 @@
 //! `.cargo/config.toml` points `LIBTORCH` there), and ROS 2 Jazzy's Python message packages
 //! into `.deps/ros` (the tests' oracle for the `ros2` link). `demo` installs neither of the
 //! last two and runs `rlrt demo`; `test` runs `setup` and then the workspace tests in release
-//! mode, with the `tch` feature.
+//! mode, with the `tch` feature. `robot` builds the lean robot binary, stripped, and says what
+//! it weighs and links; `layout` checks the crate rules of ARCHITECTURE.md (see `layout.rs`).
+
+mod layout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -297,6 +300,66 @@ fn setup_base() -> Result<(), String> {
     })
 }
 
+/// The lean robot build: `rlrt` without MuJoCo, rerun, libhdf5, Arrow or Parquet, stripped
+/// into `<target>/release/rlrt-robot`; says what it weighs and what it links.
+fn robot() -> Result<(), String> {
+    eprintln!(
+        "xtask: building the robot binary (rlrt --no-default-features --features robot) in \
+         release mode"
+    );
+    cargo(
+        &[
+            "build",
+            "--release",
+            "--no-default-features",
+            "--features",
+            "robot",
+            "--bin",
+            "rlrt",
+        ],
+        &[],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let built = target.join("release").join("rlrt");
+    let shipped = target.join("release").join("rlrt-robot");
+    std::fs::copy(&built, &shipped)
+        .map_err(|e| format!("copying {} to {}: {e}", built.display(), shipped.display()))?;
+    let status = Command::new("strip")
+        .arg(&shipped)
+        .status()
+        .map_err(|e| format!("running strip (binutils): {e}"))?;
+    if !status.success() {
+        return Err(format!("strip {} failed ({status})", shipped.display()));
+    }
+    let bytes = std::fs::metadata(&shipped).map_or(0, |m| m.len());
+    let ldd = Command::new("ldd")
+        .arg(&shipped)
+        .output()
+        .map_err(|e| format!("running ldd: {e}"))?;
+    let linked = String::from_utf8_lossy(&ldd.stdout);
+    let libraries: Vec<&str> = linked
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for forbidden in ["libhdf5", "libmujoco", "libarrow", "libparquet", "libtorch"] {
+        if libraries.iter().any(|l| l.starts_with(forbidden)) {
+            return Err(format!(
+                "{} links {forbidden}: the robot build must not",
+                shipped.display()
+            ));
+        }
+    }
+    println!(
+        "xtask: {} ({:.1} MB stripped), links {}",
+        shipped.display(),
+        bytes as f64 / 1e6,
+        libraries.join(" ")
+    );
+    Ok(())
+}
+
 fn cargo(args: &[&str], rest: &[String]) -> Result<(), String> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
@@ -335,8 +398,11 @@ fn main() -> ExitCode {
                 &args[1..],
             )
         }),
+        Some("robot") => setup_base().and_then(|()| robot()),
+        Some("layout") => layout::check(&root()),
         _ => Err(
-            "usage: cargo xtask setup | demo [rlrt demo arguments] | test [cargo test arguments]"
+            "usage: cargo xtask setup | demo [rlrt demo arguments] | test [cargo test \
+                  arguments] | robot | layout"
                 .into(),
         ),
     };

@@ -34,7 +34,8 @@ use rlrt_runtime::{Clock, RobotConfig, WallClock};
 
 use rlrt_runtime::hub::{Event, EventSender, TickConsumer};
 
-use super::{LoadError, SeriesSummary, SourceError, Unscored};
+use super::programs::SeriesSummary;
+use super::{LoadError, SourceError, Unscored};
 use crate::clip::{ClipEngine, ClipGoal, Resize, Rgb8};
 use crate::frame_model::OnnxClassifier;
 

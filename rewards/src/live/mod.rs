@@ -9,9 +9,6 @@ pub mod programs;
 
 use std::path::PathBuf;
 
-pub use frames::{FrameRewardSummary, FrameRewards};
-pub use programs::{ProgramRewards, ProgramSummary, SeriesSummary};
-
 /// A reward source of a config that cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -19,9 +19,6 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::telemetry::{TelemetryReceiver, TickRecord};
 
-pub use fault_log::FaultLog;
-pub use recorder::{Recording, RecordingSummary, RunRecorder};
-
 /// Something that wants every tick's record.
 pub trait TickConsumer: Send {
     fn on_tick(&mut self, record: &TickRecord);

@@ -9,7 +9,7 @@ use zenoh::{Session, Wait};
 
 use super::wire::{self, Attachment, EntityKind, MsgType, NodeName, Qos};
 use crate::config::Ros2Config;
-use crate::link::LinkError;
+use crate::link::error::LinkError;
 
 /// The node; its tokens go when it is dropped.
 pub struct Node {
