@@ -313,6 +313,7 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
         goal.score(&e[0]).unwrap()
     };
     let mut checked = 0;
+    let mut unlogged = 0;
     for (source, summary) in ["touch", "near", "success", "learned"]
         .iter()
         .zip(summaries)
@@ -331,10 +332,12 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
         };
         for ((tick, value), (_, term_value)) in total.iter().zip(&term) {
             let candidates = frames_at(*tick);
-            assert!(
-                !candidates.is_empty(),
-                "{source}: reward at tick {tick}, but rerun logged no frame there"
-            );
+            if candidates.is_empty() {
+                // rerun's consumer keeps each camera's newest frame: on a loaded machine a
+                // newer one can replace this frame before it looks (counted below).
+                unlogged += 1;
+                continue;
+            }
             let fits = candidates.iter().any(|frame| match *source {
                 "success" => {
                     let p = classifier.probability(frame).unwrap();
@@ -353,6 +356,12 @@ fn clip_and_classifier_rewards_score_the_frames_the_run_saw_on_the_ticks_that_sa
         }
     }
     assert!(checked >= 120);
+    // Each frame rerun replaced before logging can leave one reward per source without it.
+    let skipped = outcome["rerun"]["frames_skipped"].as_u64().unwrap();
+    assert!(
+        unlogged <= 4 * skipped,
+        "{unlogged} rewards at ticks without a logged frame, {skipped} frames replaced"
+    );
 }
 
 #[test]

@@ -398,7 +398,7 @@ fn main() -> ExitCode {
                 &args[1..],
             )
         }),
-        Some("robot") => setup_base().and_then(|()| robot()),
+        Some("robot") => robot(),
         Some("layout") => layout::check(&root()),
         _ => Err(
             "usage: cargo xtask setup | demo [rlrt demo arguments] | test [cargo test \
