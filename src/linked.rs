@@ -52,26 +52,34 @@ impl LinkedRuntime {
             let t = self.control.clock().now_ns();
             self.control.tick(t);
         }
-        self.tick_after(stop, seen);
+        self.tick_after(stop, seen, u64::MAX);
     }
 
     /// Drives a lockstep simulator from a fresh start state: asks it to reset to `seed` (it
     /// publishes its start state again) and ticks once per accepted state from that one on,
-    /// until `stop` is set. However long set-up took since the first state, the first tick's
-    /// observation is current, so the safety layer never sees it as stale.
-    pub fn lockstep_from_reset(&mut self, stop: &AtomicBool, seed: u64) -> anyhow::Result<()> {
+    /// until `stop` is set or the loop has run `max_ticks` ticks in all. However long set-up
+    /// took since the first state, the first tick's observation is current, so the safety
+    /// layer never sees it as stale.
+    pub fn lockstep_from_reset(
+        &mut self,
+        stop: &AtomicBool,
+        seed: u64,
+        max_ticks: u64,
+    ) -> anyhow::Result<()> {
         self.waker.register_current();
         let seen = self.link.stats().states_accepted.load(Ordering::Acquire);
         self.link
             .send_episode(rlrt_runtime::protocol::EpisodeOp::Reset { seed })?;
-        self.tick_after(stop, seen);
+        self.tick_after(stop, seen, max_ticks);
         Ok(())
     }
 
-    /// Ticks whenever the count of accepted states moves past `seen`, until `stop` is set.
-    fn tick_after(&mut self, stop: &AtomicBool, mut seen: u64) {
+    /// Ticks whenever the count of accepted states moves past `seen`, until `stop` is set or
+    /// the loop's tick count reaches `max_ticks`.
+    fn tick_after(&mut self, stop: &AtomicBool, mut seen: u64, max_ticks: u64) {
         let accepted = self.link.stats();
-        while !stop.load(Ordering::Relaxed) {
+        let ticks = self.control.stats();
+        while !stop.load(Ordering::Relaxed) && ticks.ticks.load(Ordering::Relaxed) < max_ticks {
             let now = accepted.states_accepted.load(Ordering::Acquire);
             if now != seen {
                 seen = now;

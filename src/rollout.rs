@@ -130,7 +130,7 @@ impl EpisodeRunner {
                 *next = time_s + *period;
             }
             let verdict = self.sim.verdict().unwrap_or_default();
-            let pixels = self.sim.render(c)?;
+            let pixels = self.sim.render(c).map_err(|e| e.to_string())?;
             episode.frames[c].push(row as u32, verdict.success, verdict.score, pixels);
         }
         Ok(())

@@ -119,14 +119,19 @@ impl std::fmt::Display for Preset {
     }
 }
 
+/// A preset name that is none of `locomotion`, `navigation`, `manipulation`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected locomotion, navigation or manipulation")]
+pub struct BadPreset(pub String);
+
 impl std::str::FromStr for Preset {
-    type Err = String;
+    type Err = BadPreset;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Preset::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("{s:?}: expected locomotion, navigation or manipulation"))
+            .ok_or_else(|| BadPreset(s.to_owned()))
     }
 }
 

@@ -30,8 +30,13 @@ impl std::fmt::Display for Aggregate {
     }
 }
 
+/// An aggregate that is none of `mean`, `min`, `mean-minus-std[:K]`, `and[:REFERENCE]`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadAggregate(String);
+
 impl std::str::FromStr for Aggregate {
-    type Err = String;
+    type Err = BadAggregate;
 
     /// `mean`, `min`, `mean-minus-std[:K]` (K standard deviations, default 1) or
     /// `and[:REFERENCE]` (the log-sigmoid sum around REFERENCE, default 0).
@@ -40,18 +45,20 @@ impl std::str::FromStr for Aggregate {
             Some((name, value)) => (name, Some(value)),
             None => (text, None),
         };
-        let number = |default: f64| -> Result<f64, String> {
+        let number = |default: f64| -> Result<f64, BadAggregate> {
             match value {
                 None => Ok(default),
                 Some(v) => match v.parse::<f64>() {
                     Ok(x) if x.is_finite() => Ok(x),
-                    _ => Err(format!("{text:?}: {v:?} is not a finite number")),
+                    _ => Err(BadAggregate(format!(
+                        "{text:?}: {v:?} is not a finite number"
+                    ))),
                 },
             }
         };
         let plain = |how: Aggregate| match value {
             None => Ok(how),
-            Some(_) => Err(format!("{text:?}: {name} takes no value")),
+            Some(_) => Err(BadAggregate(format!("{text:?}: {name} takes no value"))),
         };
         match name {
             "mean" => plain(Aggregate::Mean),
@@ -60,9 +67,9 @@ impl std::str::FromStr for Aggregate {
             "and" => Ok(Aggregate::LogSigmoidAnd {
                 reference: number(0.0)?,
             }),
-            _ => Err(format!(
+            _ => Err(BadAggregate(format!(
                 "{text:?}: expected mean, min, mean-minus-std[:K] or and[:REFERENCE]"
-            )),
+            ))),
         }
     }
 }
@@ -145,7 +152,7 @@ mod tests {
             assert_eq!(how.to_string().parse::<Aggregate>(), Ok(how));
         }
         for bad in ["max", "min:2", "mean-minus-std:x", "and:inf", ""] {
-            let e = bad.parse::<Aggregate>().unwrap_err();
+            let e = bad.parse::<Aggregate>().unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
     }

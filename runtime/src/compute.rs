@@ -30,11 +30,16 @@ impl fmt::Display for ComputeDevice {
     }
 }
 
-impl FromStr for ComputeDevice {
-    type Err = String;
+/// A device name that is none of `cpu`, `cuda`, `cuda:N`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected cpu, cuda or cuda:N (N the GPU's index)")]
+pub struct BadDevice(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: expected cpu, cuda or cuda:N (N the GPU's index)");
+impl FromStr for ComputeDevice {
+    type Err = BadDevice;
+
+    fn from_str(s: &str) -> Result<Self, BadDevice> {
+        let bad = || BadDevice(s.to_owned());
         match s.trim() {
             "cpu" => Ok(ComputeDevice::Cpu),
             "cuda" => Ok(ComputeDevice::Cuda(0)),
@@ -69,17 +74,27 @@ impl fmt::Display for Precision {
     }
 }
 
-impl FromStr for Precision {
-    type Err = String;
+/// A precision that is neither `f32` nor `f16`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected f32 or f16")]
+pub struct BadPrecision(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for Precision {
+    type Err = BadPrecision;
+
+    fn from_str(s: &str) -> Result<Self, BadPrecision> {
         match s.trim() {
             "f32" => Ok(Precision::F32),
             "f16" => Ok(Precision::F16),
-            _ => Err(format!("{s:?}: expected f32 or f16")),
+            _ => Err(BadPrecision(s.to_owned())),
         }
     }
 }
+
+/// Half precision asked for off the GPU.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("precision f16 needs a CUDA device (the CPU backend computes in f32); got device {0}")]
+pub struct HalfOffGpu(pub ComputeDevice);
 
 /// Both are written as their `Display` text and read through `FromStr`, so configs, flags
 /// and reports spell them the same way.
@@ -103,11 +118,9 @@ macro_rules! serde_as_text {
 serde_as_text!(ComputeDevice, Precision);
 
 /// Refuses half precision off the GPU, with the reason.
-pub fn check_pair(device: ComputeDevice, precision: Precision) -> Result<(), String> {
+pub fn check_pair(device: ComputeDevice, precision: Precision) -> Result<(), HalfOffGpu> {
     if precision == Precision::F16 && !device.is_cuda() {
-        return Err(format!(
-            "precision f16 needs a CUDA device (the CPU backend computes in f32); got device {device}"
-        ));
+        return Err(HalfOffGpu(device));
     }
     Ok(())
 }
@@ -123,16 +136,18 @@ mod tests {
         assert_eq!("cuda:3".parse(), Ok(ComputeDevice::Cuda(3)));
         assert_eq!(ComputeDevice::Cuda(3).to_string(), "cuda:3");
         for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "CUDA", "cuda:999"] {
-            let err = bad.parse::<ComputeDevice>().unwrap_err();
+            let err = bad.parse::<ComputeDevice>().unwrap_err().to_string();
             assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
         }
         assert_eq!("f16".parse(), Ok(Precision::F16));
         assert!("fp16"
             .parse::<Precision>()
             .unwrap_err()
+            .to_string()
             .contains("f32 or f16"));
         assert!(check_pair(ComputeDevice::Cpu, Precision::F16)
             .unwrap_err()
+            .to_string()
             .contains("needs a CUDA device"));
         assert!(check_pair(ComputeDevice::Cuda(0), Precision::F16).is_ok());
         assert!(check_pair(ComputeDevice::Cpu, Precision::F32).is_ok());

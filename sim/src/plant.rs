@@ -38,10 +38,15 @@ pub trait Plant {
         0
     }
     /// Renders camera `index` and returns its pixels (rows top first).
-    fn render(&mut self, index: usize) -> Result<&[u8], String> {
-        Err(format!("this plant has no camera {index}"))
+    fn render(&mut self, index: usize) -> Result<&[u8], RenderError> {
+        Err(RenderError(format!("this plant has no camera {index}")))
     }
 }
+
+/// Why a camera frame could not be rendered (the renderer's own words).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
 
 impl Plant for crate::KinematicArm {
     fn reset(&mut self, seed: u64) {

@@ -607,7 +607,7 @@ fn lockstep(seconds: f64, camera: Option<(u32, u32)>) -> anyhow::Result<f64> {
     let ticks = rt.control.stats();
     let rate = std::thread::scope(|scope| {
         let (rt, stop_ref) = (&mut rt, &stop);
-        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, 1));
+        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, 1, u64::MAX));
         let t0 = Instant::now();
         let before = ticks.ticks.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_secs_f64(seconds));

@@ -391,7 +391,7 @@ fn run_link_lockstep(
     let ticks = rt.control.stats();
     std::thread::scope(|scope| {
         let (rt, stop_ref) = (&mut rt, &stop);
-        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, seed));
+        let worker = scope.spawn(move || rt.lockstep_from_reset(stop_ref, seed, max_ticks));
         while ticks.ticks.load(Ordering::Relaxed) < max_ticks
             && !user_stop.load(Ordering::Relaxed)
             && !worker.is_finished()

@@ -178,52 +178,53 @@ impl ClipConfig {
             },
             projection_dim: raw.projection_dim,
         };
-        config.validate().map_err(bad)?;
+        config.validate().map_err(|e| bad(e.0))?;
         Ok(config)
     }
 
     /// Sizes that the model code relies on.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadSizes> {
         for (name, t) in [
             ("text_config", &self.text.tower),
             ("vision_config", &self.vision.tower),
         ] {
             if t.hidden_size == 0 || t.num_heads == 0 || t.hidden_size % t.num_heads != 0 {
-                return Err(format!(
+                return Err(BadSizes(format!(
                     "{name}: hidden_size {} is not a positive multiple of num_attention_heads {}",
                     t.hidden_size, t.num_heads
-                ));
+                )));
             }
             if t.intermediate_size == 0 || t.num_layers == 0 {
-                return Err(format!(
+                return Err(BadSizes(format!(
                     "{name}: intermediate_size and num_hidden_layers must be above zero"
-                ));
+                )));
             }
             if !(t.layer_norm_eps.is_finite() && t.layer_norm_eps > 0.0) {
-                return Err(format!(
+                return Err(BadSizes(format!(
                     "{name}: layer_norm_eps must be above zero, got {}",
                     t.layer_norm_eps
-                ));
+                )));
             }
         }
         let v = &self.vision;
         if v.patch_size == 0 || v.image_size == 0 || v.image_size % v.patch_size != 0 {
-            return Err(format!(
+            return Err(BadSizes(format!(
                 "vision_config: image_size {} is not a positive multiple of patch_size {}",
                 v.image_size, v.patch_size
-            ));
+            )));
         }
         if v.num_channels != 3 {
-            return Err(format!(
+            return Err(BadSizes(format!(
                 "vision_config: num_channels {} (only RGB, 3, is supported)",
                 v.num_channels
-            ));
+            )));
         }
         if self.text.max_positions < 2 || self.text.vocab_size == 0 || self.projection_dim == 0 {
-            return Err(
-                "text_config: max_position_embeddings must be at least 2, vocab_size and projection_dim above zero"
-                    .to_string(),
-            );
+            return Err(BadSizes(
+                "text_config: max_position_embeddings must be at least 2, vocab_size and \
+                 projection_dim above zero"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }
@@ -329,3 +330,8 @@ mod tests {
         assert!(err.contains("patch_size 30"), "{err}");
     }
 }
+
+/// Sizes in a CLIP config that the model code cannot work with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSizes(pub String);

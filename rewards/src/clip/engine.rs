@@ -85,7 +85,7 @@ impl ClipEngine {
         device: ComputeDevice,
         precision: Precision,
     ) -> Result<Self, ClipError> {
-        check_pair(device, precision).map_err(ClipError::Device)?;
+        check_pair(device, precision).map_err(|e| ClipError::Device(e.to_string()))?;
         match device {
             ComputeDevice::Cpu => Ok(ClipEngine::Cpu(build(source, &Default::default())?)),
             #[cfg(feature = "cuda")]
@@ -96,7 +96,7 @@ impl ClipEngine {
                     Precision::F16 => build(source, &d).map(ClipEngine::CudaHalf),
                 }
             })
-            .map_err(ClipError::Device)?,
+            .map_err(|e| ClipError::Device(e.to_string()))?,
             #[cfg(not(feature = "cuda"))]
             ComputeDevice::Cuda(_) => {
                 let _ = (source, precision);

@@ -117,7 +117,7 @@ pub fn read_episodes(env: &Environment, path: &Path) -> Result<Vec<Record>, Epis
             serde_json::from_str(&line).map_err(|e| invalid(e.to_string()))?;
         let record: RawRecord =
             serde_json::from_value(raw.clone()).map_err(|e| invalid(e.to_string()))?;
-        let state = to_state(env, &record.state).map_err(invalid)?;
+        let state = to_state(env, &record.state).map_err(|e| invalid(e.0))?;
         records.push(Record {
             episode: record.episode,
             t: record.t,
@@ -129,7 +129,7 @@ pub fn read_episodes(env: &Environment, path: &Path) -> Result<Vec<Record>, Epis
     Ok(records)
 }
 
-fn to_state(env: &Environment, raw: &RawState) -> Result<ProgramState, String> {
+fn to_state(env: &Environment, raw: &RawState) -> Result<ProgramState, BadState> {
     let mut state = env.zero_state();
     let dof = env.dof();
     let obs = &mut state.observation;
@@ -138,11 +138,11 @@ fn to_state(env: &Environment, raw: &RawState) -> Result<ProgramState, String> {
             into.copy_from_slice(v);
             Ok(())
         }
-        Some(v) => Err(format!(
+        Some(v) => Err(BadState(format!(
             "state.{key}: {} values, expected {}",
             v.len(),
             into.len()
-        )),
+        ))),
         None => Ok(()),
     };
     fill(
@@ -168,27 +168,31 @@ fn to_state(env: &Environment, raw: &RawState) -> Result<ProgramState, String> {
     )?;
     for name in raw.sensors.keys() {
         if env.sensor(&state, name).is_none() {
-            return Err(format!(
+            return Err(BadState(format!(
                 "state.sensors.{name}: not a sensor of this robot; expected {}",
                 env.sensor_names().collect::<Vec<_>>().join(", ")
-            ));
+            )));
         }
     }
     let names: Vec<String> = env.sensor_names().map(str::to_owned).collect();
     for name in names {
         let Some(values) = raw.sensors.get(&name) else {
-            return Err(format!("state.sensors.{name}: missing"));
+            return Err(BadState(format!("state.sensors.{name}: missing")));
         };
         if !env.set_sensor(&mut state, &name, values) {
-            return Err(format!(
+            return Err(BadState(format!(
                 "state.sensors.{name}: {} values, expected {}",
                 values.len(),
                 env.sensor(&state, &name).map_or(0, <[f64]>::len)
-            ));
+            )));
         }
     }
     Ok(state)
 }
+
+/// A recorded state that does not fit the program's environment.
+#[derive(Debug)]
+struct BadState(String);
 
 /// Statistics of one term over a recording.
 #[derive(Clone, Debug, PartialEq)]

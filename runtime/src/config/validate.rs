@@ -596,7 +596,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                 r.device.unwrap_or_default(),
                 r.precision.unwrap_or_default(),
             ) {
-                c.fail(key.key("precision"), e);
+                c.fail(key.key("precision"), e.to_string());
             }
         } else if matches!(r.kind, RewardKind::Classifier | RewardKind::PreferenceModel) {
             // The sentence of a model that reads text; the model decides at load.

@@ -291,31 +291,42 @@ pub fn system_time_ns() -> i64 {
 /// Checks a ROS 2 name (a topic or a namespace): '/'-separated tokens of letters, digits and
 /// '_', none starting with a digit, no empty token, no trailing '/' (but "/" itself). Names
 /// without a leading '/' are relative to the node's namespace.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadName> {
     if name == "/" {
         return Ok(());
     }
     if name.is_empty() {
-        return Err("an empty name".into());
+        return Err(BadName::Empty);
     }
     let body = name.strip_prefix('/').unwrap_or(name);
     for token in body.split('/') {
         if token.is_empty() {
-            return Err("an empty token (a doubled or trailing '/')".into());
+            return Err(BadName::EmptyToken);
         }
         if token.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("token {token:?} starts with a digit"));
+            return Err(BadName::LeadingDigit(token.to_owned()));
         }
         if let Some(c) = token
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
         {
-            return Err(format!(
-                "character {c:?} (ROS names hold letters, digits, '_' and '/')"
-            ));
+            return Err(BadName::Character(c));
         }
     }
     Ok(())
+}
+
+/// What is wrong with a ROS 2 name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error("an empty name")]
+    Empty,
+    #[error("an empty token (a doubled or trailing '/')")]
+    EmptyToken,
+    #[error("token {0:?} starts with a digit")]
+    LeadingDigit(String),
+    #[error("character {0:?} (ROS names hold letters, digits, '_' and '/')")]
+    Character(char),
 }
 
 /// `name` made fully qualified in `namespace` ("/" or "/a/b").

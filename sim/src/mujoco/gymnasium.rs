@@ -184,16 +184,21 @@ impl GymEnv {
 }
 
 /// The folder of Gymnasium's MuJoCo models (see the module docs for the search order).
-pub fn assets_dir() -> Result<PathBuf, String> {
+/// Gymnasium's models could not be found (what was tried, and how to fix it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAssets(pub String);
+
+pub fn assets_dir() -> Result<PathBuf, NoAssets> {
     if let Some(dir) = std::env::var_os("RLRT_GYMNASIUM_ASSETS") {
         let dir = PathBuf::from(dir);
         return if dir.is_dir() {
             Ok(dir)
         } else {
-            Err(format!(
+            Err(NoAssets(format!(
                 "RLRT_GYMNASIUM_ASSETS is {}, which is not a folder",
                 dir.display()
-            ))
+            )))
         };
     }
     const LOCAL: &str = ".deps/python/gymnasium/envs/mujoco/assets";
@@ -218,9 +223,9 @@ pub fn assets_dir() -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!(
+    Err(NoAssets(format!(
         "Gymnasium's MuJoCo models were not found: run `cargo xtask setup` (it installs the \
          gymnasium wheel into {LOCAL}), `pip install gymnasium`, or set RLRT_GYMNASIUM_ASSETS \
          to the folder that holds hopper.xml"
-    ))
+    )))
 }

@@ -534,16 +534,21 @@ impl MujocoSim {
     }
 
     /// Moves a placed body by hand (tests and tools), then recomputes positions.
-    pub fn set_body_position(&mut self, body: &str, position: [f64; 3]) -> Result<(), String> {
+    pub fn set_body_position(
+        &mut self,
+        body: &str,
+        position: [f64; 3],
+    ) -> Result<(), crate::plant::RenderError> {
+        use crate::plant::RenderError as Refused;
         let id = find(&self.model, MjtObjBase::mjOBJ_BODY, body)
-            .ok_or_else(|| format!("no body {body:?}"))?;
+            .ok_or_else(|| Refused(format!("no body {body:?}")))?;
         let mocap = self.model.body_mocapid()[id];
         if mocap >= 0 {
             self.data.mocap_pos_mut()[mocap as usize] = position;
         } else {
             let first = self.model.body_jntadr()[id];
             if first < 0 || self.model.jnt_type()[first as usize] != MjtJoint::mjJNT_FREE {
-                return Err(format!("body {body:?} is neither mocap nor free"));
+                return Err(Refused(format!("body {body:?} is neither mocap nor free")));
             }
             let adr = self.model.jnt_qposadr()[first as usize] as usize;
             self.data.qpos_mut()[adr..adr + 3].copy_from_slice(&position);
@@ -808,19 +813,23 @@ impl Plant for MujocoSim {
         self.cameras.len()
     }
 
-    fn render(&mut self, index: usize) -> Result<&[u8], String> {
+    fn render(&mut self, index: usize) -> Result<&[u8], crate::plant::RenderError> {
+        use crate::plant::RenderError;
         let camera = self
             .cameras
             .get_mut(index)
-            .ok_or_else(|| format!("no camera {index}"))?;
+            .ok_or_else(|| RenderError(format!("no camera {index}")))?;
         camera
             .renderer
             .sync_data(&mut self.data)
-            .map_err(|e| format!("{e:?}"))?;
-        camera.renderer.render().map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| RenderError(format!("{e:?}")))?;
+        camera
+            .renderer
+            .render()
+            .map_err(|e| RenderError(format!("{e:?}")))?;
         camera
             .renderer
             .rgb_flat()
-            .ok_or_else(|| "the renderer has no rgb buffer".to_owned())
+            .ok_or_else(|| RenderError("the renderer has no rgb buffer".to_owned()))
     }
 }
