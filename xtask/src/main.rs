@@ -380,8 +380,8 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => setup_base().and_then(|()| {
             eprintln!(
-                "xtask: building rlrt in release mode, then running `rlrt demo` (the first build \
-                 took 27 minutes on a fresh 2-core machine; later runs start in seconds)"
+                "xtask: building rlrt in release mode, then running `rlrt demo` (from a fresh clone \
+                 on a 2-core machine this took 17 minutes; later runs start in seconds)"
             );
             cargo(
                 &["run", "--release", "--bin", "rlrt", "--", "demo"],
@@ -390,8 +390,8 @@ fn main() -> ExitCode {
         }),
         Some("test") => setup().and_then(|()| {
             eprintln!(
-                "xtask: building and running every test in release mode with libtorch (on a \
-                 fresh 2-core machine the first build took 14 minutes more than the demo's)"
+                "xtask: building and running every test in release mode with libtorch (on a 2-core \
+                 machine, 12 minutes more than the demo the first time)"
             );
             cargo(
                 &["test", "--workspace", "--release", "--features", "rlrt/tch"],
