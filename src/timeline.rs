@@ -3,7 +3,8 @@
 //! refused when the arguments are parsed, with the reason, and nothing else changes.
 
 #[cfg(feature = "rerun")]
-pub use rlrt_rerun::{Destination, RerunLogger, RerunSummary, WallTime, DEFAULT_QUEUE_LEN};
+pub use rlrt_rerun::{Destination, RerunLogger, RerunSummary, DEFAULT_QUEUE_LEN};
+pub use rlrt_runtime::hub::WallTime;
 
 #[cfg(not(feature = "rerun"))]
 pub use absent::*;
@@ -12,7 +13,7 @@ pub use absent::*;
 mod absent {
     use std::sync::Arc;
 
-    use rlrt_runtime::hub::{EventSender, TickConsumer};
+    use rlrt_runtime::hub::{EventSender, TickConsumer, WallTime};
     use rlrt_runtime::link::CameraFrames;
     use rlrt_runtime::RobotConfig;
 
@@ -47,18 +48,6 @@ mod absent {
     impl std::fmt::Display for RerunSummary {
         fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             Ok(())
-        }
-    }
-
-    #[derive(Clone, Copy, Debug)]
-    pub enum WallTime {
-        ClockOrigin(i128),
-        OnArrival,
-    }
-
-    impl WallTime {
-        pub fn from_clock_now(clock_now_ns: u64) -> Self {
-            Self::ClockOrigin(-(clock_now_ns as i128))
         }
     }
 

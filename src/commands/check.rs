@@ -12,19 +12,14 @@ use rlrt_runtime::config;
 pub fn run(files: &[PathBuf]) -> usize {
     let mut invalid = 0;
     for file in files {
+        // The whole cause chain: library errors keep their cause as a source.
+        let failed = |what: &str, e: anyhow::Error| format!("{}: {what}: {e:#}", file.display());
         let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
-            rlrt_rewards::live::programs::ProgramRewards::load(&c).map_err(|e| {
-                let e = anyhow::Error::new(e);
-                format!("{}: reward program: {e:#}", file.display())
-            })?;
-            rlrt_rewards::live::frames::FrameRewards::load(&c).map_err(|e| {
-                let e = anyhow::Error::new(e);
-                format!("{}: frame reward: {e:#}", file.display())
-            })?;
-            rlrt_policies::build(&c).map_err(|e| {
-                let e = anyhow::Error::new(e);
-                format!("{}: policy: {e:#}", file.display())
-            })?;
+            rlrt_rewards::live::programs::ProgramRewards::load(&c)
+                .map_err(|e| failed("reward program", e.into()))?;
+            rlrt_rewards::live::frames::FrameRewards::load(&c)
+                .map_err(|e| failed("frame reward", e.into()))?;
+            rlrt_policies::build(&c).map_err(|e| failed("policy", e.into()))?;
             Ok(c)
         });
         match checked {

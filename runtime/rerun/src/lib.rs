@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rerun::blueprint::{
@@ -30,6 +30,7 @@ use rlrt_runtime::safety::Cause;
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::RobotConfig;
 
+pub use rlrt_runtime::hub::WallTime;
 use rlrt_runtime::hub::{event_queue, Event, EventSender, TickConsumer};
 
 /// The application id recordings are filed under in the viewer.
@@ -94,36 +95,6 @@ impl std::fmt::Display for Destination {
             Self::Connect(Some(a)) => write!(f, "connect={a}"),
         }
     }
-}
-
-/// How wall-clock time is found for an event.
-#[derive(Clone, Copy, Debug)]
-pub enum WallTime {
-    /// The loop's clock is the OS monotonic clock started at this Unix time (ns).
-    ClockOrigin(i128),
-    /// The loop's clock is simulated: use the time the rerun thread receives the event.
-    OnArrival,
-}
-
-impl WallTime {
-    /// The loop clock was created just now (a `WallClock` made at this instant reads about
-    /// `clock_now_ns`).
-    pub fn from_clock_now(clock_now_ns: u64) -> Self {
-        Self::ClockOrigin(unix_ns() - clock_now_ns as i128)
-    }
-
-    fn seconds(self, time_ns: u64) -> f64 {
-        match self {
-            Self::ClockOrigin(origin) => (origin + time_ns as i128) as f64 * 1e-9,
-            Self::OnArrival => unix_ns() as f64 * 1e-9,
-        }
-    }
-}
-
-fn unix_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// Counters of the rerun thread.

@@ -138,3 +138,34 @@ impl EventSender {
         self.tx.capacity().unwrap_or(usize::MAX)
     }
 }
+
+/// How wall-clock time is found for an event.
+#[derive(Clone, Copy, Debug)]
+pub enum WallTime {
+    /// The loop's clock is the OS monotonic clock started at this Unix time (ns).
+    ClockOrigin(i128),
+    /// The loop's clock is simulated: use the time the event is drawn.
+    OnArrival,
+}
+
+impl WallTime {
+    /// The loop clock was created just now (a `WallClock` made at this instant reads about
+    /// `clock_now_ns`).
+    pub fn from_clock_now(clock_now_ns: u64) -> Self {
+        Self::ClockOrigin(unix_ns() - clock_now_ns as i128)
+    }
+
+    /// Seconds since the Unix epoch of loop time `time_ns`.
+    pub fn seconds(self, time_ns: u64) -> f64 {
+        match self {
+            Self::ClockOrigin(origin) => (origin + time_ns as i128) as f64 * 1e-9,
+            Self::OnArrival => unix_ns() as f64 * 1e-9,
+        }
+    }
+}
+
+fn unix_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
