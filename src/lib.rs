@@ -1,7 +1,7 @@
 //! The `rlrt` command line as a library: one module per command in `commands` (its arguments,
 //! one entry function, its outcome's output), and the assembly they share: a loop on a link
-//! (`linked`), a run's telemetry consumers (`telemetry`), simulated episodes in process
-//! (`rollout`, `loopback`), signals and the CPU pool. The domain lives in the library crates.
+//! (`linked`), a run's telemetry consumers (`telemetry`), a MuJoCo server on a loopback link
+//! (`loopback`), signals and the CPU pool. The domain lives in the library crates.
 //! Integration tests in `tests/` call the binary itself.
 //!
 //! Features: `sim` (MuJoCo: `sim`, `demo`, `record`, `train`, `eval`, `run --sim`; implies
@@ -13,8 +13,6 @@ pub mod commands;
 pub mod linked;
 #[cfg(feature = "sim")]
 pub mod loopback;
-#[cfg(feature = "sim")]
-pub mod rollout;
 pub mod signals;
 pub mod telemetry;
 pub mod threads;

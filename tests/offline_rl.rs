@@ -203,7 +203,7 @@ fn record_train_eval_and_run_a_checkpoint() {
     let rate = e["success_rate"].as_f64().unwrap();
     let successes = (rate * 2.0).round() as usize;
     assert_eq!(rate, successes as f64 / 2.0, "{eval}");
-    let (low, high) = rlrt::rollout::wilson(successes, 2);
+    let (low, high) = rlrt_runtime::evaluation::wilson(successes, 2);
     assert_eq!(e["success_low"].as_f64().unwrap(), low, "{eval}");
     assert_eq!(e["success_high"].as_f64().unwrap(), high, "{eval}");
     // Evaluation is seeded: a second run of the same checkpoint reports the same.

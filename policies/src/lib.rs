@@ -3,7 +3,8 @@
 //! cloning) and trained actors on the tick ([`checkpoint`]: a batch-1 MLP path that never
 //! allocates), ONNX models run by ONNX Runtime ([`onnx`], feature `onnx`) and TorchScript
 //! modules run by libtorch ([`torchscript`], feature `tch`), all behind the same
-//! [`rlrt_runtime::Policy`] interface.
+//! [`rlrt_runtime::Policy`] interface. [`training`] is a whole offline training run: a
+//! dataset in, a checkpoint folder out, evaluations and offline diagnostics on the way.
 
 pub mod checkpoint;
 pub mod iql;
@@ -14,6 +15,7 @@ pub mod onnx_export;
 pub mod scripted;
 #[cfg(feature = "tch")]
 pub mod torchscript;
+pub mod training;
 
 use rlrt_runtime::config::PolicyKind;
 use rlrt_runtime::{Policy, RobotConfig};

@@ -11,6 +11,7 @@ pub mod compute;
 pub mod config;
 pub mod control_loop;
 pub mod deps;
+pub mod evaluation;
 pub mod hub;
 pub mod link;
 pub mod messages;

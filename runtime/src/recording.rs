@@ -1063,3 +1063,24 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// One camera frame (`channels` 1: mono8, 3: rgb8) as PNG bytes.
+pub fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> Result<Vec<u8>, png::EncodingError> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(if channels == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(pixels)?;
+    writer.finish()?;
+    Ok(png)
+}

@@ -26,7 +26,8 @@ use rlrt_policies::iql::{IqlConfig, Learner, Replay};
 use rlrt_runtime::bench::{BenchReport, Metric, Metrics};
 use rlrt_runtime::compute::ComputeDevice;
 
-use super::train::run_updates;
+use super::train::TrainProgress;
+use rlrt_policies::training::run_updates;
 
 /// `rlrt bench iql`: IQL update steps per second at batch 256 through `rlrt train`'s own update
 /// loop: burn Flex on the CPU at one thread and at --threads (default all cores), or burn CUDA
@@ -278,15 +279,15 @@ fn time_learner<B: AutodiffBackend>(
 ) -> (Vec<f64>, [f32; 4]) {
     let (mut learner, first) = first_update::<B>(args, device);
     let stop = AtomicBool::new(false);
-    let bar = indicatif::ProgressBar::hidden();
+    let mut progress = TrainProgress::new(args.steps, false);
     let every = args.readback_every.min(args.steps);
     let warm = learner.step() + args.steps / 10;
-    run_updates(&mut learner, warm, every, &stop, &bar);
+    run_updates(&mut learner, warm, every, &stop, &mut progress);
     let times = (0..(args.steps / every).max(1))
         .map(|_| {
             let until = learner.step() + every;
             let t = Instant::now();
-            let done = run_updates(&mut learner, until, every, &stop, &bar);
+            let done = run_updates(&mut learner, until, every, &stop, &mut progress);
             std::hint::black_box(done.losses);
             t.elapsed().as_secs_f64() * 1e3 / every as f64
         })

@@ -1,7 +1,8 @@
 //! `rlrt export onnx|torchscript`: an `rlrt train` checkpoint's actor as an ONNX model or a
 //! TorchScript module (normalisation, network, tanh and scaling to the action bounds in one
 //! graph), checked after writing: ONNX Runtime or libtorch runs the file and its actions are
-//! compared with the checkpoint path's.
+//! compared with the checkpoint path's. `rlrt export lerobot`: a dataset in LeRobot's layout
+//! (`rlrt_datasets::lerobot`).
 
 use std::path::PathBuf;
 
@@ -206,10 +207,24 @@ pub enum Export {
     /// images), info, stats, tasks and episodes metadata. Depth cameras are not exported.
     Lerobot {
         #[command(flatten)]
-        args: super::lerobot::LeRobotArgs,
+        args: LeRobotArgs,
         #[command(flatten)]
         output: super::Output,
     },
+}
+
+/// `rlrt export lerobot`.
+#[cfg(feature = "datasets")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeRobotArgs {
+    /// The dataset folder.
+    pub data: PathBuf,
+    /// The folder to write (must not hold a LeRobot dataset yet).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The task sentence of every episode (default: the robot's name in the config).
+    #[arg(long)]
+    pub task: Option<String>,
 }
 
 /// `rlrt export ...`: writes the export and prints what was written.
@@ -218,7 +233,11 @@ pub fn execute(export: Export) -> anyhow::Result<super::Exit> {
         Export::Onnx { args, output } => output.print(&onnx(&args)?)?,
         Export::Torchscript { args, output } => output.print(&torchscript(&args)?)?,
         #[cfg(feature = "datasets")]
-        Export::Lerobot { args, output } => output.print(&super::lerobot::export(&args)?)?,
+        Export::Lerobot { args, output } => output.print(&rlrt_datasets::lerobot::export(
+            &args.data,
+            &args.out,
+            args.task.as_deref(),
+        )?)?,
     }
     Ok(super::Exit::Success)
 }

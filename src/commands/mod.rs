@@ -17,8 +17,6 @@ pub mod demo;
 pub mod export;
 #[cfg(feature = "datasets")]
 pub mod import;
-#[cfg(feature = "datasets")]
-pub mod lerobot;
 pub mod preferences;
 #[cfg(feature = "sim")]
 pub mod record;
@@ -284,27 +282,4 @@ pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = rlrt_runtime::config::parse(&text, path)?;
     Ok((config, text))
-}
-
-/// `pixels` (rows top first, `channels` 1 or 3 bytes per pixel) as a PNG file.
-pub(crate) fn encode_png(
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    channels: usize,
-) -> anyhow::Result<Vec<u8>> {
-    let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, width, height);
-    encoder.set_color(if channels == 1 {
-        png::ColorType::Grayscale
-    } else {
-        png::ColorType::Rgb
-    });
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().context("encoding a frame as PNG")?;
-    writer
-        .write_image_data(pixels)
-        .context("encoding a frame as PNG")?;
-    writer.finish().context("encoding a frame as PNG")?;
-    Ok(png)
 }

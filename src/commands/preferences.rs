@@ -471,7 +471,7 @@ pub fn parse_reply(reply: &str) -> Option<Preference> {
 fn png_data_url(pixels: &[u8], camera: &CameraInfo) -> anyhow::Result<String> {
     use base64::Engine;
     let channels = if camera.encoding == "mono8" { 1 } else { 3 };
-    let png = super::encode_png(pixels, camera.width, camera.height, channels)?;
+    let png = rlrt_runtime::recording::encode_png(pixels, camera.width, camera.height, channels)?;
     Ok(format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(png)

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use rlrt_runtime::recording::{DatasetInfo, DatasetWriter};
 
-use crate::rollout::{EpisodeRunner, Evaluation, Exploration};
+use rlrt_runtime::evaluation::Evaluation;
+use rlrt_sim::rollout::{EpisodeRunner, Exploration};
 
 /// `rlrt record`: seeded episodes of a config's sim task as an rlrt dataset.
 #[derive(clap::Args, Clone, Debug)]

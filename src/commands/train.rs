@@ -1,36 +1,20 @@
-//! `rlrt train iql|bc` and `rlrt eval`: offline training on an rlrt dataset of any task,
-//! checkpoints that resume, and evaluation of a checkpoint.
-//!
-//! With a `[sim]` table in the dataset's config, training evaluates the actor by seeded
-//! rollouts in the simulated task as it goes, and `rlrt eval` runs seeded episodes with a
-//! confidence interval. Without one (a real robot's recording, an imported dataset of a task
-//! rlrt does not simulate), a few episodes are held out of training, spread over the dataset,
-//! and both commands report offline diagnostics on them instead ([`Diagnostics`]: action
-//! error and log-likelihood of the held-out actions, TD error, V and Q statistics, the
-//! expectile loss and the advantage weights). Those say whether learning is sound; they are
-//! not a measure of how well the policy acts, and the output says so.
-//!
-//! A checkpoint folder holds the learner's burn records and `checkpoint.json` (see
-//! `rlrt_policies::checkpoint`: hyperparameters, preset and reward scale included), the
-//! resolved hw-config (`config.toml`), `train_log.json` (every evaluation so far) and
-//! `held_out.json` (the dataset and its held-out episodes). It is replaced whole: written
-//! next to its place as `<out>.partial`, then swapped in by renames.
+//! `rlrt train iql|bc` and `rlrt eval`: the flags, the progress bar and plots, rollouts in
+//! the simulated task where the config has one. The run itself (held-out episodes,
+//! checkpoints that resume, offline diagnostics) is `rlrt_policies::training`.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use burn::tensor::backend::AutodiffBackend;
+use anyhow::Context;
 use rlrt_policies::checkpoint::{check_fits, Algorithm, CheckpointMeta, CheckpointPolicy};
-use rlrt_policies::iql::{
-    cpu, ActorKind, CpuBackend, Diagnostics, IqlConfig, Learner, Losses, Preset, Replay,
+use rlrt_policies::iql::{cpu, ActorKind, CpuBackend, IqlConfig, Losses, Preset};
+use rlrt_policies::training::{
+    evaluate_offline, DiagnosticsLine, EvalRecord, Evaluate, Observer, OfflineEvaluation, Prepared,
+    TrainOutcome, TrainSpec,
 };
 use rlrt_runtime::compute::ComputeDevice;
-use rlrt_runtime::recording::{Dataset, Episode};
-use rlrt_runtime::RobotConfig;
+use rlrt_runtime::evaluation::Evaluation;
+use rlrt_sim::rollout::{evaluate, EpisodeRunner};
 
-use crate::rollout::{eval_seed, EpisodeRunner, Evaluation, Exploration};
 use crate::timeline::Destination;
 
 /// `rlrt train`: a policy trained offline on an rlrt dataset.
@@ -104,229 +88,25 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
     }
 }
 
-/// Losses are read back to the host (a synchronisation on a GPU) every this many updates,
-/// for the progress line and the rerun plots.
-pub const READBACK_EVERY: usize = 100;
-
-/// At most this many transitions go into one offline diagnosis (spread over the data).
-pub const DIAGNOSE_LIMIT: usize = 20_000;
-
-/// One evaluation during training.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct EvalRecord {
-    pub step: usize,
-    pub seconds: f64,
-    /// Rollouts in the sim (with a `[sim]` table only).
-    #[serde(flatten)]
-    pub rollout: Option<RolloutRecord>,
-    pub value_loss: f32,
-    pub q_loss: f32,
-    pub actor_loss: f32,
-    /// Mean squared error of the actor's mean to the dataset's actions (in [-1, 1] units,
-    /// up to 10,000 training transitions).
-    pub actor_mse: f32,
-    /// Offline diagnostics ([`TrainOutcome::diagnostics_on`] says on what).
-    #[serde(default)]
-    pub diagnostics: Option<Diagnostics>,
-}
-
-/// The rollout part of an [`EvalRecord`].
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RolloutRecord {
-    pub success_rate: f64,
-    pub success_low: f64,
-    pub success_high: f64,
-    pub mean_return: f64,
-}
-
-/// The dataset a checkpoint was trained on and the episodes held out of it
-/// (`held_out.json`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeldOut {
-    /// The dataset folder as given to `rlrt train --data`.
-    pub data: PathBuf,
-    /// Episodes in the dataset.
-    pub dataset_episodes: usize,
-    /// Indices of the held-out episodes (none: diagnostics ran on the training data).
-    pub episodes: Vec<usize>,
-}
-
-/// The hyperparameters a run used, as the report states them.
-#[derive(Debug, serde::Serialize)]
-pub struct Hyperparameters {
-    pub preset: Option<Preset>,
-    pub expectile: f64,
-    pub temperature: f64,
-    pub discount: f64,
-    /// The factor rewards were multiplied by (resolved: the preset's rule applied to this
-    /// dataset).
-    pub reward_scale: f64,
-    pub reward_shift: f64,
-    pub batch_size: usize,
-    pub hidden: Vec<usize>,
-    pub learning_rate: f64,
-    pub actor: ActorKind,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct TrainOutcome {
-    pub out: PathBuf,
-    pub algorithm: Algorithm,
-    pub steps: usize,
-    /// Wall time of the whole run (evaluations and saves included; resumed runs add
-    /// their earlier time).
-    pub train_seconds: f64,
-    /// Update steps per second of this run's update loop (sampling, update, bookkeeping),
-    /// evaluations and saves excluded: the figure `rlrt bench iql` measures.
-    pub steps_per_s: f64,
-    /// Threads of the rayon pool the updates ran on.
-    pub threads: usize,
-    pub hyperparameters: Hyperparameters,
-    /// How the policy was evaluated: "rollouts" in the config's sim task, or "offline"
-    /// (diagnostics on held-out episodes; not a rollout).
-    pub evaluation: &'static str,
-    /// "held_out" episodes (`held_out_episodes`), or "training" data when none could be held
-    /// out; `None` with a sim and no hold-out.
-    pub diagnostics_on: Option<&'static str>,
-    pub held_out_episodes: Vec<usize>,
-    pub training_transitions: usize,
-    pub dataset_success_rate: f64,
-    /// Mean return of the dataset's episodes (in the dataset's own reward).
-    pub dataset_mean_return: f64,
-    /// The actor's error to the dataset's actions before this run's first step.
-    pub initial_actor_mse: f32,
-    pub final_eval: Option<Evaluation>,
-    /// Offline diagnostics before this run's first step (the baseline the later ones are
-    /// read against).
-    pub initial_diagnostics: Option<Diagnostics>,
-    /// The last offline diagnostics.
-    pub final_diagnostics: Option<Diagnostics>,
-    pub log: Vec<EvalRecord>,
-    /// Stopped by Ctrl-C (or SIGTERM) before `steps`; the checkpoint holds the last step
-    /// and `--resume` continues from it.
-    pub interrupted: bool,
-}
-
-impl std::fmt::Display for TrainOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{} steps in {:.1} s, updates at {:.0} steps/s on {} thread{}; checkpoint {}",
-            self.steps,
-            self.train_seconds,
-            self.steps_per_s,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" },
-            self.out.display()
-        )?;
-        let h = &self.hyperparameters;
-        if self.algorithm == Algorithm::Iql {
-            writeln!(
-                f,
-                "preset {}: expectile {}, temperature {}, rewards x {:.4} {:+}",
-                h.preset.map_or("none".into(), |p| p.to_string()),
-                h.expectile,
-                h.temperature,
-                h.reward_scale,
-                h.reward_shift
-            )?;
-        }
-        if self.interrupted {
-            writeln!(
-                f,
-                "interrupted: the checkpoint holds step {}; continue with --resume",
-                self.steps
-            )?;
-        }
-        // Tasks without a success test (Gymnasium's) are judged by return alone.
-        if self.final_eval.is_none_or(|e| e.success_test) {
-            writeln!(
-                f,
-                "dataset (behaviour) success rate: {:.0}%",
-                self.dataset_success_rate * 100.0
-            )?;
-        }
-        writeln!(
-            f,
-            "dataset (behaviour) mean return: {:.2}",
-            self.dataset_mean_return
-        )?;
-        if let Some(e) = &self.final_eval {
-            writeln!(f, "final evaluation: {e}")?;
-        }
-        if let Some(d) = &self.final_diagnostics {
-            writeln!(
-                f,
-                "final offline diagnostics ({}; not a rollout): {}",
-                self.diagnostics_on_text(),
-                DiagnosticsLine(d)
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl TrainOutcome {
-    fn diagnostics_on_text(&self) -> String {
-        match self.diagnostics_on {
-            Some("held_out") => format!("{} held-out episodes", self.held_out_episodes.len()),
-            _ => "training data".into(),
-        }
-    }
-}
-
-/// Diagnostics on one line.
-pub struct DiagnosticsLine<'a>(pub &'a Diagnostics);
-
-impl std::fmt::Display for DiagnosticsLine<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = self.0;
-        write!(
-            f,
-            "{} transitions, action error {:.4} (mean abs, action units)",
-            d.transitions, d.action_mae
-        )?;
-        if let Some(ll) = d.log_likelihood {
-            write!(f, ", log-likelihood {ll:.3}")?;
-        }
-        if let Some(c) = &d.critic {
-            write!(
-                f,
-                ", TD error {:.3} (rms), V {:.2}+-{:.2}, Q {:.2}+-{:.2}, expectile loss {:.4}, \
-                 advantage {:+.3}, weight {:.2} ({:.1}% clipped)",
-                c.td_error_rms,
-                c.v_mean,
-                c.v_std,
-                c.q_mean,
-                c.q_std,
-                c.expectile_loss,
-                c.advantage_mean,
-                c.weight_mean,
-                100.0 * c.clipped_share
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// The config a dataset or checkpoint was made with, parsed as if it were still at its
-/// source path (so relative task paths resolve as they did).
-fn config_from_text(text: &str, source: &Path) -> anyhow::Result<RobotConfig> {
-    Ok(rlrt_runtime::config::parse(text, source)?)
-}
-
-/// Runs `episodes` seeded evaluation episodes of an actor.
-pub fn evaluate(
-    runner: &mut EpisodeRunner,
-    policy: &mut CheckpointPolicy,
+/// Seeded rollouts of the actor in the config's simulated task.
+struct Rollouts {
+    runner: EpisodeRunner,
     episodes: usize,
     seed: u64,
-) -> Result<Evaluation, crate::rollout::RolloutError> {
-    let done: Vec<Episode> = (0..episodes)
-        .map(|i| runner.run(policy, Exploration::None, eval_seed(seed, i), 0))
-        .collect::<Result<_, _>>()?;
-    Ok(Evaluation::of(&done, runner.has_success_test()))
+}
+
+impl Evaluate for Rollouts {
+    fn evaluate(
+        &mut self,
+        policy: &mut CheckpointPolicy,
+    ) -> Result<Evaluation, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(evaluate(
+            &mut self.runner,
+            policy,
+            self.episodes,
+            self.seed,
+        )?)
+    }
 }
 
 /// The hyperparameters of a run from its flags: the algorithm's defaults, the preset, then
@@ -403,114 +183,108 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
             "--holdout {h}: expected a share of episodes in [0, 1)"
         );
     }
-    let iql = iql_config(args)?;
-    let dataset = Dataset::open(&args.data)?;
-    // A recorded run carries no rewards (`rlrt run --record`); behaviour cloning needs none.
-    anyhow::ensure!(
-        args.algorithm == Algorithm::Bc
-            || dataset.info.reward != rlrt_runtime::hub::recorder::NO_REWARD,
-        "{}: its rewards are `none` (recorded by rlrt run --record); score it first with \
-         rlrt relabel (a reward program, or a CLIP, classifier or preference_model source), \
-         or train bc",
-        args.data.display()
-    );
-    let source = PathBuf::from(&dataset.info.config_source);
-    let config = config_from_text(&dataset.config_text, &source)
-        .with_context(|| format!("the config saved in {}", args.data.display()))?;
-
-    // The held-out episodes: those of the checkpoint being resumed, else chosen now.
-    let previous = args.resume.then(|| read_held_out(&args.out).ok()).flatten();
-    let held_out = match previous {
-        Some(h) => {
-            anyhow::ensure!(
-                h.dataset_episodes == dataset.episodes.len(),
-                "--resume: {} was trained on a dataset of {} episodes with episodes {:?} held \
-                 out; {} has {}",
-                args.out.display(),
-                h.dataset_episodes,
-                h.episodes,
-                args.data.display(),
-                dataset.episodes.len()
-            );
-            h.episodes
-        }
-        None => {
-            let fraction = args
-                .holdout
-                .unwrap_or(if config.sim.is_some() { 0.0 } else { 0.05 });
-            Replay::held_out_episodes(&dataset, fraction)
-        }
-    };
-    let (min, max) = (&config.action.min, &config.action.max);
-    let (replay, held) = if held_out.is_empty() {
-        (Replay::from_dataset(&dataset, min, max, &iql)?, None)
-    } else {
-        let (replay, held) = Replay::split(&dataset, &held_out, min, max, &iql)?;
-        (replay, Some(held))
-    };
-    let split = HeldOut {
+    let prepared = Prepared::open(TrainSpec {
         data: args.data.clone(),
-        dataset_episodes: dataset.episodes.len(),
-        episodes: held_out,
+        out: args.out.clone(),
+        resume: args.resume,
+        eval_every: args.eval_every,
+        holdout: args.holdout,
+        iql: iql_config(args)?,
+    })?;
+    let mut rollouts = match prepared.config.sim {
+        Some(_) => Some(Rollouts {
+            runner: EpisodeRunner::new(&prepared.config)?,
+            episodes: args.eval_episodes,
+            seed: args.seed,
+        }),
+        None => None,
     };
+    let evaluator = rollouts.as_mut().map(|r| r as &mut dyn Evaluate);
+    let mut progress = TrainProgress::new(args.steps, true);
+    if let Some(d) = &args.rerun {
+        progress.plots = Some(TrainPlots::open(
+            d,
+            &format!("rlrt train {}", args.out.display()),
+        )?);
+    }
+    // Ctrl-C or SIGTERM: save at the current step and stop (a second one ends the process).
+    let stop = crate::signals::stop_flag();
     #[cfg(feature = "cuda")]
     if let Some(device) = cuda {
-        let learner = Learner::<rlrt_policies::iql::CudaBackend>::new(iql, replay, device);
-        return run(args, &dataset, &config, learner, held, split);
+        return Ok(prepared.run::<rlrt_policies::iql::CudaBackend>(
+            device,
+            evaluator,
+            &mut progress,
+            stop,
+        )?);
     }
-    run(
-        args,
-        &dataset,
-        &config,
-        Learner::<CpuBackend>::new(iql, replay, cpu()),
-        held,
-        split,
-    )
+    Ok(prepared.run::<CpuBackend>(cpu(), evaluator, &mut progress, stop)?)
 }
 
-fn read_held_out(dir: &Path) -> anyhow::Result<HeldOut> {
-    let path = dir.join("held_out.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}", path.display()))
+/// The progress bar of a run (losses in its message) and, with `--rerun`, its plots.
+pub struct TrainProgress {
+    bar: indicatif::ProgressBar,
+    plots: Option<TrainPlots>,
 }
 
-/// What one run of [`run_updates`] did.
-pub struct UpdatesDone {
-    /// The losses last read back (after the last update when it ended on a read-back step).
-    pub losses: Option<Losses>,
-    /// Time spent in the loop.
-    pub seconds: f64,
+impl TrainProgress {
+    /// A bar of `total` steps, drawn on stderr when `visible` (and stderr is a terminal).
+    pub fn new(total: usize, visible: bool) -> Self {
+        let bar = if visible {
+            indicatif::ProgressBar::new(total as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        Self { bar, plots: None }
+    }
 }
 
-/// The update loop of `rlrt train`, also what `rlrt bench iql` times: updates until the
-/// learner reaches step `until` or `stop` is raised, the progress bar moved on each, the
-/// losses read back every `readback_every` steps (a host-device synchronisation on a GPU)
-/// and shown.
-pub fn run_updates<B: AutodiffBackend>(
-    learner: &mut Learner<B>,
-    until: usize,
-    readback_every: usize,
-    stop: &AtomicBool,
-    bar: &indicatif::ProgressBar,
-) -> UpdatesDone {
-    let start = Instant::now();
-    let mut losses = None;
-    while learner.step() < until && !stop.load(Ordering::Relaxed) {
-        learner.advance();
-        bar.inc(1);
-        if learner.step() % readback_every.max(1) == 0 {
-            let recent = learner.losses();
-            bar.set_message(format!(
-                "V {:.3} Q {:.3} actor {:.3}",
-                recent.value, recent.q, recent.actor
-            ));
-            losses = Some(recent);
+impl Observer for TrainProgress {
+    fn started(&mut self, step: usize, _total: usize) {
+        self.bar.set_position(step as u64);
+    }
+
+    fn advanced(&mut self, _step: usize) {
+        self.bar.inc(1);
+    }
+
+    fn losses(&mut self, step: usize, l: &Losses, iql: bool) {
+        self.bar.set_message(format!(
+            "V {:.3} Q {:.3} actor {:.3}",
+            l.value, l.q, l.actor
+        ));
+        if let Some(p) = &self.plots {
+            p.losses(step, l, iql);
         }
     }
-    UpdatesDone {
-        losses,
-        seconds: start.elapsed().as_secs_f64(),
+
+    fn say(&mut self, line: &str) {
+        // indicatif draws nothing when stderr is not a terminal; say it in the log then.
+        if self.bar.is_hidden() {
+            tracing::info!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn record(&mut self, record: &EvalRecord) {
+        if let Some(p) = &self.plots {
+            p.record(record);
+        }
+    }
+
+    fn finished(&mut self) {
+        self.bar.finish_and_clear();
+        if let Some(p) = self.plots.take() {
+            p.finish();
+        }
     }
 }
 
@@ -575,270 +349,6 @@ impl TrainPlots {
     }
 }
 
-/// The training loop on any backend: resume, update, evaluate and save.
-fn run<B: AutodiffBackend>(
-    args: &TrainArgs,
-    dataset: &Dataset,
-    config: &RobotConfig,
-    mut learner: Learner<B>,
-    held: Option<Replay>,
-    split: HeldOut,
-) -> anyhow::Result<TrainOutcome> {
-    let partial = sibling(&args.out, "partial");
-    let old = sibling(&args.out, "old");
-    let mut log: Vec<EvalRecord> = Vec::new();
-    let mut elapsed_before = 0.0;
-    if args.resume {
-        // A crash between the two renames of a save leaves only `<out>.old`.
-        if !args.out.exists() && old.exists() {
-            std::fs::rename(&old, &args.out)?;
-        }
-        if args.out.join("checkpoint.json").exists() {
-            learner = learner.resume(&args.out)?;
-            if let Ok(text) = std::fs::read_to_string(args.out.join("train_log.json")) {
-                log = serde_json::from_str(&text).unwrap_or_default();
-            }
-            elapsed_before = log.last().map_or(0.0, |r| r.seconds);
-            tracing::info!(step = learner.step(), "resumed from {}", args.out.display());
-        } else {
-            tracing::warn!(
-                "--resume: no checkpoint in {}; starting fresh",
-                args.out.display()
-            );
-        }
-    } else if args.out.join("checkpoint.json").exists() {
-        bail!(
-            "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
-            args.out.display()
-        );
-    }
-
-    // Rollouts where the config simulates its task; offline diagnostics always when episodes
-    // are held out, and on the training data when there is no sim and nothing to hold out.
-    let mut runner = match config.sim {
-        Some(_) => Some(EpisodeRunner::new(config)?),
-        None => None,
-    };
-    let diagnostics_on = match (&held, &runner) {
-        (Some(_), _) => Some("held_out"),
-        (None, None) => Some("training"),
-        (None, Some(_)) => None,
-    };
-    if runner.is_none() {
-        let what = match &held {
-            Some(h) => format!(
-                "{} held-out episodes ({} transitions)",
-                split.episodes.len(),
-                h.len()
-            ),
-            None => "the training data (one episode: nothing to hold out)".into(),
-        };
-        let text = format!(
-            "{}: no [sim] table, so no rollouts: progress shows offline diagnostics on {what}",
-            config.source.display()
-        );
-        // Said once, in the log (stderr), whatever the output format.
-        tracing::info!("{text}");
-    }
-    let plots = match &args.rerun {
-        Some(d) => Some(TrainPlots::open(
-            d,
-            &format!("rlrt train {}", args.out.display()),
-        )?),
-        None => None,
-    };
-    let iql = learner.config.algorithm == Algorithm::Iql;
-    let initial_actor_mse = learner.actor_mse(10_000);
-    let initial_diagnostics = diagnostics_on
-        .map(|_| learner.diagnose(held.as_ref().unwrap_or(&learner.replay), DIAGNOSE_LIMIT));
-    let bar = indicatif::ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(learner.step() as u64);
-    let start = Instant::now();
-    let first_step = learner.step();
-    let mut update_seconds = 0.0;
-    let mut final_eval = None;
-    let mut final_diagnostics = None;
-    let save = |learner: &Learner<B>, log: &[EvalRecord]| -> anyhow::Result<()> {
-        let _ = std::fs::remove_dir_all(&partial);
-        learner.save(&partial)?;
-        std::fs::write(partial.join("config.toml"), &dataset.config_text)?;
-        std::fs::write(partial.join("config_source"), &dataset.info.config_source)?;
-        std::fs::write(
-            partial.join("train_log.json"),
-            serde_json::to_string_pretty(log)?,
-        )?;
-        std::fs::write(
-            partial.join("held_out.json"),
-            serde_json::to_string_pretty(&split)?,
-        )?;
-        let _ = std::fs::remove_dir_all(&old);
-        if args.out.exists() {
-            std::fs::rename(&args.out, &old)?;
-        }
-        std::fs::rename(&partial, &args.out)?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
-    };
-    // Ctrl-C or SIGTERM: save at the current step and stop (a second one ends the process).
-    let stop = crate::signals::stop_flag();
-    let mut interrupted = false;
-    let say = |line: String| {
-        // indicatif draws nothing when stderr is not a terminal; say it in the log then.
-        if bar.is_hidden() {
-            tracing::info!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-    while learner.step() < args.steps {
-        let step = learner.step();
-        // Read back at every multiple of READBACK_EVERY for the plots, and evaluate at every
-        // multiple of --eval-every and at the end.
-        let next_eval = step
-            .checked_div(args.eval_every)
-            .map_or(args.steps, |k| (k + 1) * args.eval_every);
-        let until = next_eval.min(args.steps);
-        let chunk_end = ((step / READBACK_EVERY) + 1) * READBACK_EVERY;
-        let done = run_updates(
-            &mut learner,
-            until.min(chunk_end),
-            READBACK_EVERY,
-            stop,
-            &bar,
-        );
-        update_seconds += done.seconds;
-        if let (Some(p), Some(l)) = (&plots, &done.losses) {
-            p.losses(learner.step(), l, iql);
-        }
-        if stop.load(Ordering::Relaxed) {
-            save(&learner, &log)?;
-            interrupted = true;
-            break;
-        }
-        let step = learner.step();
-        if step != until {
-            continue;
-        }
-        let recent = done.losses.unwrap_or_else(|| learner.losses());
-        let eval = match runner.as_mut() {
-            Some(runner) => {
-                let mut policy =
-                    CheckpointPolicy::from_parts(&learner.meta(), learner.actor_weights());
-                Some(evaluate(
-                    runner,
-                    &mut policy,
-                    args.eval_episodes,
-                    args.seed,
-                )?)
-            }
-            None => None,
-        };
-        let diagnostics = diagnostics_on
-            .map(|_| learner.diagnose(held.as_ref().unwrap_or(&learner.replay), DIAGNOSE_LIMIT));
-        let mut line = format!("step {step}:");
-        if let Some(e) = &eval {
-            line += &format!(" {e}");
-        }
-        if let Some(d) = &diagnostics {
-            line += &format!(
-                " offline ({}; not a rollout): {}",
-                diagnostics_on.map_or("", |o| if o == "held_out" {
-                    "held-out"
-                } else {
-                    "training data"
-                }),
-                DiagnosticsLine(d)
-            );
-        }
-        say(line);
-        let record = EvalRecord {
-            step,
-            seconds: elapsed_before + start.elapsed().as_secs_f64(),
-            rollout: eval.as_ref().map(|e| RolloutRecord {
-                success_rate: e.success_rate,
-                success_low: e.success_low,
-                success_high: e.success_high,
-                mean_return: e.mean_return,
-            }),
-            value_loss: recent.value,
-            q_loss: recent.q,
-            actor_loss: recent.actor,
-            actor_mse: learner.actor_mse(10_000),
-            diagnostics: diagnostics.clone(),
-        };
-        if let Some(p) = &plots {
-            p.record(&record);
-        }
-        log.push(record);
-        save(&learner, &log)?;
-        if eval.is_some() {
-            final_eval = eval;
-        }
-        if diagnostics.is_some() {
-            final_diagnostics = diagnostics;
-        }
-    }
-    bar.finish_and_clear();
-    if let Some(p) = plots {
-        p.finish();
-    }
-    let c = &learner.config;
-    Ok(TrainOutcome {
-        out: args.out.clone(),
-        algorithm: c.algorithm,
-        steps: learner.step(),
-        train_seconds: elapsed_before + start.elapsed().as_secs_f64(),
-        steps_per_s: (learner.step() - first_step) as f64 / update_seconds.max(1e-9),
-        threads: rayon::current_num_threads(),
-        hyperparameters: Hyperparameters {
-            preset: c.preset,
-            expectile: c.expectile,
-            temperature: c.temperature,
-            discount: c.discount,
-            reward_scale: learner.replay.reward_scale,
-            reward_shift: c.reward_shift,
-            batch_size: c.batch_size,
-            hidden: c.hidden.clone(),
-            learning_rate: c.learning_rate,
-            actor: c.actor,
-        },
-        evaluation: if runner.is_some() {
-            "rollouts"
-        } else {
-            "offline"
-        },
-        diagnostics_on,
-        held_out_episodes: split.episodes.clone(),
-        training_transitions: learner.replay.len(),
-        dataset_success_rate: dataset.success_rate(),
-        dataset_mean_return: dataset
-            .episodes
-            .iter()
-            .map(|e| e.total_reward())
-            .sum::<f64>()
-            / dataset.episodes.len().max(1) as f64,
-        initial_actor_mse,
-        final_eval,
-        initial_diagnostics,
-        final_diagnostics,
-        log,
-        interrupted,
-    })
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    path.with_file_name(name)
-}
-
 /// `rlrt eval`: a checkpoint's actor for seeded episodes (or on held-out recorded ones).
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
@@ -856,20 +366,6 @@ pub struct EvalArgs {
     /// `held_out.json`).
     #[arg(long)]
     pub data: Option<PathBuf>,
-}
-
-/// An offline evaluation: no rollout, the checkpoint's networks measured on episodes of its
-/// dataset that training did not see.
-#[derive(Debug, serde::Serialize)]
-pub struct OfflineEvaluation {
-    /// Always "offline: held-out episodes, not a rollout" (or "...training data...").
-    pub kind: String,
-    pub data: PathBuf,
-    pub episodes: Vec<usize>,
-    pub diagnostics: Diagnostics,
-    /// Mean return of the measured episodes in the dataset (the behaviour's, not the
-    /// policy's).
-    pub behaviour_mean_return: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -927,7 +423,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<EvalOutcome> {
             let source = std::fs::read_to_string(dir.join("config_source"))
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| dir.join("config.toml"));
-            config_from_text(&text, &source)?
+            rlrt_runtime::config::parse(&text, &source)?
         }
     };
     check_fits(dir, &meta, &config)?;
@@ -943,97 +439,13 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<EvalOutcome> {
             offline: None,
         });
     }
-    let offline = eval_offline(dir, &meta, args.data.as_deref())?;
+    let offline = evaluate_offline(dir, &meta, args.data.as_deref())?;
     Ok(EvalOutcome {
         checkpoint: dir.clone(),
         algorithm: meta.algorithm,
         step: meta.step,
         evaluation: None,
         offline: Some(offline),
-    })
-}
-
-/// The checkpoint's networks (actor, and for IQL the critic and value) on its held-out
-/// episodes, or on the given dataset's held-out episodes of the same split.
-fn eval_offline(
-    dir: &Path,
-    meta: &CheckpointMeta,
-    data: Option<&Path>,
-) -> anyhow::Result<OfflineEvaluation> {
-    let held = read_held_out(dir).with_context(|| {
-        format!(
-            "{}: no sim to roll out in, and no record of the held-out episodes \
-             (checkpoints written by rlrt train keep one in held_out.json)",
-            dir.display()
-        )
-    })?;
-    let data_dir = data.map(Path::to_path_buf).unwrap_or(held.data.clone());
-    let dataset = Dataset::open(&data_dir).with_context(|| {
-        format!(
-            "the dataset {} was trained on (pass --data to name where it is now)",
-            dir.display()
-        )
-    })?;
-    anyhow::ensure!(
-        dataset.episodes.len() == held.dataset_episodes,
-        "{}: has {} episodes; {} was trained on one of {}",
-        data_dir.display(),
-        dataset.episodes.len(),
-        dir.display(),
-        held.dataset_episodes
-    );
-    let source = PathBuf::from(&dataset.info.config_source);
-    let config = config_from_text(&dataset.config_text, &source)?;
-    let (kind, episodes) = if held.episodes.is_empty() {
-        (
-            "offline: the training data (nothing was held out), not a rollout",
-            (0..dataset.episodes.len()).collect::<Vec<_>>(),
-        )
-    } else {
-        (
-            "offline: held-out episodes, not a rollout",
-            held.episodes.clone(),
-        )
-    };
-    let (min, max) = (&config.action.min, &config.action.max);
-    let mut iql = meta.config.clone();
-    // The scale the checkpoint was trained with, whatever rule chose it.
-    iql.reward_scale = Some(meta.reward_scale);
-    let (replay, measured) = if held.episodes.is_empty() {
-        (Replay::from_dataset(&dataset, min, max, &iql)?, None)
-    } else {
-        let (r, h) = Replay::split(&dataset, &held.episodes, min, max, &iql)?;
-        (r, Some(h))
-    };
-    // (checkpoint.json holds them in decimal: equal to rounding.)
-    let close = |a: &[f64], b: &[f64]| {
-        a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + y.abs()))
-    };
-    let (n, m) = (&replay.normalisation, &meta.normalisation);
-    anyhow::ensure!(
-        close(&n.observation_mean, &m.observation_mean)
-            && close(&n.observation_std, &m.observation_std),
-        "{}: its observation statistics differ from what {} was trained with: not the same \
-         data",
-        data_dir.display(),
-        dir.display()
-    );
-    let learner = Learner::<CpuBackend>::new(iql, replay, cpu()).resume(dir)?;
-    let diagnostics = learner.diagnose(measured.as_ref().unwrap_or(&learner.replay), usize::MAX);
-    let behaviour_mean_return = episodes
-        .iter()
-        .map(|&i| dataset.episodes[i].total_reward())
-        .sum::<f64>()
-        / episodes.len().max(1) as f64;
-    Ok(OfflineEvaluation {
-        kind: kind.into(),
-        data: data_dir,
-        episodes,
-        diagnostics,
-        behaviour_mean_return,
     })
 }
 

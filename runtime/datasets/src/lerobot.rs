@@ -1,4 +1,4 @@
-//! `rlrt export lerobot`: an rlrt dataset in LeRobot's dataset layout, version 3.0
+//! An rlrt dataset in LeRobot's dataset layout, version 3.0 (`rlrt export lerobot`)
 //! (`codebase_version` "v3.0", the layout `LeRobotDataset` loads), so policies trained with
 //! LeRobot can learn from episodes recorded by rlrt.
 //!
@@ -26,7 +26,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, ListArray,
     RecordBatch, StringArray, StructArray,
@@ -35,26 +34,13 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use rlrt_runtime::recording::Dataset;
+use rlrt_runtime::recording::{encode_png, Dataset, Episode, RecordingError};
 
 /// The LeRobot dataset version written.
 pub const CODEBASE_VERSION: &str = "v3.0";
 /// LeRobot's defaults: files per chunk folder and the size a data file is kept under.
 const CHUNKS_SIZE: usize = 1000;
 const DATA_FILE_MB: usize = 100;
-
-/// `rlrt export lerobot`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct LeRobotArgs {
-    /// The dataset folder.
-    pub data: PathBuf,
-    /// The folder to write (must not hold a LeRobot dataset yet).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The task sentence of every episode (default: the robot's name in the config).
-    #[arg(long)]
-    pub task: Option<String>,
-}
 
 #[derive(Debug, serde::Serialize)]
 pub struct LeRobotOutcome {
@@ -156,7 +142,7 @@ impl Column {
         Field::new(&self.name, data_type, false)
     }
 
-    fn array(&self) -> anyhow::Result<ArrayRef> {
+    fn array(&self) -> Result<ArrayRef, arrow_schema::ArrowError> {
         let flat: ArrayRef = match &self.values {
             Values::F32(v) => Arc::new(Float32Array::from(v.clone())),
             Values::Bool(v) => Arc::new(BooleanArray::from(v.clone())),
@@ -329,11 +315,11 @@ fn episode_columns(
     ]
 }
 
-fn writer(path: &Path, schema: Arc<Schema>) -> anyhow::Result<ArrowWriter<File>> {
+fn writer(path: &Path, schema: Arc<Schema>) -> Result<ArrowWriter<File>, LeRobotError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file = File::create(path).map_err(io("creating", path))?;
     // LeRobot writes snappy; any reader of parquet reads it.
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -394,139 +380,269 @@ struct EpisodeRow {
     to: i64,
 }
 
-pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
-    let dataset = Dataset::open(&args.data)?;
+/// Why a dataset could not be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum LeRobotError {
+    #[error(transparent)]
+    Dataset(#[from] RecordingError),
+    #[error(
+        "{}: control_rate_hz {rate} is not a whole number of frames per second, which \
+         LeRobot's `fps` must be",
+        info.display()
+    )]
+    FractionalRate { info: PathBuf, rate: f64 },
+    #[error("--task is empty: write the task")]
+    EmptyTask,
+    #[error("{} already holds a LeRobot dataset: choose another --out", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: episode {episode} has no frames of camera {camera:?}", data.display())]
+    NoFrames {
+        data: PathBuf,
+        episode: usize,
+        camera: String,
+    },
+    #[error("{}: no episode has a step to export", .0.display())]
+    NoEpisodes(PathBuf),
+    #[error("encoding a frame as PNG")]
+    Png(#[from] png::EncodingError),
+    #[error("{doing} {}", path.display())]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LeRobotError + 'a {
+    move |source| LeRobotError::Io {
+        doing,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes the dataset at `data` as a LeRobot dataset in the new folder `out`, every
+/// episode under `task` (default: the robot's name in the config).
+pub fn export(data: &Path, out: &Path, task: Option<&str>) -> Result<LeRobotOutcome, LeRobotError> {
+    let dataset = Dataset::open(data)?;
     let info = &dataset.info;
-    let (o, a) = (info.observation_len, info.action_len);
     let fps = info.control_rate_hz.round();
-    anyhow::ensure!(
-        (info.control_rate_hz - fps).abs() < 1e-9 && fps >= 1.0,
-        "{}: control_rate_hz {} is not a whole number of frames per second, which LeRobot's \
-         `fps` must be",
-        args.data.join("dataset.json").display(),
-        info.control_rate_hz
-    );
+    if (info.control_rate_hz - fps).abs() >= 1e-9 || fps < 1.0 {
+        return Err(LeRobotError::FractionalRate {
+            info: data.join("dataset.json"),
+            rate: info.control_rate_hz,
+        });
+    }
     let fps = fps as u32;
     let robot = dataset
         .config_text
         .parse::<toml::Table>()
         .ok()
         .and_then(|t| t.get("robot")?.get("name")?.as_str().map(str::to_owned));
-    let task = match &args.task {
-        Some(t) if t.trim().is_empty() => anyhow::bail!("--task is empty: write the task"),
-        Some(t) => t.clone(),
+    let task = match task {
+        Some(t) if t.trim().is_empty() => return Err(LeRobotError::EmptyTask),
+        Some(t) => t.to_owned(),
         None => robot.clone().unwrap_or_else(|| "rlrt episodes".into()),
     };
-    if args.out.join("meta/info.json").exists() {
-        anyhow::bail!(
-            "{} already holds a LeRobot dataset: choose another --out",
-            args.out.display()
+    if out.join("meta/info.json").exists() {
+        return Err(LeRobotError::Exists(out.to_owned()));
+    }
+    let mut files = DataFiles::new(data, out, &dataset, fps);
+    for (number, episode) in dataset.episodes.iter().enumerate() {
+        files.episode(number, episode)?;
+    }
+    files.close()?;
+    let DataFiles {
+        episodes_meta,
+        features,
+        all,
+        images,
+        histograms,
+        data_files,
+        index,
+        ..
+    } = files;
+    if episodes_meta.is_empty() {
+        return Err(LeRobotError::NoEpisodes(data.to_owned()));
+    }
+    let n = episodes_meta.len();
+    write_episodes(out, &episodes_meta, &task)?;
+    write_tasks(out, &task)?;
+    let frames = index as usize;
+    let info_json = serde_json::json!({
+        "codebase_version": CODEBASE_VERSION,
+        "fps": fps,
+        "features": features,
+        "total_episodes": n,
+        "total_frames": frames,
+        "total_tasks": 1,
+        "chunks_size": CHUNKS_SIZE,
+        "data_files_size_in_mb": DATA_FILE_MB,
+        "video_files_size_in_mb": 200,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": null,
+        "robot_type": robot,
+        "splits": { "train": format!("0:{n}") },
+    });
+    let write_json = |name: &str, value: &serde_json::Value| -> Result<(), LeRobotError> {
+        let path = out.join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")
+            .map_err(io("writing", &path))
+    };
+    write_json("meta/info.json", &info_json)?;
+    let mut stats_json: serde_json::Map<String, serde_json::Value> = all
+        .iter()
+        .map(|(name, (values, dims))| (name.clone(), stats(values, *dims)))
+        .collect();
+    for ((camera, _), histogram) in images.iter().zip(&histograms) {
+        stats_json.insert(
+            format!("observation.images.{}", info.cameras[*camera].name),
+            histogram.stats(),
         );
     }
+    write_json("meta/stats.json", &serde_json::Value::Object(stats_json))?;
 
-    // Bytes a frame takes before compression, to keep data files under LeRobot's size.
-    let frame_bytes = 4 * (o + a) + 4 + 3 + 4 + 4 * 8;
-    let (mut chunk, mut file, mut file_bytes) = (0usize, 0usize, 0usize);
-    let mut current: Option<ArrowWriter<File>> = None;
-    let mut data_files = 0;
-    let mut episodes_meta = Vec::new();
-    // LeRobot's feature of each column, and all its values (for the statistics).
-    let mut features = serde_json::Map::new();
-    let mut all: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
-    // Cameras exported as images: (index among the recorded cameras, channels), and their
-    // pixel statistics.
-    let images: Vec<(usize, usize)> = info
-        .cameras
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match c.encoding.as_str() {
-            "rgb8" => Some((i, 3)),
-            "mono8" => Some((i, 1)),
-            _ => None,
-        })
-        .collect();
-    let mut histograms: Vec<PixelHistogram> = images
-        .iter()
-        .map(|(_, c)| PixelHistogram::new(*c))
-        .collect();
-    let mut index = 0i64;
-    for (number, episode) in dataset.episodes.iter().enumerate() {
-        if episode.steps() == 0 {
-            continue;
+    Ok(LeRobotOutcome {
+        out: out.display().to_string(),
+        episodes: n,
+        frames,
+        fps,
+        task,
+        data_files,
+        cameras: images
+            .iter()
+            .map(|(c, _)| info.cameras[*c].name.clone())
+            .collect(),
+        cameras_not_exported: info
+            .cameras
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !images.iter().any(|(c, _)| c == i))
+            .map(|(_, c)| c.name.clone())
+            .collect(),
+    })
+}
+
+/// The data files being written (`data/chunk-*/file-*.parquet`, one row group per episode)
+/// and what the metadata will say of them.
+struct DataFiles<'a> {
+    data: &'a Path,
+    out: &'a Path,
+    dataset: &'a Dataset,
+    fps: u32,
+    /// Bytes a frame takes before compression, to keep data files under LeRobot's size.
+    frame_bytes: usize,
+    chunk: usize,
+    file: usize,
+    file_bytes: usize,
+    current: Option<ArrowWriter<File>>,
+    data_files: usize,
+    episodes_meta: Vec<EpisodeRow>,
+    /// LeRobot's feature of each column.
+    features: serde_json::Map<String, serde_json::Value>,
+    /// All values of each column (for the statistics), with its width.
+    all: BTreeMap<String, (Vec<f64>, usize)>,
+    /// Cameras exported as images: (index among the recorded cameras, channels).
+    images: Vec<(usize, usize)>,
+    /// Their pixel statistics.
+    histograms: Vec<PixelHistogram>,
+    /// Frames written so far.
+    index: i64,
+}
+
+impl<'a> DataFiles<'a> {
+    fn new(data: &'a Path, out: &'a Path, dataset: &'a Dataset, fps: u32) -> Self {
+        let info = &dataset.info;
+        let images: Vec<(usize, usize)> = info
+            .cameras
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c.encoding.as_str() {
+                "rgb8" => Some((i, 3)),
+                "mono8" => Some((i, 1)),
+                _ => None,
+            })
+            .collect();
+        let histograms = images
+            .iter()
+            .map(|(_, c)| PixelHistogram::new(*c))
+            .collect();
+        Self {
+            data,
+            out,
+            dataset,
+            fps,
+            frame_bytes: 4 * (info.observation_len + info.action_len) + 4 + 3 + 4 + 4 * 8,
+            chunk: 0,
+            file: 0,
+            file_bytes: 0,
+            current: None,
+            data_files: 0,
+            episodes_meta: Vec::new(),
+            features: serde_json::Map::new(),
+            all: BTreeMap::new(),
+            images,
+            histograms,
+            index: 0,
         }
+    }
+
+    /// Episode `number` of the dataset as rows of the current data file (a new file when
+    /// it would pass LeRobot's size).
+    fn episode(&mut self, number: usize, episode: &Episode) -> Result<(), LeRobotError> {
+        if episode.steps() == 0 {
+            return Ok(());
+        }
+        let info = &self.dataset.info;
         let steps = episode.steps() as i64;
-        let mut columns = episode_columns(episode, (o, a), fps, episodes_meta.len() as i64, index);
-        let mut bytes = steps as usize * frame_bytes;
-        if !images.is_empty() {
-            let tracks = dataset.frames(number)?;
-            for ((camera, channels), histogram) in images.iter().zip(&mut histograms) {
-                let spec = &info.cameras[*camera];
-                let track = &tracks[*camera];
-                anyhow::ensure!(
-                    !track.is_empty(),
-                    "{}: episode {number} has no frames of camera {:?}",
-                    args.data.display(),
-                    spec.name
-                );
-                // Step t shows the newest frame rendered at or before observation t.
-                let (mut k, mut pngs, mut last) = (0usize, Vec::new(), usize::MAX);
-                for t in 0..steps as usize {
-                    while k + 1 < track.len() && track.rows[k + 1] as usize <= t {
-                        k += 1;
-                    }
-                    if k != last {
-                        pngs.push(super::encode_png(
-                            track.frame(k),
-                            spec.width,
-                            spec.height,
-                            *channels,
-                        )?);
-                        last = k;
-                    } else {
-                        let again = pngs.last().expect("encoded above").clone();
-                        pngs.push(again);
-                    }
-                    histogram.add(track.frame(k));
-                    bytes += pngs.last().map_or(0, Vec::len);
-                }
-                columns.push(Column {
-                    name: format!("observation.images.{}", spec.name),
-                    width: 1,
-                    values: Values::Png(pngs),
-                });
-            }
+        let sizes = (info.observation_len, info.action_len);
+        let episode_index = self.episodes_meta.len() as i64;
+        let mut columns = episode_columns(episode, sizes, self.fps, episode_index, self.index);
+        let mut bytes = steps as usize * self.frame_bytes;
+        if !self.images.is_empty() {
+            bytes += self.image_columns(number, steps as usize, &mut columns)?;
         }
         let schema = Arc::new(Schema::new(
             columns.iter().map(Column::field).collect::<Vec<_>>(),
         ));
-        if current.is_none() || file_bytes + bytes > DATA_FILE_MB * 1024 * 1024 {
-            if let Some(full) = current.take() {
+        if self.current.is_none() || self.file_bytes + bytes > DATA_FILE_MB * 1024 * 1024 {
+            if let Some(full) = self.current.take() {
                 full.close()?;
-                file += 1;
-                if file == CHUNKS_SIZE {
-                    (chunk, file) = (chunk + 1, 0);
+                self.file += 1;
+                if self.file == CHUNKS_SIZE {
+                    (self.chunk, self.file) = (self.chunk + 1, 0);
                 }
             }
-            let path = args.out.join(chunk_file("data", chunk, file));
-            current = Some(writer(&path, schema.clone())?);
-            data_files += 1;
-            file_bytes = 0;
+            let path = self.out.join(chunk_file("data", self.chunk, self.file));
+            self.current = Some(writer(&path, schema.clone())?);
+            self.data_files += 1;
+            self.file_bytes = 0;
         }
-        file_bytes += bytes;
+        self.file_bytes += bytes;
         for c in &columns {
             if let Values::Png(_) = c.values {
                 continue;
             }
-            features.insert(
+            self.features.insert(
                 c.name.clone(),
                 serde_json::json!({ "dtype": c.dtype(), "shape": [c.width], "names": null }),
             );
-            let (values, _) = all.entry(c.name.clone()).or_insert((Vec::new(), c.width));
+            let (values, _) = self
+                .all
+                .entry(c.name.clone())
+                .or_insert((Vec::new(), c.width));
             values.extend(c.as_f64());
         }
-        for (camera, channels) in &images {
+        for (camera, channels) in &self.images {
             let spec = &info.cameras[*camera];
-            features.insert(
+            self.features.insert(
                 format!("observation.images.{}", spec.name),
                 serde_json::json!({
                     "dtype": "image",
@@ -538,32 +654,88 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         let arrays = columns
             .iter()
             .map(Column::array)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let out = current.as_mut().expect("a data file is open");
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self.current.as_mut().expect("a data file is open");
         out.write(&RecordBatch::try_new(schema, arrays)?)?;
         // One row group per episode, as LeRobot writes them.
         out.flush()?;
-        episodes_meta.push(EpisodeRow {
-            episode_index: episodes_meta.len() as i64,
+        self.episodes_meta.push(EpisodeRow {
+            episode_index,
             length: steps,
-            chunk,
-            file,
-            from: index,
-            to: index + steps,
+            chunk: self.chunk,
+            file: self.file,
+            from: self.index,
+            to: self.index + steps,
         });
-        index += steps;
+        self.index += steps;
+        Ok(())
     }
-    if let Some(last) = current {
-        last.close()?;
-    }
-    anyhow::ensure!(
-        !episodes_meta.is_empty(),
-        "{}: no episode has a step to export",
-        args.data.display()
-    );
 
-    // meta/episodes: one row per episode (the per-episode statistics LeRobot also keeps
-    // there are dropped by its loader, and not written).
+    /// The PNG columns of episode `number`'s exported cameras; returns their bytes.
+    fn image_columns(
+        &mut self,
+        number: usize,
+        steps: usize,
+        columns: &mut Vec<Column>,
+    ) -> Result<usize, LeRobotError> {
+        let info = &self.dataset.info;
+        let tracks = self.dataset.frames(number)?;
+        let mut bytes = 0;
+        for ((camera, channels), histogram) in self.images.iter().zip(&mut self.histograms) {
+            let spec = &info.cameras[*camera];
+            let track = &tracks[*camera];
+            if track.is_empty() {
+                return Err(LeRobotError::NoFrames {
+                    data: self.data.to_owned(),
+                    episode: number,
+                    camera: spec.name.clone(),
+                });
+            }
+            // Step t shows the newest frame rendered at or before observation t.
+            let (mut k, mut pngs, mut last) = (0usize, Vec::new(), usize::MAX);
+            for t in 0..steps {
+                while k + 1 < track.len() && track.rows[k + 1] as usize <= t {
+                    k += 1;
+                }
+                if k != last {
+                    pngs.push(encode_png(
+                        track.frame(k),
+                        spec.width,
+                        spec.height,
+                        *channels,
+                    )?);
+                    last = k;
+                } else {
+                    let again = pngs.last().expect("encoded above").clone();
+                    pngs.push(again);
+                }
+                histogram.add(track.frame(k));
+                bytes += pngs.last().map_or(0, Vec::len);
+            }
+            columns.push(Column {
+                name: format!("observation.images.{}", spec.name),
+                width: 1,
+                values: Values::Png(pngs),
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn close(&mut self) -> Result<(), LeRobotError> {
+        if let Some(last) = self.current.take() {
+            last.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// `meta/episodes`: one row per episode (the per-episode statistics LeRobot also keeps there
+/// are dropped by its loader, and not written).
+fn write_episodes(
+    out: &Path,
+    episodes_meta: &[EpisodeRow],
+    task: &str,
+) -> Result<(), LeRobotError> {
     let n = episodes_meta.len();
     let int = |f: &dyn Fn(&EpisodeRow) -> i64| -> ArrayRef {
         Arc::new(Int64Array::from(
@@ -571,7 +743,7 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         ))
     };
     let tasks = {
-        let values = StringArray::from(vec![task.as_str(); n]);
+        let values = StringArray::from(vec![task; n]);
         let offsets = arrow_buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(1, n));
         Arc::new(ListArray::try_new(
             Arc::new(Field::new_list_field(DataType::Utf8, true)),
@@ -610,14 +782,18 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         ],
     )?;
     let mut w = writer(
-        &args.out.join(chunk_file("meta/episodes", 0, 0)),
+        &out.join(chunk_file("meta/episodes", 0, 0)),
         episodes_schema,
     )?;
     w.write(&episodes_batch)?;
     w.close()?;
 
-    // meta/tasks.parquet: LeRobot reads it with pandas and looks tasks up by the index
-    // named "task", which pandas restores from its metadata.
+    Ok(())
+}
+
+/// `meta/tasks.parquet`: LeRobot reads it with pandas and looks tasks up by the index named
+/// "task", which pandas restores from its metadata.
+fn write_tasks(out: &Path, task: &str) -> Result<(), LeRobotError> {
     let pandas = serde_json::json!({
         "index_columns": ["task"],
         "column_indexes": [],
@@ -641,66 +817,14 @@ pub fn export(args: &LeRobotArgs) -> anyhow::Result<LeRobotOutcome> {
         tasks_schema.clone(),
         vec![
             Arc::new(Int64Array::from(vec![0i64])),
-            Arc::new(StringArray::from(vec![task.as_str()])),
+            Arc::new(StringArray::from(vec![task])),
         ],
     )?;
-    let mut w = writer(&args.out.join("meta/tasks.parquet"), tasks_schema)?;
+    let mut w = writer(&out.join("meta/tasks.parquet"), tasks_schema)?;
     w.write(&tasks_batch)?;
     w.close()?;
 
-    let frames = index as usize;
-    let info_json = serde_json::json!({
-        "codebase_version": CODEBASE_VERSION,
-        "fps": fps,
-        "features": features,
-        "total_episodes": n,
-        "total_frames": frames,
-        "total_tasks": 1,
-        "chunks_size": CHUNKS_SIZE,
-        "data_files_size_in_mb": DATA_FILE_MB,
-        "video_files_size_in_mb": 200,
-        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-        "video_path": null,
-        "robot_type": robot,
-        "splits": { "train": format!("0:{n}") },
-    });
-    let write_json = |name: &str, value: &serde_json::Value| -> anyhow::Result<()> {
-        let path = args.out.join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))
-    };
-    write_json("meta/info.json", &info_json)?;
-    let mut stats_json: serde_json::Map<String, serde_json::Value> = all
-        .iter()
-        .map(|(name, (values, dims))| (name.clone(), stats(values, *dims)))
-        .collect();
-    for ((camera, _), histogram) in images.iter().zip(&histograms) {
-        stats_json.insert(
-            format!("observation.images.{}", info.cameras[*camera].name),
-            histogram.stats(),
-        );
-    }
-    write_json("meta/stats.json", &serde_json::Value::Object(stats_json))?;
-
-    Ok(LeRobotOutcome {
-        out: args.out.display().to_string(),
-        episodes: n,
-        frames,
-        fps,
-        task,
-        data_files,
-        cameras: images
-            .iter()
-            .map(|(c, _)| info.cameras[*c].name.clone())
-            .collect(),
-        cameras_not_exported: info
-            .cameras
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !images.iter().any(|(c, _)| c == i))
-            .map(|(_, c)| c.name.clone())
-            .collect(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,22 +14,24 @@
 //! simulated time, each frame with the observation row it shows and the task's ground-truth
 //! success at that state.
 
+use crate::mujoco::task::{TaskError, TaskSource};
+use crate::mujoco::MujocoSim;
+use crate::plant::RenderError;
+use crate::Plant;
+use rlrt_runtime::evaluation::Evaluation;
 use rlrt_runtime::recording::{Episode, FrameTrack};
 use rlrt_runtime::rng::{gaussian, uniform01};
 use rlrt_runtime::{Command, FeatureBuilder, Observation, Policy, RobotConfig, SafetyLayer};
-use rlrt_sim::mujoco::task::{TaskError, TaskSource};
-use rlrt_sim::mujoco::MujocoSim;
-use rlrt_sim::Plant;
 
 /// Why episodes cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
-    #[error("{0}: no [sim] table: episodes run in the config's simulation task")]
-    NoSim(String),
+    #[error("{}: no [sim] table: episodes run in the config's simulation task", .0.display())]
+    NoSim(std::path::PathBuf),
     #[error(transparent)]
     Task(#[from] TaskError),
-    #[error("rendering camera frames: {0}")]
-    Render(String),
+    #[error("rendering camera frames")]
+    Render(#[source] RenderError),
 }
 
 /// How actions are perturbed while recording.
@@ -87,7 +89,7 @@ impl EpisodeRunner {
         let sim_config = config
             .sim
             .as_ref()
-            .ok_or_else(|| RolloutError::NoSim(config.source.display().to_string()))?;
+            .ok_or_else(|| RolloutError::NoSim(config.source.clone()))?;
         let task = TaskSource::resolve(&sim_config.task, sim_config.task_path.as_deref())?;
         let sim = MujocoSim::new(config, &task, frames)?;
         let steps = (sim.episode_seconds() * config.control_rate_hz).round() as usize;
@@ -120,7 +122,12 @@ impl EpisodeRunner {
     }
 
     /// Renders the cameras whose frame is due at `time_s` into `episode` as row `row`.
-    fn render_due(&mut self, time_s: f64, row: usize, episode: &mut Episode) -> Result<(), String> {
+    fn render_due(
+        &mut self,
+        time_s: f64,
+        row: usize,
+        episode: &mut Episode,
+    ) -> Result<(), RolloutError> {
         for (c, (period, next)) in self.cameras.iter_mut().enumerate() {
             if time_s + 1e-9 < *next {
                 continue;
@@ -130,7 +137,7 @@ impl EpisodeRunner {
                 *next = time_s + *period;
             }
             let verdict = self.sim.verdict().unwrap_or_default();
-            let pixels = self.sim.render(c).map_err(|e| e.to_string())?;
+            let pixels = self.sim.render(c).map_err(RolloutError::Render)?;
             episode.frames[c].push(row as u32, verdict.success, verdict.score, pixels);
         }
         Ok(())
@@ -163,8 +170,7 @@ impl EpisodeRunner {
         for camera in &mut self.cameras {
             camera.1 = 0.0;
         }
-        self.render_due(0.0, 0, &mut episode)
-            .map_err(RolloutError::Render)?;
+        self.render_due(0.0, 0, &mut episode)?;
         let len = self.proposed.len();
         for t in 0..self.steps {
             let mut fault = self
@@ -207,8 +213,7 @@ impl EpisodeRunner {
             let outcome = self.sim.verdict().unwrap_or_default();
             let reward = outcome.reward.unwrap_or(-outcome.score);
             self.observe(now_ns, t as u64 + 2);
-            self.render_due((t + 1) as f64 * self.period_s, t + 1, &mut episode)
-                .map_err(RolloutError::Render)?;
+            self.render_due((t + 1) as f64 * self.period_s, t + 1, &mut episode)?;
             let action = if verdict.publish {
                 self.command.values[..len].to_vec()
             } else {
@@ -226,90 +231,6 @@ impl EpisodeRunner {
     }
 }
 
-/// Summary of evaluation episodes.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub struct Evaluation {
-    pub episodes: usize,
-    /// Whether the task has a success test (Gymnasium's tasks do not: their successes are
-    /// always 0 and only the return counts).
-    pub success_test: bool,
-    pub successes: usize,
-    pub success_rate: f64,
-    /// Wilson score interval (95%) of the success rate.
-    pub success_low: f64,
-    pub success_high: f64,
-    pub mean_return: f64,
-    /// Normal-approximation 95% interval of the mean return (mean +/- 1.96 standard errors).
-    pub return_low: f64,
-    pub return_high: f64,
-    /// Mean number of steps per episode (below the time limit when episodes terminate).
-    pub mean_steps: f64,
-}
-
-impl Evaluation {
-    pub fn of(episodes: &[Episode], success_test: bool) -> Self {
-        let n = episodes.len();
-        let successes = episodes.iter().filter(|e| e.success).count();
-        let (low, high) = wilson(successes, n);
-        let returns: Vec<f64> = episodes.iter().map(Episode::total_reward).collect();
-        let mean = returns.iter().sum::<f64>() / n.max(1) as f64;
-        let half = if n > 1 {
-            let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-            1.959_963_984_540_054 * (var / n as f64).sqrt()
-        } else {
-            0.0
-        };
-        Self {
-            episodes: n,
-            success_test,
-            successes,
-            success_rate: successes as f64 / n.max(1) as f64,
-            success_low: low,
-            success_high: high,
-            mean_return: mean,
-            return_low: mean - half,
-            return_high: mean + half,
-            mean_steps: episodes.iter().map(|e| e.steps() as f64).sum::<f64>() / n.max(1) as f64,
-        }
-    }
-}
-
-impl std::fmt::Display for Evaluation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.success_test {
-            write!(
-                f,
-                "success {}/{} = {:.0}% (95% CI {:.0}-{:.0}%), ",
-                self.successes,
-                self.episodes,
-                self.success_rate * 100.0,
-                self.success_low * 100.0,
-                self.success_high * 100.0,
-            )?;
-        } else {
-            write!(f, "{} episodes, ", self.episodes)?;
-        }
-        write!(
-            f,
-            "mean return {:.2} (95% CI {:.2} to {:.2}), mean length {:.0} steps",
-            self.mean_return, self.return_low, self.return_high, self.mean_steps
-        )
-    }
-}
-
-/// The Wilson score interval at 95% (z = 1.96) for `k` successes in `n` trials.
-pub fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (k, n, z) = (k as f64, n as f64, 1.959_963_984_540_054f64);
-    let p = k / n;
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
 /// Seeds of evaluation episodes: far from the recording seeds a user would pick (0, 1, ..)
 /// so a policy is not evaluated on the starts it was trained on.
 pub fn eval_seed(base: u64, episode: usize) -> u64 {
@@ -317,19 +238,15 @@ pub fn eval_seed(base: u64, episode: usize) -> u64 {
         .wrapping_add(1_000_000 + episode as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wilson_matches_published_values() {
-        // 10 of 50: 0.112 to 0.330 (Wilson 1927, as tabulated by common calculators).
-        let (lo, hi) = wilson(10, 50);
-        assert!(
-            (lo - 0.1124).abs() < 1e-3 && (hi - 0.3304).abs() < 1e-3,
-            "{lo} {hi}"
-        );
-        let (lo, hi) = wilson(50, 50);
-        assert!(hi == 1.0 && (lo - 0.9287).abs() < 1e-3, "{lo}");
-    }
+/// Runs `episodes` seeded evaluation episodes of a policy (no exploration noise).
+pub fn evaluate(
+    runner: &mut EpisodeRunner,
+    policy: &mut dyn Policy,
+    episodes: usize,
+    seed: u64,
+) -> Result<Evaluation, RolloutError> {
+    let done: Vec<Episode> = (0..episodes)
+        .map(|i| runner.run(policy, Exploration::None, eval_seed(seed, i), 0))
+        .collect::<Result<_, _>>()?;
+    Ok(Evaluation::of(&done, runner.has_success_test()))
 }
