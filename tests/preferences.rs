@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -358,55 +358,45 @@ fn score_labels_fit_a_reward_model_that_relabels_a_dataset_as_a_config_source() 
     assert_eq!(fit(&uniform_file)["validation_uniform"], Value::Null);
 }
 
-/// Reads one chat-completions request from `stream` and returns its JSON body.
-fn read_request(stream: &std::net::TcpStream) -> Value {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        if header.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
+/// Reads one chat-completions request's JSON body.
+fn read_request(request: &mut tiny_http::Request) -> Value {
+    assert_eq!(*request.method(), tiny_http::Method::Post);
+    assert_eq!(request.url(), "/v1/chat/completions");
+    let mut body = Vec::new();
+    request.as_reader().read_to_end(&mut body).unwrap();
     serde_json::from_slice(&body).unwrap()
 }
 
 /// Answers a chat-completions request with `reply` as the assistant's message.
-fn write_reply(mut stream: std::net::TcpStream, reply: &str) {
+fn write_reply(request: tiny_http::Request, reply: &str) {
     let answer = serde_json::json!({
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]
     })
     .to_string();
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{answer}",
-        answer.len()
-    )
-    .unwrap();
+    let json: tiny_http::Header = "Content-Type: application/json".parse().unwrap();
+    request
+        .respond(tiny_http::Response::from_string(answer).with_header(json))
+        .unwrap();
+}
+
+/// A local endpoint and its URL (`http://<address>/v1`).
+fn chat_server() -> (tiny_http::Server, String) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", server.server_addr().to_ip().unwrap());
+    (server, base_url)
 }
 
 /// A local OpenAI-compatible endpoint: answers each request with the next reply, keeps the
 /// request bodies.
 fn fake_vlm(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (server, base_url) = chat_server();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
     std::thread::spawn(move || {
         for reply in replies {
-            let (stream, _) = listener.accept().unwrap();
-            seen.lock().unwrap().push(read_request(&stream));
-            write_reply(stream, reply);
+            let mut request = server.recv().unwrap();
+            seen.lock().unwrap().push(read_request(&mut request));
+            write_reply(request, reply);
         }
     });
     (base_url, requests)
@@ -419,21 +409,20 @@ fn concurrent_vlm(
     delay: std::time::Duration,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (server, base_url) = chat_server();
     let (in_flight, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let seen_peak = peak.clone();
     std::thread::spawn(move || {
         for _ in 0..requests {
-            let (stream, _) = listener.accept().unwrap();
+            let mut request = server.recv().unwrap();
             let (in_flight, peak) = (in_flight.clone(), peak.clone());
             std::thread::spawn(move || {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                read_request(&stream);
+                read_request(&mut request);
                 std::thread::sleep(delay);
                 in_flight.fetch_sub(1, Ordering::SeqCst);
-                write_reply(stream, "first");
+                write_reply(request, "first");
             });
         }
     });

@@ -2,8 +2,6 @@
 //! layout, then loaded from the cache with no network. The endpoint is a small HTTP server in
 //! this test serving the transformers fixtures the way the Hub's `resolve/main` URLs do.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,49 +11,28 @@ use rlrt_rewards::clip::{hub, ClipModel, CpuBackend};
 /// Serves `/<owner>/<name>/resolve/main/<file>` from the fixtures folder with an
 /// `x-repo-commit` header; any other path is a 404. Counts the files served.
 fn serve() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", server.server_addr().to_ip().unwrap());
     let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let count = count.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                // Keep-alive: requests follow each other on one connection.
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let file = path.strip_prefix("/test-owner/tiny-clip/resolve/main/");
-                    let body = file.and_then(|f| std::fs::read(fixtures().join(f)).ok());
-                    let (status, body) = match body {
-                        Some(b) => {
-                            count.fetch_add(1, Ordering::SeqCst);
-                            ("200 OK", b)
-                        }
-                        None => ("404 Not Found", b"not found".to_vec()),
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nx-repo-commit: 0123abcd\r\n\r\n",
-                        body.len()
-                    );
-                    if stream.write_all(head.as_bytes()).is_err()
-                        || stream.write_all(&body).is_err()
-                    {
-                        return;
-                    }
+        for request in server.incoming_requests() {
+            let file = request
+                .url()
+                .strip_prefix("/test-owner/tiny-clip/resolve/main/");
+            let body = file.and_then(|f| std::fs::read(fixtures().join(f)).ok());
+            let (status, body) = match body {
+                Some(b) => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    (200, b)
                 }
-            });
+                None => (404, b"not found".to_vec()),
+            };
+            let commit: tiny_http::Header = "x-repo-commit: 0123abcd".parse().unwrap();
+            let response = tiny_http::Response::from_data(body)
+                .with_status_code(status)
+                .with_header(commit);
+            let _ = request.respond(response);
         }
     });
     (endpoint, served)

@@ -2,7 +2,7 @@
 //! endpoint: a good program is written, a broken or hostile one is rejected and nothing is
 //! written, and a retry shows the model the checker's problems.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,37 +18,24 @@ struct FakeChat {
 }
 
 fn fake_chat(replies: Vec<String>) -> FakeChat {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", server.server_addr().to_ip().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
     std::thread::spawn(move || {
         for reply in replies {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            assert!(
-                request_line.starts_with("POST /v1/chat/completions "),
-                "{request_line}"
-            );
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                let lower = header.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if let Some(v) = lower.strip_prefix("authorization:") {
-                    assert_eq!(v.trim(), "bearer secret-key");
-                }
+            let mut request = server.recv().unwrap();
+            assert_eq!(*request.method(), tiny_http::Method::Post);
+            assert_eq!(request.url(), "/v1/chat/completions");
+            if let Some(auth) = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+            {
+                assert_eq!(auth.value.as_str().to_ascii_lowercase(), "bearer secret-key");
             }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
+            let mut body = Vec::new();
+            request.as_reader().read_to_end(&mut body).unwrap();
             seen.lock()
                 .unwrap()
                 .push(serde_json::from_slice(&body).unwrap());
@@ -58,13 +45,10 @@ fn fake_chat(replies: Vec<String>) -> FakeChat {
                              "message": {"role": "assistant", "content": reply}}]
             })
             .to_string();
-            let mut stream = stream;
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            )
-            .unwrap();
+            let json: tiny_http::Header = "Content-Type: application/json".parse().unwrap();
+            request
+                .respond(tiny_http::Response::from_string(answer).with_header(json))
+                .unwrap();
         }
     });
     FakeChat { base_url, requests }

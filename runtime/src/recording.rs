@@ -916,6 +916,27 @@ pub fn decode(
     })
 }
 
+/// One camera frame (`channels` 1: mono8, 3: rgb8) as PNG bytes.
+pub fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> Result<Vec<u8>, png::EncodingError> {
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(if channels == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(pixels)?;
+    writer.finish()?;
+    Ok(png)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1062,25 +1083,4 @@ mod tests {
         assert_eq!(serde_json::from_str::<DatasetInfo>(&json).unwrap(), info());
         fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// One camera frame (`channels` 1: mono8, 3: rgb8) as PNG bytes.
-pub fn encode_png(
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    channels: usize,
-) -> Result<Vec<u8>, png::EncodingError> {
-    let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, width, height);
-    encoder.set_color(if channels == 1 {
-        png::ColorType::Grayscale
-    } else {
-        png::ColorType::Rgb
-    });
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(pixels)?;
-    writer.finish()?;
-    Ok(png)
 }

@@ -36,12 +36,8 @@ pub struct BenchLoopArgs {
     /// hw-config to benchmark (default: the built-in Franka Panda, sine policy).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Pin the control thread to this CPU.
-    #[arg(long)]
-    pub cpu_core: Option<usize>,
-    /// SCHED_FIFO priority (1-99) for the control thread.
-    #[arg(long)]
-    pub realtime_priority: Option<i32>,
+    #[command(flatten)]
+    pub scheduling: super::SchedulingArgs,
     /// Spin this long before each deadline instead of sleeping (default 200 us).
     #[arg(long)]
     pub spin_us: Option<f64>,
@@ -89,18 +85,7 @@ pub fn run(args: &BenchLoopArgs) -> anyhow::Result<BenchReport> {
         ("scheduler", Some(toml::Value::Table(toml::Table::new()))),
         ("action.max_delta_per_tick", None),
     ];
-    if let Some(core) = args.cpu_core {
-        overrides.push((
-            "scheduler.cpu_core",
-            Some(toml::Value::Integer(core as i64)),
-        ));
-    }
-    if let Some(priority) = args.realtime_priority {
-        overrides.push((
-            "scheduler.realtime_priority",
-            Some(toml::Value::Integer(priority as i64)),
-        ));
-    }
+    overrides.extend(args.scheduling.overrides());
     if let Some(spin) = args.spin_us {
         overrides.push(("scheduler.spin_us", Some(toml::Value::Float(spin))));
     }

@@ -180,23 +180,12 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
     differences.insert("burn_flex".into(), serde_json::json!(max_difference));
     match OnnxPolicy::load(&onnx_path, args.inputs, args.outputs, "inputs", "outputs") {
         Ok(mut onnx) => {
-            let mut onnx_action = vec![0.0f64; args.outputs];
-            onnx.act(&observation, &mut onnx_action)
-                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e:?}"))?;
-            differences.insert(
-                "onnxruntime".into(),
-                serde_json::json!(max_abs_difference(&action, &onnx_action)),
-            );
-            let ns = time(&mut || {
-                onnx.act(&observation, &mut onnx_action).expect("runs");
-                std::hint::black_box(&onnx_action);
-            });
-            let m = summarise(ns);
-            ratio(&mut report, "onnxruntime", ours_p99, m.p99);
-            report.peers.insert(
-                "onnxruntime".to_owned(),
-                rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
-            );
+            let peer = Peer {
+                name: "onnxruntime",
+                runtime: "ONNX Runtime",
+            };
+            let difference = peer.measure(&mut onnx, &observation, &action, &time, &mut report)?;
+            differences.insert(peer.name.into(), serde_json::json!(difference));
         }
         Err(e) => {
             report
@@ -213,24 +202,12 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
         export_actor(&weights, &identity(args), &pt_path)?;
         let mut module =
             TorchScriptPolicy::load(&pt_path, args.inputs, args.outputs, "inputs", "outputs")?;
-        let mut torch_action = vec![0.0f64; args.outputs];
-        module
-            .act(&observation, &mut torch_action)
-            .map_err(|e| anyhow::anyhow!("libtorch: {e:?}"))?;
-        differences.insert(
-            "libtorch".into(),
-            serde_json::json!(max_abs_difference(&action, &torch_action)),
-        );
-        let ns = time(&mut || {
-            module.act(&observation, &mut torch_action).expect("runs");
-            std::hint::black_box(&torch_action);
-        });
-        let m = summarise(ns);
-        ratio(&mut report, "libtorch", ours_p99, m.p99);
-        report.peers.insert(
-            "libtorch".to_owned(),
-            rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
-        );
+        let peer = Peer {
+            name: "libtorch",
+            runtime: "libtorch",
+        };
+        let difference = peer.measure(&mut module, &observation, &action, &time, &mut report)?;
+        differences.insert(peer.name.into(), serde_json::json!(difference));
     }
     #[cfg(not(feature = "tch"))]
     report.extra.insert(
@@ -317,6 +294,45 @@ pub fn run(args: &BenchPolicyArgs) -> anyhow::Result<BenchReport> {
         serde_json::json!("1 (batch 1: below Flex's threshold for splitting a product)"),
     );
     Ok(report)
+}
+
+/// A policy runtime rlrt's batch-1 path is compared with, in this process.
+struct Peer {
+    /// Its key in the report.
+    name: &'static str,
+    /// What its errors are called.
+    runtime: &'static str,
+}
+
+impl Peer {
+    /// Times `policy.act` with `time` and adds the peer's metrics and p99 ratio to `report`;
+    /// returns the largest difference of its action to rlrt's `action`.
+    fn measure(
+        &self,
+        policy: &mut dyn Policy,
+        observation: &[f64],
+        action: &[f64],
+        time: &dyn Fn(&mut dyn FnMut()) -> Vec<u64>,
+        report: &mut BenchReport,
+    ) -> anyhow::Result<f64> {
+        let mut peer_action = vec![0.0f64; action.len()];
+        policy
+            .act(observation, &mut peer_action)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", self.runtime))?;
+        let difference = max_abs_difference(action, &peer_action);
+        let ns = time(&mut || {
+            policy.act(observation, &mut peer_action).expect("runs");
+            std::hint::black_box(&peer_action);
+        });
+        let m = summarise(ns);
+        let ours_p99 = report.metrics["batch1_act"].p99;
+        ratio(report, self.name, ours_p99, m.p99);
+        report.peers.insert(
+            self.name.to_owned(),
+            rlrt_runtime::bench::Metrics::from([("act".to_owned(), m)]),
+        );
+        Ok(difference)
+    }
 }
 
 /// rlrt's p99 over the peer's: `p99_ratio_rlrt_over_<peer>` (below 1: rlrt is faster).

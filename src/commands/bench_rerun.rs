@@ -35,12 +35,8 @@ pub struct BenchRerunArgs {
     /// Rounds of (off, on); medians over rounds are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Pin the control thread to this core.
-    #[arg(long)]
-    pub cpu_core: Option<usize>,
-    /// Run the control thread under SCHED_FIFO at this priority (needs the privilege).
-    #[arg(long)]
-    pub realtime_priority: Option<i32>,
+    #[command(flatten)]
+    pub scheduling: super::SchedulingArgs,
     /// Keep the recording of the logged run here (a temporary file when absent).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -101,18 +97,7 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
             Some(toml::Value::Array(vec![toml::Value::Table(camera)])),
         ),
     ];
-    if let Some(core) = args.cpu_core {
-        overrides.push((
-            "scheduler.cpu_core",
-            Some(toml::Value::Integer(core as i64)),
-        ));
-    }
-    if let Some(priority) = args.realtime_priority {
-        overrides.push((
-            "scheduler.realtime_priority",
-            Some(toml::Value::Integer(priority.into())),
-        ));
-    }
+    overrides.extend(args.scheduling.overrides());
     let config = super::parse_with_overrides(CONFIG_TEXT, &PathBuf::from(CONFIG_PATH), &overrides)?;
     let temp = tempfile_path();
     let out = args.out.clone().unwrap_or_else(|| temp.clone());
@@ -160,7 +145,7 @@ pub fn run(args: &BenchRerunArgs) -> anyhow::Result<BenchReport> {
         "scheduler".into(),
         format!(
             "cpu_core {:?}, realtime_priority {:?}",
-            args.cpu_core, args.realtime_priority
+            args.scheduling.cpu_core, args.scheduling.realtime_priority
         )
         .into(),
     );

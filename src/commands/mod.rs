@@ -283,3 +283,35 @@ pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
     let config = rlrt_runtime::config::parse(&text, path)?;
     Ok((config, text))
 }
+
+/// Where a benchmark's control thread runs: a CPU and a real-time priority, as the config's
+/// `[scheduler]` would set them.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SchedulingArgs {
+    /// Pin the control thread to this CPU.
+    #[arg(long)]
+    pub cpu_core: Option<usize>,
+    /// Run the control thread under SCHED_FIFO at this priority (1-99; needs the privilege).
+    #[arg(long)]
+    pub realtime_priority: Option<i32>,
+}
+
+impl SchedulingArgs {
+    /// The config overrides (`scheduler.cpu_core`, `scheduler.realtime_priority`) these ask.
+    pub fn overrides(&self) -> Vec<(&'static str, Option<toml::Value>)> {
+        let mut overrides = Vec::new();
+        if let Some(core) = self.cpu_core {
+            overrides.push((
+                "scheduler.cpu_core",
+                Some(toml::Value::Integer(core as i64)),
+            ));
+        }
+        if let Some(priority) = self.realtime_priority {
+            overrides.push((
+                "scheduler.realtime_priority",
+                Some(toml::Value::Integer(priority.into())),
+            ));
+        }
+        overrides
+    }
+}

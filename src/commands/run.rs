@@ -239,7 +239,10 @@ fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyh
                     .map(|(name, n)| format!("{name} {n}"))
                     .collect();
                 anyhow::bail!(
-                    "no sensor_msgs/msg/JointState accepted on {} (ROS domain {}) within {wait_s} s                      (link mode {:?}, connect {:?}, listen {:?}; received {}, {}); is the robot's                      rmw_zenohd router reachable, does joint_state_broadcaster publish there, and                      do its joint names include every [[joints]] name of {}?",
+                    "no sensor_msgs/msg/JointState accepted on {} (ROS domain {}) within {wait_s} s \
+                     (link mode {:?}, connect {:?}, listen {:?}; received {}, {}); is the robot's \
+                     rmw_zenohd router reachable, does joint_state_broadcaster publish there, and \
+                     do its joint names include every [[joints]] name of {}?",
                     ros.state_topic,
                     ros.domain_id,
                     l.mode,
@@ -306,41 +309,10 @@ fn run_link(
         )
         .with_recording(record.cloned()),
     )?;
-    let scheduler = config.scheduler.clone();
-    let stop = crate::signals::stop_flag();
-    let control = &mut rt.control;
-    let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
-        let worker = std::thread::Builder::new()
-            .name("rlrt-control".into())
-            .spawn_scoped(scope, move || {
-                for warning in realtime::apply_to_current_thread(&scheduler) {
-                    tracing::warn!("{warning}");
-                }
-                control.run(stop, limit)
-            })?;
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("the control thread panicked"))
-    })?;
+    let report = on_control_thread(&mut rt.control, config, limit)?;
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let TelemetryOutcome {
-        programs: rewards,
-        frame_rewards,
-        recording,
-        rerun,
-    } = telemetry.finish();
-    Ok(RunOutcome {
-        robot: config.name.clone(),
-        report,
-        out_of_limit_commands: None,
-        final_positions: Vec::new(),
-        link,
-        rewards,
-        frame_rewards,
-        rerun,
-        recording,
-    })
+    Ok(outcome(config, report, telemetry, link, None))
 }
 
 /// Runs against a lockstep simulator on the link: one tick per state, as fast as it goes.
@@ -404,23 +376,7 @@ fn run_link_lockstep(
     let report = rt.control.report();
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
-    let TelemetryOutcome {
-        programs: rewards,
-        frame_rewards,
-        recording,
-        rerun,
-    } = telemetry.finish();
-    Ok(RunOutcome {
-        robot: config.name.clone(),
-        report,
-        out_of_limit_commands: None,
-        final_positions: Vec::new(),
-        link,
-        rewards,
-        frame_rewards,
-        rerun,
-        recording,
-    })
+    Ok(outcome(config, report, telemetry, link, None))
 }
 
 pub(crate) fn warn_unrunnable(config: &RobotConfig, robot: Robot) {
@@ -464,42 +420,15 @@ pub(crate) fn run_wall_clock(
         TelemetrySetup::without_link(format!("rlrt run {}", config.name), rewards, rerun, wall)
             .with_recording(record.cloned()),
     )?;
-    let scheduler = config.scheduler.clone();
-    let stop = crate::signals::stop_flag();
-    let report = std::thread::scope(|scope| -> anyhow::Result<RunReport> {
-        let worker = std::thread::Builder::new()
-            .name("rlrt-control".into())
-            .spawn_scoped(scope, move || {
-                for warning in realtime::apply_to_current_thread(&scheduler) {
-                    tracing::warn!("{warning}");
-                }
-                let report = control.run(stop, limit);
-                drop(control); // closes the telemetry channel
-                report
-            })?;
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("the control thread panicked"))
-    })?;
-    let TelemetryOutcome {
-        programs: rewards,
-        frame_rewards,
-        recording,
-        rerun,
-    } = telemetry.finish();
+    let report = on_control_thread(&mut control, config, limit)?;
+    drop(control); // closes the telemetry channel
     let shared = plant.shared();
     let _final_state = plant.stop();
-    Ok(RunOutcome {
-        robot: config.name.clone(),
-        report,
-        out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
+    let seen = PlantSeen {
+        out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
         final_positions: shared.positions(),
-        link: Vec::new(),
-        rewards,
-        frame_rewards,
-        rerun,
-        recording,
-    })
+    };
+    Ok(outcome(config, report, telemetry, Vec::new(), Some(seen)))
 }
 
 /// Runs in lockstep on simulation time: one plant step per command, as fast as possible.
@@ -536,23 +465,68 @@ pub(crate) fn run_lockstep(
     };
     let report = control.run(crate::signals::stop_flag(), limit);
     drop(control); // closes the telemetry channel
+    let seen = PlantSeen {
+        out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
+        final_positions: shared.positions(),
+    };
+    Ok(outcome(config, report, telemetry, Vec::new(), Some(seen)))
+}
+
+/// Runs the loop on a thread of its own, with the config's scheduling (priority, CPU).
+fn on_control_thread<C: Clock + Send>(
+    control: &mut ControlLoop<C>,
+    config: &RobotConfig,
+    limit: RunLimit,
+) -> anyhow::Result<RunReport> {
+    let scheduler = config.scheduler.clone();
+    let stop = crate::signals::stop_flag();
+    std::thread::scope(|scope| -> anyhow::Result<RunReport> {
+        let worker = std::thread::Builder::new()
+            .name("rlrt-control".into())
+            .spawn_scoped(scope, move || {
+                for warning in realtime::apply_to_current_thread(&scheduler) {
+                    tracing::warn!("{warning}");
+                }
+                control.run(stop, limit)
+            })?;
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the control thread panicked"))
+    })
+}
+
+/// What the robot itself saw, where rlrt runs it in process (the kinematic model).
+struct PlantSeen {
+    out_of_limit_commands: u64,
+    final_positions: Vec<f64>,
+}
+
+/// The outcome of a run whose loop has ended and whose telemetry channel is closed: waits
+/// for the consumers to drain and collects their summaries.
+fn outcome(
+    config: &RobotConfig,
+    report: RunReport,
+    telemetry: RunTelemetry,
+    link: Vec<(&'static str, u64)>,
+    plant: Option<PlantSeen>,
+) -> RunOutcome {
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
         recording,
         rerun,
     } = telemetry.finish();
-    Ok(RunOutcome {
+    RunOutcome {
         robot: config.name.clone(),
         report,
-        out_of_limit_commands: Some(shared.out_of_limit_commands.load(Ordering::Relaxed)),
-        final_positions: shared.positions(),
-        link: Vec::new(),
+        out_of_limit_commands: plant.as_ref().map(|p| p.out_of_limit_commands),
+        final_positions: plant.map(|p| p.final_positions).unwrap_or_default(),
+        link,
         rewards,
         frame_rewards,
         rerun,
         recording,
-    })
+    }
 }
 
 impl RunOutcome {

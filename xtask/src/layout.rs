@@ -50,6 +50,11 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &["rerun", "mujoco-rs", "hdf5-metno", "parquet", "tch"],
     ),
     (
+        "rlrt-datasets",
+        &["rlrt-runtime"],
+        &["burn", "cubecl", "ort", "tch", "rerun", "mujoco-rs", "rhai"],
+    ),
+    (
         "rlrt-sim",
         &["rlrt-runtime"],
         &[
@@ -66,6 +71,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
 
 /// What the robot build must not link or build.
 const NOT_IN_ROBOT: &[&str] = &[
+    "rlrt-datasets",
     "hdf5-metno",
     "hdf5-metno-sys",
     "arrow-array",
@@ -83,6 +89,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("rlrt-runtime", "runtime/src"),
     ("rlrt-models", "runtime/models/src"),
     ("rlrt-rerun", "runtime/rerun/src"),
+    ("rlrt-datasets", "runtime/datasets/src"),
     ("rlrt-policies", "policies/src"),
     ("rlrt-rewards", "rewards/src"),
     ("rlrt-sim", "sim/src"),

@@ -438,7 +438,7 @@ fn read_d4rl(
 ) -> Result<(Vec<Episode>, usize), ImportError> {
     let mut episodes = Vec::new();
     let mut dropped = 0;
-    let root: &hdf5::Group = &file;
+    let root: &hdf5::Group = file;
     let actions = matrix(place, root, "actions", "", None, a, "the action length")?;
     let n = actions.len() / a;
     let observations = matrix(
