@@ -8,7 +8,6 @@
 
 use crate::common;
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,6 @@
 //! endpoint: a good program is written, a broken or hostile one is rejected and nothing is
 //! written, and a retry shows the model the checker's problems.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -32,7 +31,10 @@ fn fake_chat(replies: Vec<String>) -> FakeChat {
                 .iter()
                 .find(|h| h.field.equiv("Authorization"))
             {
-                assert_eq!(auth.value.as_str().to_ascii_lowercase(), "bearer secret-key");
+                assert_eq!(
+                    auth.value.as_str().to_ascii_lowercase(),
+                    "bearer secret-key"
+                );
             }
             let mut body = Vec::new();
             request.as_reader().read_to_end(&mut body).unwrap();
