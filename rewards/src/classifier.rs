@@ -28,7 +28,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rlrt_models::onnx_proto::{self, model, node, tensor, value_info, Attr, Dim};
-use rlrt_runtime::rng::{splitmix64, uniform01};
+use rlrt_runtime::rng::{shuffle, splitmix64, uniform01};
 
 /// Training backend: burn's Flex on the CPU (one thread, deterministic for a seed).
 pub type TrainBackend = Autodiff<Flex>;
@@ -414,11 +414,7 @@ pub fn train(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut losses = Vec::with_capacity(config.epochs);
     for epoch in 0..config.epochs {
-        // Fisher-Yates with the seeded generator.
-        for i in (1..order.len()).rev() {
-            let j = (uniform01(&mut rng) * (i + 1) as f64) as usize;
-            order.swap(i, j.min(i));
-        }
+        shuffle(&mut rng, &mut order);
         let (mut sum, mut batches) = (0.0, 0);
         for chunk in order.chunks(config.batch_size) {
             let x = batch::<TrainBackend>(train, chunk, config.patch, config.stride, &device);

@@ -19,7 +19,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use rlrt_runtime::rng::{splitmix64, uniform01};
+use rlrt_runtime::rng::{shuffle, splitmix64};
 
 use crate::classifier::{
     batch, export_network, outputs, ClassifierConfig, ClassifierError, Frames, Geometry, Head,
@@ -191,10 +191,7 @@ pub fn train(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut losses = Vec::with_capacity(config.epochs);
     for epoch in 0..config.epochs {
-        for i in (1..order.len()).rev() {
-            let j = (uniform01(&mut rng) * (i + 1) as f64) as usize;
-            order.swap(i, j.min(i));
-        }
+        shuffle(&mut rng, &mut order);
         let (mut sum, mut batches) = (0.0, 0);
         for chunk in order.chunks(config.batch_size) {
             let n = chunk.len();
@@ -279,6 +276,7 @@ pub fn export_onnx(trained: &TrainedReward) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rlrt_runtime::rng::uniform01;
 
     /// 16 x 16 grey frames with a bright 3 x 3 square at column `x`: further right is better.
     fn frames(columns: &[usize]) -> Frames {
