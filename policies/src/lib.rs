@@ -6,6 +6,8 @@
 //! [`rlrt_runtime::Policy`] interface.
 
 pub mod checkpoint;
+#[cfg(any(feature = "onnx", feature = "tch"))]
+pub mod imported;
 pub mod iql;
 pub mod iql_config;
 #[cfg(feature = "onnx")]
