@@ -7,6 +7,8 @@
 //! dataset in, a checkpoint folder out, evaluations and offline diagnostics on the way.
 
 pub mod checkpoint;
+#[cfg(any(feature = "onnx", feature = "tch"))]
+pub mod imported;
 pub mod iql;
 pub mod iql_config;
 #[cfg(feature = "onnx")]

@@ -16,7 +16,9 @@ use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use rlrt_models::ort::open_session;
-use rlrt_runtime::{Policy, PolicyError, RobotConfig};
+use rlrt_runtime::PolicyError;
+
+use crate::imported::{ImportedModel, ImportedPolicy};
 
 /// Why an ONNX policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -76,32 +78,22 @@ fn check_outlet(
     Ok(())
 }
 
-/// An ONNX model on the tick.
-pub struct OnnxPolicy {
-    name: String,
+/// An ONNX model as a policy.
+pub type OnnxPolicy = ImportedPolicy<OnnxModel>;
+
+/// An ONNX model on the tick: the session and the tensors bound to it.
+pub struct OnnxModel {
     session: Session,
     binding: IoBinding,
     input: Tensor<f32>,
     output_name: String,
-    input_len: usize,
-    output_len: usize,
 }
 
-impl OnnxPolicy {
-    /// Loads `path` for `config`'s observation features and action.
-    pub fn load_for(path: &Path, config: &RobotConfig) -> Result<Self, OnnxError> {
-        Self::load(
-            path,
-            config.observation.feature_len,
-            config.action.len(),
-            "observation.state",
-            "the action",
-        )
-    }
+impl ImportedModel for OnnxModel {
+    const KIND: &'static str = "onnx";
+    type Error = OnnxError;
 
-    /// Loads `path` as a policy of `input_len` observation values and `output_len` action
-    /// values; `*_key` name where the sizes come from (for messages).
-    pub fn load(
+    fn open(
         path: &Path,
         input_len: usize,
         output_len: usize,
@@ -145,41 +137,16 @@ impl OnnxPolicy {
         let mut binding = session.create_binding().map_err(backend)?;
         binding.bind_input(&input_name, &input).map_err(backend)?;
         binding.bind_output(&output_name, output).map_err(backend)?;
-        let mut policy = Self {
-            name: format!(
-                "onnx:{}",
-                path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned()
-                )
-            ),
+        Ok(Self {
             session,
             binding,
             input,
             output_name,
-            input_len,
-            output_len,
-        };
-        // One run now: a model that loads but cannot run fails here, not on the tick.
-        let mut action = vec![0.0; output_len];
-        policy
-            .act(&vec![0.0; input_len], &mut action)
-            .map_err(|e| model_error(path, format!("a trial run failed: {e:?}")))?;
-        Ok(policy)
-    }
-}
-
-impl Policy for OnnxPolicy {
-    fn name(&self) -> &str {
-        &self.name
+        })
     }
 
-    fn input_len(&self) -> usize {
-        self.input_len
-    }
-
-    fn output_len(&self) -> usize {
-        self.output_len
+    fn invalid(path: &Path, message: String) -> OnnxError {
+        model_error(path, message)
     }
 
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {

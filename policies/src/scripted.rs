@@ -54,6 +54,22 @@ impl Common {
     }
 }
 
+/// The `name`, `input_len` and `output_len` of a [`Policy`] impl of a joint-space script:
+/// it reads the config's observation features and commands one value per joint.
+macro_rules! joint_space_shape {
+    ($name:literal) => {
+        fn name(&self) -> &str {
+            $name
+        }
+        fn input_len(&self) -> usize {
+            self.common.input_len
+        }
+        fn output_len(&self) -> usize {
+            self.common.dof
+        }
+    };
+}
+
 fn copy_limits(j: &JointLimits) -> JointLimitsCopy {
     JointLimitsCopy {
         min: j.position_min_rad,
@@ -88,15 +104,7 @@ impl Hold {
 }
 
 impl Policy for Hold {
-    fn name(&self) -> &str {
-        "hold"
-    }
-    fn input_len(&self) -> usize {
-        self.common.input_len
-    }
-    fn output_len(&self) -> usize {
-        self.common.dof
-    }
+    joint_space_shape!("hold");
     fn reset(&mut self) {
         self.latched = false;
     }
@@ -150,15 +158,7 @@ impl Sine {
 }
 
 impl Policy for Sine {
-    fn name(&self) -> &str {
-        "sine"
-    }
-    fn input_len(&self) -> usize {
-        self.common.input_len
-    }
-    fn output_len(&self) -> usize {
-        self.common.dof
-    }
+    joint_space_shape!("sine");
     fn reset(&mut self) {
         self.started = false;
         self.tick = 0;
@@ -243,15 +243,7 @@ impl JointTarget {
 }
 
 impl Policy for JointTarget {
-    fn name(&self) -> &str {
-        "joint_target"
-    }
-    fn input_len(&self) -> usize {
-        self.common.input_len
-    }
-    fn output_len(&self) -> usize {
-        self.common.dof
-    }
+    joint_space_shape!("joint_target");
     fn reset(&mut self) {
         self.started = false;
         self.tick = 0;

@@ -20,8 +20,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rlrt_runtime::{Policy, PolicyError, RobotConfig};
+use rlrt_runtime::PolicyError;
 use tch::{CModule, Device, IValue, Kind, Tensor};
+
+use crate::imported::{ImportedModel, ImportedPolicy};
 
 /// Why a TorchScript policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +123,11 @@ fn is_action(t: &Tensor, len: usize) -> bool {
     }
 }
 
+/// A TorchScript module as a policy.
+pub type TorchScriptPolicy = ImportedPolicy<TorchScriptModel>;
+
 /// A TorchScript module on the tick.
-pub struct TorchScriptPolicy {
-    name: String,
+pub struct TorchScriptModel {
     module: CModule,
     /// `[1, input_len]`, contiguous, on the CPU, in `input_float`; written in place.
     input: Tensor,
@@ -135,21 +139,11 @@ pub struct TorchScriptPolicy {
     output_len: usize,
 }
 
-impl TorchScriptPolicy {
-    /// Loads `path` for `config`'s observation features and action.
-    pub fn load_for(path: &Path, config: &RobotConfig) -> Result<Self, TorchScriptError> {
-        Self::load(
-            path,
-            config.observation.feature_len,
-            config.action.len(),
-            "observation.state",
-            "the action",
-        )
-    }
+impl ImportedModel for TorchScriptModel {
+    const KIND: &'static str = "torchscript";
+    type Error = TorchScriptError;
 
-    /// Loads `path` as a policy of `input_len` observation values and `output_len` action
-    /// values; `*_key` name where the sizes come from (for messages).
-    pub fn load(
+    fn open(
         path: &Path,
         input_len: usize,
         output_len: usize,
@@ -243,14 +237,7 @@ impl TorchScriptPolicy {
                 ),
             ));
         }
-        let mut policy = Self {
-            name: format!(
-                "torchscript:{}",
-                path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned()
-                )
-            ),
+        Ok(Self {
             module,
             input,
             input_float,
@@ -258,48 +245,11 @@ impl TorchScriptPolicy {
             output_f32: vec![0.0; output_len],
             input_len,
             output_len,
-        };
-        // One call through `act` itself: what runs on the tick has run once.
-        let mut action = vec![0.0; output_len];
-        policy
-            .act(&vec![0.0; input_len], &mut action)
-            .map_err(|e| model_error(path, format!("a trial run failed: {e:?}")))?;
-        Ok(policy)
+        })
     }
 
-    /// Writes `observation` into the bound input tensor.
-    fn write_input(&mut self, observation: &[f64]) {
-        let n = self.input_len.min(observation.len());
-        let data = self.input.data_ptr();
-        match self.input_float {
-            Float::F32 => {
-                // SAFETY: `input` is a contiguous CPU float32 tensor of `input_len` values that
-                // this policy owns and nothing else references during the write.
-                let dst = unsafe { std::slice::from_raw_parts_mut(data as *mut f32, n) };
-                for (d, s) in dst.iter_mut().zip(observation) {
-                    *d = *s as f32;
-                }
-            }
-            Float::F64 => {
-                // SAFETY: as above, float64.
-                let dst = unsafe { std::slice::from_raw_parts_mut(data as *mut f64, n) };
-                dst.copy_from_slice(&observation[..n]);
-            }
-        }
-    }
-}
-
-impl Policy for TorchScriptPolicy {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn input_len(&self) -> usize {
-        self.input_len
-    }
-
-    fn output_len(&self) -> usize {
-        self.output_len
+    fn invalid(path: &Path, message: String) -> TorchScriptError {
+        model_error(path, message)
     }
 
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {
@@ -326,6 +276,29 @@ impl Policy for TorchScriptPolicy {
                 .map_err(|_| PolicyError::Backend(3))?,
         }
         Ok(())
+    }
+}
+
+impl TorchScriptModel {
+    /// Writes `observation` into the bound input tensor.
+    fn write_input(&mut self, observation: &[f64]) {
+        let n = self.input_len.min(observation.len());
+        let data = self.input.data_ptr();
+        match self.input_float {
+            Float::F32 => {
+                // SAFETY: `input` is a contiguous CPU float32 tensor of `input_len` values that
+                // this policy owns and nothing else references during the write.
+                let dst = unsafe { std::slice::from_raw_parts_mut(data as *mut f32, n) };
+                for (d, s) in dst.iter_mut().zip(observation) {
+                    *d = *s as f32;
+                }
+            }
+            Float::F64 => {
+                // SAFETY: as above, float64.
+                let dst = unsafe { std::slice::from_raw_parts_mut(data as *mut f64, n) };
+                dst.copy_from_slice(&observation[..n]);
+            }
+        }
     }
 }
 

@@ -23,12 +23,13 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rlrt_models::onnx_proto::{self, model, node, tensor, value_info, Attr, Dim};
 use rlrt_runtime::rng::{splitmix64, uniform01};
+
+use crate::training::{fit, Schedule};
 
 /// Training backend: burn's Flex on the CPU (one thread, deterministic for a seed).
 pub type TrainBackend = Autodiff<Flex>;
@@ -93,6 +94,16 @@ pub struct ClassifierConfig {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
+}
+
+impl ClassifierConfig {
+    pub(crate) fn schedule(&self) -> Schedule {
+        Schedule {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+        }
+    }
 }
 
 impl Default for ClassifierConfig {
@@ -381,7 +392,7 @@ pub fn train(
     train: &Frames,
     validation: &Frames,
     config: &ClassifierConfig,
-    mut progress: impl FnMut(usize, f64),
+    progress: impl FnMut(usize, f64),
 ) -> Result<Trained, ClassifierError> {
     let (w, h, c) = (train.width, train.height, train.channels);
     if validation.width != w || validation.height != h || validation.channels != c {
@@ -406,51 +417,41 @@ pub fn train(
     let device = Default::default();
     let mut rng = config.seed ^ 0xC1A5_51F1;
     splitmix64(&mut rng);
-    let mut model = SuccessCnn::<TrainBackend>::new(config, c, &device, &mut rng);
-    let mut optim = AdamConfig::new().init::<TrainBackend, SuccessCnn<TrainBackend>>();
+    let model = SuccessCnn::<TrainBackend>::new(config, c, &device, &mut rng);
     // Class-balanced weights: each class contributes half of the loss.
     let n = train.len() as f64;
     let (w_pos, w_neg) = (0.5 * n / pos as f64, 0.5 * n / (n - pos as f64));
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut losses = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
-        // Fisher-Yates with the seeded generator.
-        for i in (1..order.len()).rev() {
-            let j = (uniform01(&mut rng) * (i + 1) as f64) as usize;
-            order.swap(i, j.min(i));
-        }
-        let (mut sum, mut batches) = (0.0, 0);
-        for chunk in order.chunks(config.batch_size) {
-            let x = batch::<TrainBackend>(train, chunk, config.patch, config.stride, &device);
-            let labels: Vec<f32> = chunk
-                .iter()
-                .map(|i| if train.labels[*i] { 1.0 } else { 0.0 })
-                .collect();
-            let weights: Vec<f32> = chunk
-                .iter()
-                .map(|i| (if train.labels[*i] { w_pos } else { w_neg }) as f32)
-                .collect();
-            let y = Tensor::<TrainBackend, 2>::from_data(
-                TensorData::new(labels, [chunk.len(), 1]),
-                &device,
-            );
-            let weight = Tensor::<TrainBackend, 2>::from_data(
-                TensorData::new(weights, [chunk.len(), 1]),
-                &device,
-            );
-            let z = model.forward(x);
-            // log(1 + e^z) - y z, computed stably as max(z, 0) + log(1 + e^-|z|) - y z.
-            let softplus = z.clone().clamp_min(0.0) + z.clone().abs().neg().exp().log1p();
-            let loss = ((softplus - y * z) * weight).mean();
-            sum += f64::from(loss.clone().into_scalar());
-            batches += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-        }
-        let mean = sum / batches.max(1) as f64;
-        losses.push(mean);
-        progress(epoch + 1, mean);
-    }
+    let loss = |model: &SuccessCnn<TrainBackend>, chunk: &[usize]| {
+        let x = batch::<TrainBackend>(train, chunk, config.patch, config.stride, &device);
+        let labels: Vec<f32> = chunk
+            .iter()
+            .map(|i| if train.labels[*i] { 1.0 } else { 0.0 })
+            .collect();
+        let weights: Vec<f32> = chunk
+            .iter()
+            .map(|i| (if train.labels[*i] { w_pos } else { w_neg }) as f32)
+            .collect();
+        let y = Tensor::<TrainBackend, 2>::from_data(
+            TensorData::new(labels, [chunk.len(), 1]),
+            &device,
+        );
+        let weight = Tensor::<TrainBackend, 2>::from_data(
+            TensorData::new(weights, [chunk.len(), 1]),
+            &device,
+        );
+        let z = model.forward(x);
+        // log(1 + e^z) - y z, computed stably as max(z, 0) + log(1 + e^-|z|) - y z.
+        let softplus = z.clone().clamp_min(0.0) + z.clone().abs().neg().exp().log1p();
+        ((softplus - y * z) * weight).mean()
+    };
+    let (model, losses) = fit(
+        model,
+        train.len(),
+        config.schedule(),
+        &mut rng,
+        loss,
+        progress,
+    );
     let model = model.valid();
     let (k, st) = (config.patch, config.stride);
     let train_scores = Scores::of(&probabilities(&model, train, k, st, &device), &train.labels);

@@ -11,4 +11,5 @@ pub mod frame_model;
 pub mod live;
 pub mod preference;
 pub mod program;
+mod training;
 pub mod vlm_rm;

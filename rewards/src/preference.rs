@@ -16,15 +16,15 @@
 
 use burn::backend::Flex;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use rlrt_runtime::rng::{splitmix64, uniform01};
+use rlrt_runtime::rng::splitmix64;
 
 use crate::classifier::{
     batch, export_network, outputs, ClassifierConfig, ClassifierError, Frames, Geometry, Head,
     SuccessCnn, TrainBackend,
 };
+use crate::training::fit;
 
 /// A teacher's answer for one pair of frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -166,7 +166,7 @@ pub fn train(
     train: &[Pair],
     validation: &[Pair],
     config: &ClassifierConfig,
-    mut progress: impl FnMut(usize, f64),
+    progress: impl FnMut(usize, f64),
 ) -> Result<TrainedReward, ClassifierError> {
     let (w, h, c) = (frames.width, frames.height, frames.channels);
     if w < config.patch || h < config.patch || config.stride == 0 {
@@ -186,44 +186,35 @@ pub fn train(
     let device = Default::default();
     let mut rng = config.seed ^ 0xB7AD_1E77;
     splitmix64(&mut rng);
-    let mut model = SuccessCnn::<TrainBackend>::with_positions(config, c, w, h, &device, &mut rng);
-    let mut optim = AdamConfig::new().init::<TrainBackend, SuccessCnn<TrainBackend>>();
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut losses = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
-        for i in (1..order.len()).rev() {
-            let j = (uniform01(&mut rng) * (i + 1) as f64) as usize;
-            order.swap(i, j.min(i));
-        }
-        let (mut sum, mut batches) = (0.0, 0);
-        for chunk in order.chunks(config.batch_size) {
-            let n = chunk.len();
-            // Both frames of every pair through one forward pass: firsts, then seconds.
-            let indices: Vec<usize> = chunk
-                .iter()
-                .map(|i| train[*i].first)
-                .chain(chunk.iter().map(|i| train[*i].second))
-                .collect();
-            let x = batch::<TrainBackend>(frames, &indices, config.patch, config.stride, &device);
-            let r = model.forward(x);
-            let d = r.clone().slice([0..n, 0..1]) - r.slice([n..2 * n, 0..1]);
-            let targets: Vec<f32> = chunk
-                .iter()
-                .map(|i| train[*i].preference.target())
-                .collect();
-            let y = Tensor::<TrainBackend, 2>::from_data(TensorData::new(targets, [n, 1]), &device);
-            // Cross-entropy of sigmoid(d) to y: log(1 + e^d) - y d, computed stably.
-            let softplus = d.clone().clamp_min(0.0) + d.clone().abs().neg().exp().log1p();
-            let loss = (softplus - y * d).mean();
-            sum += f64::from(loss.clone().into_scalar());
-            batches += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-        }
-        let mean = sum / batches.max(1) as f64;
-        losses.push(mean);
-        progress(epoch + 1, mean);
-    }
+    let model = SuccessCnn::<TrainBackend>::with_positions(config, c, w, h, &device, &mut rng);
+    let loss = |model: &SuccessCnn<TrainBackend>, chunk: &[usize]| {
+        let n = chunk.len();
+        // Both frames of every pair through one forward pass: firsts, then seconds.
+        let indices: Vec<usize> = chunk
+            .iter()
+            .map(|i| train[*i].first)
+            .chain(chunk.iter().map(|i| train[*i].second))
+            .collect();
+        let x = batch::<TrainBackend>(frames, &indices, config.patch, config.stride, &device);
+        let r = model.forward(x);
+        let d = r.clone().slice([0..n, 0..1]) - r.slice([n..2 * n, 0..1]);
+        let targets: Vec<f32> = chunk
+            .iter()
+            .map(|i| train[*i].preference.target())
+            .collect();
+        let y = Tensor::<TrainBackend, 2>::from_data(TensorData::new(targets, [n, 1]), &device);
+        // Cross-entropy of sigmoid(d) to y: log(1 + e^d) - y d, computed stably.
+        let softplus = d.clone().clamp_min(0.0) + d.clone().abs().neg().exp().log1p();
+        (softplus - y * d).mean()
+    };
+    let (model, losses) = fit(
+        model,
+        train.len(),
+        config.schedule(),
+        &mut rng,
+        loss,
+        progress,
+    );
     let model = model.valid();
     let raw = raw_rewards(&model, frames, config.patch, config.stride, &device);
     // Normalise over the frames the training pairs use.
@@ -279,6 +270,7 @@ pub fn export_onnx(trained: &TrainedReward) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rlrt_runtime::rng::uniform01;
 
     /// 16 x 16 grey frames with a bright 3 x 3 square at column `x`: further right is better.
     fn frames(columns: &[usize]) -> Frames {

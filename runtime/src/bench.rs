@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::stats::Summary;
+use crate::stats::{Percentiles, Summary};
 
 /// One measured quantity.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -24,18 +24,16 @@ impl Metric {
     /// Median, 99th percentile (nearest rank) and maximum of raw samples, already in
     /// `unit`. No samples give NaN figures and a count of 0.
     pub fn from_samples(unit: &str, mut samples: Vec<f64>) -> Self {
-        samples.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            samples
-                .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let Percentiles { p50, p99, max } = Percentiles::of(&mut samples).unwrap_or(Percentiles {
+            p50: f64::NAN,
+            p99: f64::NAN,
+            max: f64::NAN,
+        });
         Self {
             unit: unit.to_owned(),
-            p50: at(0.5),
-            p99: at(0.99),
-            max: at(1.0),
+            p50,
+            p99,
+            max,
             count: Some(samples.len() as u64),
         }
     }

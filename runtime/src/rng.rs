@@ -27,3 +27,35 @@ pub fn gaussian(state: &mut u64) -> f64 {
     let u2 = uniform01(state);
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
+
+/// Shuffles `items` in place (Fisher-Yates: from the last position down, each swaps with a
+/// uniformly drawn position at or before it; one draw per position).
+pub fn shuffle<T>(state: &mut u64, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        // `min` guards the (measure-zero) draw that rounds up to i + 1.
+        let j = (uniform01(state) * (i + 1) as f64) as usize;
+        items.swap(i, j.min(i));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_permutes_and_repeats_for_a_seed() {
+        let shuffled = |seed: u64| {
+            let mut state = seed;
+            let mut items: Vec<usize> = (0..50).collect();
+            shuffle(&mut state, &mut items);
+            items
+        };
+        let a = shuffled(7);
+        assert_eq!(a, shuffled(7));
+        assert_ne!(a, shuffled(8));
+        assert_ne!(a, (0..50).collect::<Vec<_>>());
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}

@@ -261,6 +261,30 @@ impl std::fmt::Display for LoopSummary {
     }
 }
 
+/// Median, 99th percentile and maximum of kept samples, by nearest rank: the sample at index
+/// round((n - 1) q) of the sorted samples. (The histograms above serve the tick, which keeps
+/// no samples; this serves a bench or a run summary that does.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Of `samples`, which it sorts in place; `None` without samples.
+    pub fn of(samples: &mut [f64]) -> Option<Self> {
+        samples.sort_by(f64::total_cmp);
+        let last = samples.len().checked_sub(1)?;
+        let at = |q: f64| samples[(last as f64 * q).round() as usize];
+        Some(Self {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +319,15 @@ mod tests {
         assert_eq!(h.count(), 10_000);
         h.reset();
         assert_eq!(h.quantile(0.5), 0);
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let mut samples = [5.0, 1.0, 4.0, 2.0, 3.0];
+        let p = Percentiles::of(&mut samples).unwrap();
+        // Ranks round((5 - 1) q): 2 for the median, round(3.96) = 4 for the 99th.
+        assert_eq!((p.p50, p.p99, p.max), (3.0, 5.0, 5.0));
+        assert_eq!(samples, [1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(Percentiles::of(&mut []), None);
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use image::ImageEncoder;
-use rlrt_runtime::config::ActionMode;
+use rlrt_runtime::config::{ActionMode, Ros2Config};
 use rlrt_runtime::link::{FramePublisher, Keys, LinkError};
 use rlrt_runtime::protocol::{self, EpisodeOp, Evaluation, ImageEncodingName, FLAG_LOCKSTEP_STEP};
 use rlrt_runtime::ros2;
@@ -311,213 +311,40 @@ impl SimServer {
             }
             None => None,
         };
-        let state = match (&node, &config.link.ros2) {
-            (Some(node), Some(ros)) => StateOut::Ros2 {
-                publisher: node.publisher(
-                    &ros.state_topic,
-                    &ros2::wire::JOINT_STATE,
-                    &ros2::wire::Qos::DEFAULT,
-                )?,
-                names: config.joints.iter().map(|j| j.name.clone()).collect(),
-            },
-            _ => StateOut::Rlrt(
-                session
-                    .declare_publisher(keys.state.clone())
-                    .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
-                    // Sent at once, not held for batching, as a robot's driver should.
-                    .express(true)
-                    .wait()
-                    .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?,
-            ),
-        };
-        let mut cameras = Vec::new();
-        for (index, spec) in config.observation.cameras.iter().enumerate() {
-            let bytes = spec.width as usize * spec.height as usize * 3;
-            let publisher = match (&node, &config.link.ros2) {
-                (Some(node), Some(ros)) => {
-                    let camera = &ros.cameras[index];
-                    let ty = if camera.compressed {
-                        ros2::wire::COMPRESSED_IMAGE
-                    } else {
-                        ros2::wire::IMAGE
-                    };
-                    CameraOut::Ros2 {
-                        publisher: node.publisher(
-                            &camera.topic,
-                            &ty,
-                            &ros2::wire::Qos::SENSOR_DATA,
-                        )?,
-                        png: camera.compressed,
-                        buf: Vec::with_capacity(bytes + 256),
-                        encoded: Vec::new(),
-                    }
-                }
-                _ => {
-                    let key = keys.camera(&spec.name);
-                    CameraOut::Rlrt(FramePublisher::new(
-                        session,
-                        &key,
-                        config.link.shared_memory,
-                        bytes,
-                    )?)
-                }
-            };
-            cameras.push(ServedCamera {
-                name: spec.name.clone(),
-                width: spec.width,
-                height: spec.height,
-                period_s: 1.0 / spec.rate_hz,
-                next_due_s: 0.0,
-                publisher,
-            });
-        }
-
+        let ros = node.as_ref().zip(config.link.ros2.as_ref());
+        let state = state_out(session, config, &keys, ros)?;
+        let cameras = camera_outs(session, config, &keys, ros)?;
         let mut tokens = Vec::new();
-        let command = if let (Some(node), Some(ros)) = (&node, &config.link.ros2) {
-            let (key, token) = node.subscription(
-                &ros.command_topic,
-                &ros2_command_type(ros.command_type),
-                &ros2::wire::Qos::DEFAULT,
-            )?;
-            tokens.push(token);
-            let (stats, events) = (stats.clone(), events.clone());
-            let mut decode = ros2_command_decoder(config);
-            session
-                .declare_subscriber(&key)
-                .callback_mut(move |sample| {
-                    let attachment = sample.attachment().map(|a| a.to_bytes());
-                    let command = match ros2::wire::Attachment::decode(attachment.as_deref()) {
-                        Ok(_) => decode(&sample.payload().to_bytes()),
-                        Err(_) => None,
-                    };
-                    // As ros2_control's controllers do, a command of the wrong shape is
-                    // ignored: the robot holds the last one.
-                    let Some(command) = command else {
-                        stats.malformed_commands.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    };
-                    stats.commands.fetch_add(1, Ordering::Relaxed);
-                    // A ROS 2 command carries no lockstep flag: in lockstep, each one steps.
-                    if let Err(TrySendError::Full(_)) =
-                        events.try_send(Event::Command(command, FLAG_LOCKSTEP_STEP))
-                    {
-                        stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("the command subscriber", &key, e))?
-        } else {
-            let (stats, events) = (stats.clone(), events.clone());
-            let mut scratch = Command::new(config.action.mode, config.action.len());
-            let expected = config.action.len();
-            session
-                .declare_subscriber(&keys.command)
-                .callback_mut(move |sample| {
-                    let flags = match protocol::decode_command(
-                        &sample.payload().to_bytes(),
-                        &mut scratch,
-                    ) {
-                        Ok(flags) if scratch.len as usize == expected => flags,
-                        _ => {
-                            stats.malformed_commands.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    };
-                    stats.commands.fetch_add(1, Ordering::Relaxed);
-                    if let Err(TrySendError::Full(_)) =
-                        events.try_send(Event::Command(scratch, flags))
-                    {
-                        stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("the command subscriber", &keys.command, e))?
+        let command = match ros {
+            Some((node, ros)) => {
+                let (command, token) =
+                    subscribe_ros2_commands(session, config, node, ros, &stats, &events)?;
+                tokens.push(token);
+                command
+            }
+            None => subscribe_commands(session, config, &keys, &stats, &events)?,
         };
+        let episode = subscribe_episodes(session, &keys, &events)?;
+        let queryable = answer_evaluations(session, &keys, &evaluation)?;
 
-        let episode = {
-            let events = events.clone();
-            session
-                .declare_subscriber(&keys.episode)
-                .callback(move |sample| {
-                    if let Ok(op) = protocol::decode_episode(&sample.payload().to_bytes()) {
-                        let _ = events.send_timeout(Event::Episode(op), Duration::from_secs(1));
-                    }
-                })
-                .wait()
-                .map_err(|e| LinkError::declare("the episode subscriber", &keys.episode, e))?
-        };
-
-        let queryable = {
-            let evaluation = evaluation.clone();
-            let key = keys.sim_evaluation.clone();
-            session
-                .declare_queryable(&keys.sim_evaluation)
-                .callback(move |query| {
-                    let Ok(e) = evaluation.lock().map(|e| *e) else {
-                        return;
-                    };
-                    let mut buf = Vec::with_capacity(64);
-                    protocol::encode_evaluation(&e, &mut buf);
-                    let _ = query
-                        .reply(&key, buf)
-                        .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Evaluation"))
-                        .wait();
-                })
-                .wait()
-                .map_err(|e| {
-                    LinkError::declare("the evaluation queryable", &keys.sim_evaluation, e)
-                })?
-        };
-
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), E>>(1);
-        let thread = {
+        let observation = Observation::empty(config.dof(), config.observation.sensor_values);
+        let served = {
             let stats = stats.clone();
-            let observation = Observation::empty(config.dof(), config.observation.sensor_values);
-            let control_rate_hz = config.control_rate_hz;
-            let period_s = config.period_s();
-            std::thread::Builder::new()
-                .name("rlrt-sim-serve".into())
-                .spawn(move || {
-                    let plant = match make() {
-                        Ok(plant) => {
-                            let _ = ready_tx.send(Ok(()));
-                            plant
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let served = Served {
-                        plant,
-                        observation,
-                        state_buf: Vec::with_capacity(1024),
-                        state,
-                        cameras,
-                        clock: WallClock::new(),
-                        stats,
-                        evaluation,
-                        seed,
-                        steps: 0,
-                        sim_time_s: 0.0,
-                    };
-                    serve_loop(served, inbox, mode, control_rate_hz, period_s);
-                })
-                .map_err(LinkError::Thread)?
+            move |plant| Served {
+                plant,
+                observation,
+                state_buf: Vec::with_capacity(1024),
+                state,
+                cameras,
+                clock: WallClock::new(),
+                stats,
+                evaluation,
+                seed,
+                steps: 0,
+                sim_time_s: 0.0,
+            }
         };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(ServeError::Plant(e));
-            }
-            Err(_) => {
-                let _ = thread.join();
-                return Err(ServeError::Link(LinkError::Thread(std::io::Error::other(
-                    "the simulator thread died while building its plant",
-                ))));
-            }
-        }
+        let thread = spawn_serving(make, served, inbox, mode, config)?;
 
         // The liveliness token last: the robot is "alive" once it can answer.
         let token = session
@@ -540,6 +367,255 @@ impl SimServer {
 
     pub fn stats(&self) -> Arc<ServeStats> {
         self.stats.clone()
+    }
+}
+
+type Subscriber = zenoh::pubsub::Subscriber<()>;
+
+/// The node of a ros2 link and its table.
+type Ros2<'a> = Option<(&'a ros2::node::Node, &'a Ros2Config)>;
+
+/// Where states go: the JointState topic of a ros2 link, or rlrt's state key.
+fn state_out(
+    session: &Session,
+    config: &RobotConfig,
+    keys: &Keys,
+    ros: Ros2<'_>,
+) -> Result<StateOut, LinkError> {
+    Ok(match ros {
+        Some((node, ros)) => StateOut::Ros2 {
+            publisher: node.publisher(
+                &ros.state_topic,
+                &ros2::wire::JOINT_STATE,
+                &ros2::wire::Qos::DEFAULT,
+            )?,
+            names: config.joints.iter().map(|j| j.name.clone()).collect(),
+        },
+        None => StateOut::Rlrt(
+            session
+                .declare_publisher(keys.state.clone())
+                .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/RobotState"))
+                // Sent at once, not held for batching, as a robot's driver should.
+                .express(true)
+                .wait()
+                .map_err(|e| LinkError::declare("the state publisher", &keys.state, e))?,
+        ),
+    })
+}
+
+/// Each hw-config camera and where its frames go: its topic on a ros2 link, or rlrt's
+/// camera key.
+fn camera_outs(
+    session: &Session,
+    config: &RobotConfig,
+    keys: &Keys,
+    ros: Ros2<'_>,
+) -> Result<Vec<ServedCamera>, LinkError> {
+    let mut cameras = Vec::new();
+    for (index, spec) in config.observation.cameras.iter().enumerate() {
+        let bytes = spec.width as usize * spec.height as usize * 3;
+        let publisher = match ros {
+            Some((node, ros)) => {
+                let camera = &ros.cameras[index];
+                let ty = if camera.compressed {
+                    ros2::wire::COMPRESSED_IMAGE
+                } else {
+                    ros2::wire::IMAGE
+                };
+                CameraOut::Ros2 {
+                    publisher: node.publisher(&camera.topic, &ty, &ros2::wire::Qos::SENSOR_DATA)?,
+                    png: camera.compressed,
+                    buf: Vec::with_capacity(bytes + 256),
+                    encoded: Vec::new(),
+                }
+            }
+            None => {
+                let key = keys.camera(&spec.name);
+                CameraOut::Rlrt(FramePublisher::new(
+                    session,
+                    &key,
+                    config.link.shared_memory,
+                    bytes,
+                )?)
+            }
+        };
+        cameras.push(ServedCamera {
+            name: spec.name.clone(),
+            width: spec.width,
+            height: spec.height,
+            period_s: 1.0 / spec.rate_hz,
+            next_due_s: 0.0,
+            publisher,
+        });
+    }
+    Ok(cameras)
+}
+
+/// The ros2 link's command topic, read as the configured controller would (see
+/// [`ros2_command_decoder`]); each command becomes an event. Returns the subscriber and the
+/// subscription's token in the ROS graph.
+fn subscribe_ros2_commands(
+    session: &Session,
+    config: &RobotConfig,
+    node: &ros2::node::Node,
+    ros: &Ros2Config,
+    stats: &Arc<ServeStats>,
+    events: &Sender<Event>,
+) -> Result<(Subscriber, zenoh::liveliness::LivelinessToken), LinkError> {
+    let (key, token) = node.subscription(
+        &ros.command_topic,
+        &ros2_command_type(ros.command_type),
+        &ros2::wire::Qos::DEFAULT,
+    )?;
+    let (stats, events) = (stats.clone(), events.clone());
+    let mut decode = ros2_command_decoder(config);
+    let subscriber = session
+        .declare_subscriber(&key)
+        .callback_mut(move |sample| {
+            let attachment = sample.attachment().map(|a| a.to_bytes());
+            let command = match ros2::wire::Attachment::decode(attachment.as_deref()) {
+                Ok(_) => decode(&sample.payload().to_bytes()),
+                Err(_) => None,
+            };
+            // As ros2_control's controllers do, a command of the wrong shape is
+            // ignored: the robot holds the last one.
+            let Some(command) = command else {
+                stats.malformed_commands.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            stats.commands.fetch_add(1, Ordering::Relaxed);
+            // A ROS 2 command carries no lockstep flag: in lockstep, each one steps.
+            if let Err(TrySendError::Full(_)) =
+                events.try_send(Event::Command(command, FLAG_LOCKSTEP_STEP))
+            {
+                stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the command subscriber", &key, e))?;
+    Ok((subscriber, token))
+}
+
+/// rlrt's command key: commands of the action's length become events with their flags.
+fn subscribe_commands(
+    session: &Session,
+    config: &RobotConfig,
+    keys: &Keys,
+    stats: &Arc<ServeStats>,
+    events: &Sender<Event>,
+) -> Result<Subscriber, LinkError> {
+    let (stats, events) = (stats.clone(), events.clone());
+    let mut scratch = Command::new(config.action.mode, config.action.len());
+    let expected = config.action.len();
+    session
+        .declare_subscriber(&keys.command)
+        .callback_mut(move |sample| {
+            let flags = match protocol::decode_command(&sample.payload().to_bytes(), &mut scratch) {
+                Ok(flags) if scratch.len as usize == expected => flags,
+                _ => {
+                    stats.malformed_commands.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            stats.commands.fetch_add(1, Ordering::Relaxed);
+            if let Err(TrySendError::Full(_)) = events.try_send(Event::Command(scratch, flags)) {
+                stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the command subscriber", &keys.command, e))
+}
+
+/// The episode key: resets and other episode messages become events (waiting up to a
+/// second for room: they are rare and must not be lost).
+fn subscribe_episodes(
+    session: &Session,
+    keys: &Keys,
+    events: &Sender<Event>,
+) -> Result<Subscriber, LinkError> {
+    let events = events.clone();
+    session
+        .declare_subscriber(&keys.episode)
+        .callback(move |sample| {
+            if let Ok(op) = protocol::decode_episode(&sample.payload().to_bytes()) {
+                let _ = events.send_timeout(Event::Episode(op), Duration::from_secs(1));
+            }
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the episode subscriber", &keys.episode, e))
+}
+
+/// Answers queries on the evaluation key with the latest ground-truth verdict.
+fn answer_evaluations(
+    session: &Session,
+    keys: &Keys,
+    evaluation: &Arc<Mutex<Evaluation>>,
+) -> Result<zenoh::query::Queryable<()>, LinkError> {
+    let evaluation = evaluation.clone();
+    let key = keys.sim_evaluation.clone();
+    session
+        .declare_queryable(&keys.sim_evaluation)
+        .callback(move |query| {
+            let Ok(e) = evaluation.lock().map(|e| *e) else {
+                return;
+            };
+            let mut buf = Vec::with_capacity(64);
+            protocol::encode_evaluation(&e, &mut buf);
+            let _ = query
+                .reply(&key, buf)
+                .encoding(Encoding::APPLICATION_CDR.with_schema("rlrt_msgs/Evaluation"))
+                .wait();
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the evaluation queryable", &keys.sim_evaluation, e))
+}
+
+/// Starts the serving thread: it builds the plant with `make` (there, as a plant need not be
+/// `Send`), then serves `served(plant)` until stopped. Returns once the plant is built: with
+/// the thread, or with `make`'s error.
+fn spawn_serving<P, E, F>(
+    make: F,
+    served: impl FnOnce(P) -> Served<P> + Send + 'static,
+    inbox: Receiver<Event>,
+    mode: ServeMode,
+    config: &RobotConfig,
+) -> Result<JoinHandle<()>, ServeError<E>>
+where
+    P: Plant + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Result<P, E> + Send + 'static,
+{
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), E>>(1);
+    let control_rate_hz = config.control_rate_hz;
+    let period_s = config.period_s();
+    let thread = std::thread::Builder::new()
+        .name("rlrt-sim-serve".into())
+        .spawn(move || {
+            let plant = match make() {
+                Ok(plant) => {
+                    let _ = ready_tx.send(Ok(()));
+                    plant
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            serve_loop(served(plant), inbox, mode, control_rate_hz, period_s);
+        })
+        .map_err(LinkError::Thread)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(ServeError::Plant(e))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(ServeError::Link(LinkError::Thread(std::io::Error::other(
+                "the simulator thread died while building its plant",
+            ))))
+        }
     }
 }
 

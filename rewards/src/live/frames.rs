@@ -29,6 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rlrt_runtime::compute::{ComputeDevice, Precision};
 use rlrt_runtime::config::{FrameResize, ImageEncoding, RewardKind};
 use rlrt_runtime::link::{CameraFrames, Frame};
+use rlrt_runtime::stats::Percentiles;
 use rlrt_runtime::telemetry::TickRecord;
 use rlrt_runtime::{Clock, RobotConfig, WallClock};
 
@@ -595,16 +596,12 @@ pub struct Millis {
 
 impl Millis {
     fn of(values_ns: &[u64]) -> Option<Self> {
-        if values_ns.is_empty() {
-            return None;
-        }
-        let mut v = values_ns.to_vec();
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 * 1e-6;
+        let mut ns: Vec<f64> = values_ns.iter().map(|v| *v as f64).collect();
+        let p = Percentiles::of(&mut ns)?;
         Some(Self {
-            p50: at(0.5),
-            p99: at(0.99),
-            max: at(1.0),
+            p50: p.p50 * 1e-6,
+            p99: p.p99 * 1e-6,
+            max: p.max * 1e-6,
         })
     }
 }

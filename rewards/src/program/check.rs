@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{ASTNode, Expr, ParseErrorType, Stmt};
+use rlrt_runtime::config::render_problems;
 
 use super::direct::DirectProgram;
 use super::env::{Environment, DEFAULT_SENSOR_RANGE};
@@ -90,17 +91,10 @@ impl ProgramError {
 }
 
 fn render(file: &Path, problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| {
-            if p.line == 0 {
-                format!("{}: {}", file.display(), p.message)
-            } else {
-                format!("{}:{}:{}: {}", file.display(), p.line, p.column, p.message)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    render_problems(
+        file,
+        problems.iter().map(|p| (p.line, p.column, &p.message)),
+    )
 }
 
 /// Range of one term over the dry run.

@@ -14,7 +14,7 @@ pub use schema::{
     ActionMode, FaultAction, FrameResize, ImageEncoding, LinkFlavour, LinkMode, PolicyKind,
     RewardKind, RobotKind,
 };
-pub use source_map::{KeyPath, PathSegment, SourceMap};
+pub use source_map::{render_problems, KeyPath, PathSegment, SourceMap};
 
 /// Most joints a robot may have; fixed so that ticks never allocate.
 pub const MAX_JOINTS: usize = 32;
@@ -373,20 +373,12 @@ impl ConfigError {
 }
 
 fn render(file: &Path, diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| {
-            format!(
-                "{}:{}:{}: `{}`: {}",
-                file.display(),
-                d.line,
-                d.column,
-                d.key,
-                d.message
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    render_problems(
+        file,
+        diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, format!("`{}`: {}", d.key, d.message))),
+    )
 }
 
 /// Reads and validates a hw-config file.

@@ -2,6 +2,7 @@
 //! configuration error can name the file, the line and the key the user has to fix.
 
 use std::ops::Range;
+use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -189,6 +190,26 @@ fn value_covers(value: &Spanned<DeValue<'_>>, offset: usize) -> bool {
         DeValue::Array(array) => array.iter().any(|item| value_covers(item, offset)),
         _ => false,
     }
+}
+
+/// One line per problem, as compilers print them: `file:line:column: message`, or
+/// `file: message` for a problem of the whole file (line 0). Config files and reward
+/// programs report their problems this way.
+pub fn render_problems<M: std::fmt::Display>(
+    file: &Path,
+    problems: impl IntoIterator<Item = (usize, usize, M)>,
+) -> String {
+    problems
+        .into_iter()
+        .map(|(line, column, message)| {
+            if line == 0 {
+                format!("{}: {message}", file.display())
+            } else {
+                format!("{}:{line}:{column}: {message}", file.display())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -82,6 +82,20 @@ fn valid_name(name: &str) -> bool {
 
 const NAME_RULE: &str = "expected a non-empty name of ASCII letters, digits, '_' or '-'";
 
+/// The control rate and the tick it gives; `period_s` is NaN when the rate is invalid, so
+/// checks that derive from the tick fail quietly instead of repeating the rate's problem.
+#[derive(Clone, Copy)]
+struct Rate {
+    hz: f64,
+    ok: bool,
+    period_s: f64,
+}
+
+/// Resolves a path of the config against the config's folder (see `validate`).
+type Resolve<'a> = &'a dyn Fn(&str) -> PathBuf;
+
+/// Checks every section of `raw`, read from `path` (relative paths resolve against its
+/// folder), and reports every problem, section by section.
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Problems> {
     let mut c = Checker {
         problems: Vec::new(),
@@ -106,36 +120,91 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             ),
         );
     }
+    // Section by section; a later one may lean on what an earlier one found (the rate, the
+    // joints, the observation).
+    let rate = validate_robot(&mut c, &raw.robot);
+    let (joints, joints_ok) = validate_joints(&mut c, &raw.joints);
+    let observation = validate_observation(&mut c, &raw.observation, joints.len(), rate);
+    let action = if joints_ok && rate.ok {
+        validate_action(&mut c, &raw.action, &joints, rate.period_s)
+    } else {
+        None
+    };
+    let link = validate_link(&mut c, &raw, rate.period_s, &resolve);
+    let safety = validate_safety(&mut c, &raw.safety, raw.action.mode, rate);
+    let policy = if joints_ok && rate.ok {
+        validate_policy(
+            &mut c,
+            &raw.policy,
+            &raw,
+            &joints,
+            &observation,
+            rate.period_s,
+            &resolve,
+        )
+    } else {
+        None
+    };
+    let rewards = validate_rewards(&mut c, &raw.rewards, &raw.observation.cameras, &resolve);
+    let scheduler = validate_scheduler(&mut c, &raw.scheduler, rate);
+    let sim = validate_sim(&mut c, raw.sim.as_ref(), &resolve);
 
-    // --- robot -------------------------------------------------------------------------
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(RobotConfig {
+        source: path.to_owned(),
+        name: raw.robot.name,
+        kind: raw.robot.kind,
+        description: raw.robot.description,
+        control_rate_hz: rate.hz,
+        joints,
+        observation,
+        action: action.expect("action is valid when no problem was reported"),
+        link,
+        safety,
+        policy: policy.expect("policy is valid when no problem was reported"),
+        rewards,
+        scheduler,
+        sim,
+    })
+}
+
+/// `[robot]`: its name and the control rate.
+fn validate_robot(c: &mut Checker, raw: &RawRobot) -> Rate {
     let robot = root("robot");
-    if !valid_name(&raw.robot.name) {
+    if !valid_name(&raw.name) {
         c.fail(
             robot.key("name"),
-            format!("got {:?}, {NAME_RULE}", raw.robot.name),
+            format!("got {:?}, {NAME_RULE}", raw.name),
         );
     }
-    let rate = raw.robot.control_rate_hz;
-    let rate_ok = c.range(robot.key("control_rate_hz"), rate, 0.0, 10_000.0, false);
-    let period_s = if rate_ok { 1.0 / rate } else { f64::NAN };
+    let hz = raw.control_rate_hz;
+    let ok = c.range(robot.key("control_rate_hz"), hz, 0.0, 10_000.0, false);
+    let period_s = if ok { 1.0 / hz } else { f64::NAN };
+    Rate { hz, ok, period_s }
+}
 
-    // --- joints ------------------------------------------------------------------------
-    let before_joints = c.problems.len();
+/// `[[joints]]`: unique names, ordered position limits, positive velocity and effort limits.
+/// Also says whether all joints are valid: later sections derive defaults from the limits,
+/// and with broken limits they would only repeat the same problem under other keys.
+fn validate_joints(c: &mut Checker, raw: &[RawJoint]) -> (Vec<JointLimits>, bool) {
+    let before = c.problems.len();
     let joints_key = root("joints");
-    if raw.joints.is_empty() {
+    if raw.is_empty() {
         c.fail(joints_key.clone(), "expected at least one [[joints]] table");
     }
-    if raw.joints.len() > MAX_JOINTS {
+    if raw.len() > MAX_JOINTS {
         c.fail(
             joints_key.clone(),
             format!(
                 "{} joints declared, at most {MAX_JOINTS} are supported",
-                raw.joints.len()
+                raw.len()
             ),
         );
     }
     let mut joint_names = HashSet::new();
-    for (i, j) in raw.joints.iter().enumerate() {
+    for (i, j) in raw.iter().enumerate() {
         let key = joints_key.index(i);
         if !valid_name(&j.name) {
             c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", j.name));
@@ -162,11 +231,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         c.positive(key.key("max_velocity_rad_s"), j.max_velocity_rad_s);
         c.positive(key.key("max_effort_nm"), j.max_effort_nm);
     }
-    // Later checks derive defaults from the joint limits; with broken limits they would only
-    // repeat the same problem under other keys.
-    let joints_ok = c.problems.len() == before_joints;
-    let joints: Vec<JointLimits> = raw
-        .joints
+    let joints_ok = c.problems.len() == before;
+    let joints = raw
         .iter()
         .map(|j| JointLimits {
             name: j.name.clone(),
@@ -176,14 +242,40 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             max_effort_nm: j.max_effort_nm,
         })
         .collect();
-    let dof = joints.len();
+    (joints, joints_ok)
+}
 
-    // --- observation -------------------------------------------------------------------
+/// `[observation]`: its sensors, the state fields a policy reads, and its cameras.
+fn validate_observation(
+    c: &mut Checker,
+    raw: &RawObservation,
+    dof: usize,
+    rate: Rate,
+) -> ObservationSpec {
     let obs_key = root("observation");
+    let (sensors, sensor_values) = validate_sensors(c, &obs_key, &raw.sensors);
+    let (fields, feature_len) = validate_state(c, &obs_key, &raw.state, &sensors, dof);
+    let cameras = validate_cameras(c, &obs_key, &raw.cameras, rate);
+    ObservationSpec {
+        fields,
+        sensors,
+        cameras,
+        feature_len,
+        sensor_values,
+    }
+}
+
+/// `[[observation.sensors]]`: unique names that are not built-in fields, sizes within
+/// bounds. Returns the sensors, each at its offset among all sensor values, and their total.
+fn validate_sensors(
+    c: &mut Checker,
+    obs_key: &KeyPath,
+    raw: &[RawSensor],
+) -> (Vec<SensorSpec>, usize) {
     let mut sensors = Vec::new();
     let mut sensor_names = HashSet::new();
     let mut sensor_values = 0;
-    for (i, s) in raw.observation.sensors.iter().enumerate() {
+    for (i, s) in raw.iter().enumerate() {
         let key = obs_key.key("sensors").index(i);
         if !valid_name(&s.name) {
             c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", s.name));
@@ -218,7 +310,19 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             format!("sensors add up to {sensor_values} values, at most {MAX_SENSOR_VALUES} are supported"),
         );
     }
-    if raw.observation.state.is_empty() {
+    (sensors, sensor_values)
+}
+
+/// `observation.state`: each field once, a built-in field or a declared sensor. Returns the
+/// fields at their offsets in the feature vector, and its length.
+fn validate_state(
+    c: &mut Checker,
+    obs_key: &KeyPath,
+    raw: &[String],
+    sensors: &[SensorSpec],
+    dof: usize,
+) -> (Vec<ObservationField>, usize) {
+    if raw.is_empty() {
         c.fail(
             obs_key.key("state"),
             "expected at least one state field (such as \"joint_positions\")",
@@ -227,7 +331,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
     let mut fields = Vec::new();
     let mut seen_fields = HashSet::new();
     let mut offset = 0;
-    for (i, name) in raw.observation.state.iter().enumerate() {
+    for (i, name) in raw.iter().enumerate() {
         let key = obs_key.key("state").index(i);
         if !seen_fields.insert(name.as_str()) {
             c.fail(key, format!("{name:?} is listed twice"));
@@ -258,9 +362,20 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         });
         offset += len;
     }
+    (fields, offset)
+}
+
+/// `[[observation.cameras]]`: unique names, image sizes, and a frame rate no faster than
+/// the loop.
+fn validate_cameras(
+    c: &mut Checker,
+    obs_key: &KeyPath,
+    raw: &[RawCamera],
+    rate: Rate,
+) -> Vec<CameraSpec> {
     let mut cameras = Vec::new();
     let mut camera_names = HashSet::new();
-    for (i, cam) in raw.observation.cameras.iter().enumerate() {
+    for (i, cam) in raw.iter().enumerate() {
         let key = obs_key.key("cameras").index(i);
         if !valid_name(&cam.name) {
             c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", cam.name));
@@ -278,12 +393,12 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                 );
             }
         }
-        if c.positive(key.key("rate_hz"), cam.rate_hz) && rate_ok && cam.rate_hz > rate {
+        if c.positive(key.key("rate_hz"), cam.rate_hz) && rate.ok && cam.rate_hz > rate.hz {
             c.fail(
                 key.key("rate_hz"),
                 format!(
-                    "camera rate {} Hz is faster than the control loop ({rate} Hz); frames beyond one per tick are never used",
-                    cam.rate_hz
+                    "camera rate {} Hz is faster than the control loop ({} Hz); frames beyond one per tick are never used",
+                    cam.rate_hz, rate.hz
                 ),
             );
         }
@@ -295,24 +410,46 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             encoding: cam.encoding,
         });
     }
-    let observation = ObservationSpec {
-        fields,
-        sensors,
-        cameras,
-        feature_len: offset,
-        sensor_values,
-    };
+    cameras
+}
 
-    // --- action ------------------------------------------------------------------------
-    let action = if joints_ok && rate_ok {
-        validate_action(&mut c, &raw.action, &joints, period_s)
-    } else {
-        None
-    };
-
-    // --- link --------------------------------------------------------------------------
+/// `[link]`: the key prefix, the endpoints, TLS and access control, and the ROS 2 table
+/// (see [`validate_ros2`]).
+fn validate_link(
+    c: &mut Checker,
+    raw: &RawConfig,
+    period_s: f64,
+    resolve: Resolve<'_>,
+) -> LinkConfig {
     let link_key = root("link");
-    let prefix = &raw.link.key_prefix;
+    let needs_tls = check_link_endpoints(c, &link_key, &raw.link);
+    check_link_security(c, &link_key, &raw.link, needs_tls);
+    let ros2 = validate_ros2(c, raw, &link_key, period_s);
+    LinkConfig {
+        ros2,
+        mode: raw.link.mode,
+        connect: raw.link.connect.clone(),
+        listen: raw.link.listen.clone(),
+        key_prefix: raw.link.key_prefix.clone(),
+        shared_memory: raw.link.shared_memory.unwrap_or(true),
+        tls: raw.link.tls.as_ref().map(|t| TlsConfig {
+            root_ca_path: resolve(&t.root_ca_path),
+            cert_path: t.cert_path.as_deref().map(resolve),
+            key_path: t.key_path.as_deref().map(resolve),
+        }),
+        allow_cert_common_names: raw
+            .link
+            .access
+            .as_ref()
+            .map(|a| a.allow_cert_common_names.clone()),
+    }
+}
+
+/// The key prefix is a plain zenoh key, every endpoint `<protocol>/<address>` of a transport
+/// this build links, and a client has a router to connect to. Returns whether an endpoint
+/// needs TLS (`tls/` or `quic/`).
+fn check_link_endpoints(c: &mut Checker, link_key: &KeyPath, raw: &RawLink) -> bool {
+    let prefix = &raw.key_prefix;
     if prefix.is_empty()
         || prefix.starts_with('/')
         || prefix.ends_with('/')
@@ -325,7 +462,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
         );
     }
     let mut needs_tls = false;
-    for (list, endpoints) in [("connect", &raw.link.connect), ("listen", &raw.link.listen)] {
+    for (list, endpoints) in [("connect", &raw.connect), ("listen", &raw.listen)] {
         for (i, endpoint) in endpoints.iter().enumerate() {
             let key = link_key.key(list).index(i);
             match endpoint.split_once('/') {
@@ -342,19 +479,25 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             }
         }
     }
-    if raw.link.mode == LinkMode::Client && raw.link.connect.is_empty() {
+    if raw.mode == LinkMode::Client && raw.connect.is_empty() {
         c.fail(
             link_key.key("connect"),
             "mode = \"client\" needs at least one router endpoint to connect to",
         );
     }
-    if needs_tls && raw.link.tls.is_none() {
+    needs_tls
+}
+
+/// `[link.tls]` is there when an endpoint needs it, with a certificate and its key together,
+/// and `[link.access]` has mutual TLS to identify peers by and names to allow.
+fn check_link_security(c: &mut Checker, link_key: &KeyPath, raw: &RawLink, needs_tls: bool) {
+    if needs_tls && raw.tls.is_none() {
         c.fail(
             link_key.key("tls"),
             "tls/ and quic/ endpoints need a [link.tls] table with root_ca_path",
         );
     }
-    if let Some(tls) = &raw.link.tls {
+    if let Some(tls) = &raw.tls {
         if tls.cert_path.is_some() != tls.key_path.is_some() {
             c.fail(
                 link_key.key("tls"),
@@ -362,10 +505,9 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             );
         }
     }
-    if let Some(access) = &raw.link.access {
+    if let Some(access) = &raw.access {
         let key = link_key.key("access").key("allow_cert_common_names");
         let mutual = raw
-            .link
             .tls
             .as_ref()
             .is_some_and(|t| t.cert_path.is_some() && t.key_path.is_some());
@@ -387,46 +529,29 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             );
         }
     }
-    let ros2 = validate_ros2(&mut c, &raw, &link_key, period_s);
-    let link = LinkConfig {
-        ros2,
-        mode: raw.link.mode,
-        connect: raw.link.connect.clone(),
-        listen: raw.link.listen.clone(),
-        key_prefix: raw.link.key_prefix.clone(),
-        shared_memory: raw.link.shared_memory.unwrap_or(true),
-        tls: raw.link.tls.as_ref().map(|t| TlsConfig {
-            root_ca_path: resolve(&t.root_ca_path),
-            cert_path: t.cert_path.as_deref().map(resolve),
-            key_path: t.key_path.as_deref().map(resolve),
-        }),
-        allow_cert_common_names: raw
-            .link
-            .access
-            .as_ref()
-            .map(|a| a.allow_cert_common_names.clone()),
-    };
+}
 
-    // --- safety ------------------------------------------------------------------------
+/// `[safety]`: a stale-observation timeout of at least one tick, a fault action the action
+/// mode can command, and the damping time constant that `damp` needs.
+fn validate_safety(c: &mut Checker, s: &RawSafety, mode: ActionMode, rate: Rate) -> SafetyConfig {
     let safety_key = root("safety");
-    let s = &raw.safety;
     if c.positive(
         safety_key.key("stale_observation_timeout_ms"),
         s.stale_observation_timeout_ms,
-    ) && rate_ok
-        && s.stale_observation_timeout_ms * 1e-3 < period_s
+    ) && rate.ok
+        && s.stale_observation_timeout_ms * 1e-3 < rate.period_s
     {
         c.fail(
             safety_key.key("stale_observation_timeout_ms"),
             format!(
                 "{} ms is shorter than one tick ({:.3} ms): every tick would fault",
                 s.stale_observation_timeout_ms,
-                period_s * 1e3
+                rate.period_s * 1e3
             ),
         );
     }
     let compatible = matches!(
-        (raw.action.mode, s.fault_action),
+        (mode, s.fault_action),
         (ActionMode::JointPosition, FaultAction::HoldPosition)
             | (
                 ActionMode::JointVelocity,
@@ -442,7 +567,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             )
     );
     if !compatible {
-        let expected = match raw.action.mode {
+        let expected = match mode {
             ActionMode::JointPosition => "\"hold_position\"",
             ActionMode::JointVelocity => "\"zero_velocity\" or \"damp\"",
             ActionMode::EeDelta => "\"zero_velocity\" or \"hold_position\"",
@@ -452,7 +577,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             safety_key.key("fault_action"),
             format!(
                 "{:?} cannot be commanded in action.mode = {:?}; expected {expected}",
-                s.fault_action, raw.action.mode
+                s.fault_action, mode
             ),
         );
     }
@@ -476,32 +601,31 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             "fault_action = \"damp\"",
         );
     }
-    let safety = SafetyConfig {
+    SafetyConfig {
         stale_observation_timeout_ns: (s.stale_observation_timeout_ms * 1e6).max(0.0) as u64,
         fault_action: s.fault_action,
         damp_time_constant_s,
         estop_after_consecutive_faults: s.estop_after_consecutive_faults,
-    };
+    }
+}
 
-    // --- policy ------------------------------------------------------------------------
-    let policy = if joints_ok && rate_ok {
-        validate_policy(
-            &mut c,
-            &raw.policy,
-            &raw,
-            &joints,
-            &observation,
-            period_s,
-            &resolve,
-        )
-    } else {
-        None
-    };
-
-    // --- rewards -----------------------------------------------------------------------
+/// `[[rewards]]`: unique names, then each source (see [`validate_reward`]).
+fn validate_rewards(
+    c: &mut Checker,
+    raw: &[RawReward],
+    cameras: &[RawCamera],
+    resolve: Resolve<'_>,
+) -> Vec<RewardSourceConfig> {
+    // The cameras a reward may name: those with a valid name (an invalid one is reported
+    // under [[observation.cameras]] already).
+    let camera_names: HashSet<&str> = cameras
+        .iter()
+        .map(|cam| cam.name.as_str())
+        .filter(|name| valid_name(name))
+        .collect();
     let mut rewards = Vec::new();
     let mut reward_names = HashSet::new();
-    for (i, r) in raw.rewards.iter().enumerate() {
+    for (i, r) in raw.iter().enumerate() {
         let key = root("rewards").index(i);
         if !valid_name(&r.name) {
             c.fail(key.key("name"), format!("got {:?}, {NAME_RULE}", r.name));
@@ -511,149 +635,178 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
                 format!("duplicate reward name {:?}", r.name),
             );
         }
-        let weight = r.weight.unwrap_or(1.0);
-        c.finite(key.key("weight"), weight);
-        let kind = format!("kind = {:?}", r.kind);
-        let needs_camera = matches!(
-            r.kind,
-            RewardKind::Clip | RewardKind::Classifier | RewardKind::PreferenceModel
-        );
-        match r.kind {
-            RewardKind::Program => {
-                if r.program_path.is_none() {
-                    c.fail(
-                        key.key("program_path"),
-                        "missing: a program reward needs the path of its program",
-                    );
-                }
-                c.unused(
-                    key.key("model_path"),
-                    &r.model_path,
-                    "kind is clip, classifier or preference_model",
-                );
-            }
-            _ => {
-                if r.model_path.is_none() {
-                    c.fail(
-                        key.key("model_path"),
-                        format!("missing: {kind} needs the path of its model"),
-                    );
-                }
-                c.unused(
-                    key.key("program_path"),
-                    &r.program_path,
-                    "kind = \"program\"",
-                );
-            }
-        }
-        if needs_camera {
-            match &r.camera {
-                None => c.fail(
-                    key.key("camera"),
-                    format!(
-                        "missing: {kind} scores camera frames; name one of [[observation.cameras]]"
-                    ),
-                ),
-                Some(cam) if !camera_names.contains(cam.as_str()) => c.fail(
-                    key.key("camera"),
-                    format!("no camera named {cam:?} in [[observation.cameras]]"),
-                ),
-                Some(_) => {}
-            }
-        } else {
-            c.unused(
-                key.key("camera"),
-                &r.camera,
-                "kind is clip, classifier or preference_model",
-            );
-        }
-        if r.kind == RewardKind::Clip {
-            match &r.goal {
-                Some(goal) if !goal.trim().is_empty() => {}
-                _ => c.fail(
-                    key.key("goal"),
-                    "missing or empty: a CLIP reward needs a goal sentence",
-                ),
-            }
-            if let Some(baseline) = &r.baseline {
-                if baseline.trim().is_empty() {
-                    c.fail(
-                        key.key("baseline"),
-                        "empty baseline sentence; remove it or write one",
-                    );
-                }
-            }
-            if let Some(alpha) = r.alpha {
-                c.range(key.key("alpha"), alpha, 0.0, 1.0, true);
-                if r.baseline.is_none() && alpha != 0.0 {
-                    c.fail(
-                        key.key("alpha"),
-                        "alpha mixes in the baseline direction; it needs a baseline sentence",
-                    );
-                }
-            }
-            if let Err(e) = crate::compute::check_pair(
-                r.device.unwrap_or_default(),
-                r.precision.unwrap_or_default(),
-            ) {
-                c.fail(key.key("precision"), e.to_string());
-            }
-        } else if matches!(r.kind, RewardKind::Classifier | RewardKind::PreferenceModel) {
-            // The sentence of a model that reads text; the model decides at load.
-            if r.goal.as_ref().is_some_and(|g| g.trim().is_empty()) {
-                c.fail(key.key("goal"), "empty sentence; remove it or write one");
-            }
-            c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
-            c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
-            c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
-            c.unused(key.key("device"), &r.device, "kind = \"clip\"");
-            c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
-        } else {
-            c.unused(
-                key.key("goal"),
-                &r.goal,
-                "kind is clip, classifier or preference_model",
-            );
-            c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
-            c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
-            c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
-            c.unused(key.key("device"), &r.device, "kind = \"clip\"");
-            c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
-        }
-        if r.kind == RewardKind::Classifier {
-            if let Some(t) = r.threshold {
-                c.range(key.key("threshold"), t, 0.0, 1.0, false);
-                if t >= 1.0 {
-                    c.fail(
-                        key.key("threshold"),
-                        "a threshold of 1 never fires; expected below 1",
-                    );
-                }
-            }
-        } else {
-            c.unused(key.key("threshold"), &r.threshold, "kind = \"classifier\"");
-        }
-        rewards.push(RewardSourceConfig {
-            name: r.name.clone(),
-            kind: r.kind,
-            weight,
-            program_path: r.program_path.as_deref().map(resolve),
-            model_path: r.model_path.as_deref().map(resolve),
-            camera: r.camera.clone(),
-            goal: r.goal.clone(),
-            baseline: r.baseline.clone(),
-            alpha: clip_alpha(r.alpha, r.baseline.is_some()),
-            threshold: r.threshold.unwrap_or(0.5),
-            resize: r.resize.unwrap_or_default(),
-            device: r.device.unwrap_or_default(),
-            precision: r.precision.unwrap_or_default(),
-        });
+        rewards.push(validate_reward(c, &key, r, &camera_names, resolve));
     }
+    rewards
+}
 
-    // --- scheduler ---------------------------------------------------------------------
+/// One reward source: its weight, what it reads (a program, or a model and a camera), and
+/// the settings of its kind, each read only by the kinds that use it.
+fn validate_reward(
+    c: &mut Checker,
+    key: &KeyPath,
+    r: &RawReward,
+    camera_names: &HashSet<&str>,
+    resolve: Resolve<'_>,
+) -> RewardSourceConfig {
+    let weight = r.weight.unwrap_or(1.0);
+    c.finite(key.key("weight"), weight);
+    check_reward_inputs(c, key, r, camera_names);
+    check_reward_text(c, key, r);
+    if r.kind == RewardKind::Classifier {
+        if let Some(t) = r.threshold {
+            c.range(key.key("threshold"), t, 0.0, 1.0, false);
+            if t >= 1.0 {
+                c.fail(
+                    key.key("threshold"),
+                    "a threshold of 1 never fires; expected below 1",
+                );
+            }
+        }
+    } else {
+        c.unused(key.key("threshold"), &r.threshold, "kind = \"classifier\"");
+    }
+    RewardSourceConfig {
+        name: r.name.clone(),
+        kind: r.kind,
+        weight,
+        program_path: r.program_path.as_deref().map(resolve),
+        model_path: r.model_path.as_deref().map(resolve),
+        camera: r.camera.clone(),
+        goal: r.goal.clone(),
+        baseline: r.baseline.clone(),
+        alpha: clip_alpha(r.alpha, r.baseline.is_some()),
+        threshold: r.threshold.unwrap_or(0.5),
+        resize: r.resize.unwrap_or_default(),
+        device: r.device.unwrap_or_default(),
+        precision: r.precision.unwrap_or_default(),
+    }
+}
+
+/// A program reward has a program; a model reward has a model, and a camera of the
+/// observation when it scores frames.
+fn check_reward_inputs(
+    c: &mut Checker,
+    key: &KeyPath,
+    r: &RawReward,
+    camera_names: &HashSet<&str>,
+) {
+    let kind = format!("kind = {:?}", r.kind);
+    let needs_camera = matches!(
+        r.kind,
+        RewardKind::Clip | RewardKind::Classifier | RewardKind::PreferenceModel
+    );
+    match r.kind {
+        RewardKind::Program => {
+            if r.program_path.is_none() {
+                c.fail(
+                    key.key("program_path"),
+                    "missing: a program reward needs the path of its program",
+                );
+            }
+            c.unused(
+                key.key("model_path"),
+                &r.model_path,
+                "kind is clip, classifier or preference_model",
+            );
+        }
+        _ => {
+            if r.model_path.is_none() {
+                c.fail(
+                    key.key("model_path"),
+                    format!("missing: {kind} needs the path of its model"),
+                );
+            }
+            c.unused(
+                key.key("program_path"),
+                &r.program_path,
+                "kind = \"program\"",
+            );
+        }
+    }
+    if needs_camera {
+        match &r.camera {
+            None => c.fail(
+                key.key("camera"),
+                format!(
+                    "missing: {kind} scores camera frames; name one of [[observation.cameras]]"
+                ),
+            ),
+            Some(cam) if !camera_names.contains(cam.as_str()) => c.fail(
+                key.key("camera"),
+                format!("no camera named {cam:?} in [[observation.cameras]]"),
+            ),
+            Some(_) => {}
+        }
+    } else {
+        c.unused(
+            key.key("camera"),
+            &r.camera,
+            "kind is clip, classifier or preference_model",
+        );
+    }
+}
+
+/// A CLIP reward's goal and baseline sentences, their mix and where the model runs; a model
+/// that reads text may have a goal sentence; other kinds have none of these.
+fn check_reward_text(c: &mut Checker, key: &KeyPath, r: &RawReward) {
+    if r.kind == RewardKind::Clip {
+        match &r.goal {
+            Some(goal) if !goal.trim().is_empty() => {}
+            _ => c.fail(
+                key.key("goal"),
+                "missing or empty: a CLIP reward needs a goal sentence",
+            ),
+        }
+        if let Some(baseline) = &r.baseline {
+            if baseline.trim().is_empty() {
+                c.fail(
+                    key.key("baseline"),
+                    "empty baseline sentence; remove it or write one",
+                );
+            }
+        }
+        if let Some(alpha) = r.alpha {
+            c.range(key.key("alpha"), alpha, 0.0, 1.0, true);
+            if r.baseline.is_none() && alpha != 0.0 {
+                c.fail(
+                    key.key("alpha"),
+                    "alpha mixes in the baseline direction; it needs a baseline sentence",
+                );
+            }
+        }
+        if let Err(e) = crate::compute::check_pair(
+            r.device.unwrap_or_default(),
+            r.precision.unwrap_or_default(),
+        ) {
+            c.fail(key.key("precision"), e.to_string());
+        }
+        return;
+    }
+    if matches!(r.kind, RewardKind::Classifier | RewardKind::PreferenceModel) {
+        // The sentence of a model that reads text; the model decides at load.
+        if r.goal.as_ref().is_some_and(|g| g.trim().is_empty()) {
+            c.fail(key.key("goal"), "empty sentence; remove it or write one");
+        }
+    } else {
+        c.unused(
+            key.key("goal"),
+            &r.goal,
+            "kind is clip, classifier or preference_model",
+        );
+    }
+    c.unused(key.key("baseline"), &r.baseline, "kind = \"clip\"");
+    c.unused(key.key("alpha"), &r.alpha, "kind = \"clip\"");
+    c.unused(key.key("resize"), &r.resize, "kind = \"clip\"");
+    c.unused(key.key("device"), &r.device, "kind = \"clip\"");
+    c.unused(key.key("precision"), &r.precision, "kind = \"clip\"");
+}
+
+/// `[scheduler]`: a CPU index, a SCHED_FIFO priority, a spin of at most one tick (by
+/// default at most a fifth of one) and a telemetry queue length.
+fn validate_scheduler(c: &mut Checker, sch: &RawScheduler, rate: Rate) -> SchedulerConfig {
     let sched_key = root("scheduler");
     let defaults = SchedulerConfig::default();
-    let sch = &raw.scheduler;
     if let Some(core) = sch.cpu_core {
         if core >= 1024 {
             c.fail(
@@ -672,17 +825,17 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
     }
     let mut spin_ns = defaults.spin_ns;
     if let Some(spin_us) = sch.spin_us {
-        let max_us = if rate_ok {
-            period_s * 1e6
+        let max_us = if rate.ok {
+            rate.period_s * 1e6
         } else {
             f64::INFINITY
         };
         if c.range(sched_key.key("spin_us"), spin_us, 0.0, max_us, true) {
             spin_ns = (spin_us * 1e3) as u64;
         }
-    } else if rate_ok {
+    } else if rate.ok {
         // Never spin for more than a fifth of a tick by default.
-        spin_ns = spin_ns.min((period_s * 1e9 / 5.0) as u64);
+        spin_ns = spin_ns.min((rate.period_s * 1e9 / 5.0) as u64);
     }
     let telemetry_queue_len = sch
         .telemetry_queue_len
@@ -693,49 +846,30 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<RobotConfig, Probl
             format!("got {telemetry_queue_len}, expected 16 to 1000000 records"),
         );
     }
-    let scheduler = SchedulerConfig {
+    SchedulerConfig {
         cpu_core: sch.cpu_core,
         realtime_priority: sch.realtime_priority,
         lock_memory: sch.lock_memory.unwrap_or(false),
         spin_ns,
         telemetry_queue_len,
-    };
-
-    // --- sim ----------------------------------------------------------------------------
-    let sim = raw.sim.as_ref().and_then(|sim| {
-        let key = root("sim").key("task");
-        if sim.task.trim().is_empty() {
-            c.fail(
-                key,
-                "is empty; expected a built-in task name (\"reach\", \"push\") or a task file path",
-            );
-            return None;
-        }
-        let is_file = sim.task.contains('/') || sim.task.ends_with(".toml");
-        Some(SimConfig {
-            task: sim.task.clone(),
-            task_path: is_file.then(|| resolve(&sim.task)),
-        })
-    });
-
-    if !c.problems.is_empty() {
-        return Err(c.problems);
     }
-    Ok(RobotConfig {
-        source: path.to_owned(),
-        name: raw.robot.name,
-        kind: raw.robot.kind,
-        description: raw.robot.description,
-        control_rate_hz: rate,
-        joints,
-        observation,
-        action: action.expect("action is valid when no problem was reported"),
-        link,
-        safety,
-        policy: policy.expect("policy is valid when no problem was reported"),
-        rewards,
-        scheduler,
-        sim,
+}
+
+/// `[sim]`: a task name, or a task file resolved against the config's folder.
+fn validate_sim(c: &mut Checker, raw: Option<&RawSim>, resolve: Resolve<'_>) -> Option<SimConfig> {
+    let sim = raw?;
+    let key = root("sim").key("task");
+    if sim.task.trim().is_empty() {
+        c.fail(
+            key,
+            "is empty; expected a built-in task name (\"reach\", \"push\") or a task file path",
+        );
+        return None;
+    }
+    let is_file = sim.task.contains('/') || sim.task.ends_with(".toml");
+    Some(SimConfig {
+        task: sim.task.clone(),
+        task_path: is_file.then(|| resolve(&sim.task)),
     })
 }
 
@@ -743,6 +877,8 @@ const BUILTIN_FIELDS: [&str; 3] = ["joint_positions", "joint_velocities", "joint
 /// zenoh transports this build links (see the zenoh features in Cargo.toml).
 const ENDPOINT_PROTOCOLS: [&str; 5] = ["tcp", "udp", "tls", "quic", "unixsock-stream"];
 
+/// `[action]`: bounds and a step limit per value, by default from the joint limits, within
+/// those limits; `None` when any of it is wrong.
 fn validate_action(
     c: &mut Checker,
     raw: &RawAction,
@@ -910,6 +1046,16 @@ fn validate_action(
     })
 }
 
+/// What a policy kind reads besides its files, with the defaults of the kinds that do not.
+struct PolicySettings {
+    amplitude_fraction: f64,
+    frequency_hz: f64,
+    speed_fraction: f64,
+    servo: Option<ServoConfig>,
+}
+
+/// `[policy]`: a time budget within the tick, a kind the action mode can carry, the settings
+/// and files of that kind (and none of another's), and the observation it starts from.
 fn validate_policy(
     c: &mut Checker,
     raw: &RawPolicy,
@@ -917,7 +1063,7 @@ fn validate_policy(
     joints: &[JointLimits],
     observation: &ObservationSpec,
     period_s: f64,
-    resolve: &dyn Fn(&str) -> PathBuf,
+    resolve: Resolve<'_>,
 ) -> Option<PolicyConfig> {
     let key = root("policy");
     let before = c.problems.len();
@@ -927,9 +1073,48 @@ fn validate_policy(
         c.range(key.key("time_budget_us"), budget_us, 0.0, period_us, false);
     }
     let mode = config.action.mode;
+    check_policy_mode(c, &key, raw.kind, mode);
+    let observes_positions = observation
+        .offset_of(&FieldSource::JointPositions)
+        .is_some();
+    let kind = format!("policy.kind = {:?}", raw.kind);
+    let settings = policy_settings(c, &key, raw, joints, observation, period_s, mode);
+    check_unused_model_keys(c, &key, raw);
+    // Hold needs positions only to hold them: in the other modes it commands zero.
+    let needs_positions = match raw.kind {
+        PolicyKind::JointTarget => true,
+        PolicyKind::Hold => mode == ActionMode::JointPosition,
+        _ => false,
+    };
+    if needs_positions && !observes_positions {
+        c.fail(
+            root("observation").key("state"),
+            format!("{kind} starts from the measured joint positions; add \"joint_positions\""),
+        );
+    }
+    check_unused_script_keys(c, &key, raw);
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(PolicyConfig {
+        kind: raw.kind,
+        time_budget_ns: (budget_us * 1e3).max(0.0) as u64,
+        amplitude_fraction: settings.amplitude_fraction,
+        frequency_hz: settings.frequency_hz,
+        target_rad: raw.target_rad.clone(),
+        speed_fraction: settings.speed_fraction,
+        servo: settings.servo,
+        checkpoint_path: raw.checkpoint_path.as_deref().map(resolve),
+        model_path: raw.model_path.as_deref().map(resolve),
+    })
+}
+
+/// The scripted joint-space controllers cannot command end-effector displacements, and
+/// those that compute positions or velocities cannot command efforts.
+fn check_policy_mode(c: &mut Checker, key: &KeyPath, kind: PolicyKind, mode: ActionMode) {
     if mode == ActionMode::EeDelta
         && !matches!(
-            raw.kind,
+            kind,
             PolicyKind::EeServo
                 | PolicyKind::Checkpoint
                 | PolicyKind::Onnx
@@ -939,8 +1124,7 @@ fn validate_policy(
         c.fail(
             key.key("kind"),
             format!(
-                "{:?} is a scripted joint-space controller; it needs action.mode = \"joint_position\" or \"joint_velocity\"",
-                raw.kind
+                "{kind:?} is a scripted joint-space controller; it needs action.mode = \"joint_position\" or \"joint_velocity\""
             ),
         );
     }
@@ -948,74 +1132,56 @@ fn validate_policy(
     // would mean something else entirely.
     if mode == ActionMode::JointEffort
         && matches!(
-            raw.kind,
+            kind,
             PolicyKind::Sine | PolicyKind::JointTarget | PolicyKind::EeServo
         )
     {
         c.fail(
             key.key("kind"),
             format!(
-                "{:?} commands joint positions or velocities, not efforts; with action.mode = \"joint_effort\" use \"hold\" (zero effort), \"checkpoint\" or \"onnx\"",
-                raw.kind
+                "{kind:?} commands joint positions or velocities, not efforts; with action.mode = \"joint_effort\" use \"hold\" (zero effort), \"checkpoint\" or \"onnx\""
             ),
         );
     }
-    let observes_positions = observation
-        .offset_of(&FieldSource::JointPositions)
-        .is_some();
+}
+
+/// The settings of `raw.kind`: a sweep's amplitude and a frequency below Nyquist, a target
+/// within the joint limits and its speed, a servo's points and gain, a model's file.
+fn policy_settings(
+    c: &mut Checker,
+    key: &KeyPath,
+    raw: &RawPolicy,
+    joints: &[JointLimits],
+    observation: &ObservationSpec,
+    period_s: f64,
+    mode: ActionMode,
+) -> PolicySettings {
     let kind = format!("policy.kind = {:?}", raw.kind);
-    let mut amplitude_fraction = 0.25;
-    let mut frequency_hz = 0.2;
-    let mut speed_fraction = 0.5;
-    let mut servo = None;
+    let mut settings = PolicySettings {
+        amplitude_fraction: 0.25,
+        frequency_hz: 0.2,
+        speed_fraction: 0.5,
+        servo: None,
+    };
     match raw.kind {
         PolicyKind::Sine => {
             if let Some(a) = raw.amplitude_fraction {
                 if c.range(key.key("amplitude_fraction"), a, 0.0, 1.0, false) {
-                    amplitude_fraction = a;
+                    settings.amplitude_fraction = a;
                 }
             }
             if let Some(f) = raw.frequency_hz {
                 let nyquist = 0.5 / period_s;
                 if c.range(key.key("frequency_hz"), f, 0.0, nyquist, false) {
-                    frequency_hz = f;
+                    settings.frequency_hz = f;
                 }
             }
         }
         PolicyKind::JointTarget => {
-            match &raw.target_rad {
-                None => c.fail(
-                    key.key("target_rad"),
-                    format!("missing: {kind} needs one target per joint"),
-                ),
-                Some(t) if t.len() != joints.len() => c.fail(
-                    key.key("target_rad"),
-                    format!(
-                        "has {} values, expected {} (one per joint)",
-                        t.len(),
-                        joints.len()
-                    ),
-                ),
-                Some(t) => {
-                    for (i, (value, joint)) in t.iter().zip(joints).enumerate() {
-                        if !(value.is_finite()
-                            && *value >= joint.position_min_rad
-                            && *value <= joint.position_max_rad)
-                        {
-                            c.fail(
-                                key.key("target_rad").index(i),
-                                format!(
-                                    "{value} is outside joints[{i}] limits [{}, {}]",
-                                    joint.position_min_rad, joint.position_max_rad
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
+            check_joint_target(c, key, raw.target_rad.as_deref(), joints, &kind);
             if let Some(s) = raw.speed_fraction {
                 if c.range(key.key("speed_fraction"), s, 0.0, 1.0, false) {
-                    speed_fraction = s;
+                    settings.speed_fraction = s;
                 }
             }
         }
@@ -1042,56 +1208,118 @@ fn validate_policy(
             }
         }
         PolicyKind::EeServo => {
-            if mode != ActionMode::EeDelta {
-                c.fail(
-                    key.key("kind"),
-                    format!("{kind} commands end-effector displacements; it needs action.mode = \"ee_delta\""),
-                );
-            }
-            let mut point = |name: &str, value: &Option<String>| -> Option<usize> {
-                let Some(sensor) = value else {
+            settings.servo = validate_servo(c, key, raw, observation, mode, &kind);
+        }
+    }
+    settings
+}
+
+/// `target_rad`: one target per joint, each within its joint's limits.
+fn check_joint_target(
+    c: &mut Checker,
+    key: &KeyPath,
+    target_rad: Option<&[f64]>,
+    joints: &[JointLimits],
+    kind: &str,
+) {
+    match target_rad {
+        None => c.fail(
+            key.key("target_rad"),
+            format!("missing: {kind} needs one target per joint"),
+        ),
+        Some(t) if t.len() != joints.len() => c.fail(
+            key.key("target_rad"),
+            format!(
+                "has {} values, expected {} (one per joint)",
+                t.len(),
+                joints.len()
+            ),
+        ),
+        Some(t) => {
+            for (i, (value, joint)) in t.iter().zip(joints).enumerate() {
+                if !(value.is_finite()
+                    && *value >= joint.position_min_rad
+                    && *value <= joint.position_max_rad)
+                {
                     c.fail(
-                        key.key(name),
-                        format!("missing: {kind} needs the name of an observed 3-value sensor"),
+                        key.key("target_rad").index(i),
+                        format!(
+                            "{value} is outside joints[{i}] limits [{}, {}]",
+                            joint.position_min_rad, joint.position_max_rad
+                        ),
                     );
-                    return None;
-                };
-                let found = observation.sensors.iter().position(|s| &s.name == sensor);
-                let offset = found.and_then(|i| observation.offset_of(&FieldSource::Sensor(i)));
-                match (found, offset) {
-                    (Some(i), Some(offset)) if observation.sensors[i].size == 3 => Some(offset),
-                    (Some(i), Some(_)) => {
-                        c.fail(
-                            key.key(name),
-                            format!(
-                                "sensor {sensor:?} has {} values, expected 3 (x, y, z)",
-                                observation.sensors[i].size
-                            ),
-                        );
-                        None
-                    }
-                    _ => {
-                        c.fail(
-                            key.key(name),
-                            format!("{sensor:?} is not a sensor listed in observation.state"),
-                        );
-                        None
-                    }
                 }
-            };
-            let from = point("from", &raw.from);
-            let to = point("to", &raw.to);
-            let gain = raw.gain.unwrap_or(0.1);
-            let gain_ok = raw.gain.is_none() || c.range(key.key("gain"), gain, 0.0, 1.0, false);
-            if let (Some(from_offset), Some(to_offset), true) = (from, to, gain_ok) {
-                servo = Some(ServoConfig {
-                    from_offset,
-                    to_offset,
-                    gain,
-                });
             }
         }
     }
+}
+
+/// `ee_servo`: end-effector mode, `from` and `to` naming observed 3-value sensors, a gain
+/// in (0, 1]. The servo's offsets in the feature vector when all of that holds.
+fn validate_servo(
+    c: &mut Checker,
+    key: &KeyPath,
+    raw: &RawPolicy,
+    observation: &ObservationSpec,
+    mode: ActionMode,
+    kind: &str,
+) -> Option<ServoConfig> {
+    if mode != ActionMode::EeDelta {
+        c.fail(
+            key.key("kind"),
+            format!(
+                "{kind} commands end-effector displacements; it needs action.mode = \"ee_delta\""
+            ),
+        );
+    }
+    let mut point = |name: &str, value: &Option<String>| -> Option<usize> {
+        let Some(sensor) = value else {
+            c.fail(
+                key.key(name),
+                format!("missing: {kind} needs the name of an observed 3-value sensor"),
+            );
+            return None;
+        };
+        let found = observation.sensors.iter().position(|s| &s.name == sensor);
+        let offset = found.and_then(|i| observation.offset_of(&FieldSource::Sensor(i)));
+        match (found, offset) {
+            (Some(i), Some(offset)) if observation.sensors[i].size == 3 => Some(offset),
+            (Some(i), Some(_)) => {
+                c.fail(
+                    key.key(name),
+                    format!(
+                        "sensor {sensor:?} has {} values, expected 3 (x, y, z)",
+                        observation.sensors[i].size
+                    ),
+                );
+                None
+            }
+            _ => {
+                c.fail(
+                    key.key(name),
+                    format!("{sensor:?} is not a sensor listed in observation.state"),
+                );
+                None
+            }
+        }
+    };
+    let from = point("from", &raw.from);
+    let to = point("to", &raw.to);
+    let gain = raw.gain.unwrap_or(0.1);
+    let gain_ok = raw.gain.is_none() || c.range(key.key("gain"), gain, 0.0, 1.0, false);
+    match (from, to, gain_ok) {
+        (Some(from_offset), Some(to_offset), true) => Some(ServoConfig {
+            from_offset,
+            to_offset,
+            gain,
+        }),
+        _ => None,
+    }
+}
+
+/// The files of the kinds that load a model, and the points of `ee_servo`, given to
+/// another kind.
+fn check_unused_model_keys(c: &mut Checker, key: &KeyPath, raw: &RawPolicy) {
     if raw.kind != PolicyKind::Checkpoint {
         c.unused(
             key.key("checkpoint_path"),
@@ -1111,18 +1339,10 @@ fn validate_policy(
         c.unused(key.key("to"), &raw.to, "policy.kind = \"ee_servo\"");
         c.unused(key.key("gain"), &raw.gain, "policy.kind = \"ee_servo\"");
     }
-    // Hold needs positions only to hold them: in the other modes it commands zero.
-    let needs_positions = match raw.kind {
-        PolicyKind::JointTarget => true,
-        PolicyKind::Hold => mode == ActionMode::JointPosition,
-        _ => false,
-    };
-    if needs_positions && !observes_positions {
-        c.fail(
-            root("observation").key("state"),
-            format!("{kind} starts from the measured joint positions; add \"joint_positions\""),
-        );
-    }
+}
+
+/// The settings of the `sine` and `joint_target` scripts, given to another kind.
+fn check_unused_script_keys(c: &mut Checker, key: &KeyPath, raw: &RawPolicy) {
     if raw.kind != PolicyKind::Sine {
         c.unused(
             key.key("amplitude_fraction"),
@@ -1147,20 +1367,6 @@ fn validate_policy(
             "policy.kind = \"joint_target\"",
         );
     }
-    if c.problems.len() > before {
-        return None;
-    }
-    Some(PolicyConfig {
-        kind: raw.kind,
-        time_budget_ns: (budget_us * 1e3).max(0.0) as u64,
-        amplitude_fraction,
-        frequency_hz,
-        target_rad: raw.target_rad.clone(),
-        speed_fraction,
-        servo,
-        checkpoint_path: raw.checkpoint_path.as_deref().map(resolve),
-        model_path: raw.model_path.as_deref().map(resolve),
-    })
 }
 
 /// The `[link.ros2]` table, read when `link.flavour = "ros2"`.

@@ -22,12 +22,14 @@ use super::msgs;
 use super::node::Node;
 use super::wire::{self, Attachment, MsgType, Qos};
 use crate::clock::Clock;
-use crate::config::{ActionMode, ImageEncoding, RobotConfig, Ros2Command, Ros2Config};
+use crate::config::{ActionMode, CameraSpec, ImageEncoding, RobotConfig, Ros2Command, Ros2Config};
 use crate::link::error::LinkError;
 use crate::link::shared::{apply_estop, deliver, CommandSender, Endpoints, LinkStats, Shared};
 use crate::messages::{Command, Observation};
 use crate::protocol::{self, ImageEncodingName, ImageView};
 use crate::safety::EStop;
+
+type Subscriber = zenoh::pubsub::Subscriber<()>;
 
 /// The part of a data key after the topic: `<dds type>/<hash>`.
 fn type_suffix(ty: &MsgType) -> String {
@@ -64,7 +66,7 @@ fn count_other_types(
     topic: &str,
     ty: &MsgType,
     on_wrong: impl Fn() + Send + Sync + 'static,
-) -> Result<zenoh::pubsub::Subscriber<()>, LinkError> {
+) -> Result<Subscriber, LinkError> {
     let shared = shared.clone();
     let suffix = type_suffix(ty);
     let key = any_type_key(domain, topic);
@@ -109,58 +111,13 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
     // Joint states, by name.
     let (_, token) = node.subscription(&ros.state_topic, &wire::JOINT_STATE, &Qos::DEFAULT)?;
     tokens.push(token);
-    {
-        let shared = shared.clone();
-        let clock = clock.clone();
-        let joints: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
-        let mut scratch = Observation::empty(config.dof(), 0);
-        let mut last: Option<([u8; 16], i64)> = None;
-        let mut seq = 0u64;
-        let key = wire::data_key(domain, &ros.state_topic, &wire::JOINT_STATE);
-        let sub = session
-            .declare_subscriber(&key)
-            .callback_mut(move |sample| {
-                let stats = &shared.stats;
-                stats.states_received.fetch_add(1, Ordering::Relaxed);
-                let Some(attachment) = attachment(&sample, stats) else {
-                    return;
-                };
-                let payload = sample.payload().to_bytes();
-                match msgs::decode_joint_state(&payload, &joints, &mut scratch) {
-                    Ok(()) => {}
-                    Err(msgs::StateReject::Malformed(_)) => {
-                        stats.states_malformed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(_) => {
-                        stats.states_missing_joints.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-                if !scratch.is_finite() {
-                    stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                // In order per publisher; a new publisher (another GID, or a restarted one
-                // counting from 1) starts afresh.
-                if let Some((gid, n)) = last {
-                    if gid == attachment.gid
-                        && attachment.sequence_number <= n
-                        && attachment.sequence_number != 1
-                    {
-                        stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-                last = Some((attachment.gid, attachment.sequence_number));
-                seq += 1;
-                scratch.seq = seq;
-                deliver(&shared, &clock, &mut scratch);
-            })
-            .wait()
-            .map_err(|e| LinkError::declare("the JointState subscriber", &key, e))?;
-        subscribers.push(sub);
-    }
+    subscribers.push(subscribe_joint_states(
+        &session,
+        config,
+        ros,
+        &shared,
+        clock.clone(),
+    )?);
     subscribers.push(count_other_types(
         &session,
         &shared,
@@ -169,40 +126,7 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
         &wire::JOINT_STATE,
         || {},
     )?);
-
-    // The robot is present while a publisher of its joint states is in the graph.
-    {
-        let shared = shared.clone();
-        let live: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
-        let key = wire::publishers_of(domain, &ros.state_topic, &wire::JOINT_STATE);
-        let sub = session
-            .liveliness()
-            .declare_subscriber(&key)
-            .history(true)
-            .callback(move |sample| {
-                let stats = &shared.stats;
-                let Ok(mut live) = live.lock() else {
-                    return;
-                };
-                let token = sample.key_expr().as_str().to_owned();
-                match sample.kind() {
-                    SampleKind::Put => {
-                        live.insert(token);
-                        stats.robot_alive.store(true, Ordering::Release);
-                    }
-                    SampleKind::Delete => {
-                        if live.remove(&token) && live.is_empty() {
-                            stats.robot_alive.store(false, Ordering::Release);
-                            let accepted = stats.states_accepted.load(Ordering::Acquire);
-                            let _ = shared.gone.try_send(accepted);
-                        }
-                    }
-                }
-            })
-            .wait()
-            .map_err(|e| LinkError::declare("the JointState publishers' watch", &key, e))?;
-        subscribers.push(sub);
-    }
+    subscribers.push(watch_robot_presence(&session, ros, &shared)?);
 
     // E-stop.
     if let Some(topic) = &ros.estop_topic {
@@ -216,24 +140,8 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
             &wire::BOOL,
             || {},
         )?);
-        let shared = shared.clone();
         let key = wire::data_key(domain, topic, &wire::BOOL);
-        let sub = session
-            .declare_subscriber(&key)
-            .callback(move |sample| {
-                let stats = &shared.stats;
-                if attachment(&sample, stats).is_none() {
-                    return;
-                }
-                apply_estop(
-                    msgs::decode_bool(&sample.payload().to_bytes()),
-                    stats,
-                    &estop,
-                );
-            })
-            .wait()
-            .map_err(|e| LinkError::declare("the e-stop subscriber", &key, e))?;
-        subscribers.push(sub);
+        subscribers.push(subscribe_estop(&session, key, &shared, estop)?);
     }
 
     // Cameras: raw frames checked in place; compressed ones decoded here, on zenoh's thread,
@@ -257,48 +165,17 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
                 frames.reject(index);
             },
         )?);
-        let shared = shared.clone();
-        let clock = clock.clone();
-        let spec = config.observation.cameras[index].clone();
-        let compressed = camera.compressed;
-        let mut pixels = Vec::new();
         let key = wire::data_key(domain, &camera.topic, &ty);
-        let sub = session
-            .declare_subscriber(&key)
-            .callback_mut(move |sample| {
-                let cameras = &shared.cameras;
-                if attachment(&sample, &shared.stats).is_none() {
-                    cameras.reject(index);
-                    return;
-                }
-                let payload = sample.payload().to_bytes();
-                let now = clock.now_ns();
-                if !compressed {
-                    match protocol::decode_ros_image(&payload) {
-                        Ok(image) => cameras.accept(index, &image, false, now),
-                        Err(_) => cameras.reject(index),
-                    };
-                    return;
-                }
-                match decompress(&payload, spec.encoding, &mut pixels) {
-                    Some((stamp_ns, width, height, encoding)) => {
-                        let image = ImageView {
-                            stamp_ns,
-                            camera: &spec.name,
-                            height,
-                            width,
-                            encoding,
-                            step: width * encoding.bytes_per_pixel() as u32,
-                            data: &pixels,
-                        };
-                        cameras.accept(index, &image, false, now)
-                    }
-                    None => cameras.reject(index),
-                };
-            })
-            .wait()
-            .map_err(|e| LinkError::declare("a camera subscriber", &key, e))?;
-        subscribers.push(sub);
+        let spec = config.observation.cameras[index].clone();
+        subscribers.push(subscribe_camera(
+            &session,
+            key,
+            index,
+            camera.compressed,
+            spec,
+            &shared,
+            clock.clone(),
+        )?);
     }
 
     Ok(Endpoints {
@@ -306,6 +183,178 @@ pub(crate) fn endpoints<C: Clock + Clone + Sync + 'static>(
         tokens,
         node: Some(node),
     })
+}
+
+/// The JointState subscriber: reads the hw-config's joints by name and delivers states that
+/// are well formed, finite and in order per publisher.
+fn subscribe_joint_states<C: Clock + Clone + Sync + 'static>(
+    session: &Session,
+    config: &RobotConfig,
+    ros: &Ros2Config,
+    shared: &Arc<Shared>,
+    clock: C,
+) -> Result<Subscriber, LinkError> {
+    let shared = shared.clone();
+    let joints: Vec<String> = config.joints.iter().map(|j| j.name.clone()).collect();
+    let mut scratch = Observation::empty(config.dof(), 0);
+    let mut last: Option<([u8; 16], i64)> = None;
+    let mut seq = 0u64;
+    let key = wire::data_key(ros.domain_id, &ros.state_topic, &wire::JOINT_STATE);
+    session
+        .declare_subscriber(&key)
+        .callback_mut(move |sample| {
+            let stats = &shared.stats;
+            stats.states_received.fetch_add(1, Ordering::Relaxed);
+            let Some(attachment) = attachment(&sample, stats) else {
+                return;
+            };
+            let payload = sample.payload().to_bytes();
+            match msgs::decode_joint_state(&payload, &joints, &mut scratch) {
+                Ok(()) => {}
+                Err(msgs::StateReject::Malformed(_)) => {
+                    stats.states_malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => {
+                    stats.states_missing_joints.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            if !scratch.is_finite() {
+                stats.states_non_finite.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // In order per publisher; a new publisher (another GID, or a restarted one
+            // counting from 1) starts afresh.
+            if let Some((gid, n)) = last {
+                if gid == attachment.gid
+                    && attachment.sequence_number <= n
+                    && attachment.sequence_number != 1
+                {
+                    stats.states_out_of_order.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            last = Some((attachment.gid, attachment.sequence_number));
+            seq += 1;
+            scratch.seq = seq;
+            deliver(&shared, &clock, &mut scratch);
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the JointState subscriber", &key, e))
+}
+
+/// The robot is present while a publisher of its joint states is in the graph: this watch
+/// of their liveliness tokens sets `robot_alive`, and says when the last one goes.
+fn watch_robot_presence(
+    session: &Session,
+    ros: &Ros2Config,
+    shared: &Arc<Shared>,
+) -> Result<Subscriber, LinkError> {
+    let shared = shared.clone();
+    let live: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let key = wire::publishers_of(ros.domain_id, &ros.state_topic, &wire::JOINT_STATE);
+    session
+        .liveliness()
+        .declare_subscriber(&key)
+        .history(true)
+        .callback(move |sample| {
+            let stats = &shared.stats;
+            let Ok(mut live) = live.lock() else {
+                return;
+            };
+            let token = sample.key_expr().as_str().to_owned();
+            match sample.kind() {
+                SampleKind::Put => {
+                    live.insert(token);
+                    stats.robot_alive.store(true, Ordering::Release);
+                }
+                SampleKind::Delete => {
+                    if live.remove(&token) && live.is_empty() {
+                        stats.robot_alive.store(false, Ordering::Release);
+                        let accepted = stats.states_accepted.load(Ordering::Acquire);
+                        let _ = shared.gone.try_send(accepted);
+                    }
+                }
+            }
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the JointState publishers' watch", &key, e))
+}
+
+/// The e-stop subscriber on `key`: a `std_msgs/msg/Bool` engages (true) or resets (false).
+fn subscribe_estop(
+    session: &Session,
+    key: String,
+    shared: &Arc<Shared>,
+    estop: EStop,
+) -> Result<Subscriber, LinkError> {
+    let shared = shared.clone();
+    session
+        .declare_subscriber(&key)
+        .callback(move |sample| {
+            let stats = &shared.stats;
+            if attachment(&sample, stats).is_none() {
+                return;
+            }
+            apply_estop(
+                msgs::decode_bool(&sample.payload().to_bytes()),
+                stats,
+                &estop,
+            );
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("the e-stop subscriber", &key, e))
+}
+
+/// The subscriber of camera `index` (`spec` in the hw-config) on `key`: an Image is checked
+/// in place, a CompressedImage decoded into the hw-config's encoding.
+fn subscribe_camera<C: Clock + Clone + Sync + 'static>(
+    session: &Session,
+    key: String,
+    index: usize,
+    compressed: bool,
+    spec: CameraSpec,
+    shared: &Arc<Shared>,
+    clock: C,
+) -> Result<Subscriber, LinkError> {
+    let shared = shared.clone();
+    let mut pixels = Vec::new();
+    session
+        .declare_subscriber(&key)
+        .callback_mut(move |sample| {
+            let cameras = &shared.cameras;
+            if attachment(&sample, &shared.stats).is_none() {
+                cameras.reject(index);
+                return;
+            }
+            let payload = sample.payload().to_bytes();
+            let now = clock.now_ns();
+            if !compressed {
+                match protocol::decode_ros_image(&payload) {
+                    Ok(image) => cameras.accept(index, &image, false, now),
+                    Err(_) => cameras.reject(index),
+                };
+                return;
+            }
+            match decompress(&payload, spec.encoding, &mut pixels) {
+                Some((stamp_ns, width, height, encoding)) => {
+                    let image = ImageView {
+                        stamp_ns,
+                        camera: &spec.name,
+                        height,
+                        width,
+                        encoding,
+                        step: width * encoding.bytes_per_pixel() as u32,
+                        data: &pixels,
+                    };
+                    cameras.accept(index, &image, false, now)
+                }
+                None => cameras.reject(index),
+            };
+        })
+        .wait()
+        .map_err(|e| LinkError::declare("a camera subscriber", &key, e))
 }
 
 /// Decodes a CompressedImage (JPEG or PNG, whatever its `format` says: the bytes tell) into

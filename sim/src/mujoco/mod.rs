@@ -118,35 +118,37 @@ fn names(model: &MjModel, kind: MjtObjBase, count: usize) -> String {
     }
 }
 
-impl MujocoSim {
-    /// Loads the task's model and checks it against the hw-config. With `render`, builds
-    /// an offscreen renderer per camera of the hw-config (this must happen on the thread
-    /// that will render: the renderer cannot move between threads).
-    pub fn new(config: &RobotConfig, source: &TaskSource, render: bool) -> Result<Self, TaskError> {
-        let task = &source.file;
-        let mut model = match &source.model {
-            ModelSource::Path(path) => MjModel::from_xml(path)
-                .map_err(|e| source.invalid(format!("`model`: loading {}: {e}", path.display())))?,
-            ModelSource::Text { name, xml } => MjModel::from_xml_string(xml)
-                .map_err(|e| source.invalid(format!("`model`: loading {name}: {e}")))?,
-        };
-        let bad = |m: String| source.invalid(m);
-        let ffi = model.ffi();
-        let (nsite, nbody, njnt, nu, ncam, nkey) = (
-            ffi.nsite as usize,
-            ffi.nbody as usize,
-            ffi.njnt as usize,
-            ffi.nu as usize,
-            ffi.ncam as usize,
-            ffi.nkey as usize,
-        );
-        let timestep_s = ffi.opt.timestep;
+/// The task's MJCF model, from its file or its built-in text.
+fn load_model(source: &TaskSource) -> Result<MjModel, TaskError> {
+    match &source.model {
+        ModelSource::Path(path) => MjModel::from_xml(path)
+            .map_err(|e| source.invalid(format!("`model`: loading {}: {e}", path.display()))),
+        ModelSource::Text { name, xml } => MjModel::from_xml_string(xml)
+            .map_err(|e| source.invalid(format!("`model`: loading {name}: {e}"))),
+    }
+}
 
-        // Control period: a whole number of model steps.
+/// Resolves what a hw-config and a task name (joints, sensors, sites, bodies, keyframes,
+/// cameras) to ids of the model, and checks that the model can play the hw-config. A name
+/// the model lacks is reported with the names it has.
+struct Lookup<'a> {
+    model: &'a MjModel,
+    config: &'a RobotConfig,
+    source: &'a TaskSource,
+}
+
+impl Lookup<'_> {
+    fn bad(&self, message: String) -> TaskError {
+        self.source.invalid(message)
+    }
+
+    /// The model steps per control period: a whole number of them.
+    fn control_substeps(&self, timestep_s: f64) -> Result<f64, TaskError> {
+        let config = self.config;
         let period_s = config.period_s();
         let substeps = (period_s / timestep_s).round();
         if substeps < 1.0 || (substeps * timestep_s - period_s).abs() > 1e-9 * period_s.max(1.0) {
-            return Err(bad(format!(
+            return Err(self.bad(format!(
                 "the model's timestep ({} s) does not divide the control period of {} ({} s at {} Hz); \
                  change <option timestep> or robot.control_rate_hz",
                 timestep_s,
@@ -155,21 +157,27 @@ impl MujocoSim {
                 config.control_rate_hz
             )));
         }
+        Ok(substeps)
+    }
 
-        // Joints and their position actuators.
+    /// Every hw-config joint: a hinge or slide joint of the model with an actuator on it (a
+    /// `<motor>` when the config commands efforts).
+    fn joints(&self) -> Result<Vec<JointMap>, TaskError> {
+        let (model, config) = (self.model, self.config);
+        let (njnt, nu) = (model.ffi().njnt as usize, model.ffi().nu as usize);
         let mut joints = Vec::with_capacity(config.dof());
         for (i, joint) in config.joints.iter().enumerate() {
-            let id = find(&model, MjtObjBase::mjOBJ_JOINT, &joint.name).ok_or_else(|| {
-                bad(format!(
+            let id = find(model, MjtObjBase::mjOBJ_JOINT, &joint.name).ok_or_else(|| {
+                self.bad(format!(
                     "{} joints[{i}] is {:?}, which the model has no joint of (joints: {})",
                     config.source.display(),
                     joint.name,
-                    names(&model, MjtObjBase::mjOBJ_JOINT, njnt)
+                    names(model, MjtObjBase::mjOBJ_JOINT, njnt)
                 ))
             })?;
             let kind = model.jnt_type()[id];
             if !matches!(kind, MjtJoint::mjJNT_HINGE | MjtJoint::mjJNT_SLIDE) {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "joint {:?} is not a hinge or slide joint",
                     joint.name
                 )));
@@ -180,7 +188,7 @@ impl MujocoSim {
                         && model.actuator_trnid()[a][0] as usize == id
                 })
                 .ok_or_else(|| {
-                    bad(format!(
+                    self.bad(format!(
                         "joint {:?} has no actuator; add a <{}> actuator on it",
                         joint.name,
                         if config.action.mode == ActionMode::JointEffort {
@@ -193,7 +201,7 @@ impl MujocoSim {
             let motor = model.actuator_gaintype()[actuator] == MjtGain::mjGAIN_FIXED
                 && model.actuator_biastype()[actuator] == MjtBias::mjBIAS_NONE;
             if config.action.mode == ActionMode::JointEffort && !motor {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "{} commands joint efforts (action.mode = \"joint_effort\"), but the actuator \
                      of joint {:?} is not a <motor> (fixed gain, no bias)",
                     config.source.display(),
@@ -208,63 +216,79 @@ impl MujocoSim {
                 max: joint.position_max_rad,
             });
         }
+        Ok(joints)
+    }
 
-        let point = |key: &str, r: &PointRef| -> Result<Point, TaskError> {
-            match (&r.site, &r.body) {
-                (Some(site), None) => find(&model, MjtObjBase::mjOBJ_SITE, site)
-                    .map(Point::Site)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "`{key}.site`: no site {site:?} in the model (sites: {})",
-                            names(&model, MjtObjBase::mjOBJ_SITE, nsite)
-                        ))
-                    }),
-                (None, Some(body)) => find(&model, MjtObjBase::mjOBJ_BODY, body)
-                    .map(Point::Body)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "`{key}.body`: no body {body:?} in the model (bodies: {})",
-                            names(&model, MjtObjBase::mjOBJ_BODY, nbody)
-                        ))
-                    }),
-                _ => Err(bad(format!("`{key}`: give exactly one of site or body"))),
-            }
-        };
-
-        let gym_env = task.gymnasium.as_ref().map(|g| g.env);
-        if let Some(env) = gym_env {
-            let frame_skip = substeps as usize;
-            if frame_skip != env.frame_skip() {
-                let rate = 1.0 / (env.frame_skip() as f64 * timestep_s);
-                return Err(bad(format!(
-                    "{} runs {} physics steps per control step at {} Hz; {} takes {} \
-                     (robot.control_rate_hz = {rate})",
-                    config.source.display(),
-                    frame_skip,
-                    config.control_rate_hz,
-                    env.id(),
-                    env.frame_skip()
-                )));
-            }
-            if config.action.mode != ActionMode::JointEffort || config.dof() != nu {
-                return Err(bad(format!(
-                    "{} must command every motor of {} as action.mode = \"joint_effort\" \
-                     (the model has {nu} motors; the config has {} joints in mode {:?})",
-                    config.source.display(),
-                    env.id(),
-                    config.dof(),
-                    config.action.mode
-                )));
-            }
+    /// The site or body a task's `key` names (exactly one of them).
+    fn point(&self, key: &str, r: &PointRef) -> Result<Point, TaskError> {
+        let model = self.model;
+        match (&r.site, &r.body) {
+            (Some(site), None) => find(model, MjtObjBase::mjOBJ_SITE, site)
+                .map(Point::Site)
+                .ok_or_else(|| {
+                    self.bad(format!(
+                        "`{key}.site`: no site {site:?} in the model (sites: {})",
+                        names(model, MjtObjBase::mjOBJ_SITE, model.ffi().nsite as usize)
+                    ))
+                }),
+            (None, Some(body)) => find(model, MjtObjBase::mjOBJ_BODY, body)
+                .map(Point::Body)
+                .ok_or_else(|| {
+                    self.bad(format!(
+                        "`{key}.body`: no body {body:?} in the model (bodies: {})",
+                        names(model, MjtObjBase::mjOBJ_BODY, model.ffi().nbody as usize)
+                    ))
+                }),
+            _ => Err(self.bad(format!("`{key}`: give exactly one of site or body"))),
         }
+    }
 
-        // Sensors, in hw-config order.
+    /// A Gymnasium task runs at its own frame skip and commands every motor as efforts.
+    fn check_gymnasium(
+        &self,
+        env: GymEnv,
+        substeps: f64,
+        timestep_s: f64,
+    ) -> Result<(), TaskError> {
+        let config = self.config;
+        let nu = self.model.ffi().nu as usize;
+        let frame_skip = substeps as usize;
+        if frame_skip != env.frame_skip() {
+            let rate = 1.0 / (env.frame_skip() as f64 * timestep_s);
+            return Err(self.bad(format!(
+                "{} runs {} physics steps per control step at {} Hz; {} takes {} \
+                 (robot.control_rate_hz = {rate})",
+                config.source.display(),
+                frame_skip,
+                config.control_rate_hz,
+                env.id(),
+                env.frame_skip()
+            )));
+        }
+        if config.action.mode != ActionMode::JointEffort || config.dof() != nu {
+            return Err(self.bad(format!(
+                "{} must command every motor of {} as action.mode = \"joint_effort\" \
+                 (the model has {nu} motors; the config has {} joints in mode {:?})",
+                config.source.display(),
+                env.id(),
+                config.dof(),
+                config.action.mode
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where each hw-config sensor comes from, in hw-config order: a task sensor (a 3-value
+    /// position), or Gymnasium's observation in a Gymnasium task (`gym`).
+    fn sensors(&self, gym: bool) -> Result<Vec<SensorSource>, TaskError> {
+        let (config, task) = (self.config, &self.source.file);
         let mut sensors = Vec::new();
         for spec in &config.observation.sensors {
-            if let (Some(_), gymnasium::OBSERVATION_SENSOR) = (gym_env, spec.name.as_str()) {
+            if gym && spec.name == gymnasium::OBSERVATION_SENSOR {
+                let ffi = self.model.ffi();
                 let len = GymEnv::observation_len(ffi.nq as usize, ffi.nv as usize);
                 if spec.size != len {
-                    return Err(bad(format!(
+                    return Err(self.bad(format!(
                         "sensor {:?} is Gymnasium's observation, {len} values for this model; {} \
                          declares size {}",
                         spec.name,
@@ -283,10 +307,10 @@ impl MujocoSim {
                 .ok_or_else(|| {
                     let mut provided: Vec<&str> =
                         task.sensors.iter().map(|s| s.name.as_str()).collect();
-                    if gym_env.is_some() {
+                    if gym {
                         provided.push(gymnasium::OBSERVATION_SENSOR);
                     }
-                    bad(format!(
+                    self.bad(format!(
                         "{} declares sensor {:?}, which this task does not provide (task sensors: {})",
                         config.source.display(),
                         spec.name,
@@ -294,14 +318,14 @@ impl MujocoSim {
                     ))
                 })?;
             if spec.size != 3 {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "sensor {:?} gives 3 values (a position); {} declares size {}",
                     spec.name,
                     config.source.display(),
                     spec.size
                 )));
             }
-            sensors.push(SensorSource::Point(point(
+            sensors.push(SensorSource::Point(self.point(
                 &format!("sensors[{index}]"),
                 &PointRef {
                     site: sensor.site.clone(),
@@ -309,25 +333,32 @@ impl MujocoSim {
                 },
             )?));
         }
+        Ok(sensors)
+    }
 
-        let success = match &task.success {
-            Some(s) => Some((
-                point("success.from", &s.from)?,
-                point("success.to", &s.to)?,
+    /// The task's ground-truth success test, if it has one.
+    fn success(&self) -> Result<Option<(Point, Point, Axes, f64)>, TaskError> {
+        match &self.source.file.success {
+            Some(s) => Ok(Some((
+                self.point("success.from", &s.from)?,
+                self.point("success.to", &s.to)?,
                 s.axes,
                 s.below_m,
-            )),
-            None => None,
-        };
+            ))),
+            None => Ok(None),
+        }
+    }
 
-        // The end effector, for ee_delta.
-        let ee = match &task.end_effector {
+    /// The end-effector site and its damping, which `ee_delta` (x, y, z) needs.
+    fn end_effector(&self) -> Result<Option<(usize, f64)>, TaskError> {
+        let (model, config) = (self.model, self.config);
+        let ee = match &self.source.file.end_effector {
             Some(ee) => Some((
-                find(&model, MjtObjBase::mjOBJ_SITE, &ee.site).ok_or_else(|| {
-                    bad(format!(
+                find(model, MjtObjBase::mjOBJ_SITE, &ee.site).ok_or_else(|| {
+                    self.bad(format!(
                         "`end_effector.site`: no site {:?} in the model (sites: {})",
                         ee.site,
-                        names(&model, MjtObjBase::mjOBJ_SITE, nsite)
+                        names(model, MjtObjBase::mjOBJ_SITE, model.ffi().nsite as usize)
                     ))
                 })?,
                 ee.damping,
@@ -336,29 +367,35 @@ impl MujocoSim {
         };
         if config.action.mode == ActionMode::EeDelta {
             if ee.is_none() {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "{} uses action.mode = \"ee_delta\"; the task needs an [end_effector] site",
                     config.source.display()
                 )));
             }
             if config.action.len() != 3 {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "the simulator moves the end effector in x, y, z: action.min/max in {} need 3 values, not {}",
                     config.source.display(),
                     config.action.len()
                 )));
             }
         }
+        Ok(ee)
+    }
 
-        // Reset placements.
+    /// How a reset places each `[[reset.place]]` body: a mocap body or a body with one free
+    /// joint, kept away from a body placed before it.
+    fn placements(&self) -> Result<Vec<Placement>, TaskError> {
+        let model = self.model;
+        let nbody = model.ffi().nbody as usize;
         let mut placements: Vec<Placement> = Vec::new();
         let mut placed_bodies: Vec<(String, usize)> = Vec::new();
-        for (i, place) in task.reset.place.iter().enumerate() {
-            let body = find(&model, MjtObjBase::mjOBJ_BODY, &place.body).ok_or_else(|| {
-                bad(format!(
+        for (i, place) in self.source.file.reset.place.iter().enumerate() {
+            let body = find(model, MjtObjBase::mjOBJ_BODY, &place.body).ok_or_else(|| {
+                self.bad(format!(
                     "`reset.place[{i}].body`: no body {:?} in the model (bodies: {})",
                     place.body,
-                    names(&model, MjtObjBase::mjOBJ_BODY, nbody)
+                    names(model, MjtObjBase::mjOBJ_BODY, nbody)
                 ))
             })?;
             let mocap = model.body_mocapid()[body];
@@ -370,7 +407,7 @@ impl MujocoSim {
                 if count == 1 && model.jnt_type()[first as usize] == MjtJoint::mjJNT_FREE {
                     PlaceTarget::FreeJoint(model.jnt_qposadr()[first as usize] as usize)
                 } else {
-                    return Err(bad(format!(
+                    return Err(self.bad(format!(
                         "`reset.place[{i}].body`: {:?} is neither a mocap body nor a body with one free joint",
                         place.body
                     )));
@@ -382,7 +419,7 @@ impl MujocoSim {
                         .iter()
                         .position(|(name, _)| name == other)
                         .ok_or_else(|| {
-                            bad(format!(
+                            self.bad(format!(
                                 "`reset.place[{i}].away_from`: {other:?} is not placed earlier in [[reset.place]]"
                             ))
                         })?;
@@ -397,30 +434,41 @@ impl MujocoSim {
                 away_from,
             });
         }
+        Ok(placements)
+    }
 
-        let keyframe = match &task.keyframe {
-            Some(name) => Some(find(&model, MjtObjBase::mjOBJ_KEY, name).ok_or_else(|| {
-                bad(format!(
-                    "`keyframe`: no keyframe {name:?} in the model (keyframes: {})",
-                    names(&model, MjtObjBase::mjOBJ_KEY, nkey)
-                ))
-            })?),
-            None => None,
-        };
+    /// The keyframe a reset starts from, if the task names one.
+    fn keyframe(&self) -> Result<Option<usize>, TaskError> {
+        let model = self.model;
+        match &self.source.file.keyframe {
+            Some(name) => Ok(Some(find(model, MjtObjBase::mjOBJ_KEY, name).ok_or_else(
+                || {
+                    self.bad(format!(
+                        "`keyframe`: no keyframe {name:?} in the model (keyframes: {})",
+                        names(model, MjtObjBase::mjOBJ_KEY, model.ffi().nkey as usize)
+                    ))
+                },
+            )?)),
+            None => Ok(None),
+        }
+    }
 
-        // Cameras: the offscreen buffer must hold the largest image.
+    /// The model camera of each hw-config camera, which must want `rgb8` frames.
+    fn cameras(&self) -> Result<Vec<usize>, TaskError> {
+        let (model, config) = (self.model, self.config);
+        let ncam = model.ffi().ncam as usize;
         let mut camera_ids = Vec::new();
         for (i, cam) in config.observation.cameras.iter().enumerate() {
-            let id = find(&model, MjtObjBase::mjOBJ_CAMERA, &cam.name).ok_or_else(|| {
-                bad(format!(
+            let id = find(model, MjtObjBase::mjOBJ_CAMERA, &cam.name).ok_or_else(|| {
+                self.bad(format!(
                     "{} observation.cameras[{i}] is {:?}, which the model has no camera of (cameras: {})",
                     config.source.display(),
                     cam.name,
-                    names(&model, MjtObjBase::mjOBJ_CAMERA, ncam)
+                    names(model, MjtObjBase::mjOBJ_CAMERA, ncam)
                 ))
             })?;
             if cam.encoding != ImageEncoding::Rgb8 {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "camera {:?}: the simulator renders \"rgb8\", not {:?}",
                     cam.name,
                     cam.encoding.as_str()
@@ -428,41 +476,91 @@ impl MujocoSim {
             }
             camera_ids.push(id);
         }
-        let need_w = config.observation.cameras.iter().map(|c| c.width).max();
-        let need_h = config.observation.cameras.iter().map(|c| c.height).max();
-        if let (Some(w), Some(h)) = (need_w, need_h) {
-            // SAFETY: plain integer fields of the model's visual options, written before
-            // any data or renderer uses the model.
-            let vis = unsafe { &mut model.ffi_mut().vis.global };
-            vis.offwidth = vis.offwidth.max(w as i32);
-            vis.offheight = vis.offheight.max(h as i32);
+        Ok(camera_ids)
+    }
+}
+
+/// Grows the model's offscreen buffer to hold the largest camera image of `config`.
+fn fit_offscreen_buffer(model: &mut MjModel, config: &RobotConfig) {
+    let need_w = config.observation.cameras.iter().map(|c| c.width).max();
+    let need_h = config.observation.cameras.iter().map(|c| c.height).max();
+    if let (Some(w), Some(h)) = (need_w, need_h) {
+        // SAFETY: plain integer fields of the model's visual options, written before
+        // any data or renderer uses the model.
+        let vis = unsafe { &mut model.ffi_mut().vis.global };
+        vis.offwidth = vis.offwidth.max(w as i32);
+        vis.offheight = vis.offheight.max(h as i32);
+    }
+}
+
+/// An offscreen renderer for each hw-config camera, at the model camera `camera_ids` names.
+fn renderers(
+    model: &Arc<MjModel>,
+    config: &RobotConfig,
+    camera_ids: &[usize],
+    source: &TaskSource,
+) -> Result<Vec<Camera>, TaskError> {
+    let mut cameras = Vec::new();
+    for (cam, &id) in config.observation.cameras.iter().zip(camera_ids) {
+        let renderer = MjRenderer::builder()
+            .width(cam.width)
+            .height(cam.height)
+            .rgb(true)
+            .depth(false)
+            .camera(MjvCamera::new_fixed(id))
+            .build(model)
+            .map_err(|e| {
+                source.invalid(format!(
+                    "camera {:?}: cannot render offscreen ({e:?}); rendering needs EGL \
+                     (Debian: libegl1 libgl1-mesa-dri), or run without cameras",
+                    cam.name
+                ))
+            })?;
+        cameras.push(Camera { renderer });
+    }
+    Ok(cameras)
+}
+
+impl MujocoSim {
+    /// Loads the task's model and checks it against the hw-config. With `render`, builds
+    /// an offscreen renderer per camera of the hw-config (this must happen on the thread
+    /// that will render: the renderer cannot move between threads).
+    pub fn new(config: &RobotConfig, source: &TaskSource, render: bool) -> Result<Self, TaskError> {
+        let task = &source.file;
+        let mut model = load_model(source)?;
+        let timestep_s = model.ffi().opt.timestep;
+        let period_s = config.period_s();
+        let gym_env = task.gymnasium.as_ref().map(|g| g.env);
+
+        // The hw-config and the task against the model, in this order (the first problem
+        // is the one reported).
+        let lookup = Lookup {
+            model: &model,
+            config,
+            source,
+        };
+        let substeps = lookup.control_substeps(timestep_s)?;
+        let joints = lookup.joints()?;
+        if let Some(env) = gym_env {
+            lookup.check_gymnasium(env, substeps, timestep_s)?;
         }
+        let sensors = lookup.sensors(gym_env.is_some())?;
+        let success = lookup.success()?;
+        let ee = lookup.end_effector()?;
+        let placements = lookup.placements()?;
+        let keyframe = lookup.keyframe()?;
+        let camera_ids = lookup.cameras()?;
+        fit_offscreen_buffer(&mut model, config);
 
         let nv = model.ffi().nv as usize;
         let model = Arc::new(model);
         let mut data = MjData::new(model.clone());
         data.forward();
-
-        let mut cameras = Vec::new();
-        if render {
-            for (cam, &id) in config.observation.cameras.iter().zip(&camera_ids) {
-                let renderer = MjRenderer::builder()
-                    .width(cam.width)
-                    .height(cam.height)
-                    .rgb(true)
-                    .depth(false)
-                    .camera(MjvCamera::new_fixed(id))
-                    .build(&model)
-                    .map_err(|e| {
-                        bad(format!(
-                            "camera {:?}: cannot render offscreen ({e:?}); rendering needs EGL \
-                             (Debian: libegl1 libgl1-mesa-dri), or run without cameras",
-                            cam.name
-                        ))
-                    })?;
-                cameras.push(Camera { renderer });
-            }
-        }
+        let cameras = if render {
+            renderers(&model, config, &camera_ids, source)?
+        } else {
+            Vec::new()
+        };
 
         let mut sim = Self {
             data,
