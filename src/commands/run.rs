@@ -272,30 +272,24 @@ fn wait_for_robot(rt: &LinkedRuntime, config: &RobotConfig, wait_s: f64) -> anyh
     Ok(())
 }
 
-/// Runs the loop on wall-clock time against the robot on the config's link.
-fn run_link(
+/// Connects the loop to the robot on the config's link (`command_flags` on every command)
+/// with its telemetry channel open and the run's consumers started, once the robot's state
+/// arrives; `before_wait` runs first.
+fn connect_with_telemetry(
     config: &RobotConfig,
-    limit: RunLimit,
+    command_flags: u8,
     wait_s: f64,
     rerun: Option<&Destination>,
     record: Option<&rlrt_runtime::hub::recorder::Recording>,
-) -> anyhow::Result<RunOutcome> {
+    before_wait: impl FnOnce(&LinkedRuntime) -> anyhow::Result<()>,
+) -> anyhow::Result<(LinkedRuntime, RunTelemetry)> {
     let rewards = ProgramRewards::load(config)?;
     let frame_rewards = FrameRewards::load(config)?;
-    let LinkedRuntime {
-        control,
-        link,
-        waker,
-    } = LinkedRuntime::connect(config, 0)?;
-    let mut control = control;
-    let (telemetry, receiver) =
-        telemetry_channel(config.scheduler.telemetry_queue_len, control.stats());
-    control = control.with_telemetry(telemetry);
-    let mut rt = LinkedRuntime {
-        control,
-        link,
-        waker,
-    };
+    let mut rt = LinkedRuntime::connect(config, command_flags)?;
+    let (sender, receiver) =
+        telemetry_channel(config.scheduler.telemetry_queue_len, rt.control.stats());
+    rt.control.set_telemetry(sender);
+    before_wait(&rt)?;
     wait_for_robot(&rt, config, wait_s)?;
     let telemetry = RunTelemetry::start(
         config,
@@ -309,6 +303,18 @@ fn run_link(
         )
         .with_recording(record.cloned()),
     )?;
+    Ok((rt, telemetry))
+}
+
+/// Runs the loop on wall-clock time against the robot on the config's link.
+fn run_link(
+    config: &RobotConfig,
+    limit: RunLimit,
+    wait_s: f64,
+    rerun: Option<&Destination>,
+    record: Option<&rlrt_runtime::hub::recorder::Recording>,
+) -> anyhow::Result<RunOutcome> {
+    let (mut rt, telemetry) = connect_with_telemetry(config, 0, wait_s, rerun, record, |_| Ok(()))?;
     let report = on_control_thread(&mut rt.control, config, limit)?;
     let link = rt.link.stats().snapshot();
     drop(rt); // closes the telemetry channel
@@ -325,35 +331,27 @@ fn run_link_lockstep(
     rerun: Option<&Destination>,
     record: Option<&rlrt_runtime::hub::recorder::Recording>,
 ) -> anyhow::Result<RunOutcome> {
-    let rewards = ProgramRewards::load(config)?;
-    let frame_rewards = FrameRewards::load(config)?;
-    let mut rt = LinkedRuntime::connect(config, FLAG_LOCKSTEP_STEP)?;
-    let (sender, receiver) =
-        telemetry_channel(config.scheduler.telemetry_queue_len, rt.control.stats());
-    rt.control.set_telemetry(sender);
     // A lockstep simulator publishes its start state once, possibly before this session
     // has met it: ask for the seeded reset until a state arrives.
-    let stats = rt.link.stats();
-    let start = Instant::now();
-    while stats.states_accepted.load(Ordering::Relaxed) == 0
-        && start.elapsed().as_secs_f64() < wait_s
-    {
-        rt.link
-            .send_episode(rlrt_runtime::protocol::EpisodeOp::Reset { seed })?;
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    wait_for_robot(&rt, config, wait_s)?;
-    let telemetry = RunTelemetry::start(
+    let ask_for_reset = |rt: &LinkedRuntime| -> anyhow::Result<()> {
+        let stats = rt.link.stats();
+        let start = Instant::now();
+        while stats.states_accepted.load(Ordering::Relaxed) == 0
+            && start.elapsed().as_secs_f64() < wait_s
+        {
+            rt.link
+                .send_episode(rlrt_runtime::protocol::EpisodeOp::Reset { seed })?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    };
+    let (mut rt, telemetry) = connect_with_telemetry(
         config,
-        receiver,
-        TelemetrySetup::on_link(
-            &rt,
-            format!("rlrt run {}", config.name),
-            rewards,
-            frame_rewards,
-            rerun,
-        )
-        .with_recording(record.cloned()),
+        FLAG_LOCKSTEP_STEP,
+        wait_s,
+        rerun,
+        record,
+        ask_for_reset,
     )?;
     let max_ticks = limit
         .max_ticks

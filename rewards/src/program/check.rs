@@ -81,15 +81,6 @@ pub enum ProgramError {
     },
 }
 
-impl ProgramError {
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            Self::Read { .. } => &[],
-            Self::Invalid { problems, .. } => problems,
-        }
-    }
-}
-
 fn render(file: &Path, problems: &[Problem]) -> String {
     render_problems(
         file,

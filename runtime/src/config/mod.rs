@@ -363,15 +363,6 @@ pub enum ConfigError {
     },
 }
 
-impl ConfigError {
-    pub fn diagnostics(&self) -> &[Diagnostic] {
-        match self {
-            Self::Read { .. } => &[],
-            Self::Invalid { diagnostics, .. } => diagnostics,
-        }
-    }
-}
-
 fn render(file: &Path, diagnostics: &[Diagnostic]) -> String {
     render_problems(
         file,

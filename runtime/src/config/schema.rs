@@ -18,7 +18,6 @@ pub struct RawConfig {
     pub rewards: Vec<RawReward>,
     #[serde(default)]
     pub scheduler: RawScheduler,
-    #[serde(default)]
     pub sim: Option<RawSim>,
 }
 
@@ -35,7 +34,6 @@ pub struct RawRobot {
     pub name: String,
     pub kind: RobotKind,
     pub control_rate_hz: f64,
-    #[serde(default)]
     pub description: Option<String>,
 }
 
@@ -72,7 +70,6 @@ pub struct RawObservation {
 pub struct RawSensor {
     pub name: String,
     pub size: usize,
-    #[serde(default)]
     pub unit: Option<String>,
 }
 
@@ -123,11 +120,8 @@ impl ImageEncoding {
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     pub mode: ActionMode,
-    #[serde(default)]
     pub min: Option<Vec<f64>>,
-    #[serde(default)]
     pub max: Option<Vec<f64>>,
-    #[serde(default)]
     pub max_delta_per_tick: Option<Vec<f64>>,
 }
 
@@ -171,17 +165,12 @@ pub struct RawLink {
     pub key_prefix: String,
     /// Camera frames through zenoh shared memory between processes on one host (default
     /// true; peers elsewhere, or without shared memory, get the bytes over the network).
-    #[serde(default)]
     pub shared_memory: Option<bool>,
-    #[serde(default)]
     pub tls: Option<RawTls>,
-    #[serde(default)]
     pub access: Option<RawAccess>,
     /// Which messages travel on the link: rlrt's own keys (default) or ROS 2 topics over
     /// rmw_zenoh (then `[link.ros2]` says which).
-    #[serde(default)]
     pub flavour: Option<LinkFlavour>,
-    #[serde(default)]
     pub ros2: Option<RawRos2>,
 }
 
@@ -197,19 +186,13 @@ pub enum LinkFlavour {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRos2 {
-    #[serde(default)]
     pub domain_id: Option<u32>,
-    #[serde(default)]
     pub node_name: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub state_topic: Option<String>,
     pub command_topic: String,
     pub command_type: String,
-    #[serde(default)]
     pub trajectory_time_from_start_ms: Option<f64>,
-    #[serde(default)]
     pub estop_topic: Option<String>,
     #[serde(default)]
     pub cameras: Vec<RawRos2Camera>,
@@ -245,9 +228,7 @@ pub enum LinkMode {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub root_ca_path: String,
-    #[serde(default)]
     pub cert_path: Option<String>,
-    #[serde(default)]
     pub key_path: Option<String>,
 }
 
@@ -256,7 +237,6 @@ pub struct RawTls {
 pub struct RawSafety {
     pub stale_observation_timeout_ms: f64,
     pub fault_action: FaultAction,
-    #[serde(default)]
     pub damp_time_constant_ms: Option<f64>,
     #[serde(default)]
     pub estop_after_consecutive_faults: u32,
@@ -281,25 +261,15 @@ pub enum FaultAction {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub kind: PolicyKind,
-    #[serde(default)]
     pub time_budget_us: Option<f64>,
-    #[serde(default)]
     pub amplitude_fraction: Option<f64>,
-    #[serde(default)]
     pub frequency_hz: Option<f64>,
-    #[serde(default)]
     pub target_rad: Option<Vec<f64>>,
-    #[serde(default)]
     pub speed_fraction: Option<f64>,
-    #[serde(default)]
     pub from: Option<String>,
-    #[serde(default)]
     pub to: Option<String>,
-    #[serde(default)]
     pub gain: Option<f64>,
-    #[serde(default)]
     pub checkpoint_path: Option<String>,
-    #[serde(default)]
     pub model_path: Option<String>,
 }
 
@@ -329,27 +299,16 @@ pub enum PolicyKind {
 pub struct RawReward {
     pub name: String,
     pub kind: RewardKind,
-    #[serde(default)]
     pub weight: Option<f64>,
-    #[serde(default)]
     pub program_path: Option<String>,
-    #[serde(default)]
     pub model_path: Option<String>,
-    #[serde(default)]
     pub camera: Option<String>,
-    #[serde(default)]
     pub goal: Option<String>,
-    #[serde(default)]
     pub baseline: Option<String>,
-    #[serde(default)]
     pub alpha: Option<f64>,
-    #[serde(default)]
     pub threshold: Option<f64>,
-    #[serde(default)]
     pub resize: Option<FrameResize>,
-    #[serde(default)]
     pub device: Option<crate::compute::ComputeDevice>,
-    #[serde(default)]
     pub precision: Option<crate::compute::Precision>,
 }
 
@@ -382,14 +341,9 @@ pub enum RewardKind {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
-    #[serde(default)]
     pub cpu_core: Option<usize>,
-    #[serde(default)]
     pub realtime_priority: Option<i32>,
-    #[serde(default)]
     pub lock_memory: Option<bool>,
-    #[serde(default)]
     pub spin_us: Option<f64>,
-    #[serde(default)]
     pub telemetry_queue_len: Option<usize>,
 }

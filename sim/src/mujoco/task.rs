@@ -13,18 +13,13 @@ use super::gymnasium::{self, GymEnv};
 #[serde(deny_unknown_fields)]
 pub struct TaskFile {
     pub name: String,
-    #[serde(default)]
     pub description: Option<String>,
     /// MJCF file, relative to the task file (absent for Gymnasium tasks: their model comes
     /// from the installed gymnasium package).
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub keyframe: Option<String>,
     /// Episode length; default 5 s (Gymnasium tasks: 1000 control steps, not settable).
-    #[serde(default)]
     pub episode_seconds: Option<f64>,
-    #[serde(default)]
     pub end_effector: Option<EndEffector>,
     #[serde(default)]
     pub reset: Reset,
@@ -32,11 +27,9 @@ pub struct TaskFile {
     pub sensors: Vec<Sensor>,
     /// The ground-truth success test (absent for Gymnasium tasks, which have rewards and
     /// terminations instead).
-    #[serde(default)]
     pub success: Option<Success>,
     /// One of Gymnasium's MuJoCo locomotion tasks: its model, observation, reward,
     /// termination and reset distribution (see `gymnasium.rs`).
-    #[serde(default)]
     pub gymnasium: Option<GymnasiumTask>,
 }
 
@@ -85,15 +78,10 @@ pub struct Reset {
 #[serde(deny_unknown_fields)]
 pub struct Place {
     pub body: String,
-    #[serde(default)]
     pub x: Option<[f64; 2]>,
-    #[serde(default)]
     pub y: Option<[f64; 2]>,
-    #[serde(default)]
     pub z: Option<[f64; 2]>,
-    #[serde(default)]
     pub away_from: Option<String>,
-    #[serde(default)]
     pub min_distance_m: Option<f64>,
 }
 
@@ -101,9 +89,7 @@ pub struct Place {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PointRef {
-    #[serde(default)]
     pub site: Option<String>,
-    #[serde(default)]
     pub body: Option<String>,
 }
 
@@ -112,9 +98,7 @@ pub struct PointRef {
 #[serde(deny_unknown_fields)]
 pub struct Sensor {
     pub name: String,
-    #[serde(default)]
     pub site: Option<String>,
-    #[serde(default)]
     pub body: Option<String>,
 }
 
