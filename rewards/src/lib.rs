@@ -3,7 +3,7 @@
 //! models trained in burn (`classifier`, `preference`) and run as ONNX models on camera
 //! frames (`frame_model`), ensembles of several (`ensemble`), their evaluation while the
 //! robot runs (`live`), and the offline pipelines on recorded datasets (`offline`:
-//! relabelling).
+//! relabelling, preference labelling, training the image reward models).
 
 pub mod classifier;
 pub mod clip;

@@ -5,17 +5,25 @@
 //! - [`relabel`] (`rlrt relabel`): a dataset written again with every step's reward from a
 //!   reward program, a frame source of its config (CLIP, classifier, reward model) or an ONNX
 //!   reward model file, or from an ensemble of several, with a report of where they disagree.
+//! - [`labelling`] (`rlrt reward label-pairs`): pairs of recorded frames labelled with a
+//!   preference by a vision-language model or by the recorded task scores, appended to a
+//!   JSON-lines file.
+//! - [`training`] (`rlrt reward train-classifier`, `train-preferences`): a success classifier
+//!   on a camera's frames, and a Bradley-Terry reward model on preference labels, each
+//!   validated on held-out episodes, exported to ONNX and checked with ONNX Runtime.
 //!
-//! What they share is here: the camera a pipeline reads ([`pick_camera`]), the hw-config a
-//! dataset's steps are read with ([`dataset_config`]), reward programs checked against what
-//! a dataset recorded ([`checked_program`]) and the success gap ([`mean_where`]); `rlrt
-//! replay` uses the last three too.
+//! What they share is here: the camera a pipeline reads ([`pick_camera`], [`camera_spec`]),
+//! the hw-config a dataset's steps are read with ([`dataset_config`]), reward programs
+//! checked against what a dataset recorded ([`checked_program`]) and the success gap
+//! ([`mean_where`]); `rlrt replay` uses the last three too.
 
+pub mod labelling;
 pub mod relabel;
+pub mod training;
 
 use std::path::{Path, PathBuf};
 
-use rlrt_runtime::config::ConfigError;
+use rlrt_runtime::config::{CameraSpec, ConfigError, ImageEncoding};
 use rlrt_runtime::recording::{CameraInfo, Dataset};
 use rlrt_runtime::{FeatureBuilder, RobotConfig};
 
@@ -39,6 +47,8 @@ pub enum CameraError {
     },
     #[error("{} has several cameras ({has:?}); pick one with --camera", data.display())]
     Several { data: PathBuf, has: Vec<String> },
+    #[error("camera {camera:?} recorded {encoding} frames; image models read rgb8 or mono8")]
+    Encoding { camera: String, encoding: String },
 }
 
 /// The hw-config a dataset's steps are read with cannot be used.
@@ -136,6 +146,27 @@ pub fn pick_camera<'a>(
         }
     };
     Ok((index, &cameras[index]))
+}
+
+/// The camera an image model of `camera`'s recorded frames is loaded for.
+pub fn camera_spec(camera: &CameraInfo) -> Result<CameraSpec, CameraError> {
+    let encoding = match camera.encoding.as_str() {
+        "rgb8" => ImageEncoding::Rgb8,
+        "mono8" => ImageEncoding::Mono8,
+        other => {
+            return Err(CameraError::Encoding {
+                camera: camera.name.clone(),
+                encoding: other.to_owned(),
+            })
+        }
+    };
+    Ok(CameraSpec {
+        name: camera.name.clone(),
+        width: camera.width,
+        height: camera.height,
+        rate_hz: camera.rate_hz,
+        encoding,
+    })
 }
 
 /// The hw-config the steps of `dataset` (read from `data`) are read with: `config`, or the
