@@ -208,6 +208,26 @@ fn broken_programs_and_occupied_folders_are_refused_before_anything_is_written()
         assert!(e.contains(expect), "{file}: {e}");
         assert!(!out.exists(), "{file}: {} was created", out.display());
     }
+    // A program or a config the user must fix ends with exit code 2, as in `rlrt check`: the
+    // program's and the config's errors stay in the chain of causes.
+    let broken = relabel(&data, &tmp.path().join("syntax.rhai"), &out);
+    assert_eq!(broken.status.code(), Some(2), "{broken:?}");
+    let config = tmp.path().join("broken.toml");
+    std::fs::write(&config, "[robot]\nname = 3\n").unwrap();
+    let broken = rlrt()
+        .arg("relabel")
+        .arg(&data)
+        .arg("--program")
+        .arg(tmp.path().join("unknown.rhai"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert_eq!(broken.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("broken.toml"), "{stderr}");
 
     // The dataset itself, and a folder that already holds something.
     let program = tmp.path().join("ok.rhai");

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rlrt_rewards::offline::{checked_program, dataset_config, mean_where};
 use rlrt_rewards::program::ProgramState;
 use rlrt_runtime::config::{RewardKind, MAX_ACTION};
 use rlrt_runtime::recording::Dataset;
@@ -18,8 +19,6 @@ use rlrt_runtime::Observation;
 
 use crate::timeline::{Destination, RerunLogger, RerunSummary, WallTime};
 use rlrt_runtime::hub::Event;
-
-use super::relabel::{checked_program, dataset_config, mean_where};
 
 /// `rlrt replay`: a recorded dataset into rerun with its rewards recomputed.
 #[derive(clap::Args, Clone, Debug)]
