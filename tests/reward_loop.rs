@@ -98,7 +98,8 @@ fn a_broken_reward_program_stops_the_run_before_it_starts() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // A program the user must fix is a config error: exit code 2, as `rlrt check` gives.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.rhai"), "{stderr}");
 }

@@ -70,9 +70,10 @@ pub const FORMAT: &str = "rlrt-episodes";
 /// Why a recording could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
@@ -84,6 +85,20 @@ pub enum RecordingError {
         field: &'static str,
         message: String,
     },
+}
+
+impl RecordingError {
+    /// The error and its causes on one line, `: `-separated (as the command line prints
+    /// errors).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text += &format!(": {c}");
+            cause = c.source();
+        }
+        text
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordingError + '_ {

@@ -72,6 +72,7 @@ impl Exit {
 /// The one mapping of errors to exit codes: 2 for input the user must fix (a config, a reward
 /// program, a CLIP model folder, a language model's rejected program), 1 for anything else.
 pub fn error_exit_code(error: &anyhow::Error) -> u8 {
+    use rlrt_rewards::live::{LoadError, SourceError};
     use rlrt_rewards::program::generate::GenerateError;
     // Anywhere in the chain: a library error wraps the cause as its source.
     let users_input = error.chain().any(|e| {
@@ -81,6 +82,12 @@ pub fn error_exit_code(error: &anyhow::Error) -> u8 {
             || matches!(
                 e.downcast_ref::<GenerateError>(),
                 Some(GenerateError::Rejected { .. })
+            )
+            // Transparent wrappers pass their cause's causes on, not the cause itself.
+            || matches!(e.downcast_ref::<LoadError>(), Some(LoadError::Program(_)))
+            || matches!(
+                e.downcast_ref::<Box<SourceError>>().map(|b| &**b),
+                Some(SourceError::Clip(_))
             )
     });
     if users_input {

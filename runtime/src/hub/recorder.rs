@@ -199,8 +199,9 @@ impl RunRecorder {
                 self.summary.frames += episode.frames.iter().map(FrameTrack::len).sum::<usize>();
             }
             Err(e) => {
-                tracing::error!("recording stopped: {e}");
-                self.summary.error = Some(e.to_string());
+                let text = e.with_causes();
+                tracing::error!("recording stopped: {text}");
+                self.summary.error = Some(text);
                 self.failed = true;
             }
         }
