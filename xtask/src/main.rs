@@ -301,7 +301,8 @@ fn setup_base() -> Result<(), String> {
 }
 
 /// The lean robot build: `rlrt` without MuJoCo, rerun, libhdf5, Arrow or Parquet, stripped
-/// into `<target>/release/rlrt-robot`; says what it weighs and what it links.
+/// into `<target>/release/rlrt-robot`; says what it weighs and what it links, and puts it to
+/// work (`check`, then `run` against a robot on the link: [`robot_smoke`]).
 fn robot() -> Result<(), String> {
     eprintln!(
         "xtask: building the robot binary (rlrt --no-default-features --features robot) in \
@@ -356,6 +357,68 @@ fn robot() -> Result<(), String> {
         shipped.display(),
         bytes as f64 / 1e6,
         libraries.join(" ")
+    );
+    robot_smoke(&shipped)
+}
+
+/// The robot binary at work: it checks a shipped config, then runs that config's loop for
+/// two seconds against a robot on the link (the Python driver of the tests, a zenoh peer
+/// publishing states and following commands), and must end the run cleanly.
+fn robot_smoke(binary: &Path) -> Result<(), String> {
+    let config = root().join("hw-configs").join("reach-arm-joint-space.toml");
+    let check = Command::new(binary)
+        .arg("check")
+        .arg(&config)
+        .output()
+        .map_err(|e| format!("running {} check: {e}", binary.display()))?;
+    if !check.status.success() {
+        return Err(format!(
+            "{} check {} failed:\n{}",
+            binary.display(),
+            config.display(),
+            String::from_utf8_lossy(&check.stderr)
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("finding a free port: {e}"))?
+        .port();
+    let text = std::fs::read_to_string(&config)
+        .map_err(|e| format!("reading {}: {e}", config.display()))?
+        .replace(
+            "key_prefix = \"rlrt/reach-arm\"",
+            &format!("key_prefix = \"rlrt/robot-smoke\"\nlisten = [\"tcp/127.0.0.1:{port}\"]"),
+        );
+    let smoke = std::env::temp_dir().join(format!("rlrt-robot-smoke-{}.toml", std::process::id()));
+    std::fs::write(&smoke, text).map_err(|e| format!("writing {}: {e}", smoke.display()))?;
+    let mut driver = Command::new("python3")
+        .env("PYTHONPATH", root().join(".deps").join("python"))
+        .arg(root().join("tests").join("python").join("robot_driver.py"))
+        .args(["--connect", &format!("tcp/127.0.0.1:{port}")])
+        .args(["--prefix", "rlrt/robot-smoke", "--seconds", "30"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the Python robot driver: {e}"))?;
+    let run = Command::new(binary)
+        .args(["run", "--seconds", "2", "--wait-seconds", "20"])
+        .arg(&smoke)
+        .output();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    let _ = std::fs::remove_file(&smoke);
+    let run = run.map_err(|e| format!("running {} run: {e}", binary.display()))?;
+    if !run.status.success() {
+        return Err(format!(
+            "{} run against a robot on the link failed ({}):\n{}",
+            binary.display(),
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        ));
+    }
+    println!(
+        "xtask: the robot binary checked {} and ran it against a robot on the link:\n{}",
+        config.display(),
+        String::from_utf8_lossy(&run.stdout).trim_end()
     );
     Ok(())
 }

@@ -15,11 +15,16 @@ use ort::session::Session;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(
-        "cannot load ONNX Runtime from {}: {message} (set ORT_DYLIB_PATH to a \
-         libonnxruntime.so, or run `cargo xtask setup`, which installs the onnxruntime wheel)",
+        "cannot load ONNX Runtime from {} (set ORT_DYLIB_PATH to a libonnxruntime.so, or run \
+         `cargo xtask setup`, which installs the onnxruntime wheel)",
         path.display()
     )]
-    Runtime { path: PathBuf, message: String },
+    Runtime {
+        path: PathBuf,
+        /// Shared: the process loads the library once, and every caller sees the same failure.
+        #[source]
+        source: Shared,
+    },
     #[error(
         "no ONNX Runtime library found: set ORT_DYLIB_PATH to a libonnxruntime.so, or run \
          `cargo xtask setup` (it installs the onnxruntime wheel into .deps/python)"
@@ -63,21 +68,24 @@ pub fn runtime_library() -> Option<PathBuf> {
         })
 }
 
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// Loading the library or building the environment failed (the two are different types).
+type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, Shared>> = OnceLock::new();
 
 /// The process's ONNX Runtime environment, loading the library on first use.
 fn environment() -> Result<&'static ort::environment::Environment, SessionError> {
     let path = runtime_library().ok_or(SessionError::NoRuntime)?;
     let env = ENVIRONMENT.get_or_init(|| {
-        ort::init_from(&path)
-            .map_err(|e| e.to_string())?
+        let builder = ort::init_from(&path).map_err(|e| std::sync::Arc::new(e) as Shared)?;
+        builder
             .with_name("rlrt")
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| std::sync::Arc::new(e) as Shared)
     });
-    env.as_ref().map_err(|message| SessionError::Runtime {
+    env.as_ref().map_err(|source| SessionError::Runtime {
         path,
-        message: message.clone(),
+        source: source.clone(),
     })
 }
 
