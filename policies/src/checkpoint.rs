@@ -269,6 +269,8 @@ pub struct CheckpointMeta {
 pub enum CheckpointError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
     #[error("checkpoint {checkpoint} does not fit {config}: {message}")]
     Mismatch {
         checkpoint: PathBuf,
@@ -290,7 +292,8 @@ impl CheckpointMeta {
             path: path.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| CheckpointError::Read(path.to_owned(), e))?;
         let meta: Self = serde_json::from_str(&text)
             .map_err(|e| invalid(format!("line {}, column {}: {e}", e.line(), e.column())))?;
         let n = &meta.normalisation;

@@ -70,6 +70,18 @@ pub enum TrainError {
     Dataset { dir: PathBuf, message: String },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error("checkpoint {}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("checkpoint {}: {doing} {what}", path.display())]
+    Record {
+        path: PathBuf,
+        doing: &'static str,
+        what: String,
+        #[source]
+        source: burn::record::RecorderError,
+    },
+    #[error(transparent)]
+    Meta(#[from] crate::checkpoint::CheckpointError),
     #[error("{0}")]
     Config(String),
 }
@@ -993,14 +1005,15 @@ impl<B: AutodiffBackend> Learner<B> {
     /// Writes every network and optimizer state (burn records) and `checkpoint.json` into
     /// `dir`. The weights of the actor alone (`actor.bin`) are what a policy loads.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
-        let fail = |message: String| TrainError::Checkpoint {
-            path: dir.to_owned(),
-            message,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::Io(dir.to_owned(), e))?;
         let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
         let rec = |what: &str, r: Result<(), burn::record::RecorderError>| {
-            r.map_err(|e| fail(format!("writing {what}: {e}")))
+            r.map_err(|source| TrainError::Record {
+                path: dir.to_owned(),
+                doing: "writing",
+                what: what.to_owned(),
+                source,
+            })
         };
         rec(
             "actor",
@@ -1044,9 +1057,10 @@ impl<B: AutodiffBackend> Learner<B> {
                 dir.join("value_optim"),
             ),
         )?;
+        let meta = dir.join("checkpoint.json");
         self.meta()
-            .write(&dir.join("checkpoint.json"))
-            .map_err(|e| fail(e.to_string()))
+            .write(&meta)
+            .map_err(|e| TrainError::Io(meta.clone(), e))
     }
 
     /// Continues from a checkpoint written by [`Learner::save`]: weights, optimizer moments,
@@ -1056,8 +1070,7 @@ impl<B: AutodiffBackend> Learner<B> {
             path: dir.to_owned(),
             message,
         };
-        let meta =
-            CheckpointMeta::read(&dir.join("checkpoint.json")).map_err(|e| fail(e.to_string()))?;
+        let meta = CheckpointMeta::read(&dir.join("checkpoint.json"))?;
         if meta.observation_len != self.replay.observation_len
             || meta.action_len != self.replay.action_len
             || meta.hidden != self.config.hidden
@@ -1079,7 +1092,12 @@ impl<B: AutodiffBackend> Learner<B> {
         let device = self.device.clone();
         let load = |what: &str| dir.join(what);
         let err = |what: &'static str| {
-            move |e: burn::record::RecorderError| fail(format!("reading {what}: {e}"))
+            move |source: burn::record::RecorderError| TrainError::Record {
+                path: dir.to_owned(),
+                doing: "reading",
+                what: what.to_owned(),
+                source,
+            }
         };
         self.actor = self
             .actor

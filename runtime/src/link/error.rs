@@ -3,31 +3,41 @@
 /// Why the link could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("zenoh configuration key {key}: {message}")]
-    Config { key: String, message: String },
-    #[error("opening the zenoh session: {0}")]
-    Open(String),
-    #[error("declaring {what} on {key}: {message}")]
+    #[error("zenoh configuration key {key}")]
+    Config {
+        key: String,
+        #[source]
+        source: zenoh::Error,
+    },
+    #[error("opening the zenoh session")]
+    Open(#[source] zenoh::Error),
+    #[error("declaring {what} on {key}")]
     Declare {
         what: &'static str,
         key: String,
-        message: String,
+        #[source]
+        source: zenoh::Error,
     },
     #[error("starting a link thread: {0}")]
     Thread(#[from] std::io::Error),
-    #[error("querying {key}: {message}")]
-    Query { key: String, message: String },
-    #[error("publishing: {0}")]
-    Publish(String),
+    #[error("querying {key}: {problem}")]
+    Query {
+        key: String,
+        problem: String,
+        #[source]
+        source: Option<zenoh::Error>,
+    },
+    #[error("publishing")]
+    Publish(#[source] zenoh::Error),
 }
 
 impl LinkError {
     /// A failed zenoh declaration (subscriber, publisher, token) of `what` on `key`.
-    pub fn declare(what: &'static str, key: &str, e: impl std::fmt::Display) -> Self {
+    pub fn declare(what: &'static str, key: &str, source: zenoh::Error) -> Self {
         Self::Declare {
             what,
             key: key.to_owned(),
-            message: e.to_string(),
+            source,
         }
     }
 }

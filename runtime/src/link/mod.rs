@@ -82,9 +82,9 @@ pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
     let mut set = |key: &str, value: String| {
         config
             .insert_json5(key, &value)
-            .map_err(|e| LinkError::Config {
+            .map_err(|source| LinkError::Config {
                 key: key.to_owned(),
-                message: e.to_string(),
+                source,
             })
     };
     let mode = match link.mode {
@@ -178,9 +178,7 @@ pub fn zenoh_config(link: &LinkConfig) -> Result<zenoh::Config, LinkError> {
 /// Opens a zenoh session for a hw-config's link.
 pub fn open_session(link: &LinkConfig) -> Result<Session, LinkError> {
     let config = zenoh_config(link)?;
-    zenoh::open(config)
-        .wait()
-        .map_err(|e| LinkError::Open(e.to_string()))
+    zenoh::open(config).wait().map_err(LinkError::Open)
 }
 
 /// Asks the simulator on `keys` for its ground-truth verdict on the current episode.
@@ -189,25 +187,29 @@ pub fn query_evaluation(
     keys: &Keys,
     timeout: Duration,
 ) -> Result<protocol::Evaluation, LinkError> {
-    let fail = |message: String| LinkError::Query {
+    let fail = |problem: String, source: Option<zenoh::Error>| LinkError::Query {
         key: keys.sim_evaluation.clone(),
-        message,
+        problem,
+        source,
     };
     let replies = session
         .get(&keys.sim_evaluation)
         .timeout(timeout)
         .wait()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail("the request failed".into(), Some(e)))?;
     match replies.recv() {
         Ok(reply) => match reply.result() {
             Ok(sample) => protocol::decode_evaluation(&sample.payload().to_bytes())
-                .map_err(|e| fail(format!("malformed reply: {e}"))),
-            Err(e) => Err(fail(format!("error reply: {e:?}"))),
+                .map_err(|e| fail("malformed reply".into(), Some(Box::new(e)))),
+            Err(e) => Err(fail(format!("error reply: {e:?}"), None)),
         },
-        Err(_) => Err(fail(format!(
-            "no simulator answered within {} ms (is a simulator serving this robot?)",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(fail(
+            format!(
+                "no simulator answered within {} ms (is a simulator serving this robot?)",
+                timeout.as_millis()
+            ),
+            None,
+        )),
     }
 }
 
@@ -270,7 +272,7 @@ impl FramePublisher {
 
     /// Publishes one frame; true when it went out from shared memory.
     pub fn put(&mut self, image: &protocol::ImageView<'_>) -> Result<bool, LinkError> {
-        let fail = |e: zenoh::Error| LinkError::Publish(e.to_string());
+        let fail = LinkError::Publish;
         if let Some(provider) = &self.provider {
             protocol::encode_image_header(image, &mut self.header);
             let len = self.header.len() + image.data.len();

@@ -91,11 +91,11 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
             }
         })
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let state_pub = robot
         .declare_publisher(keys.state.clone())
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
 
     // The same exchange as a ROS 2 robot has it (rmw_zenoh's wire format), set up beside
     // it: the two are timed in alternating blocks, so drift on a shared machine falls on both.
@@ -121,7 +121,7 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
             state_pub
                 .put(buf.as_slice())
                 .wait()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(t0)
         };
         let mut measure = || -> anyhow::Result<()> {
@@ -157,14 +157,14 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
     let pong_pub = runtime_session
         .declare_publisher(pong_key.clone())
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let _echo = runtime_session
         .declare_subscriber(&ping_key)
         .callback(move |sample| {
             let _ = pong_pub.put(sample.payload().clone()).wait();
         })
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let (ptx, prx) = bounded::<()>(16);
     let _pong = robot
         .declare_subscriber(&pong_key)
@@ -172,11 +172,11 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
             let _ = ptx.try_send(());
         })
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let ping_pub = robot
         .declare_publisher(ping_key)
         .wait()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
     let peer = Histogram::new();
     let payload = vec![0u8; buf_len_of_state(rc.dof())];
     // Declarations take a moment to reach the other session: ping until the first pong.
@@ -185,7 +185,7 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         ping_pub
             .put(payload.as_slice())
             .wait()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         if prx.recv_timeout(Duration::from_millis(50)).is_ok() {
             break;
         }
@@ -199,7 +199,7 @@ pub fn run(args: &BenchLinkArgs) -> anyhow::Result<BenchReport> {
         ping_pub
             .put(payload.as_slice())
             .wait()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         if prx.recv_timeout(Duration::from_secs(2)).is_err() {
             anyhow::bail!("zenoh ping {i} got no pong within 2 s");
         }
@@ -399,7 +399,7 @@ fn frame_latency(
                 }
             })
             .wait()
-            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map_err(|e| anyhow::anyhow!(e))?
     };
     let bytes = width as usize * height as usize * 3;
     let mut publisher = FramePublisher::new(&publisher_session, &key, shared_memory, bytes)?;
@@ -417,7 +417,7 @@ fn frame_latency(
         publisher
             .put(&view)
             .map(drop)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(|e| anyhow::anyhow!(e))
     };
     // Declarations take a moment to reach the other session: publish until one arrives.
     let start = Instant::now();

@@ -80,7 +80,7 @@ impl Ros2Exchange {
                 }
             })
             .wait()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             rt,
             _robot: robot,
@@ -103,7 +103,7 @@ impl Ros2Exchange {
             let stamp = wire::system_time_ns().max(0) as u64;
             msgs::encode_joint_state(&names, &obs, stamp, "", &mut buf);
             let t0 = Instant::now();
-            publisher.put(&buf).map_err(|e| anyhow::anyhow!("{e}"))?;
+            publisher.put(&buf).map_err(|e| anyhow::anyhow!(e))?;
             Ok(t0)
         }
     }
