@@ -293,7 +293,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<(RobotConfig, String)> {
 
 /// Where a benchmark's control thread runs: a CPU and a real-time priority, as the config's
 /// `[scheduler]` would set them.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SchedulingArgs {
     /// Pin the control thread to this CPU.
     #[arg(long)]

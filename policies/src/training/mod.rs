@@ -165,11 +165,6 @@ pub trait Observer {
     fn finished(&mut self) {}
 }
 
-/// Watches nothing.
-pub struct Unobserved;
-
-impl Observer for Unobserved {}
-
 /// One evaluation during training.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EvalRecord {
