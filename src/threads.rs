@@ -6,6 +6,8 @@
 //! loop (`run`, `sim`, `demo`) leave one core to it by default, so that reward models scoring
 //! camera frames on the pool do not take the loop's core.
 
+use anyhow::Context;
+
 /// Threads the pool gets: `requested`, or all cores (all but one for real-time commands).
 pub fn pool_size(requested: Option<usize>, realtime: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -26,7 +28,7 @@ pub fn init_global(requested: Option<usize>, realtime: bool) -> anyhow::Result<u
         .num_threads(n)
         .thread_name(|i| format!("rlrt-pool-{i}"))
         .build_global()
-        .map_err(|e| anyhow::anyhow!("starting a pool of {n} threads: {e}"))?;
+        .with_context(|| format!("starting a pool of {n} threads"))?;
     Ok(n)
 }
 
@@ -37,5 +39,5 @@ pub fn local_pool(n: usize) -> anyhow::Result<rayon::ThreadPool> {
         .num_threads(n.max(1))
         .thread_name(move |i| format!("rlrt-bench-{n}-{i}"))
         .build()
-        .map_err(|e| anyhow::anyhow!("starting a pool of {n} threads: {e}"))
+        .with_context(|| format!("starting a pool of {n} threads"))
 }

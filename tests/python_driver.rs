@@ -117,3 +117,81 @@ fn python_driver_follows_rlrt_commands() {
         assert!((q - t).abs() < 0.05, "{finals:?}");
     }
 }
+
+/// `rlrt run --json` against the Python driver sending camera frames, the first few of them
+/// malformed: the run goes on, and its report lists every link counter (zeros included) and
+/// what each camera received and rejected.
+#[test]
+fn run_reports_every_link_counter_and_the_malformed_camera_frames() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reach.toml");
+    let text = common::shipped_text("reach-arm-joint-space.toml").replace(
+        "key_prefix = \"rlrt/reach-arm\"",
+        &format!("key_prefix = \"rlrt/camera-junk\"\nlisten = [\"tcp/127.0.0.1:{port}\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut driver = python()
+        .arg(common::repo("tests/python/robot_driver.py"))
+        .args(["--connect", &format!("tcp/127.0.0.1:{port}")])
+        .args(["--prefix", "rlrt/camera-junk", "--seconds", "120"])
+        .args(["--camera", "front", "--width", "84", "--height", "84"])
+        .args(["--junk-frames", "6"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_rlrt"))
+        .args(["run", "--seconds", "4", "--wait-seconds", "60", "--json"])
+        .arg(&config)
+        .output();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    let run = run.unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let counter = |name: &str| {
+        v["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv[0] == name)
+            .unwrap_or_else(|| panic!("no counter {name} in {}", v["link"]))[1]
+            .as_u64()
+            .unwrap()
+    };
+    // Every counter is there, zeros included.
+    for name in [
+        "states_received",
+        "states_accepted",
+        "states_malformed",
+        "states_non_finite",
+        "states_out_of_order",
+        "commands_sent",
+        "command_send_failures",
+        "estop_malformed",
+        "camera_frames_received",
+        "camera_frames_rejected",
+    ] {
+        counter(name);
+    }
+    assert!(counter("states_accepted") > 0, "{v}");
+    assert_eq!(counter("states_malformed"), 0, "{v}");
+    // The junk frames the driver sent once the run was listening were counted and dropped,
+    // the good ones after them accepted (how many of each arrive before the run ends
+    // depends on the machine's load: at least one of each, at most the 6 junk ones).
+    let camera = &v["cameras"][0];
+    assert_eq!(camera["name"], "front", "{v}");
+    let rejected = camera["rejected"].as_u64().unwrap();
+    assert!((1..=6).contains(&rejected), "{camera}");
+    assert!(camera["frames"].as_u64().unwrap() >= 1, "{camera}");
+    assert_eq!(counter("camera_frames_rejected"), rejected);
+    assert_eq!(
+        counter("camera_frames_received"),
+        camera["frames"].as_u64().unwrap()
+    );
+}

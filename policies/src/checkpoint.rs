@@ -271,6 +271,19 @@ pub enum CheckpointError {
     Invalid { path: PathBuf, message: String },
     #[error("{}", .0.display())]
     Read(PathBuf, #[source] std::io::Error),
+    #[error("{}: not a checkpoint.json", .path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// burn could not read the actor's weights.
+    #[error("{}: cannot read the actor", path.display())]
+    Actor {
+        path: PathBuf,
+        #[source]
+        source: burn::record::RecorderError,
+    },
     #[error("checkpoint {checkpoint} does not fit {config}: {message}")]
     Mismatch {
         checkpoint: PathBuf,
@@ -294,8 +307,10 @@ impl CheckpointMeta {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| CheckpointError::Read(path.to_owned(), e))?;
-        let meta: Self = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        let meta: Self = serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
         let n = &meta.normalisation;
         let (o, a) = (meta.observation_len, meta.action_len);
         if n.observation_mean.len() != o || n.observation_std.len() != o {

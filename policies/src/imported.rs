@@ -26,8 +26,8 @@ pub trait ImportedModel: Send + Sized {
         output_key: &str,
     ) -> Result<Self, Self::Error>;
 
-    /// A problem with the file at `path`.
-    fn invalid(path: &Path, message: String) -> Self::Error;
+    /// The model at `path` loaded but failed its trial run.
+    fn trial_failed(path: &Path, error: PolicyError) -> Self::Error;
 
     /// Writes the action for `observation` into `action` (both of the sizes opened for).
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError>;
@@ -77,7 +77,7 @@ impl<M: ImportedModel> ImportedPolicy<M> {
         let mut action = vec![0.0; output_len];
         policy
             .act(&vec![0.0; input_len], &mut action)
-            .map_err(|e| M::invalid(path, format!("a trial run failed: {e:?}")))?;
+            .map_err(|e| M::trial_failed(path, e))?;
         Ok(policy)
     }
 }

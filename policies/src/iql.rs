@@ -1383,17 +1383,17 @@ impl CheckpointPolicy {
     /// policy: reading `actor.bin` takes burn's record format and the actor's module).
     pub fn load(dir: &Path) -> Result<Self, CheckpointError> {
         let meta = CheckpointMeta::read(&dir.join("checkpoint.json"))?;
-        let weights = load_actor_weights(dir, &meta).map_err(|e| CheckpointError::Invalid {
-            path: dir.join("actor.bin"),
-            message: e.to_string(),
-        })?;
+        let weights = load_actor_weights(dir, &meta)?;
         Ok(Self::from_parts(&meta, weights))
     }
 }
 
 /// Reads the actor's mean network from a checkpoint folder (`actor.bin`), on the CPU, as
 /// plain arrays, and checks its shapes against the checkpoint's metadata.
-pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeights, TrainError> {
+pub fn load_actor_weights(
+    dir: &Path,
+    meta: &CheckpointMeta,
+) -> Result<MlpWeights, CheckpointError> {
     let path = dir.join("actor.bin");
     let device = cpu();
     let mut sizes = vec![meta.observation_len];
@@ -1409,15 +1409,15 @@ pub fn load_actor_weights(dir: &Path, meta: &CheckpointMeta) -> Result<MlpWeight
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let actor = skeleton
         .load_file(dir.join("actor"), &recorder, &device)
-        .map_err(|e| TrainError::Checkpoint {
+        .map_err(|source| CheckpointError::Actor {
             path: path.clone(),
-            message: format!("reading the actor: {e}"),
+            source,
         })?;
     let weights = actor.net.weights();
     let shapes = weights.shapes();
     let expected: Vec<(usize, usize)> = sizes.windows(2).map(|w| (w[0], w[1])).collect();
     if shapes != expected {
-        return Err(TrainError::Checkpoint {
+        return Err(CheckpointError::Invalid {
             path,
             message: format!(
                 "layer shapes (in, out) {shapes:?}, checkpoint.json describes {expected:?}"

@@ -27,6 +27,18 @@ pub enum OnnxError {
     Session(#[from] rlrt_models::ort::SessionError),
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
+    #[error("{}: preparing the session", path.display())]
+    Binding {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("{}: a trial run failed", path.display())]
+    Trial {
+        path: PathBuf,
+        #[source]
+        source: PolicyError,
+    },
 }
 
 fn model_error(path: &Path, message: impl Into<String>) -> OnnxError {
@@ -130,7 +142,10 @@ impl ImportedModel for OnnxModel {
             output_len,
             output_key,
         )?;
-        let backend = |e: ort::Error| model_error(path, format!("preparing the session: {e}"));
+        let backend = |source: ort::Error| OnnxError::Binding {
+            path: path.to_owned(),
+            source,
+        };
         let allocator = Allocator::default();
         let input = Tensor::<f32>::new(&allocator, [1_usize, input_len]).map_err(backend)?;
         let output = Tensor::<f32>::new(&allocator, [1_usize, output_len]).map_err(backend)?;
@@ -145,8 +160,11 @@ impl ImportedModel for OnnxModel {
         })
     }
 
-    fn invalid(path: &Path, message: String) -> OnnxError {
-        model_error(path, message)
+    fn trial_failed(path: &Path, source: PolicyError) -> OnnxError {
+        OnnxError::Trial {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {

@@ -30,6 +30,18 @@ use crate::imported::{ImportedModel, ImportedPolicy};
 pub enum TorchScriptError {
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: a trial run failed", path.display())]
+    Trial {
+        path: PathBuf,
+        #[source]
+        source: PolicyError,
+    },
 }
 
 fn model_error(path: &Path, message: impl Into<String>) -> TorchScriptError {
@@ -151,7 +163,10 @@ impl ImportedModel for TorchScriptModel {
         output_key: &str,
     ) -> Result<Self, TorchScriptError> {
         // libtorch's own message for a missing file is a page of C++; say it plainly.
-        std::fs::metadata(path).map_err(|e| model_error(path, format!("cannot read: {e}")))?;
+        std::fs::metadata(path).map_err(|source| TorchScriptError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut module = CModule::load_on_device(path, Device::Cpu).map_err(|e| {
             model_error(
                 path,
@@ -248,8 +263,11 @@ impl ImportedModel for TorchScriptModel {
         })
     }
 
-    fn invalid(path: &Path, message: String) -> TorchScriptError {
-        model_error(path, message)
+    fn trial_failed(path: &Path, source: PolicyError) -> TorchScriptError {
+        TorchScriptError::Trial {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     fn act(&mut self, observation: &[f64], action: &mut [f64]) -> Result<(), PolicyError> {

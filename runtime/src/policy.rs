@@ -1,13 +1,16 @@
 //! The interface the loop calls once per tick to turn an observation into an action.
 
 /// Why a policy produced no action this tick. Plain data: no strings on the control path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// The policy needs more observations before it can act.
+    #[error("the policy needs more observations before it can act")]
     NotReady,
     /// A numerical failure inside the policy.
+    #[error("a numerical failure inside the policy")]
     Numerical,
     /// A backend (ONNX Runtime, libtorch, a GPU) reported an error, with its code.
+    #[error("the policy's backend reported error {0}")]
     Backend(i32),
 }
 

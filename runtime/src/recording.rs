@@ -78,6 +78,22 @@ pub enum RecordingError {
     },
     #[error("{path}: {message}")]
     Dataset { path: PathBuf, message: String },
+    #[error("{path}: not an rlrt dataset.json")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path} (episode {episode}): cannot open the frames; dataset.json lists cameras, so \
+         every episode has frames"
+    )]
+    MissingFrames {
+        path: PathBuf,
+        episode: usize,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} (episode {episode}), field `{field}`: {message}")]
     Episode {
         path: PathBuf,
@@ -667,9 +683,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
 
 fn read_info(path: &Path) -> Result<DatasetInfo, RecordingError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
-    let info: DatasetInfo = serde_json::from_str(&text).map_err(|e| RecordingError::Dataset {
+    let info: DatasetInfo = serde_json::from_str(&text).map_err(|source| RecordingError::Json {
         path: path.to_owned(),
-        message: format!("line {}, column {}: {e}", e.line(), e.column()),
+        source,
     })?;
     if info.format != FORMAT || info.version != VERSION {
         return Err(RecordingError::Dataset {
@@ -783,11 +799,10 @@ fn check_frames_file(
         field,
         message,
     };
-    let mut file = File::open(path).map_err(|e| {
-        bad(
-            "frames",
-            format!("cannot open ({e}); dataset.json lists cameras, so every episode has frames"),
-        )
+    let mut file = File::open(path).map_err(|source| RecordingError::MissingFrames {
+        path: path.to_owned(),
+        episode,
+        source,
     })?;
     let len = file.metadata().map_err(io(path))?.len() as usize;
     let mut head = vec![0u8; (16 + 8 * info.cameras.len()).min(len)];

@@ -39,14 +39,25 @@ pub trait Plant {
     }
     /// Renders camera `index` and returns its pixels (rows top first).
     fn render(&mut self, index: usize) -> Result<&[u8], RenderError> {
-        Err(RenderError(format!("this plant has no camera {index}")))
+        Err(RenderError::NoCamera(index))
     }
 }
 
-/// Why a camera frame could not be rendered (the renderer's own words).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RenderError(pub String);
+/// Why a camera frame could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("this plant has no camera {0}")]
+    NoCamera(usize),
+    /// The renderer (MuJoCo's) failed; its own error is the source.
+    #[error("camera {camera}: the renderer failed")]
+    Renderer {
+        camera: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("camera {0}: the renderer has no rgb buffer")]
+    NoBuffer(usize),
+}
 
 impl Plant for crate::KinematicArm {
     fn reset(&mut self, seed: u64) {

@@ -157,7 +157,16 @@ fn task_error(task: &str, xml: Option<&str>) -> String {
     let config = config("reach-arm.toml");
     match TaskSource::from_path(&path).and_then(|t| MujocoSim::new(&config, &t, false)) {
         Ok(_) => panic!("accepted:\n{task}"),
-        Err(e) => e.to_string(),
+        // The error and its causes, as the command line prints them.
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text += &format!(": {c}");
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -216,5 +225,6 @@ fn bad_task_files_name_the_problem() {
         Some(&xml.replace("<camera name=\"front\"", "<camera name=\"side\""))
     )
     .contains("observation.cameras[0] is \"front\""));
-    assert!(task_error(&good, Some("<mujoco><worldbody><geom size=")).contains("`model`: loading"));
+    assert!(task_error(&good, Some("<mujoco><worldbody><geom size="))
+        .contains("`model`: MuJoCo cannot load"));
 }

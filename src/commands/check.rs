@@ -14,14 +14,16 @@ pub fn run(files: &[PathBuf]) -> usize {
     for file in files {
         // The whole cause chain: library errors keep their cause as a source.
         let failed = |what: &str, e: anyhow::Error| format!("{}: {what}: {e:#}", file.display());
-        let checked = config::load(file).map_err(|e| e.to_string()).and_then(|c| {
-            rlrt_rewards::live::programs::ProgramRewards::load(&c)
-                .map_err(|e| failed("reward program", e.into()))?;
-            rlrt_rewards::live::frames::FrameRewards::load(&c)
-                .map_err(|e| failed("frame reward", e.into()))?;
-            rlrt_policies::build(&c).map_err(|e| failed("policy", e.into()))?;
-            Ok(c)
-        });
+        let checked = config::load(file)
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+            .and_then(|c| {
+                rlrt_rewards::live::programs::ProgramRewards::load(&c)
+                    .map_err(|e| failed("reward program", e.into()))?;
+                rlrt_rewards::live::frames::FrameRewards::load(&c)
+                    .map_err(|e| failed("frame reward", e.into()))?;
+                rlrt_policies::build(&c).map_err(|e| failed("policy", e.into()))?;
+                Ok(c)
+            });
         match checked {
             Ok(c) => println!(
                 "ok: {} ({:?} {:?}, {} joints, {} Hz, action {:?}, {} observation values)",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rlrt_runtime::link::{open_session, Frame};
+use rlrt_runtime::link::{open_session, CameraCounts, LinkCounters};
 use rlrt_runtime::protocol::EpisodeOp;
 use rlrt_runtime::stats::LoopStats;
 use rlrt_runtime::telemetry::telemetry_channel;
@@ -71,17 +71,6 @@ pub struct EpisodeResult {
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct CameraReport {
-    pub name: String,
-    pub width: u32,
-    pub height: u32,
-    pub frames: u64,
-    /// Of the frames, those that arrived in zenoh shared memory.
-    pub shared: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
 pub struct DemoOutcome {
     pub robot: String,
     pub task: String,
@@ -92,8 +81,9 @@ pub struct DemoOutcome {
     pub out_of_limit_commands: u64,
     pub loop_stats: rlrt_runtime::stats::LoopSummary,
     pub interventions: Vec<(Cause, u64)>,
+    /// Every link counter by name, zeros included (see [`LinkCounters`]).
     pub link: Vec<(&'static str, u64)>,
-    pub cameras: Vec<CameraReport>,
+    pub cameras: Vec<CameraCounts>,
     /// The config's reward programs over the whole demo.
     pub rewards: Vec<ProgramSummary>,
     /// The config's clip and classifier rewards over the whole demo.
@@ -269,25 +259,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<DemoOutcome> {
         out_of_limit += server.stats().out_of_limit_commands.load(Ordering::Relaxed);
     }
     let report = rt.control.report();
-    let cameras = rt.link.cameras();
-    let mut frame = Frame::default();
-    let camera_reports = cameras
-        .slots()
-        .iter()
-        .enumerate()
-        .map(|(i, slot)| {
-            let _ = cameras.latest(i, &mut frame);
-            CameraReport {
-                name: slot.spec.name.clone(),
-                width: slot.spec.width,
-                height: slot.spec.height,
-                frames: slot.received.load(Ordering::Relaxed),
-                shared: slot.received_shared.load(Ordering::Relaxed),
-                rejected: slot.rejected.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
-    let link = rt.link.stats().snapshot();
+    let LinkCounters {
+        counters: link,
+        cameras: camera_reports,
+    } = rt.link.counters();
     drop(rt); // closes the telemetry channel
     drop(rerun_handle);
     let TelemetryOutcome {
@@ -367,11 +342,7 @@ impl std::fmt::Display for DemoOutcome {
             self.out_of_limit_commands
         )?;
         for c in &self.cameras {
-            writeln!(
-                f,
-                "camera {} {}x{}: {} frames received over the link ({} in shared memory), {} rejected",
-                c.name, c.width, c.height, c.frames, c.shared, c.rejected
-            )?;
+            writeln!(f, "{c}")?;
         }
         write_summaries(f, &self.rewards)?;
         rlrt_rewards::live::frames::write_summaries(f, &self.frame_rewards)?;
@@ -384,7 +355,12 @@ impl std::fmt::Display for DemoOutcome {
                 writeln!(f, "  {:<24} {n:>10}", cause.name())?;
             }
         }
-        let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let link: Vec<String> = self
+            .link
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         writeln!(f, "link: {}", link.join(", "))?;
         if let Some(rerun) = &self.rerun {
             write!(f, "{rerun}")?;

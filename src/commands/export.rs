@@ -60,7 +60,7 @@ pub fn onnx(args: &ExportArgs) -> anyhow::Result<ExportOutcome> {
         "the checkpoint's action",
     ) {
         Ok(mut onnx) => Ok(compare(&mut onnx, &meta, weights.clone(), "ONNX Runtime")?),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
     };
     Ok(outcome(args, &meta, bytes.len(), check, "ONNX Runtime"))
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 #[cfg(feature = "sim")]
-use rlrt_runtime::link::open_session;
+use rlrt_runtime::link::{open_session, CameraCounts, LinkCounters};
 #[cfg(feature = "sim")]
 use rlrt_runtime::protocol::FLAG_LOCKSTEP_STEP;
 use rlrt_runtime::telemetry::telemetry_channel;
@@ -133,8 +133,11 @@ pub struct RunOutcome {
     pub out_of_limit_commands: Option<u64>,
     /// Final joint positions (kinematic model only).
     pub final_positions: Vec<f64>,
-    /// Link counters (runs over the link).
+    /// Every link counter by name, zeros included, with the totals over the cameras
+    /// (`camera_frames_received`, `camera_frames_rejected`); empty without a link.
     pub link: Vec<(&'static str, u64)>,
+    /// What each camera of the link received and rejected (runs over the link).
+    pub cameras: Vec<CameraCounts>,
     /// The config's reward programs, evaluated on every tick with an observation (runs
     /// over the link).
     pub rewards: Vec<ProgramSummary>,
@@ -316,9 +319,9 @@ fn run_link(
 ) -> anyhow::Result<RunOutcome> {
     let (mut rt, telemetry) = connect_with_telemetry(config, 0, wait_s, rerun, record, |_| Ok(()))?;
     let report = on_control_thread(&mut rt.control, config, limit)?;
-    let link = rt.link.stats().snapshot();
+    let link = rt.link.counters();
     drop(rt); // closes the telemetry channel
-    Ok(outcome(config, report, telemetry, link, None))
+    Ok(outcome(config, report, telemetry, Some(link), None))
 }
 
 /// Runs against a lockstep simulator on the link: one tick per state, as fast as it goes.
@@ -372,9 +375,9 @@ fn run_link_lockstep(
         worker.join().expect("the lockstep worker panicked")
     })?;
     let report = rt.control.report();
-    let link = rt.link.stats().snapshot();
+    let link = rt.link.counters();
     drop(rt); // closes the telemetry channel
-    Ok(outcome(config, report, telemetry, link, None))
+    Ok(outcome(config, report, telemetry, Some(link), None))
 }
 
 pub(crate) fn warn_unrunnable(config: &RobotConfig, robot: Robot) {
@@ -426,7 +429,7 @@ pub(crate) fn run_wall_clock(
         out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
         final_positions: shared.positions(),
     };
-    Ok(outcome(config, report, telemetry, Vec::new(), Some(seen)))
+    Ok(outcome(config, report, telemetry, None, Some(seen)))
 }
 
 /// Runs in lockstep on simulation time: one plant step per command, as fast as possible.
@@ -467,7 +470,7 @@ pub(crate) fn run_lockstep(
         out_of_limit_commands: shared.out_of_limit_commands.load(Ordering::Relaxed),
         final_positions: shared.positions(),
     };
-    Ok(outcome(config, report, telemetry, Vec::new(), Some(seen)))
+    Ok(outcome(config, report, telemetry, None, Some(seen)))
 }
 
 /// Runs the loop on a thread of its own, with the config's scheduling (priority, CPU).
@@ -505,9 +508,13 @@ fn outcome(
     config: &RobotConfig,
     report: RunReport,
     telemetry: RunTelemetry,
-    link: Vec<(&'static str, u64)>,
+    link: Option<LinkCounters>,
     plant: Option<PlantSeen>,
 ) -> RunOutcome {
+    let LinkCounters { counters, cameras } = link.unwrap_or(LinkCounters {
+        counters: Vec::new(),
+        cameras: Vec::new(),
+    });
     let TelemetryOutcome {
         programs: rewards,
         frame_rewards,
@@ -519,7 +526,8 @@ fn outcome(
         report,
         out_of_limit_commands: plant.as_ref().map(|p| p.out_of_limit_commands),
         final_positions: plant.map(|p| p.final_positions).unwrap_or_default(),
-        link,
+        link: counters,
+        cameras,
         rewards,
         frame_rewards,
         rerun,
@@ -545,8 +553,16 @@ impl std::fmt::Display for RunOutcome {
         }
         rlrt_rewards::live::programs::write_summaries(f, &self.rewards)?;
         rlrt_rewards::live::frames::write_summaries(f, &self.frame_rewards)?;
-        if !self.link.is_empty() {
-            let link: Vec<String> = self.link.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        for c in &self.cameras {
+            writeln!(f, "{c}")?;
+        }
+        let link: Vec<String> = self
+            .link
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !link.is_empty() {
             writeln!(f, "link: {}", link.join(", "))?;
         }
         if let Some(rerun) = &self.rerun {

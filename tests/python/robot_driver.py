@@ -37,6 +37,14 @@ class Writer:
         self._align(4)
         self.buf += struct.pack("<iI", ns // 1_000_000_000, ns % 1_000_000_000)
 
+    def string(self, text):
+        data = text.encode() + b"\x00"
+        self.u32(len(data))
+        self.buf += data
+
+    def u8(self, v):
+        self.buf.append(v)
+
     def f64s(self, values):
         self.u32(len(values))
         if values:
@@ -81,6 +89,33 @@ def encode_state(seq, stamp_ns, position, velocity):
     return bytes(w.buf)
 
 
+def encode_image(stamp_ns, camera, width, height, pixels):
+    """sensor_msgs/Image, rgb8, rows packed."""
+    w = Writer()
+    w.time(stamp_ns)
+    w.string(camera)
+    w.u32(height)
+    w.u32(width)
+    w.string("rgb8")
+    w.u8(0)  # is_bigendian
+    w.u32(width * 3)
+    w.u32(len(pixels))
+    w.buf += pixels
+    return bytes(w.buf)
+
+
+def junk_frame(i, stamp_ns, camera, width, height):
+    """A frame the runtime must count and drop: alternately cut short, of another size
+    than the hw-config's, and not CDR at all."""
+    good = encode_image(stamp_ns, camera, width, height, bytes(width * height * 3))
+    kind = i % 3
+    if kind == 0:
+        return good[: len(good) // 2]
+    if kind == 1:
+        return encode_image(stamp_ns, camera, width + 1, height, bytes((width + 1) * height * 3))
+    return b"\xff" * 64
+
+
 def decode_command(payload):
     r = Reader(payload)
     (version,) = r.take("<I", 4)
@@ -102,6 +137,12 @@ def main():
     ap.add_argument("--dof", type=int, default=3)
     ap.add_argument("--rate-hz", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--camera", help="also publish rgb8 frames of this camera (30 Hz)")
+    ap.add_argument("--width", type=int, default=84)
+    ap.add_argument("--height", type=int, default=84)
+    ap.add_argument(
+        "--junk-frames", type=int, default=0, help="make the first N camera frames malformed"
+    )
     args = ap.parse_args()
 
     conf = zenoh.Config()
@@ -130,6 +171,11 @@ def main():
     sub = session.declare_subscriber(args.prefix + "/command", on_command)
     pub = session.declare_publisher(args.prefix + "/state", express=True)
     token = session.liveliness().declare_token(args.prefix + "/alive/robot")
+    camera = None
+    if args.camera:
+        camera = session.declare_publisher(args.prefix + "/camera/" + args.camera)
+    frames = {"sent": 0, "junk": 0}
+    next_frame = 0.0
 
     dt = 1.0 / args.rate_hz
     seq = 0
@@ -141,12 +187,28 @@ def main():
             q = [p + x * dt for p, x in zip(q, v)]
         seq += 1
         pub.put(encode_state(seq, time.monotonic_ns(), q, v))
+        # Frames once the runtime is listening (its first command): a frame published
+        # before it subscribed would reach nobody.
+        if camera is not None and received["commands"] > 0 and time.monotonic() >= next_frame:
+            next_frame = max(next_frame + 1.0 / 30.0, time.monotonic() - 1.0)
+            stamp = time.monotonic_ns()
+            if frames["junk"] < args.junk_frames:
+                camera.put(junk_frame(frames["junk"], stamp, args.camera, args.width, args.height))
+                frames["junk"] += 1
+            else:
+                shade = bytes([frames["sent"] % 256]) * (args.width * args.height * 3)
+                camera.put(encode_image(stamp, args.camera, args.width, args.height, shade))
+                frames["sent"] += 1
         time.sleep(dt)
 
     token.undeclare()
     sub.undeclare()
     session.close()
-    print(json.dumps({"states_sent": seq, "final_positions": q, **received}))
+    if camera is not None:
+        camera.undeclare()
+    summary = {"states_sent": seq, "final_positions": q, **received}
+    summary.update({"frames_sent": frames["sent"], "junk_frames_sent": frames["junk"]})
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -132,9 +132,9 @@ impl ClipConfig {
 
     /// Parses and checks a Hugging Face CLIP `config.json`.
     pub fn from_hf_json(text: &str, file: &str) -> Result<Self, ClipError> {
-        let raw: HfConfig = serde_json::from_str(text).map_err(|e| ClipError::Config {
+        let raw: HfConfig = serde_json::from_str(text).map_err(|source| ClipError::ConfigJson {
             file: file.to_string(),
-            message: e.to_string(),
+            source,
         })?;
         let bad = |message: String| ClipError::Config {
             file: file.to_string(),

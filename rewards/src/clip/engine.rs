@@ -85,7 +85,7 @@ impl ClipEngine {
         device: ComputeDevice,
         precision: Precision,
     ) -> Result<Self, ClipError> {
-        check_pair(device, precision).map_err(|e| ClipError::Device(e.to_string()))?;
+        check_pair(device, precision)?;
         match device {
             ComputeDevice::Cpu => Ok(ClipEngine::Cpu(build(source, &Default::default())?)),
             #[cfg(feature = "cuda")]
@@ -96,15 +96,11 @@ impl ClipEngine {
                     Precision::F16 => build(source, &d).map(ClipEngine::CudaHalf),
                 }
             })
-            .map_err(|e| ClipError::Device(e.to_string()))?,
+            .map_err(ClipError::Cuda)?,
             #[cfg(not(feature = "cuda"))]
             ComputeDevice::Cuda(_) => {
                 let _ = (source, precision);
-                Err(ClipError::Device(
-                    "this rlrt was built without CUDA: rebuild with `--features cuda` \
-                     (see docs/cuda.md)"
-                        .into(),
-                ))
+                Err(ClipError::NoCudaBuild)
             }
         }
     }

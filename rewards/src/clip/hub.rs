@@ -39,8 +39,8 @@ pub fn locate(model: &Path) -> Result<PathBuf, ClipError> {
 }
 
 fn hub_error(id: &str, message: String) -> ClipError {
-    ClipError::Io {
-        file: PathBuf::from(format!("{PREFIX}{id}")),
+    ClipError::Hub {
+        id: id.to_owned(),
         message,
     }
 }
@@ -83,20 +83,16 @@ pub fn resolve(
         .http_status_as_error(false)
         .build()
         .into();
-    let unreachable = |url: &str, message: String| {
-        hub_error(
-            id,
-            format!(
-                "not in the Hugging Face cache ({}) and {url} failed: {message}; download the \
-                 model where the Hub is reachable (huggingface-cli download {id}) and copy the \
-                 cache, or pass the model's folder",
-                repo.display()
-            ),
-        )
-    };
-    let io = |file: &Path, e: std::io::Error| ClipError::Io {
+    let unreachable =
+        |url: &str, source: Box<dyn std::error::Error + Send + Sync>| ClipError::HubUnreachable {
+            id: id.to_owned(),
+            cache: repo.clone(),
+            url: url.to_owned(),
+            source,
+        };
+    let io = |file: &Path, source: std::io::Error| ClipError::Write {
         file: file.to_owned(),
-        message: e.to_string(),
+        source,
     };
     // The snapshot is named by the commit the first reply reports; each file streams to a
     // temporary name on disk (a checkpoint can be larger than the robot's free memory) and is
@@ -111,12 +107,15 @@ pub fn resolve(
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request
-            .call()
-            .map_err(|e| unreachable(&url, e.to_string()))?;
+        let mut response = request.call().map_err(|e| unreachable(&url, Box::new(e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(unreachable(&url, format!("HTTP {status}")));
+            return Err(ClipError::HubStatus {
+                id: id.to_owned(),
+                cache: repo.clone(),
+                url,
+                status: status.as_u16(),
+            });
         }
         let dir = match &snapshot {
             Some(dir) => dir.clone(),
@@ -140,7 +139,7 @@ pub fn resolve(
             &mut response.body_mut().with_config().limit(u64::MAX).reader(),
             &mut out,
         )
-        .map_err(|e| unreachable(&url, e.to_string()))?;
+        .map_err(|e| unreachable(&url, Box::new(e)))?;
         drop(out);
         std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
     }

@@ -33,12 +33,32 @@ pub type CpuBackend = burn::backend::Flex;
 /// Why a CLIP folder, prompt or frame cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
-    #[error("{}: {message}", file.display())]
-    Io { file: PathBuf, message: String },
+    #[error("cannot read {}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", file.display())]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not a CLIP config.json")]
+    ConfigJson {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{file}: {message}")]
     Config { file: String, message: String },
-    #[error("{}: not a safetensors file: {message}", file.display())]
-    Checkpoint { file: PathBuf, message: String },
+    #[error("{}: not a safetensors file", file.display())]
+    Checkpoint {
+        file: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     #[error("{}: tensor {tensor} is missing (expected shape {expected:?})", file.display())]
     MissingTensor {
         file: PathBuf,
@@ -58,16 +78,68 @@ pub enum ClipError {
         tensor: String,
         found: String,
     },
+    #[error("{}: expected a JSON object of token to id", file.display())]
+    VocabJson {
+        file: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{}: {message}", file.display())]
     TokenizerFile { file: PathBuf, message: String },
     #[error("the prompt is empty: a reward needs a sentence describing the goal")]
     EmptyPrompt,
     #[error("image: {0}")]
     Image(String),
+    #[error("{}: not a readable PNG", file.display())]
+    Png {
+        file: PathBuf,
+        #[source]
+        source: png::DecodingError,
+    },
     #[error(transparent)]
     Score(#[from] crate::vlm_rm::ScoreError),
-    #[error("device: {0}")]
-    Device(String),
+    /// Half precision asked of the CPU.
+    #[error(transparent)]
+    Precision(#[from] rlrt_runtime::compute::HalfOffGpu),
+    /// The CUDA device could not be used.
+    #[error(transparent)]
+    Cuda(#[from] rlrt_models::cuda::CudaError),
+    /// CUDA was asked of a build without it.
+    #[error(
+        "device: this rlrt was built without CUDA: rebuild with `--features cuda` (see \
+         docs/cuda.md)"
+    )]
+    NoCudaBuild,
+    /// A malformed `hf:` id or no cache folder.
+    #[error("hf:{id}: {message}")]
+    Hub { id: String, message: String },
+    /// The Hub model is not cached and could not be downloaded.
+    #[error(
+        "hf:{id}: not in the Hugging Face cache ({}) and {url} failed; download the model where \
+         the Hub is reachable (huggingface-cli download {id}) and copy the cache, or pass the \
+         model's folder",
+        cache.display()
+    )]
+    HubUnreachable {
+        id: String,
+        cache: PathBuf,
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Hub answered a download with an HTTP error.
+    #[error(
+        "hf:{id}: not in the Hugging Face cache ({}) and {url} answered HTTP {status}; download \
+         the model where the Hub is reachable (huggingface-cli download {id}) and copy the \
+         cache, or pass the model's folder",
+        cache.display()
+    )]
+    HubStatus {
+        id: String,
+        cache: PathBuf,
+        url: String,
+        status: u16,
+    },
 }
 
 /// A VLM-RM reward of one frame and what it was computed from.
@@ -168,9 +240,9 @@ impl<B: ClipBackend> ClipModel<B> {
     pub fn load(folder: &Path, device: &B::Device) -> Result<Self, ClipError> {
         let folder = &hub::locate(folder)?;
         let config_file = folder.join("config.json");
-        let text = std::fs::read_to_string(&config_file).map_err(|e| ClipError::Io {
+        let text = std::fs::read_to_string(&config_file).map_err(|source| ClipError::Read {
             file: config_file.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let config = ClipConfig::from_hf_json(&text, &config_file.display().to_string())?;
         let tokenizer = Tokenizer::from_folder(folder, config.text.max_positions)?;

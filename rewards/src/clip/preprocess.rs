@@ -227,19 +227,22 @@ pub fn normalise(rgb: &[u8], size: usize) -> Vec<f32> {
 /// expanded, 16-bit channels cut to 8 and alpha dropped, as PIL's `convert("RGB")` does.
 pub fn read_png(path: &std::path::Path) -> Result<(Vec<u8>, usize, usize), ClipError> {
     let bad = |message: String| ClipError::Image(format!("{}: {message}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let png = |source| ClipError::Png {
+        file: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|source| ClipError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| bad(format!("not a readable PNG: {e}")))?;
+    let mut reader = decoder.read_info().map_err(png)?;
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| bad("the image is too large".into()))?;
     let mut buf = vec![0; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| bad(format!("not a readable PNG: {e}")))?;
+    let info = reader.next_frame(&mut buf).map_err(png)?;
     buf.truncate(info.buffer_size());
     let (width, height) = (info.width as usize, info.height as usize);
     let rgb = match info.color_type {

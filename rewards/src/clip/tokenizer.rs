@@ -69,15 +69,15 @@ impl Tokenizer {
         let vocab_file = folder.join("vocab.json");
         let merges_file = folder.join("merges.txt");
         let read = |file: &Path| {
-            std::fs::read_to_string(file).map_err(|e| ClipError::Io {
+            std::fs::read_to_string(file).map_err(|source| ClipError::Read {
                 file: file.to_path_buf(),
-                message: e.to_string(),
+                source,
             })
         };
         let vocab: HashMap<String, u32> =
-            serde_json::from_str(&read(&vocab_file)?).map_err(|e| ClipError::TokenizerFile {
+            serde_json::from_str(&read(&vocab_file)?).map_err(|source| ClipError::VocabJson {
                 file: vocab_file.clone(),
-                message: format!("expected a JSON object of token to id: {e}"),
+                source,
             })?;
         let mut ranks = HashMap::new();
         for (line_no, line) in read(&merges_file)?.lines().enumerate() {

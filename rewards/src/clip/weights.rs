@@ -19,14 +19,14 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn read(file: &Path) -> Result<Self, ClipError> {
-        let bytes = std::fs::read(file).map_err(|e| ClipError::Io {
+        let bytes = std::fs::read(file).map_err(|source| ClipError::Read {
             file: file.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         // Parse once here so a damaged header is reported before any tensor is asked for.
-        SafeTensors::deserialize(&bytes).map_err(|e| ClipError::Checkpoint {
+        SafeTensors::deserialize(&bytes).map_err(|source| ClipError::Checkpoint {
             file: file.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         Ok(Self {
             file: file.to_path_buf(),

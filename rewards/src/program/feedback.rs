@@ -73,7 +73,7 @@ pub struct Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EpisodeError {
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("{}: cannot read", file.display())]
     Read {
         file: PathBuf,
         #[source]
@@ -85,7 +85,14 @@ pub enum EpisodeError {
         line: usize,
         message: String,
     },
-    #[error("{}: cannot write: {source}", file.display())]
+    #[error("{}:{line}: not a record of the environment", file.display())]
+    Json {
+        file: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: cannot write", file.display())]
     Write {
         file: PathBuf,
         #[source]
@@ -113,10 +120,13 @@ pub fn read_episodes(env: &Environment, path: &Path) -> Result<Vec<Record>, Epis
             line: i + 1,
             message,
         };
-        let raw: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| invalid(e.to_string()))?;
-        let record: RawRecord =
-            serde_json::from_value(raw.clone()).map_err(|e| invalid(e.to_string()))?;
+        let json = |source| EpisodeError::Json {
+            file: path.to_owned(),
+            line: i + 1,
+            source,
+        };
+        let raw: serde_json::Value = serde_json::from_str(&line).map_err(json)?;
+        let record: RawRecord = serde_json::from_value(raw.clone()).map_err(json)?;
         let state = to_state(env, &record.state).map_err(|e| invalid(e.0))?;
         records.push(Record {
             episode: record.episode,

@@ -49,8 +49,25 @@ pub struct Generated {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("{url}: request failed: {message}")]
-    Request { url: String, message: String },
+    #[error("{url}: request failed")]
+    Request {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: the reply is not JSON: {body}")]
+    Json {
+        url: String,
+        body: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{url}: unexpected reply: {message}")]
     Reply { url: String, message: String },
     #[error("the model's program was rejected after {attempts} attempt(s); nothing was written:\n{error}")]
@@ -60,7 +77,7 @@ pub enum GenerateError {
         program: String,
         error: ProgramError,
     },
-    #[error("{}: cannot write the program: {source}", file.display())]
+    #[error("{}: cannot write the program", file.display())]
     Write {
         file: PathBuf,
         #[source]
@@ -139,7 +156,7 @@ pub fn chat(endpoint: &ChatEndpoint, messages: &[Value]) -> Result<String, Gener
     }
     let request_error = |e: ureq::Error| GenerateError::Request {
         url: url.clone(),
-        message: e.to_string(),
+        source: Box::new(e),
     };
     let mut response = request
         .send(body.to_string().as_bytes())
@@ -150,14 +167,16 @@ pub fn chat(endpoint: &ChatEndpoint, messages: &[Value]) -> Result<String, Gener
         .read_to_string()
         .map_err(request_error)?;
     if !status.is_success() {
-        return Err(GenerateError::Request {
+        return Err(GenerateError::Status {
             url,
-            message: format!("HTTP {status}: {}", first_chars(&text, 500)),
+            status: status.as_u16(),
+            body: first_chars(&text, 500),
         });
     }
-    let reply: Value = serde_json::from_str(&text).map_err(|e| GenerateError::Reply {
+    let reply: Value = serde_json::from_str(&text).map_err(|source| GenerateError::Json {
         url: url.clone(),
-        message: format!("not JSON ({e}): {}", first_chars(&text, 200)),
+        body: first_chars(&text, 200),
+        source,
     })?;
     reply["choices"][0]["message"]["content"]
         .as_str()

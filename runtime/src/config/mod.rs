@@ -350,7 +350,7 @@ pub struct Diagnostic {
 /// Why a config was rejected. `Display` prints one line per problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{}: cannot read", file.display())]
     Read {
         file: PathBuf,
         #[source]

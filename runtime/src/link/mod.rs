@@ -36,7 +36,7 @@ pub(crate) mod shared;
 
 pub use error::LinkError;
 pub(crate) use shared::{apply_estop, deliver, CommandSender, Endpoints, Mailbox, Shared};
-pub use shared::{CameraFrames, CameraSlot, Frame, LinkStats, Waker};
+pub use shared::{CameraCounts, CameraFrames, CameraSlot, Frame, LinkCounters, LinkStats, Waker};
 
 use crate::clock::Clock;
 use crate::config::{LinkConfig, LinkMode, RobotConfig};
@@ -521,6 +521,11 @@ impl RobotLink {
 
     pub fn stats(&self) -> Arc<LinkStats> {
         self.stats.clone()
+    }
+
+    /// Every counter of the link and of its cameras, now.
+    pub fn counters(&self) -> LinkCounters {
+        LinkCounters::read(&self.stats, &self.cameras)
     }
 
     pub fn keys(&self) -> &Keys {

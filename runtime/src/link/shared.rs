@@ -48,6 +48,13 @@ pub struct LinkStats {
 impl LinkStats {
     /// Non-zero counters by name, for reports.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let mut all = self.all();
+        all.retain(|(_, n)| *n > 0);
+        all
+    }
+
+    /// Every counter by name, zeros included (machine-read reports: a key is always there).
+    pub fn all(&self) -> Vec<(&'static str, u64)> {
         [
             ("states_received", &self.states_received),
             ("states_accepted", &self.states_accepted),
@@ -66,8 +73,57 @@ impl LinkStats {
         ]
         .into_iter()
         .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
-        .filter(|(_, n)| *n > 0)
         .collect()
+    }
+}
+
+/// What one camera of the link received, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CameraCounts {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames received and accepted.
+    pub frames: u64,
+    /// Of the frames, those that arrived in zenoh shared memory.
+    pub shared: u64,
+    /// Frames that could not be decoded, or whose size or encoding differ from the
+    /// hw-config: counted and dropped.
+    pub rejected: u64,
+}
+
+impl std::fmt::Display for CameraCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "camera {} {}x{}: {} frames received over the link ({} in shared memory), {} rejected",
+            self.name, self.width, self.height, self.frames, self.shared, self.rejected
+        )
+    }
+}
+
+/// Every counter of a link: its own (zeros included) and its cameras'.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LinkCounters {
+    /// By name, as [`LinkStats::all`] gives them, followed by `camera_frames_received` and
+    /// `camera_frames_rejected`, the totals over the cameras.
+    pub counters: Vec<(&'static str, u64)>,
+    pub cameras: Vec<CameraCounts>,
+}
+
+impl LinkCounters {
+    pub fn read(stats: &LinkStats, cameras: &CameraFrames) -> Self {
+        let cameras = cameras.counts();
+        let mut counters = stats.all();
+        counters.push((
+            "camera_frames_received",
+            cameras.iter().map(|c| c.frames).sum(),
+        ));
+        counters.push((
+            "camera_frames_rejected",
+            cameras.iter().map(|c| c.rejected).sum(),
+        ));
+        Self { counters, cameras }
     }
 }
 
@@ -132,6 +188,21 @@ impl CameraFrames {
 
     pub fn slots(&self) -> &[CameraSlot] {
         &self.slots
+    }
+
+    /// Each camera's counters, in the hw-config's order.
+    pub fn counts(&self) -> Vec<CameraCounts> {
+        self.slots
+            .iter()
+            .map(|slot| CameraCounts {
+                name: slot.spec.name.clone(),
+                width: slot.spec.width,
+                height: slot.spec.height,
+                frames: slot.received.load(Ordering::Relaxed),
+                shared: slot.received_shared.load(Ordering::Relaxed),
+                rejected: slot.rejected.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Index of the camera called `name`.

@@ -118,13 +118,24 @@ fn names(model: &MjModel, kind: MjtObjBase, count: usize) -> String {
     }
 }
 
+/// Why a body could not be placed by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("no body {0:?}")]
+    NoBody(String),
+    #[error("body {0:?} is neither mocap nor free")]
+    Fixed(String),
+}
+
 /// The task's MJCF model, from its file or its built-in text.
 fn load_model(source: &TaskSource) -> Result<MjModel, TaskError> {
     match &source.model {
-        ModelSource::Path(path) => MjModel::from_xml(path)
-            .map_err(|e| source.invalid(format!("`model`: loading {}: {e}", path.display()))),
-        ModelSource::Text { name, xml } => MjModel::from_xml_string(xml)
-            .map_err(|e| source.invalid(format!("`model`: loading {name}: {e}"))),
+        ModelSource::Path(path) => {
+            MjModel::from_xml(path).map_err(|e| source.unloadable(path.display().to_string(), e))
+        }
+        ModelSource::Text { name, xml } => {
+            MjModel::from_xml_string(xml).map_err(|e| source.unloadable((*name).to_owned(), e))
+        }
     }
 }
 
@@ -509,12 +520,10 @@ fn renderers(
             .depth(false)
             .camera(MjvCamera::new_fixed(id))
             .build(model)
-            .map_err(|e| {
-                source.invalid(format!(
-                    "camera {:?}: cannot render offscreen ({e:?}); rendering needs EGL \
-                     (Debian: libegl1 libgl1-mesa-dri), or run without cameras",
-                    cam.name
-                ))
+            .map_err(|e| TaskError::Offscreen {
+                origin: source.origin.clone(),
+                camera: cam.name.clone(),
+                source: e,
             })?;
         cameras.push(Camera { renderer });
     }
@@ -632,21 +641,16 @@ impl MujocoSim {
     }
 
     /// Moves a placed body by hand (tests and tools), then recomputes positions.
-    pub fn set_body_position(
-        &mut self,
-        body: &str,
-        position: [f64; 3],
-    ) -> Result<(), crate::plant::RenderError> {
-        use crate::plant::RenderError as Refused;
+    pub fn set_body_position(&mut self, body: &str, position: [f64; 3]) -> Result<(), PlaceError> {
         let id = find(&self.model, MjtObjBase::mjOBJ_BODY, body)
-            .ok_or_else(|| Refused(format!("no body {body:?}")))?;
+            .ok_or_else(|| PlaceError::NoBody(body.to_owned()))?;
         let mocap = self.model.body_mocapid()[id];
         if mocap >= 0 {
             self.data.mocap_pos_mut()[mocap as usize] = position;
         } else {
             let first = self.model.body_jntadr()[id];
             if first < 0 || self.model.jnt_type()[first as usize] != MjtJoint::mjJNT_FREE {
-                return Err(Refused(format!("body {body:?} is neither mocap nor free")));
+                return Err(PlaceError::Fixed(body.to_owned()));
             }
             let adr = self.model.jnt_qposadr()[first as usize] as usize;
             self.data.qpos_mut()[adr..adr + 3].copy_from_slice(&position);
@@ -916,18 +920,16 @@ impl Plant for MujocoSim {
         let camera = self
             .cameras
             .get_mut(index)
-            .ok_or_else(|| RenderError(format!("no camera {index}")))?;
-        camera
-            .renderer
-            .sync_data(&mut self.data)
-            .map_err(|e| RenderError(format!("{e:?}")))?;
-        camera
-            .renderer
-            .render()
-            .map_err(|e| RenderError(format!("{e:?}")))?;
+            .ok_or(RenderError::NoCamera(index))?;
+        let failed = |e: mujoco_rs::renderer::RendererError| RenderError::Renderer {
+            camera: index,
+            source: Box::new(e),
+        };
+        camera.renderer.sync_data(&mut self.data).map_err(failed)?;
+        camera.renderer.render().map_err(failed)?;
         camera
             .renderer
             .rgb_flat()
-            .ok_or_else(|| RenderError("the renderer has no rgb buffer".to_owned()))
+            .ok_or(RenderError::NoBuffer(index))
     }
 }

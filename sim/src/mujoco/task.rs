@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mujoco_rs::error::MjModelError;
 use serde::Deserialize;
 
 use super::gymnasium::{self, GymEnv};
@@ -148,7 +149,30 @@ pub enum ModelSource {
 pub enum TaskError {
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("reading task file {path}: {source}")]
+    #[error("{origin}: not a task file")]
+    Toml {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error(
+        "{origin}: camera {camera:?}: cannot render offscreen; rendering needs EGL (Debian: \
+         libegl1 libgl1-mesa-dri), or run without cameras"
+    )]
+    Offscreen {
+        origin: String,
+        camera: String,
+        #[source]
+        source: mujoco_rs::renderer::RendererError,
+    },
+    #[error("{origin}: `model`: MuJoCo cannot load {model}")]
+    Model {
+        origin: String,
+        model: String,
+        #[source]
+        source: mujoco_rs::error::MjModelError,
+    },
+    #[error("reading task file {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -252,6 +276,14 @@ impl TaskSource {
         }
     }
 
+    pub(crate) fn unloadable(&self, model: String, source: MjModelError) -> TaskError {
+        TaskError::Model {
+            origin: self.origin.clone(),
+            model,
+            source,
+        }
+    }
+
     pub(crate) fn invalid(&self, message: impl Into<String>) -> TaskError {
         TaskError::Invalid {
             origin: self.origin.clone(),
@@ -270,9 +302,9 @@ fn gymnasium_model(env: GymEnv, origin: &str) -> Result<ModelSource, TaskError> 
 }
 
 fn parse(text: &str, origin: &str) -> Result<TaskFile, TaskError> {
-    let file: TaskFile = toml::from_str(text).map_err(|e| TaskError::Invalid {
+    let file: TaskFile = toml::from_str(text).map_err(|source| TaskError::Toml {
         origin: origin.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
+        source,
     })?;
     let fail = |message: String| {
         Err(TaskError::Invalid {
