@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 #[cfg(feature = "sim")]
-use rlrt_runtime::link::{open_session, CameraCounts, LinkCounters};
+use rlrt_runtime::link::open_session;
+use rlrt_runtime::link::{CameraCounts, LinkCounters};
 #[cfg(feature = "sim")]
 use rlrt_runtime::protocol::FLAG_LOCKSTEP_STEP;
 use rlrt_runtime::telemetry::telemetry_channel;

@@ -53,7 +53,10 @@ pub const DEFAULT_QUEUE_LEN: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     /// `save=<file.rrd>`: written to a file (flushed as it goes; a crash keeps what was
-    /// written).
+    /// written). The file has no footer (the manifest of its chunks): to write one, rerun's
+    /// file sink keeps every chunk's metadata in memory until the file is closed, which grows
+    /// without bound on a long run (about 0.4 MB/s for the reach arm with its camera; rerun
+    /// #12623). Readers load such files whole, as they do a file cut short by a crash.
     Save(PathBuf),
     /// `spawn`: start a rerun viewer (the `rerun` command of the `rerun-sdk` wheel) and
     /// stream to it.
@@ -297,10 +300,21 @@ fn open(
                     source,
                 })?;
             }
-            builder.save(path).map_err(|source| RerunError::Save {
-                path: path.clone(),
-                source,
-            })?
+            let options = rerun::sink::FileSinkOptions {
+                write_footer: false,
+            };
+            let sink = rerun::sink::FileSink::with_options(path, options).map_err(|source| {
+                RerunError::Save {
+                    path: path.clone(),
+                    source: source.into(),
+                }
+            })?;
+            builder
+                .set_sinks((sink,))
+                .map_err(|source| RerunError::Save {
+                    path: path.clone(),
+                    source,
+                })?
         }
         Destination::Spawn => builder
             .spawn_opts(&spawn_options())
