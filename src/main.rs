@@ -199,10 +199,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    // rerun's file sink warns on every `--rerun save=` that the file gets no footer: rlrt
-    // chooses that, to bound memory (see `rlrt_rerun::Destination::Save`).
-    let quiet_sink = "re_log_encoding::rrd::file_sink=error";
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},{quiet_sink}"))
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: a log piped to a file or read by a test stays plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -451,3 +451,65 @@ fn connect_streams_to_a_running_rerun_server() {
         run["rerun"]["frames"].as_u64().unwrap()
     );
 }
+
+/// A `save=` recording that outlasts a part goes on in `<stem>.1.rrd`, ...: each file closes
+/// with its footer (rerun's verifier accepts it) and together they hold every tick once.
+#[test]
+fn a_long_recording_goes_on_in_parts_that_each_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = reach_config(dir.path(), "rlrt/test-rerun-parts");
+    let rrd = dir.path().join("long.rrd");
+    let out = rlrt()
+        .env("RLRT_RERUN_PART_SECONDS", "1")
+        .args(["run", "--sim", "--seconds", "4", "--json", "--rerun"])
+        .arg(format!("save={}", rrd.display()))
+        .arg(&config)
+        .output()
+        .unwrap();
+    let run = json_stdout(&out);
+    let rerun = &run["rerun"];
+    assert_eq!(rerun["errors"], 0, "{rerun}");
+    assert_eq!(rerun["dropped"], 0, "{rerun}");
+    let files: Vec<PathBuf> = rerun["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().unwrap()))
+        .collect();
+    // A part every second of wall time, checked at each flush (every 2 s for a file).
+    assert!(files.len() >= 2, "{rerun}");
+    assert_eq!(files[0], rrd);
+    assert_eq!(files[1], dir.path().join("long.1.rrd"));
+    let mut ticks = Vec::new();
+    for file in &files {
+        let verify = Command::new(common::repo(".deps/python/rerun_sdk/rerun_cli/rerun"))
+            .args(["rrd", "verify"])
+            .arg(file)
+            .env("RERUN_ANALYTICS", "0")
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "rerun rrd verify {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let content = read_rrd(file);
+        let jitter = &content["scalars"]["/timing/jitter_us"]["ticks"];
+        ticks.extend(
+            jitter
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap()),
+        );
+    }
+    ticks.sort_unstable();
+    let logged = ticks.len() as u64;
+    ticks.dedup();
+    assert_eq!(ticks.len() as u64, logged, "a tick is in two parts");
+    assert_eq!(
+        logged,
+        run["report"]["loop_stats"]["ticks"].as_u64().unwrap()
+    );
+}

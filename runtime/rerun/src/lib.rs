@@ -44,6 +44,43 @@ pub const TIMELINE_TIME: &str = "time";
 pub const TIMELINE_WALL: &str = "wall_time";
 /// Scalars are sent as columns at least this often.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often scalars go out to a file: each flush makes one chunk per series, and the file
+/// sink keeps about 1 KB of metadata per chunk until the file is closed.
+pub const FILE_FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// How long one file of a `save=` recording covers before the next part begins (overridden
+/// by `RLRT_RERUN_PART_SECONDS`): with the reach arm and its camera, about 25 chunks a second,
+/// the file sink's metadata stays under 15 MB.
+pub const PART_SECONDS: u64 = 600;
+
+/// Part `index` of a `save=` recording: the path itself for the first, `<stem>.<index>.rrd`
+/// beside it for the later ones.
+pub fn part_path(path: &std::path::Path, index: u64) -> PathBuf {
+    if index == 0 {
+        return path.to_owned();
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rrd".into());
+    path.with_file_name(format!("{stem}.{index}.{ext}"))
+}
+
+/// A file sink with rerun's defaults: the footer is written when it closes.
+fn file_sink(path: &std::path::Path) -> Result<rerun::sink::FileSink, RerunError> {
+    rerun::sink::FileSink::new(path).map_err(|source| RerunError::Save {
+        path: path.to_owned(),
+        source: source.into(),
+    })
+}
+
+/// When the next part of a `save=` recording begins.
+struct Parts {
+    path: PathBuf,
+    every: Duration,
+    began: Instant,
+    index: u64,
+}
 /// Or when this many values are waiting.
 const FLUSH_VALUES: usize = 16_384;
 /// Default capacity of the queue into the rerun thread, in events.
@@ -53,10 +90,10 @@ pub const DEFAULT_QUEUE_LEN: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     /// `save=<file.rrd>`: written to a file (flushed as it goes; a crash keeps what was
-    /// written). The file has no footer (the manifest of its chunks): to write one, rerun's
-    /// file sink keeps every chunk's metadata in memory until the file is closed, which grows
-    /// without bound on a long run (about 0.4 MB/s for the reach arm with its camera; rerun
-    /// #12623). Readers load such files whole, as they do a file cut short by a crash.
+    /// written). rerun's file sink keeps every chunk's metadata in memory until the file is
+    /// closed, for the file's footer (rerun #12623), so a long run goes on in a new part every
+    /// [`PART_SECONDS`] (`<file>.1.rrd`, `<file>.2.rrd`, ...: one recording, which the viewer
+    /// opens as one), and scalars are sent in columns every [`FILE_FLUSH_EVERY`].
     Save(PathBuf),
     /// `spawn`: start a rerun viewer (the `rerun` command of the `rerun-sdk` wheel) and
     /// stream to it.
@@ -111,6 +148,8 @@ pub struct RerunStats {
     pub reward_rows: AtomicU64,
     /// Log calls rerun refused (such as a malformed batch).
     pub errors: AtomicU64,
+    /// Files written after the first (`save=` on a long run).
+    pub later_parts: AtomicU64,
 }
 
 /// What was logged, for the run's report.
@@ -123,6 +162,8 @@ pub struct RerunSummary {
     pub reward_rows: u64,
     pub dropped: u64,
     pub errors: u64,
+    /// The files of a `save=` recording, in order (one unless the run outlasted a part).
+    pub files: Vec<String>,
 }
 
 impl std::fmt::Display for RerunSummary {
@@ -138,7 +179,11 @@ impl std::fmt::Display for RerunSummary {
             self.reward_rows,
             self.dropped,
             self.errors
-        )
+        )?;
+        if self.files.len() > 1 {
+            writeln!(f, "rerun files (one recording): {}", self.files.join(" "))?;
+        }
+        Ok(())
     }
 }
 
@@ -300,17 +345,8 @@ fn open(
                     source,
                 })?;
             }
-            let options = rerun::sink::FileSinkOptions {
-                write_footer: false,
-            };
-            let sink = rerun::sink::FileSink::with_options(path, options).map_err(|source| {
-                RerunError::Save {
-                    path: path.clone(),
-                    source: source.into(),
-                }
-            })?;
             builder
-                .set_sinks((sink,))
+                .set_sinks((file_sink(path)?,))
                 .map_err(|source| RerunError::Save {
                     path: path.clone(),
                     source,
@@ -358,10 +394,31 @@ impl RerunLogger {
         }
         let (events, rx) = event_queue(queue_len);
         let stats = Arc::new(RerunStats::default());
+        let parts = match destination {
+            Destination::Save(path) => Some(Parts {
+                path: path.clone(),
+                every: Duration::from_secs(
+                    std::env::var("RLRT_RERUN_PART_SECONDS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(PART_SECONDS),
+                ),
+                began: Instant::now(),
+                index: 0,
+            }),
+            _ => None,
+        };
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("rlrt-rerun".into())
-            .spawn(move || Writer::new(rec, layout, wall, thread_stats).run(rx))
+            .spawn(move || {
+                let mut writer = Writer::new(rec, layout, wall, thread_stats);
+                if let Some(parts) = parts {
+                    writer.flush_every = FILE_FLUSH_EVERY;
+                    writer.parts = Some(parts);
+                }
+                writer.run(rx)
+            })
             .map_err(|source| RerunError::Thread { source })?;
         Ok(Self {
             events,
@@ -395,7 +452,14 @@ impl RerunLogger {
         drop(events);
         let _ = thread.join();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let files = match &destination {
+            Destination::Save(path) => (0..=get(&stats.later_parts))
+                .map(|i| part_path(path, i).display().to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
         RerunSummary {
+            files,
             destination: destination.to_string(),
             ticks: get(&stats.ticks),
             frames: get(&stats.frames),
@@ -451,6 +515,8 @@ struct Writer {
     last_fault: Option<Cause>,
     /// Limits are drawn as lines through the first and last tick of each batch.
     limits_tick: Option<(u64, u64)>,
+    flush_every: Duration,
+    parts: Option<Parts>,
 }
 
 impl Writer {
@@ -471,6 +537,8 @@ impl Writer {
             last_interventions: 0,
             last_fault: None,
             limits_tick: None,
+            flush_every: FLUSH_EVERY,
+            parts: None,
         };
         for j in &layout.joints {
             let base = format!("robot/joints/{j}");
@@ -532,14 +600,15 @@ impl Writer {
     fn run(mut self, rx: Receiver<Event>) {
         let mut last_flush = Instant::now();
         loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
+            match rx.recv_timeout(self.flush_every) {
                 Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if self.waiting >= FLUSH_VALUES || last_flush.elapsed() >= FLUSH_EVERY {
+            if self.waiting >= FLUSH_VALUES || last_flush.elapsed() >= self.flush_every {
                 self.flush();
                 last_flush = Instant::now();
+                self.next_part_if_due();
             }
         }
         self.flush();
@@ -547,6 +616,30 @@ impl Writer {
             tracing::warn!("rerun: flushing the recording failed: {e}");
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Goes on in the next file of a `save=` recording once the current one covers its time:
+    /// the current file is flushed and closed with its footer.
+    fn next_part_if_due(&mut self) {
+        let Some(parts) = &mut self.parts else {
+            return;
+        };
+        if parts.began.elapsed() < parts.every {
+            return;
+        }
+        let next = part_path(&parts.path, parts.index + 1);
+        match file_sink(&next) {
+            Ok(sink) => {
+                self.rec.set_sink(Box::new(sink));
+                parts.index += 1;
+                self.stats.later_parts.store(parts.index, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("rerun: {e}; the recording stays in the current file");
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        parts.began = Instant::now();
     }
 
     fn set_time(&self, tick: u64, time_ns: u64) {
