@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod config_check;
 mod frame_rewards;
+mod fuzz_corpus;
 mod import;
 mod link;
 mod mujoco_link;

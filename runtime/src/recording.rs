@@ -216,7 +216,10 @@ impl CameraInfo {
             "32FC1" => 4,
             _ => 3,
         };
-        self.width as usize * self.height as usize * per_pixel
+        // Saturating: a dataset.json may claim any size, and no frame is usize::MAX bytes.
+        (self.width as usize)
+            .saturating_mul(self.height as usize)
+            .saturating_mul(per_pixel)
     }
 }
 
@@ -312,7 +315,8 @@ impl Episode {
 
     fn encode(&self, observation_len: usize, action_len: usize) -> Vec<u8> {
         let steps = self.steps();
-        let mut out = Vec::with_capacity(file_len(steps, observation_len, action_len));
+        let mut out =
+            Vec::with_capacity(file_len(steps, observation_len, action_len).unwrap_or_default());
         out.extend_from_slice(MAGIC);
         for v in [
             VERSION,
@@ -340,8 +344,19 @@ impl Episode {
     }
 }
 
-fn file_len(steps: usize, observation_len: usize, action_len: usize) -> usize {
-    HEADER_BYTES + 8 * ((steps + 1) * observation_len + steps * action_len + steps) + 2 * steps + 8
+/// Bytes of an episode file; `None` when they would not fit in a `usize`, which only a
+/// damaged or crafted header can ask for (unchecked, the sum can wrap around to the length of
+/// a small file, and decoding then asks for an impossible allocation).
+fn file_len(steps: usize, observation_len: usize, action_len: usize) -> Option<usize> {
+    let values = steps
+        .checked_add(1)?
+        .checked_mul(observation_len)?
+        .checked_add(steps.checked_mul(action_len)?)?
+        .checked_add(steps)?;
+    values
+        .checked_mul(8)?
+        .checked_add(steps.checked_mul(2)?)?
+        .checked_add(HEADER_BYTES + 8)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -440,7 +455,21 @@ fn frames_layout(
                 ),
             ));
         }
-        len += n * (13 + b);
+        // Checked: unchecked, a crafted header can wrap the sum around to the length of a
+        // small file, whose frames are then read past its end.
+        len = b
+            .checked_add(13)
+            .and_then(|per_frame| per_frame.checked_mul(n))
+            .and_then(|bytes| bytes.checked_add(len))
+            .ok_or_else(|| {
+                bad(
+                    "frames",
+                    format!(
+                        "camera {:?}: {n} frames of {b} bytes, more than a file can hold",
+                        camera.name
+                    ),
+                )
+            })?;
         counts.push((n, b));
     }
     Ok((len, counts))
@@ -628,7 +657,7 @@ impl DatasetWriter {
             let fits = track.success.len() == track.rows.len()
                 && track.scores.len() == track.rows.len()
                 && track.scores.iter().all(|v| v.is_finite())
-                && track.pixels.len() == track.rows.len() * camera.frame_bytes()
+                && Some(track.pixels.len()) == track.rows.len().checked_mul(camera.frame_bytes())
                 && track.rows.iter().all(|r| *r as usize <= t);
             if !fits {
                 return Err(bad(
@@ -867,7 +896,12 @@ pub fn decode(
             format!("{a}, dataset.json says {}", info.action_len),
         ));
     }
-    let expected = file_len(t, o, a);
+    let Some(expected) = file_len(t, o, a) else {
+        return Err(bad(
+            "length",
+            format!("{t} steps of {o} + {a} values, more than a file can hold (corrupt)"),
+        ));
+    };
     if bytes.len() != expected {
         return Err(bad(
             "length",

@@ -73,7 +73,13 @@ impl<'a> SourceMap<'a> {
 
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        // An offset may fall inside a multi-byte character: TOML error spans can point into
+        // a byte-order mark, and `config::parse` steps back along a line byte by byte. Such
+        // an offset counts as the start of its character.
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -238,5 +244,17 @@ mod tests {
         // A key that does not exist resolves to its nearest ancestor.
         let path = KeyPath::root().key("robot").key("missing");
         assert_eq!(map.line_col(map.span_of(&path).unwrap().start).0, 2);
+    }
+
+    #[test]
+    fn an_offset_inside_a_character_counts_as_its_start() {
+        // A byte-order mark (3 bytes) and an `é` (2 bytes); found by fuzzing `config::parse`.
+        let text = "\u{feff}a = \"\u{e9}\"\nb";
+        let map = SourceMap::new(text);
+        assert_eq!(map.line_col(1), (1, 1));
+        assert_eq!(map.line_col(2), (1, 1));
+        assert_eq!(map.line_col(3), (1, 2));
+        assert_eq!(map.line_col(text.find('\u{e9}').unwrap() + 1), (1, 7));
+        assert_eq!(map.line_col(text.len()), (2, 2));
     }
 }
