@@ -41,6 +41,22 @@ fn json_stdout(out: &std::process::Output) -> Value {
     })
 }
 
+/// `rerun rrd verify` (rerun's own command line, from the rerun-sdk wheel) accepts the file.
+fn verify_rrd(file: &Path) {
+    let verify = Command::new(common::repo(".deps/python/rerun_sdk/rerun_cli/rerun"))
+        .args(["rrd", "verify"])
+        .arg(file)
+        .env("RERUN_ANALYTICS", "0")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "rerun rrd verify {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
 }
@@ -365,17 +381,7 @@ fn demo_recording_verifies_and_puts_frames_rewards_and_faults_on_one_timeline() 
     assert_eq!(demo["success_rate"], 1.0, "{demo}");
 
     // rerun's own command line (from the rerun-sdk wheel) accepts the file.
-    let verify = Command::new(common::repo(".deps/python/rerun_sdk/rerun_cli/rerun"))
-        .args(["rrd", "verify"])
-        .arg(&rrd)
-        .env("RERUN_ANALYTICS", "0")
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "rerun rrd verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    verify_rrd(&rrd);
 
     let file = read_rrd(&rrd);
     assert!(file["blueprints"].as_u64().unwrap() >= 1);
@@ -482,18 +488,7 @@ fn a_long_recording_goes_on_in_parts_that_each_verify() {
     assert_eq!(files[1], dir.path().join("long.1.rrd"));
     let mut ticks = Vec::new();
     for file in &files {
-        let verify = Command::new(common::repo(".deps/python/rerun_sdk/rerun_cli/rerun"))
-            .args(["rrd", "verify"])
-            .arg(file)
-            .env("RERUN_ANALYTICS", "0")
-            .output()
-            .unwrap();
-        assert!(
-            verify.status.success(),
-            "rerun rrd verify {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&verify.stderr)
-        );
+        verify_rrd(file);
         let content = read_rrd(file);
         let jitter = &content["scalars"]["/timing/jitter_us"]["ticks"];
         ticks.extend(

@@ -355,13 +355,7 @@ impl std::fmt::Display for DemoOutcome {
                 writeln!(f, "  {:<24} {n:>10}", cause.name())?;
             }
         }
-        let link: Vec<String> = self
-            .link
-            .iter()
-            .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        writeln!(f, "link: {}", link.join(", "))?;
+        super::write_link_counters(f, &self.link)?;
         if let Some(rerun) = &self.rerun {
             write!(f, "{rerun}")?;
         }

@@ -97,6 +97,22 @@ pub fn error_exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
+/// The text report's `link:` line: the non-zero link counters (none: no line).
+pub fn write_link_counters(
+    f: &mut std::fmt::Formatter<'_>,
+    counters: &[(&'static str, u64)],
+) -> std::fmt::Result {
+    let nonzero: Vec<String> = counters
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if nonzero.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "link: {}", nonzero.join(", "))
+}
+
 /// `--json` of a command: its outcome as one JSON object on stdout instead of text.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct Output {

@@ -557,15 +557,7 @@ impl std::fmt::Display for RunOutcome {
         for c in &self.cameras {
             writeln!(f, "{c}")?;
         }
-        let link: Vec<String> = self
-            .link
-            .iter()
-            .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        if !link.is_empty() {
-            writeln!(f, "link: {}", link.join(", "))?;
-        }
+        super::write_link_counters(f, &self.link)?;
         if let Some(rerun) = &self.rerun {
             write!(f, "{rerun}")?;
         }
